@@ -1,0 +1,1 @@
+"""Training: the VAE model, data, the training loop and checkpoints (needs the `train` extra)."""

@@ -1,0 +1,54 @@
+"""Checkpoints: plain dicts of tensors and builtins, written atomically, loaded without unpickling code."""
+from __future__ import annotations
+
+import os
+import pickle
+import tempfile
+import zipfile
+from pathlib import Path
+
+import torch
+
+FORMAT, VERSION = "vae-edge-checkpoint", 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read; the message is one line for the user."""
+
+
+def save(obj: dict, path: str | os.PathLike) -> None:
+    """Write `obj` to `path` via a temporary file and a rename, so a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load(path: str | os.PathLike) -> dict | object:
+    """torch.load with weights_only=True: pickled code is refused, never run."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"no such checkpoint: {path}")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise CheckpointError(
+            f"{path} holds pickled objects that are not plain weights; refusing to load it "
+            f"(weights_only: {first[:200]})") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as e:
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?): "
+                              f"{str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__}") from None
+
+
+def is_vae_edge(obj) -> bool:
+    """True for a checkpoint written by vae-train (as opposed to a bare state_dict)."""
+    return isinstance(obj, dict) and obj.get("format") == FORMAT

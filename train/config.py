@@ -1,0 +1,58 @@
+"""The one training configuration. Its model fields travel into checkpoints, ONNX metadata and the runtime."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+# Keys of the config that describe the network, as opposed to how it was trained.
+MODEL_KEYS = ("arch", "input_shape", "hidden_dim", "latent_dim", "likelihood")
+
+
+@dataclass
+class Config:
+    """Everything `vae-train` needs; defaults follow the reference recipe."""
+
+    # model
+    arch: str = "mlp"  # mlp | conv
+    hidden_dim: int = 400
+    latent_dim: int = 20
+    likelihood: str = "bernoulli"
+    input_shape: tuple[int, int, int] = (1, 28, 28)  # C, H, W; set from the data
+    # data
+    dataset: str = "fashion-mnist"  # fashion-mnist | mnist | kmnist | folder | file.npy
+    data_dir: str = "data"
+    image_size: int = 28  # for image folders
+    channels: int = 1  # for image folders
+    test_fraction: float = 0.1  # for folders and .npy files
+    binarize: bool = False
+    # optimisation
+    epochs: int = 10
+    batch_size: int = 128
+    lr: float = 1e-3
+    beta: float = 1.0
+    kl_warmup: float = 0.0  # epochs over which beta ramps up from 0
+    seed: int = 1
+    # machinery
+    device: str = "auto"
+    amp: bool = False
+    compile: bool = False
+    iwae_k: int = 0  # 0: no importance-sampled log-likelihood
+    out_dir: str = "runs"
+    name: str = "vae"
+
+    def model(self) -> dict:
+        """The architecture facts, as stored in checkpoints and ONNX metadata."""
+        d = asdict(self)
+        return {k: (list(d[k]) if k == "input_shape" else d[k]) for k in MODEL_KEYS}
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["input_shape"] = list(self.input_shape)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Config":
+        known = {f.name for f in fields(cls)}
+        kw = {k: v for k, v in d.items() if k in known}
+        if "input_shape" in kw:
+            kw["input_shape"] = tuple(int(v) for v in kw["input_shape"])
+        return cls(**kw)
