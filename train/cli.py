@@ -1,0 +1,127 @@
+"""`vae-train` and `vae-eval`: thin command lines over vae_edge.train."""
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .config import Config
+
+D = Config()  # the defaults live in one place
+train_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
+                        help="Fit the VAE and write runs/<name>/model.pt.")
+eval_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
+                       help="Evaluate a saved model.pt on its test split.")
+
+
+def _fail(msg: str, code: int = 2):
+    typer.echo(f"error: {msg}", err=True)
+    raise typer.Exit(code)
+
+
+@train_app.command()
+def train_cmd(
+    dataset: Annotated[str, typer.Option(help="fashion-mnist, mnist, kmnist, a folder of PNG/JPEG images, or an .npy file (N x H x W or N x C x H x W, uint8 or float in [0, 1]).")] = D.dataset,
+    data_dir: Annotated[str, typer.Option(help="Where named datasets are looked for (and downloaded to when missing).")] = D.data_dir,
+    arch: Annotated[str, typer.Option(help="mlp (the reference network) or conv (needs H and W divisible by 4).")] = D.arch,
+    hidden_dim: Annotated[int, typer.Option(help="Width of the hidden layer.")] = D.hidden_dim,
+    latent_dim: Annotated[int, typer.Option(help="Size of z.")] = D.latent_dim,
+    epochs: Annotated[int, typer.Option(help="Passes over the training set.")] = D.epochs,
+    batch_size: Annotated[int, typer.Option(help="Examples per step (global, across torchrun processes).")] = D.batch_size,
+    lr: Annotated[float, typer.Option(help="Adam learning rate.")] = D.lr,
+    beta: Annotated[float, typer.Option(help="Weight of the KL term (1 is the ELBO).")] = D.beta,
+    kl_warmup: Annotated[float, typer.Option(help="Epochs over which the KL weight ramps up from 0 to beta (0: none).")] = D.kl_warmup,
+    binarize: Annotated[bool, typer.Option(help="Binarize pixels afresh each batch (a proper Bernoulli likelihood; comparable to published MNIST numbers).")] = D.binarize,
+    image_size: Annotated[int, typer.Option(help="Image folders: resize to this height and width.")] = D.image_size,
+    channels: Annotated[int, typer.Option(help="Image folders: 1 (grayscale) or 3 (RGB).")] = D.channels,
+    test_fraction: Annotated[float, typer.Option(help="Folders and .npy files: share held out as the test split.")] = D.test_fraction,
+    seed: Annotated[int, typer.Option(help="Seeds the weights, the batch order and the noise; CPU runs with one seed are identical.")] = D.seed,
+    device: Annotated[str, typer.Option(help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")] = D.device,
+    amp: Annotated[bool, typer.Option(help="bf16 autocast on CUDA.")] = D.amp,
+    compile: Annotated[bool, typer.Option(help="Compile the model with torch.compile.")] = D.compile,
+    iwae_k: Annotated[int, typer.Option(help="After the last epoch, estimate the test log-likelihood with K importance samples (0: skip).")] = D.iwae_k,
+    out_dir: Annotated[str, typer.Option(help="Folder that holds the runs.")] = D.out_dir,
+    name: Annotated[str, typer.Option(help="The run's name: outputs go to OUT_DIR/NAME/.")] = D.name,
+    resume: Annotated[Optional[str], typer.Option(help="Continue the run in this folder (runs/<name>) from its last.pt; its saved settings are used.")] = None,
+    force: Annotated[bool, typer.Option(help="Start over in a run folder that already holds a run.")] = False,
+):
+    """Fit the VAE and write model.pt (final), last.pt (resumable), metrics.jsonl and sample grids.
+
+    Ctrl-C or SIGTERM saves last.pt and exits; --resume continues exactly where it stopped.
+    """
+    from .checkpoint import CheckpointError
+    from .data import DataError
+    from .train import Interrupted, TrainError, train
+
+    cfg = Config(arch=arch, hidden_dim=hidden_dim, latent_dim=latent_dim, dataset=dataset, data_dir=data_dir,
+                 image_size=image_size, channels=channels, test_fraction=test_fraction, binarize=binarize,
+                 epochs=epochs, batch_size=batch_size, lr=lr, beta=beta, kl_warmup=kl_warmup, seed=seed,
+                 device=device, amp=amp, compile=compile, iwae_k=iwae_k, out_dir=out_dir, name=name)
+    try:
+        train(cfg, resume=resume, force=force)
+    except Interrupted as e:
+        typer.echo(f"interrupted: saved {e.path}; continue with: vae-train --resume {e.path.parent}", err=True)
+        raise typer.Exit(128 + e.signum)
+    except (TrainError, DataError, CheckpointError, ValueError) as e:
+        _fail(str(e))
+    finally:
+        _leave_process_group()
+
+
+@eval_app.command()
+def eval_cmd(
+    model: Annotated[Path, typer.Argument(help="A model.pt (or last.pt) written by vae-train.")],
+    iwae_k: Annotated[int, typer.Option(help="Importance samples per test example for log p(x) (0: ELBO only).")] = 1000,
+    dataset: Annotated[Optional[str], typer.Option(help="Evaluate on this dataset instead of the one it was trained on.")] = None,
+    data_dir: Annotated[Optional[str], typer.Option(help="Where named datasets are looked for.")] = None,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
+    limit: Annotated[int, typer.Option(help="Use only the first LIMIT test examples (0: all).")] = 0,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the results to this JSON file.")] = None,
+):
+    """Test negative ELBO and, with --iwae-k, the importance-sampled log-likelihood of a saved model."""
+    import torch
+
+    from . import checkpoint
+    from .data import DataError, load_data
+    from .model import VAE
+    from .train import TrainError, evaluate, iwae, pick_device
+    from .train import Ranks
+
+    try:
+        ckpt = checkpoint.load(model)
+        if not checkpoint.is_vae_edge(ckpt):
+            _fail(f"{model} is not a vae-train checkpoint")
+        cfg = Config.from_dict(ckpt["config"])
+        cfg.dataset, cfg.data_dir = dataset or cfg.dataset, data_dir or cfg.data_dir
+        dev = pick_device(device)
+        net = VAE.from_config(cfg.model()).to(dev)
+        net.load_state_dict(ckpt["state_dict"])
+        data = load_data(cfg.dataset, cfg.data_dir, cfg.image_size, cfg.channels, cfg.test_fraction, cfg.seed)
+        if data.shape != tuple(cfg.input_shape):
+            _fail(f"{cfg.dataset} has images of {data.shape}, the model takes {tuple(cfg.input_shape)}")
+    except (checkpoint.CheckpointError, DataError, TrainError, RuntimeError, KeyError) as e:
+        _fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
+    test_x = data.test[:limit] if limit > 0 else data.test
+    test_x = test_x.to(dev)
+    result = {"model": str(model), "dataset": cfg.dataset, "examples": int(test_x.shape[0])}
+    result.update(evaluate(net, test_x, cfg, Ranks(), dev))
+    if iwae_k > 0:
+        result[f"test_iwae_{iwae_k}"] = iwae(net, test_x, iwae_k, cfg.seed, Ranks(), dev)
+    for k, v in result.items():
+        typer.echo(f"{k:>16}: {v:.3f}" if isinstance(v, float) else f"{k:>16}: {v}")
+    if json_out:
+        from .train import atomic_write_text
+
+        atomic_write_text(json_out, json.dumps(result, indent=2) + "\n")
+
+
+def _leave_process_group() -> None:
+    if "torch.distributed" in sys.modules:
+        import torch.distributed as dist
+
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()

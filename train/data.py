@@ -1,0 +1,144 @@
+"""Datasets as whole uint8 tensors [N, C, H, W]: torchvision's digit sets, image folders and .npy files."""
+from __future__ import annotations
+
+import gzip
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+# Where Debian's dataset-fashion-mnist package puts the IDX files.
+DEBIAN_DIRS = {"fashion-mnist": Path("/usr/share/datasets/fashion-mnist")}
+TORCHVISION_CLASSES = {"fashion-mnist": "FashionMNIST", "mnist": "MNIST", "kmnist": "KMNIST"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+
+
+class DataError(ValueError):
+    """Data that cannot be used; the message is one line for the user."""
+
+
+@dataclass
+class Data:
+    train: torch.Tensor  # uint8 [N, C, H, W]
+    test: torch.Tensor  # uint8 [M, C, H, W]
+    source: str  # where it came from, for the log
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(self.train.shape[1:])
+
+
+def load_data(dataset: str, data_dir: str = "data", image_size: int = 28, channels: int = 1,
+              test_fraction: float = 0.1, seed: int = 1) -> Data:
+    """Load `dataset`: a torchvision name, a folder of images, or an .npy file."""
+    if dataset in TORCHVISION_CLASSES:
+        return _load_named(dataset, Path(data_dir))
+    path = Path(dataset)
+    if not path.exists():
+        names = ", ".join(TORCHVISION_CLASSES)
+        raise DataError(f"dataset {dataset!r} is neither a known name ({names}) nor an existing path")
+    if path.is_dir():
+        images = _read_folder(path, image_size, channels)
+        return _split(images, test_fraction, seed, f"image folder {path}")
+    if path.suffix == ".npy":
+        return _split(_read_npy(path), test_fraction, seed, f"array file {path}")
+    raise DataError(f"{path} is not a folder of images or an .npy file")
+
+
+def _load_named(name: str, data_dir: Path) -> Data:
+    # Local IDX files first (ours, torchvision's raw layout, Debian's), so nothing downloads when they are there.
+    cls = TORCHVISION_CLASSES[name]
+    candidates = [data_dir, data_dir / name, data_dir / cls / "raw"]
+    if name in DEBIAN_DIRS:
+        candidates.append(DEBIAN_DIRS[name])
+    for d in candidates:
+        train, test = _find_idx(d, "train"), _find_idx(d, "t10k")
+        if train and test:
+            return Data(_read_idx(train), _read_idx(test), f"{name} from {d}")
+    try:
+        import torchvision.datasets as tvd
+
+        ds_train = getattr(tvd, cls)(root=str(data_dir), train=True, download=True)
+        ds_test = getattr(tvd, cls)(root=str(data_dir), train=False, download=True)
+    except Exception as e:  # offline, or a mirror down: one line, with what was tried
+        tried = ", ".join(str(d) for d in candidates)
+        raise DataError(f"{name} not found locally (looked in {tried}) and the download failed: "
+                        f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    return Data(ds_train.data.unsqueeze(1).contiguous(), ds_test.data.unsqueeze(1).contiguous(),
+                f"{name} via torchvision in {data_dir}")
+
+
+def _find_idx(d: Path, prefix: str) -> Path | None:
+    for suffix in ("", ".gz"):
+        p = d / f"{prefix}-images-idx3-ubyte{suffix}"
+        if p.is_file():
+            return p
+    return None
+
+
+def _read_idx(path: Path) -> torch.Tensor:
+    """Read an IDX3 uint8 image file (optionally gzipped) into [N, 1, H, W]."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as e:
+        raise DataError(f"cannot read {path}: {e}") from None
+    if len(raw) < 16 or raw[:4] != b"\x00\x00\x08\x03":
+        raise DataError(f"{path} is not an IDX file of uint8 images")
+    n, h, w = (int.from_bytes(raw[i:i + 4], "big") for i in (4, 8, 12))
+    if len(raw) != 16 + n * h * w:
+        raise DataError(f"{path} is truncated: expected {n} images of {h}x{w}")
+    arr = np.frombuffer(raw, np.uint8, offset=16).reshape(n, 1, h, w)
+    return torch.from_numpy(arr.copy())
+
+
+def _read_folder(path: Path, size: int, channels: int) -> torch.Tensor:
+    from PIL import Image, UnidentifiedImageError
+
+    if channels not in (1, 3):
+        raise DataError(f"--channels must be 1 or 3, got {channels}")
+    files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise DataError(f"no PNG or JPEG images in {path}")
+    mode = "L" if channels == 1 else "RGB"
+    out = np.empty((len(files), size, size, channels), np.uint8)
+    for i, f in enumerate(files):
+        try:
+            with Image.open(f) as im:
+                im = im.convert(mode).resize((size, size), Image.BILINEAR)
+                out[i] = np.asarray(im).reshape(size, size, channels)
+        except (UnidentifiedImageError, OSError) as e:
+            raise DataError(f"cannot read image {f}: {e}") from None
+    return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
+
+
+def _read_npy(path: Path) -> torch.Tensor:
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except Exception as e:
+        raise DataError(f"{path} is not a readable .npy array: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+    if arr.ndim == 3:
+        arr = arr[:, None]
+    if arr.ndim != 4 or arr.shape[0] < 2:
+        raise DataError(f"{path} has shape {arr.shape}; expected N x H x W or N x C x H x W with N >= 2")
+    if arr.dtype == np.uint8:
+        return torch.from_numpy(np.ascontiguousarray(arr))
+    if arr.dtype.kind != "f":
+        raise DataError(f"{path} has dtype {arr.dtype}; expected uint8, or float in [0, 1]")
+    if not np.isfinite(arr).all() or arr.min() < 0 or arr.max() > 1:
+        raise DataError(f"{path} holds floats outside [0, 1] (or NaN/inf); expected uint8, or float in [0, 1]")
+    # Held as uint8 like every other source: 1/255 steps are finer than the images' own noise.
+    return torch.from_numpy(np.rint(arr * 255).astype(np.uint8))
+
+
+def _split(images: torch.Tensor, test_fraction: float, seed: int, source: str) -> Data:
+    if not 0 < test_fraction < 1:
+        raise DataError(f"--test-fraction must be between 0 and 1, got {test_fraction}")
+    n = images.shape[0]
+    n_test = max(1, round(n * test_fraction))
+    if n - n_test < 1:
+        raise DataError(f"{source} has only {n} examples: too few to hold out a test split")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
+    return Data(images[perm[n_test:]].contiguous(), images[perm[:n_test]].contiguous(), source)

@@ -1,0 +1,363 @@
+"""The training loop: whole dataset on the device, batches sliced from a per-epoch permutation.
+
+Runs as one process, or under torchrun with DistributedDataParallel: each rank takes its share of
+every global batch, so the examples, the noise and the updates are those of a single process.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from . import checkpoint
+from .config import Config
+from .data import Data, load_data
+from .model import VAE, elbo_terms, iwae_log_likelihood
+
+EVAL_BATCH = 1000  # test examples per evaluation step; memory stays small, results don't depend on it
+
+
+class TrainError(ValueError):
+    """A run that cannot start; the message is one line for the user."""
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """'auto' picks cuda, then mps, then cpu."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise TrainError(f"unknown device {name!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise TrainError("--device cuda was asked for, but no CUDA GPU is available")
+    return device
+
+
+@dataclass
+class Ranks:
+    """This process's place in a torchrun job (rank 0 of 1 when run alone)."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device_name: str) -> tuple[Ranks, torch.device]:
+    """Join the torchrun job named by the environment, if any: NCCL on CUDA, gloo on the CPU."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return Ranks(), pick_device(device_name)
+    ranks = Ranks(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+    device = pick_device(device_name)
+    if device.type == "cuda":
+        device = torch.device("cuda", ranks.local_rank)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return ranks, device
+
+
+class StopFlag:
+    """Set by SIGINT/SIGTERM; the loop saves and stops at the next step boundary."""
+
+    def __init__(self):
+        self.signum = 0
+        self._old = {}
+
+    def __enter__(self):
+        for s in (signal.SIGINT, signal.SIGTERM):
+            self._old[s] = signal.signal(s, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        if self.signum:  # a second Ctrl-C means now
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __exit__(self, *exc):
+        for s, h in self._old.items():
+            signal.signal(s, h)
+
+
+class Interrupted(Exception):
+    """Training stopped by a signal after saving last.pt."""
+
+    def __init__(self, signum: int, path: Path):
+        super().__init__(f"interrupted; saved {path}")
+        self.signum, self.path = signum, path
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def save_grid(images: torch.Tensor, path: Path, nrow: int = 8) -> None:
+    """A PNG grid via torchvision, written atomically."""
+    from torchvision.utils import save_image
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
+    os.close(fd)
+    save_image(images.float().cpu(), tmp, nrow=nrow)
+    os.replace(tmp, path)
+
+
+def run_dir(cfg: Config) -> Path:
+    return Path(cfg.out_dir) / cfg.name
+
+
+def train(cfg: Config, resume: str | None = None, force: bool = False, quiet: bool = False) -> list[dict]:
+    """Fit the VAE described by `cfg` (or continue the run in `resume`); returns the per-epoch metrics."""
+    state = None
+    if resume:
+        last = Path(resume) / "last.pt" if Path(resume).is_dir() else Path(resume)
+        if not last.is_file():
+            raise TrainError(f"nothing to resume: {last} does not exist")
+        state = checkpoint.load(last)
+        if not checkpoint.is_vae_edge(state) or "optimizer" not in state:
+            raise TrainError(f"{last} is not a resumable vae-train checkpoint")
+        cfg = Config.from_dict(state["config"])
+        cfg.out_dir, cfg.name = str(last.parent.parent), last.parent.name
+    ranks, device = init_distributed(cfg.device)
+    out = run_dir(cfg)
+    if state is None and not force and ((out / "last.pt").exists() or (out / "model.pt").exists()):
+        raise TrainError(f"{out} already holds a run; resume it with --resume {out}, "
+                         f"or pass --force to start over, or pick another --name")
+    if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.lr <= 0:
+        raise TrainError("--epochs and --batch-size must be at least 1, and --lr positive")
+    if cfg.batch_size % ranks.world:
+        raise TrainError(f"--batch-size {cfg.batch_size} must divide evenly across {ranks.world} processes")
+    say = (lambda *a: None) if (quiet or not ranks.main) else (lambda *a: print(*a, flush=True))
+
+    data = load_data(cfg.dataset, cfg.data_dir, cfg.image_size, cfg.channels, cfg.test_fraction, cfg.seed)
+    cfg.input_shape = data.shape
+    torch.manual_seed(cfg.seed)  # the weights' initialisation
+    model = VAE.from_config(cfg.model()).to(device)
+    # fused Adam is one kernel for all parameters: a fifth of a CPU step here is the optimizer otherwise.
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=device.type in ("cpu", "cuda"))
+    perm_gen = torch.Generator().manual_seed(cfg.seed)
+    noise_gen = torch.Generator(device).manual_seed(cfg.seed + 1)
+    start_epoch, start_step, partial, history = 1, 0, None, []
+    if state is not None:
+        model.load_state_dict(state["state_dict"])
+        opt.load_state_dict(state["optimizer"])
+        perm_gen.set_state(state["perm_rng"])
+        noise_gen.set_state(state["noise_rng"])
+        start_epoch, start_step = state["epoch"], state["step"]
+        partial, history = state["partial"], list(state["metrics"])
+        if start_epoch > cfg.epochs:
+            say(f"{out} is complete ({cfg.epochs} epochs); nothing to resume")
+            return history
+    if ranks.main:
+        out.mkdir(parents=True, exist_ok=True)
+
+    net = model
+    if ranks.world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+    if cfg.compile:
+        net = torch.compile(net)
+    amp = cfg.amp and device.type == "cuda"
+    if cfg.amp and not amp:
+        say("note: --amp uses bf16 autocast on CUDA only; training in float32")
+
+    train_x, test_x = data.train.to(device), data.test.to(device)
+    n, batch = train_x.shape[0], cfg.batch_size
+    steps = math.ceil(n / batch)
+    say(f"training {cfg.arch} VAE on {data.source}: {n} train / {test_x.shape[0]} test images "
+        f"of {'x'.join(map(str, data.shape))}, on {device}" + (f" x {ranks.world} processes" if ranks.world > 1 else ""))
+
+    with StopFlag() as stop:
+        for epoch in range(start_epoch, cfg.epochs + 1):
+            t0 = time.perf_counter()
+            perm_state = perm_gen.get_state()
+            perm = torch.randperm(n, generator=perm_gen).to(device)
+            sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss, count, steps seen
+            if partial is not None:
+                sums += torch.tensor(partial, dtype=torch.float64, device=device)
+                partial = None
+            net.train()
+            bar = _progress(steps - start_step, f"epoch {epoch}/{cfg.epochs}", ranks.main and not quiet)
+            for step in range(start_step, steps):
+                idx = perm[step * batch:(step + 1) * batch]
+                x = train_x[idx].float().div_(255)
+                if cfg.binarize:  # drawn for the whole batch so every rank sees the same bits
+                    x = (torch.rand(x.shape, generator=noise_gen, device=device) < x).float()
+                eps = torch.randn((x.shape[0], cfg.latent_dim), generator=noise_gen, device=device)
+                x, eps = x.tensor_split(ranks.world)[ranks.rank], eps.tensor_split(ranks.world)[ranks.rank]
+                warm = min(1.0, (epoch - 1 + step / steps) / cfg.kl_warmup) if cfg.kl_warmup > 0 else 1.0
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                    rec, kld = elbo_terms(net, x, eps)
+                per_example = rec + cfg.beta * warm * kld
+                # Summed over the batch as in the reference recipe (Adam is scale-free but for its eps);
+                # times world, because DDP averages the ranks' gradients and we want their sum.
+                loss = per_example.sum() * ranks.world
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sums += torch.stack([per_example.detach().sum().double(),
+                                     torch.tensor(float(x.shape[0]), dtype=torch.float64, device=device),
+                                     torch.ones((), dtype=torch.float64, device=device)])
+                bar.update(1, lambda: f"loss {per_example.detach().mean().item():.2f}")
+                if _should_stop(stop, ranks, device):
+                    bar.close()
+                    ckpt = _resume_state(model, opt, cfg, history, epoch, step + 1, perm_state, noise_gen, sums)
+                    path = out / "last.pt"
+                    if ranks.main:
+                        checkpoint.save(ckpt, path)
+                    raise Interrupted(stop.signum or signal.SIGINT, path)
+            bar.close()
+            start_step = 0
+            if ranks.world > 1:
+                dist.all_reduce(sums)
+            metrics = {"epoch": epoch, "train_loss": sums[0].item() / sums[1].item()}
+            metrics.update(evaluate(model, test_x, cfg, ranks, device, amp))
+            metrics["seconds"] = time.perf_counter() - t0
+            metrics["examples_per_s"] = sums[1].item() / metrics["seconds"] if sums[2].item() else 0.0
+            if epoch == cfg.epochs and cfg.iwae_k > 0:
+                metrics[f"test_iwae_{cfg.iwae_k}"] = iwae(model, test_x, cfg.iwae_k, cfg.seed, ranks, device)
+            history.append(metrics)
+            if ranks.main:
+                _save_epoch(out, model, opt, cfg, history, epoch, perm_gen, noise_gen, test_x, device)
+            say(_summary(metrics, cfg.epochs))
+    if ranks.main:
+        checkpoint.save(final_checkpoint(model, cfg, history), out / "model.pt")
+        say(f"done: {out / 'model.pt'}  (metrics.jsonl, samples.png, reconstructions.png beside it)")
+    return history
+
+
+def final_checkpoint(model: VAE, cfg: Config, history: list[dict]) -> dict:
+    """The exportable checkpoint: config, weights and metrics, no training state."""
+    return {"format": checkpoint.FORMAT, "version": checkpoint.VERSION, "config": cfg.to_dict(),
+            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "metrics": history}
+
+
+def _resume_state(model, opt, cfg, history, epoch, step, perm_state, noise_gen, sums) -> dict:
+    ckpt = final_checkpoint(model, cfg, history)
+    ckpt.update(optimizer=opt.state_dict(), epoch=epoch, step=step, perm_rng=perm_state,
+                noise_rng=noise_gen.get_state(), partial=sums.cpu().tolist())
+    return ckpt
+
+
+def _save_epoch(out, model, opt, cfg, history, epoch, perm_gen, noise_gen, test_x, device) -> None:
+    zeros = torch.zeros(3, dtype=torch.float64)
+    checkpoint.save(_resume_state(model, opt, cfg, history, epoch + 1, 0, perm_gen.get_state(), noise_gen, zeros),
+                    out / "last.pt")
+    atomic_write_text(out / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in history))
+    model.eval()
+    with torch.no_grad():
+        g = torch.Generator(device).manual_seed(cfg.seed)  # the same 64 z every epoch, to watch them improve
+        z = torch.randn((64, cfg.latent_dim), generator=g, device=device)
+        save_grid(model.probs(z), out / "samples.png")
+        x = test_x[:32].float() / 255
+        recon = model.probs(model.encode(x)[0])
+        # Rows of 8 originals above their reconstructions.
+        pairs = torch.stack([x.view(4, 8, *x.shape[1:]), recon.view(4, 8, *x.shape[1:])], 1).flatten(0, 2)
+        save_grid(pairs, out / "reconstructions.png")
+
+
+@torch.no_grad()
+def evaluate(model: VAE, test_x: torch.Tensor, cfg: Config, ranks: Ranks, device: torch.device,
+             amp: bool = False) -> dict:
+    """Test negative ELBO (beta = 1) and its two terms, per example, in nats."""
+    model.eval()
+    g = torch.Generator(device).manual_seed(cfg.seed + 2)  # the same noise every epoch and every run
+    sums = torch.zeros(3, dtype=torch.float64, device=device)
+    for i in range(0, test_x.shape[0], EVAL_BATCH):
+        x = test_x[i:i + EVAL_BATCH].float() / 255
+        if cfg.binarize:
+            x = (torch.rand(x.shape, generator=g, device=device) < x).float()
+        eps = torch.randn((x.shape[0], cfg.latent_dim), generator=g, device=device)
+        x, eps = x.tensor_split(ranks.world)[ranks.rank], eps.tensor_split(ranks.world)[ranks.rank]
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            rec, kld = elbo_terms(model, x, eps)
+        sums += torch.stack([rec.sum().double(), kld.sum().double(),
+                             torch.tensor(float(x.shape[0]), dtype=torch.float64, device=device)])
+    if ranks.world > 1:
+        dist.all_reduce(sums)
+    rec, kld, count = sums.tolist()
+    return {"test_loss": (rec + kld) / count, "test_rec": rec / count, "test_kl": kld / count}
+
+
+@torch.no_grad()
+def iwae(model: VAE, test_x: torch.Tensor, k: int, seed: int, ranks: Ranks = Ranks(),
+         device: torch.device = torch.device("cpu"), batch: int = 100) -> float:
+    """Mean importance-sampled log-likelihood of the test set (k samples), in nats."""
+    model.eval()
+    g = torch.Generator(device).manual_seed(seed + 3)
+    total = torch.zeros(2, dtype=torch.float64, device=device)
+    shard = test_x.tensor_split(ranks.world)[ranks.rank]
+    bar = _progress(math.ceil(shard.shape[0] / batch), f"iwae k={k}", ranks.main)
+    for i in range(0, shard.shape[0], batch):
+        x = shard[i:i + batch].float() / 255
+        ll = iwae_log_likelihood(model, x, k, g)
+        total += torch.stack([ll.sum().double(), torch.tensor(float(x.shape[0]), dtype=torch.float64, device=device)])
+        bar.update(1)
+    bar.close()
+    if ranks.world > 1:
+        dist.all_reduce(total)
+    return total[0].item() / total[1].item()
+
+
+def _should_stop(stop: StopFlag, ranks: Ranks, device: torch.device) -> bool:
+    if ranks.world == 1:
+        return bool(stop.signum)
+    # Every rank must stop at the same step, or the others would wait forever in the next all-reduce.
+    flag = torch.tensor([stop.signum], device=device)
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    if flag.item() and not stop.signum:
+        stop.signum = int(flag.item())
+    return bool(flag.item())
+
+
+def _summary(m: dict, epochs: int) -> str:
+    line = (f"epoch {m['epoch']}/{epochs}  train {m['train_loss']:.2f}  test {m['test_loss']:.2f} "
+            f"(rec {m['test_rec']:.2f} + kl {m['test_kl']:.2f})  {m['seconds']:.1f}s  "
+            f"{m['examples_per_s']:,.0f} ex/s")
+    for k, v in m.items():
+        if k.startswith("test_iwae"):
+            line += f"  log p(x) >= {v:.2f} ({k[5:]})"
+    return line
+
+
+class _progress:
+    """A one-line progress bar on stderr, drawn only on a terminal and at most 10 times a second."""
+
+    def __init__(self, total: int, label: str, show: bool):
+        self.total, self.label, self.done, self.last = max(total, 1), label, 0, 0.0
+        self.show = show and sys.stderr.isatty()
+
+    def update(self, k: int = 1, text=None) -> None:
+        self.done += k
+        now = time.monotonic()
+        if self.show and (now - self.last > 0.1 or self.done == self.total):
+            self.last = now
+            frac = self.done / self.total
+            bar = "#" * int(30 * frac) + "." * (30 - int(30 * frac))
+            sys.stderr.write(f"\r{self.label} [{bar}] {self.done}/{self.total} {text() if text else ''}")
+            sys.stderr.flush()
+
+    def close(self) -> None:
+        if self.show:
+            sys.stderr.write("\r\033[K")
+            sys.stderr.flush()
