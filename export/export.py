@@ -62,13 +62,19 @@ def _to_onnx(module: nn.Module, example: torch.Tensor, input_name: str, output_n
              opset: int | None) -> onnx.ModelProto:
     """torch.onnx.export with the dynamo exporter and a symbolic batch axis named "batch"."""
     batch = torch.export.Dim("batch")
+    logging.disable(logging.WARNING)  # a failed opset conversion logs a traceback; we say it in one line
     try:
         program = torch.onnx.export(module, (example,), dynamo=True, verbose=False,
                                     input_names=[input_name], output_names=output_names,
                                     dynamic_shapes={input_name: {0: batch}}, opset_version=opset)
     except Exception as e:  # the exporter raises many kinds; the user needs one line
         raise ExportError(f"torch.onnx.export failed: {_first_line(e)}") from None
+    finally:
+        logging.disable(logging.NOTSET)
     proto = program.model_proto
+    if opset is not None and _opset(proto) != opset:
+        raise ExportError(f"the exporter cannot produce opset {opset} for this model "
+                          f"(it made {_opset(proto)}); pick another --opset or leave the default")
     _name_batch_axis(proto)
     return proto
 
@@ -247,7 +253,7 @@ def export_model(model: VAE, out: str | os.PathLike = "vae-onnx", *, facts: dict
         raise ExportError(f"unknown quantization {quantize!r}; the only choice is int8")
     out = Path(out)
     _check_target(out, force)  # fail before the slow part
-    facts = facts or {}
+    facts = _jsonable(facts or {})
     # a float32 CPU copy in eval mode, so the caller's model is left as it was
     model = copy.deepcopy(model).float().cpu().eval()
     c, h, w = model.input_shape
@@ -276,14 +282,19 @@ def export_model(model: VAE, out: str | os.PathLike = "vae-onnx", *, facts: dict
     info = {**meta, "files": {role: {"path": name, "sha256": hashlib.sha256(data).hexdigest(),
                                      "bytes": len(data)} for role, (name, data) in blobs.items()}}
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    except OSError as e:
+        raise ExportError(f"cannot write {out}: {e.strerror or e}") from None
     try:
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; the export is an ordinary folder
         for name, data in blobs.values():
             _write(tmp / name, data)
         _write(tmp / "vae.json", (json.dumps(info, indent=2) + "\n").encode())
         _move_into_place(tmp, out, force)
+    except OSError as e:
+        raise ExportError(f"cannot write {out}: {e.strerror or e}") from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return info
@@ -306,6 +317,9 @@ def load_model(path: str | os.PathLike, input_shape=(1, 28, 28)) -> tuple[VAE, d
         obj = checkpoint.load(path)
     except checkpoint.CheckpointError as e:
         raise ExportError(str(e)) from None
+    except Exception as e:  # corrupt files can still raise KeyError, AssertionError... from torch.load
+        raise ExportError(f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?): "
+                          f"{type(e).__name__}: {_first_line(e)}") from None
     if not isinstance(obj, dict):
         raise ExportError(f"{path} holds a {type(obj).__name__}, not a checkpoint or a state_dict")
     if checkpoint.is_vae_edge(obj):

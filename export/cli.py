@@ -1,0 +1,79 @@
+"""vae-export: a checkpoint in, a folder of ONNX files out; a thin layer over export_checkpoint."""
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+app = typer.Typer(pretty_exceptions_enable=False, add_completion=False,
+                  help="Export a VAE checkpoint to ONNX (encoder, decoder, vae.json), checked against PyTorch.")
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
+
+
+def _shape(text: str) -> tuple[int, int, int]:
+    try:
+        shape = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        shape = ()
+    if len(shape) != 3 or min(shape) < 1:
+        _fail(f"--input-shape must be C,H,W (three positive integers), got {text!r}")
+    return shape
+
+
+def _size(n: int) -> str:
+    return f"{n / 2**20:.2f} MiB" if n >= 2**20 else f"{n / 2**10:.1f} KiB"
+
+
+def report(info: dict, out: Path) -> str:
+    """The short report printed after an export."""
+    lines = [f"wrote {out}/"]
+    for f in info["files"].values():
+        lines.append(f"  {f['path']:<18} {f['bytes']:>10,} bytes  {_size(f['bytes'])}")
+    lines.append(f"  {'vae.json':<18} {(out / 'vae.json').stat().st_size:>10,} bytes")
+    p = info["parity"]
+    lines.append(f"parity vs PyTorch (max abs, batch sizes {', '.join(map(str, p['batch_sizes']))}; "
+                 f"tolerance {p['tolerance']:g}): mu {p['mu']:.2g}, logvar {p['logvar']:.2g}, x {p['x']:.2g}")
+    if info.get("int8"):
+        q = info["int8"]
+        lines.append(f"int8 vs fp32 (abs error, max / mean): mu {q['mu_max_abs']:.2g} / {q['mu_mean_abs']:.2g}, "
+                     f"x {q['x_max_abs']:.2g} / {q['x_mean_abs']:.2g}")
+    lines.append(f"sample: vae-sample --model {shlex.quote(str(out))} --n 64")
+    return "\n".join(lines)
+
+
+@app.command()
+def main(
+    model_pt: Path = typer.Argument(..., metavar="MODEL_PT", show_default=False,
+                                    help="A checkpoint from vae-train, or a reference VAE state_dict (fc1..fc4)."),
+    out: Path = typer.Option(Path("vae-onnx"), "--out", help="The folder to write."),
+    input_shape: str = typer.Option("1,28,28", "--input-shape",
+                                    help="Image shape C,H,W for a plain state_dict; a vae-train checkpoint "
+                                         "records its own."),
+    opset: Optional[int] = typer.Option(None, "--opset", show_default="the exporter's",
+                                        help="ONNX opset to target."),
+    quantize: Optional[str] = typer.Option(None, "--quantize", metavar="int8",
+                                           help="Also write encoder.int8.onnx and decoder.int8.onnx "
+                                                "(onnxruntime dynamic quantization)."),
+    force: bool = typer.Option(False, "--force", help="Replace the output folder if it exists."),
+) -> None:
+    """Write encoder.onnx, decoder.onnx and vae.json with a dynamic batch, after a parity check."""
+    from vae_edge.export.export import ExportError, export_checkpoint  # torch is slow to import: not for --help
+
+    shape = _shape(input_shape)
+    if quantize is not None and quantize != "int8":
+        _fail(f"--quantize takes int8, got {quantize!r}")
+    try:
+        info = export_checkpoint(model_pt, out, input_shape=shape, opset=opset, quantize=quantize, force=force)
+    except ExportError as e:
+        _fail(str(e))
+    typer.echo(report(info, out))
+
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,491 @@
+"""vae-export: ONNX files with a symbolic batch, parity with PyTorch, safe loading, atomic writes, int8."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from typer.testing import CliRunner
+
+from vae_edge.export import ExportError, ParityError, export_checkpoint, export_model, load_model
+from vae_edge.export import export as export_mod
+from vae_edge.export.cli import app
+from vae_edge.train import checkpoint
+from vae_edge.train.config import Config
+from vae_edge.train.model import VAE, elbo_terms
+
+TOL = 1e-5
+FILES = ("encoder.onnx", "decoder.onnx")
+INT8_FILES = ("encoder.int8.onnx", "decoder.int8.onnx")
+
+
+# -----------------------------------------------------------------------------
+# helpers
+
+def trained(model: VAE, steps: int = 5, seed: int = 0) -> VAE:
+    """A few Adam steps on the negative ELBO of random data, so weights are no longer at init."""
+    g = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model.train()
+    for _ in range(steps):
+        x = torch.rand((32, *model.input_shape), generator=g)
+        eps = torch.randn((32, model.latent_dim), generator=g)
+        rec, kl = elbo_terms(model, x, eps)
+        loss = (rec + kl).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval()
+
+
+def session(path: Path) -> ort.InferenceSession:
+    return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+
+
+def fresh_x(model: VAE, n: int, rng=None) -> np.ndarray:
+    return (rng or np.random.default_rng()).random((n, *model.input_shape), dtype=np.float32)
+
+
+def fresh_z(model: VAE, n: int, rng=None) -> np.ndarray:
+    return (rng or np.random.default_rng()).standard_normal((n, model.latent_dim), dtype=np.float32)
+
+
+@torch.no_grad()
+def max_diffs(model: VAE, folder: Path, n: int) -> dict:
+    """Max abs difference PyTorch vs onnxruntime, read back from the written files, at batch size n."""
+    x, z = fresh_x(model, n), fresh_z(model, n)
+    mu, logvar = session(folder / "encoder.onnx").run(["mu", "logvar"], {"x": x})
+    (px,) = session(folder / "decoder.onnx").run(["x"], {"z": z})
+    ref_mu, ref_logvar = model.encode(torch.from_numpy(x))
+    ref_px = model.probs(torch.from_numpy(z))
+    assert mu.shape == (n, model.latent_dim) and px.shape == (n, *model.input_shape)
+    return {"mu": float(np.abs(mu - ref_mu.numpy()).max()),
+            "logvar": float(np.abs(logvar - ref_logvar.numpy()).max()),
+            "x": float(np.abs(px - ref_px.numpy()).max())}
+
+
+def metadata(path: Path) -> dict:
+    return {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+
+
+def leftovers(parent: Path) -> list[str]:
+    """Temporary folders an export might have left beside its target."""
+    return sorted(p.name for p in parent.iterdir() if p.name.startswith("."))
+
+
+class ReferenceVAE(nn.Module):
+    """The reference network (pytorch/examples vae), as users have it: fc1, fc21, fc22, fc3, fc4."""
+
+    def __init__(self, d=784, hidden=400, latent=20):
+        super().__init__()
+        self.fc1 = nn.Linear(d, hidden)
+        self.fc21 = nn.Linear(hidden, latent)
+        self.fc22 = nn.Linear(hidden, latent)
+        self.fc3 = nn.Linear(latent, hidden)
+        self.fc4 = nn.Linear(hidden, d)
+
+    def encode(self, x):
+        h1 = F.relu(self.fc1(x))
+        return self.fc21(h1), self.fc22(h1)
+
+    def decode(self, z):
+        return torch.sigmoid(self.fc4(F.relu(self.fc3(z))))
+
+
+class Payload:
+    """Unpickling this creates `marker`: proof that code ran."""
+
+    def __init__(self, marker: Path):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+# -----------------------------------------------------------------------------
+# fixtures: one export per (arch, weights), shared by the module
+
+CASES = [("mlp", "init"), ("mlp", "trained"), ("conv", "init"), ("conv", "trained")]
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory) -> dict:
+    """(arch, weights) -> (model, folder, vae.json); the trained ones are also exported as int8."""
+    torch.manual_seed(0)
+    root = tmp_path_factory.mktemp("exports")
+    done = {}
+    for arch, weights in CASES:
+        model = VAE(arch, hidden_dim=64, latent_dim=8).eval()
+        if weights == "trained":
+            model = trained(model)
+        folder = root / f"{arch}-{weights}"
+        info = export_model(model, folder, quantize="int8" if weights == "trained" else None)
+        done[arch, weights] = (model, folder, info)
+    return done
+
+
+@pytest.fixture
+def ref_pt(tmp_path) -> tuple[ReferenceVAE, Path]:
+    torch.manual_seed(1)
+    ref = ReferenceVAE().eval()
+    path = tmp_path / "model.pt"
+    torch.save(ref.state_dict(), path)
+    return ref, path
+
+
+# -----------------------------------------------------------------------------
+# parity and the graphs
+
+@pytest.mark.parametrize("case", CASES, ids=["-".join(c) for c in CASES])
+def test_export_matches_pytorch_within_1e_5(exports, case):
+    model, folder, info = exports[case]
+    recorded = info["parity"]
+    assert recorded["tolerance"] == TOL and recorded["batch_sizes"] == [1, 2, 7, 64]
+    assert all(0 <= recorded[k] <= TOL for k in ("mu", "logvar", "x"))
+    for n in (1, 2, 7, 64):
+        assert all(d <= TOL for d in max_diffs(model, folder, n).values())
+
+
+@pytest.mark.parametrize("arch", ["mlp", "conv"])
+def test_batch_is_truly_dynamic_at_sizes_never_seen(exports, arch):
+    model, folder, _ = exports[arch, "trained"]
+    for n in (1, 3, 1000):
+        assert all(d <= TOL for d in max_diffs(model, folder, n).values())
+
+
+@pytest.mark.parametrize("name", FILES + INT8_FILES)
+def test_batch_axis_is_symbolic_and_named_batch(exports, name):
+    g = onnx.load(str(exports["conv", "trained"][1] / name)).graph
+    for v in [*g.input, *g.output]:
+        dims = v.type.tensor_type.shape.dim
+        assert dims[0].dim_param == "batch" and not dims[0].HasField("dim_value")
+        assert all(d.dim_value > 0 for d in dims[1:])
+
+
+def test_graph_inputs_and_outputs_follow_the_contract(exports):
+    model, folder, _ = exports["mlp", "trained"]
+    enc, dec = (onnx.load(str(folder / f)).graph for f in FILES)
+    shape = lambda v: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]  # noqa: E731
+    assert [(v.name, shape(v)) for v in enc.input] == [("x", ["batch", 1, 28, 28])]
+    assert [(v.name, shape(v)) for v in enc.output] == [("mu", ["batch", 8]), ("logvar", ["batch", 8])]
+    assert [(v.name, shape(v)) for v in dec.input] == [("z", ["batch", 8])]
+    assert [(v.name, shape(v)) for v in dec.output] == [("x", ["batch", 1, 28, 28])]
+    for v in [*enc.input, *enc.output, *dec.input, *dec.output]:
+        assert v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+
+
+def test_encoder_outputs_parameters_not_a_sample(exports):
+    _, folder, _ = exports["mlp", "trained"]
+    g = onnx.load(str(folder / "encoder.onnx")).graph
+    assert not [n.op_type for n in g.node if n.op_type.startswith("Random")]
+    x = fresh_x(exports["mlp", "trained"][0], 4)
+    s = session(folder / "encoder.onnx")
+    first, again = s.run(None, {"x": x}), s.run(None, {"x": x})
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))
+
+
+def test_decoder_outputs_probabilities(exports):
+    model, folder, _ = exports["conv", "trained"]
+    (px,) = session(folder / "decoder.onnx").run(["x"], {"z": 5 * fresh_z(model, 64)})
+    assert px.min() >= 0.0 and px.max() <= 1.0
+
+
+@pytest.mark.parametrize("name", FILES + INT8_FILES)
+def test_each_file_is_self_contained_and_passes_the_checker(exports, name):
+    folder = exports["conv", "trained"][1]
+    onnx.checker.check_model(str(folder / name), full_check=True)
+    proto = onnx.load(str(folder / name), load_external_data=False)
+    assert proto.graph.initializer
+    assert all(t.data_location != onnx.TensorProto.EXTERNAL for t in proto.graph.initializer)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(["vae.json", *FILES, *INT8_FILES])
+
+
+# -----------------------------------------------------------------------------
+# vae.json and metadata
+
+def test_vae_json_is_what_export_model_returned(exports):
+    _, folder, info = exports["mlp", "init"]
+    assert json.loads((folder / "vae.json").read_text()) == info
+    assert info["format"] == "vae-edge-onnx" and info["format_version"] == 1
+    assert info["model"] == {"arch": "mlp", "input_shape": [1, 28, 28], "hidden_dim": 64, "latent_dim": 8,
+                             "likelihood": "bernoulli"}
+    assert info["opset"] == onnx.load(str(folder / "encoder.onnx")).opset_import[0].version
+    assert info["versions"]["torch"] == torch.__version__
+    assert info["versions"]["onnx"] == onnx.__version__
+    assert info["versions"]["onnxruntime"] == ort.__version__
+    assert info["int8"] is None and set(info["files"]) == {"encoder", "decoder"}
+
+
+@pytest.mark.parametrize("case", [("mlp", "init"), ("conv", "trained")], ids=["fp32", "int8"])
+def test_vae_json_records_the_sha256_and_size_of_each_file(exports, case):
+    import hashlib
+    folder, info = exports[case][1], exports[case][2]
+    for entry in info["files"].values():
+        data = (folder / entry["path"]).read_bytes()
+        assert entry["sha256"] == hashlib.sha256(data).hexdigest() and entry["bytes"] == len(data)
+
+
+@pytest.mark.parametrize("case", [("mlp", "init"), ("conv", "trained")], ids=["fp32", "int8"])
+def test_metadata_in_each_file_equals_vae_json(exports, case):
+    folder, info = exports[case][1], exports[case][2]
+    expected = {k: json.dumps(v, sort_keys=True) for k, v in info.items() if k != "files"}
+    for role, entry in info["files"].items():
+        meta = metadata(folder / entry["path"])
+        assert meta.pop("role") == role.split("_")[0]
+        assert meta == expected
+        assert json.loads(meta["parity"]) == info["parity"] and json.loads(meta["model"]) == info["model"]
+
+
+def test_checkpoint_dataset_and_final_metrics_travel_into_the_export(tmp_path):
+    cfg = Config(arch="mlp", hidden_dim=32, latent_dim=4, dataset="fashion-mnist")
+    model = trained(VAE.from_config(cfg.model()), steps=2)
+    metrics = [{"epoch": 1, "train_loss": 300.0, "test_loss": 290.0},
+               {"epoch": 2, "train_loss": 280.5, "test_loss": 275.25, "test_iwae": -270.0}]
+    checkpoint.save({"format": checkpoint.FORMAT, "version": checkpoint.VERSION, "config": cfg.to_dict(),
+                     "state_dict": model.state_dict(), "metrics": metrics}, tmp_path / "model.pt")
+    info = export_checkpoint(tmp_path / "model.pt", tmp_path / "out")
+    assert info["dataset"] == "fashion-mnist" and info["metrics"] == metrics[-1]
+    assert info["model"] == cfg.model()
+    assert json.loads(metadata(tmp_path / "out" / "decoder.onnx")["metrics"]) == metrics[-1]
+    assert all(d <= TOL for d in max_diffs(model, tmp_path / "out", 5).values())
+
+
+def test_load_model_returns_the_checkpoint_model_in_eval_mode(tmp_path):
+    cfg = Config(arch="conv", hidden_dim=32, latent_dim=4, input_shape=(3, 16, 16), dataset="folder")
+    model = VAE.from_config(cfg.model())
+    checkpoint.save({"format": checkpoint.FORMAT, "version": 1, "config": cfg.to_dict(),
+                     "state_dict": model.state_dict(), "metrics": []}, tmp_path / "model.pt")
+    loaded, facts = load_model(tmp_path / "model.pt")
+    assert not loaded.training and loaded.input_shape == (3, 16, 16) and loaded.arch == "conv"
+    assert facts == {"dataset": "folder", "metrics": None}
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
+
+
+# -----------------------------------------------------------------------------
+# the reference state_dict
+
+@torch.no_grad()
+def test_reference_state_dict_exports_and_matches_the_reference_network(ref_pt, tmp_path):
+    ref, path = ref_pt
+    info = export_checkpoint(path, tmp_path / "out")
+    assert info["model"]["hidden_dim"] == 400 and info["model"]["latent_dim"] == 20
+    assert info["dataset"] is None and info["metrics"] is None
+    rng = np.random.default_rng()
+    x, z = rng.random((7, 1, 28, 28), dtype=np.float32), rng.standard_normal((7, 20), dtype=np.float32)
+    mu, logvar = session(tmp_path / "out" / "encoder.onnx").run(["mu", "logvar"], {"x": x})
+    (px,) = session(tmp_path / "out" / "decoder.onnx").run(["x"], {"z": z})
+    ref_mu, ref_logvar = ref.encode(torch.from_numpy(x).view(-1, 784))
+    assert np.abs(mu - ref_mu.numpy()).max() <= TOL
+    assert np.abs(logvar - ref_logvar.numpy()).max() <= TOL
+    assert np.abs(px - ref.decode(torch.from_numpy(z)).view(-1, 1, 28, 28).numpy()).max() <= TOL
+
+
+def test_reference_dimensions_are_inferred_from_the_weights(tmp_path):
+    torch.save(ReferenceVAE(d=3 * 32 * 32, hidden=50, latent=6).state_dict(), tmp_path / "m.pt")
+    model, _ = load_model(tmp_path / "m.pt", input_shape=(3, 32, 32))
+    assert (model.arch, model.input_shape, model.hidden_dim, model.latent_dim) == ("mlp", (3, 32, 32), 50, 6)
+
+
+def test_input_shape_that_does_not_match_fc1_is_refused(ref_pt):
+    with pytest.raises(ExportError, match="784"):
+        load_model(ref_pt[1], input_shape=(3, 28, 28))
+
+
+# -----------------------------------------------------------------------------
+# bad input files
+
+def test_malicious_pickle_is_refused_and_its_payload_never_runs(tmp_path):
+    marker = tmp_path / "pwned"
+    state = ReferenceVAE().state_dict()
+    state["fc1.weight"] = Payload(marker)
+    torch.save(state, tmp_path / "evil.pt")
+    assert not marker.exists()
+    result = CliRunner().invoke(app, [str(tmp_path / "evil.pt"), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: ") and len(result.stderr.strip().splitlines()) == 1
+    assert "refusing" in result.stderr
+    assert not marker.exists() and not (tmp_path / "out").exists()
+    # the payload is live: an unsafe load would have run it
+    torch.load(tmp_path / "evil.pt", weights_only=False)
+    assert marker.exists()
+
+
+def test_truncated_file_gives_a_one_line_error(ref_pt, tmp_path):
+    data = ref_pt[1].read_bytes()
+    (tmp_path / "cut.pt").write_bytes(data[: len(data) // 2])
+    result = CliRunner().invoke(app, [str(tmp_path / "cut.pt"), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: ") and len(result.stderr.strip().splitlines()) == 1
+    assert "truncated or corrupt" in result.stderr and not (tmp_path / "out").exists()
+
+
+def _drop(sd, key):
+    sd.pop(key)
+    return sd
+
+
+BAD_STATE_DICTS = {
+    "unknown key": (lambda sd: {**sd, "fc5.weight": torch.zeros(3)}, "unknown keys fc5.weight"),
+    "missing key": (lambda sd: _drop(sd, "fc22.bias"), "missing keys fc22.bias"),
+    "wrong shape": (lambda sd: {**sd, "fc22.weight": torch.zeros(20, 300)}, r"fc22.weight has shape \[20, 300\]"),
+    "not a tensor": (lambda sd: {**sd, "fc3.bias": [0.0] * 400}, "only tensors"),
+    "integer weights": (lambda sd: {**sd, "fc3.bias": torch.zeros(400, dtype=torch.long)}, "floating-point"),
+    "NaN weights": (lambda sd: {**sd, "fc4.bias": torch.full((784,), float("nan"))}, "NaN"),
+    "not a dict": (lambda sd: list(sd.values()), "not a checkpoint"),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_STATE_DICTS))
+def test_bad_state_dict_is_refused_with_one_line(tmp_path, name):
+    change, message = BAD_STATE_DICTS[name]
+    torch.save(change(ReferenceVAE().state_dict()), tmp_path / "bad.pt")
+    with pytest.raises(ExportError, match=message) as e:
+        load_model(tmp_path / "bad.pt")
+    assert "\n" not in str(e.value)
+
+
+def test_checkpoint_with_a_mismatched_state_dict_is_refused(tmp_path):
+    cfg = Config(hidden_dim=32, latent_dim=4)
+    state = VAE.from_config({**cfg.model(), "latent_dim": 5}).state_dict()
+    checkpoint.save({"format": checkpoint.FORMAT, "version": 1, "config": cfg.to_dict(),
+                     "state_dict": state, "metrics": []}, tmp_path / "model.pt")
+    with pytest.raises(ExportError, match=r"fc21.weight has shape \[5, 32\], expected \[4, 32\]"):
+        load_model(tmp_path / "model.pt")
+
+
+def test_missing_file_is_an_export_error(tmp_path):
+    with pytest.raises(ExportError, match="no such checkpoint"):
+        load_model(tmp_path / "nope.pt")
+
+
+# -----------------------------------------------------------------------------
+# writing
+
+def test_existing_output_folder_is_kept_without_force(ref_pt, tmp_path):
+    out = tmp_path / "vae-onnx"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    result = CliRunner().invoke(app, [str(ref_pt[1]), "--out", str(out)])
+    assert result.exit_code == 2 and "--force" in result.stderr
+    assert [p.name for p in out.iterdir()] == ["keep.txt"] and leftovers(tmp_path) == []
+
+
+def test_force_replaces_an_earlier_export_and_leaves_no_temporary_folders(tmp_path):
+    out = tmp_path / "vae-onnx"
+    first = export_model(VAE(hidden_dim=16, latent_dim=2), out)
+    (out / "stale.txt").write_text("from before")
+    second = export_model(VAE(hidden_dim=16, latent_dim=3), out, force=True)
+    assert json.loads((out / "vae.json").read_text()) == second != first
+    assert not (out / "stale.txt").exists() and leftovers(tmp_path) == []
+
+
+def test_force_never_replaces_a_folder_that_is_not_an_export(tmp_path):
+    (tmp_path / "notes.txt").write_text("precious")
+    with pytest.raises(ExportError, match="not a vae-edge export"):
+        export_model(VAE(hidden_dim=16, latent_dim=2), tmp_path, force=True)
+    assert (tmp_path / "notes.txt").read_text() == "precious"
+
+
+def test_parity_failure_writes_nothing_and_reports_the_figures(monkeypatch, ref_pt, tmp_path):
+    monkeypatch.setattr(export_mod, "TOLERANCE", -1.0)  # any real difference, even 0, now fails
+    with pytest.raises(ParityError, match=r"mu .*logvar .*x "):
+        export_model(VAE(hidden_dim=16, latent_dim=2), tmp_path / "out")
+    assert list(tmp_path.iterdir()) == [ref_pt[1]]
+    result = CliRunner().invoke(app, [str(ref_pt[1]), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2 and "beyond" in result.stderr and "mu " in result.stderr
+    assert list(tmp_path.iterdir()) == [ref_pt[1]]
+
+
+def test_export_leaves_the_callers_model_as_it_was(tmp_path):
+    model = VAE(hidden_dim=16, latent_dim=2).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    export_model(model, tmp_path / "out")
+    assert model.training and all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_opset_can_be_chosen_and_an_impossible_one_is_refused(tmp_path):
+    model = VAE(hidden_dim=16, latent_dim=2)
+    info = export_model(model, tmp_path / "o17", opset=17)
+    assert info["opset"] == 17
+    assert onnx.load(str(tmp_path / "o17" / "decoder.onnx")).opset_import[0].version == 17
+    with pytest.raises(ExportError, match="opset 9"):
+        export_model(model, tmp_path / "o9", opset=9)
+    assert not (tmp_path / "o9").exists()
+
+
+# -----------------------------------------------------------------------------
+# int8
+
+@pytest.mark.parametrize("arch", ["mlp", "conv"])
+def test_int8_files_stay_within_their_recorded_error(exports, arch):
+    model, folder, info = exports[arch, "trained"]
+    q = info["int8"]
+    assert 0 < q["mu_mean_abs"] <= q["mu_max_abs"] < 0.05 and 0 < q["x_mean_abs"] <= q["x_max_abs"] < 0.05
+    x, z = fresh_x(model, 64), fresh_z(model, 64)
+    mu, mu8 = (session(folder / f).run(["mu"], {"x": x})[0] for f in ("encoder.onnx", "encoder.int8.onnx"))
+    px, px8 = (session(folder / f).run(["x"], {"z": z})[0] for f in ("decoder.onnx", "decoder.int8.onnx"))
+    # fresh inputs, so allow some slack over the recorded figures (measured on 256 other examples)
+    assert np.abs(mu8 - mu).max() <= 1.5 * q["mu_max_abs"] and np.abs(mu8 - mu).mean() <= 2 * q["mu_mean_abs"]
+    assert np.abs(px8 - px).max() <= 1.5 * q["x_max_abs"] and np.abs(px8 - px).mean() <= 2 * q["x_mean_abs"]
+
+
+@pytest.mark.parametrize("arch", ["mlp", "conv"])
+def test_int8_files_are_quantized_and_smaller(exports, arch):
+    folder, info = exports[arch, "trained"][1:]
+    files = info["files"]
+    for role in ("encoder", "decoder"):
+        assert files[f"{role}_int8"]["bytes"] < 0.4 * files[role]["bytes"]
+        ops = {n.op_type for n in onnx.load(str(folder / files[f"{role}_int8"]["path"])).graph.node}
+        assert "MatMulInteger" in ops
+
+
+def test_unknown_quantization_is_refused(tmp_path):
+    with pytest.raises(ExportError, match="int8"):
+        export_model(VAE(hidden_dim=16, latent_dim=2), tmp_path / "out", quantize="int4")
+
+
+# -----------------------------------------------------------------------------
+# the command line
+
+def test_cli_writes_vae_onnx_here_and_prints_files_sizes_parity_and_sample_command(ref_pt, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, [str(ref_pt[1]), "--quantize", "int8"])
+    assert result.exit_code == 0, result.output
+    info = json.loads((tmp_path / "vae-onnx" / "vae.json").read_text())
+    for entry in info["files"].values():
+        assert entry["path"] in result.stdout and f"{entry['bytes']:,} bytes" in result.stdout
+    assert "parity" in result.stdout and f"mu {info['parity']['mu']:.2g}" in result.stdout
+    assert "int8" in result.stdout and f"{info['int8']['x_max_abs']:.2g}" in result.stdout
+    assert "vae-sample --model vae-onnx --n 64" in result.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--input-shape", "1,28"], "C,H,W"),
+    (["--quantize", "fp16"], "int8"),
+])
+def test_cli_refuses_bad_options_with_one_line(ref_pt, tmp_path, args, message):
+    result = CliRunner().invoke(app, [str(ref_pt[1]), "--out", str(tmp_path / "o"), *args])
+    assert result.exit_code == 2 and result.stderr.startswith("error: ") and message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_cli_help_documents_every_option():
+    result = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    for option in ("MODEL_PT", "--out", "--input-shape", "--opset", "--quantize", "--force"):
+        assert option in result.stdout
+
+
+def test_any_failure_inside_torch_load_becomes_an_export_error(monkeypatch, tmp_path):
+    def corrupt(path):  # what torch.load raises on some damaged legacy files
+        raise KeyError(190)
+    monkeypatch.setattr(checkpoint, "load", corrupt)
+    with pytest.raises(ExportError, match="truncated or corrupt"):
+        load_model(tmp_path / "model.pt")
