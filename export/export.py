@@ -233,14 +233,17 @@ def _move_into_place(tmp: Path, out: Path, force: bool) -> None:
         os.rename(tmp, out)
         return
     old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
-    os.rename(out, old / out.name)
     try:
-        os.rename(tmp, out)
-    except BaseException:
-        os.rename(old / out.name, out)
-        raise
-    finally:
+        os.rename(out, old / out.name)
+        try:
+            os.rename(tmp, out)
+        except BaseException:
+            os.rename(old / out.name, out)  # put the earlier export back
+            raise
         shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if old.exists() and not any(old.iterdir()):  # never delete the earlier export on failure
+            old.rmdir()
 
 
 # -----------------------------------------------------------------------------

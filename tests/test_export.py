@@ -489,3 +489,20 @@ def test_any_failure_inside_torch_load_becomes_an_export_error(monkeypatch, tmp_
     monkeypatch.setattr(checkpoint, "load", corrupt)
     with pytest.raises(ExportError, match="truncated or corrupt"):
         load_model(tmp_path / "model.pt")
+
+
+def test_a_failed_swap_under_force_puts_the_earlier_export_back(monkeypatch, tmp_path):
+    out = tmp_path / "vae-onnx"
+    first = export_model(VAE(hidden_dim=16, latent_dim=2), out)
+    real_rename, calls = os.rename, []
+
+    def flaky_rename(src, dst):
+        calls.append((src, dst))
+        if len(calls) == 2:  # 1: the old export aside, 2: the new one into place
+            raise OSError(28, "No space left on device")
+        return real_rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", flaky_rename)
+    with pytest.raises(ExportError, match="No space left"):
+        export_model(VAE(hidden_dim=16, latent_dim=3), out, force=True)
+    assert json.loads((out / "vae.json").read_text()) == first and leftovers(tmp_path) == []
