@@ -271,9 +271,9 @@ def _save_epoch(out, model, opt, cfg, history, epoch, perm_gen, noise_gen, test_
         save_grid(model.probs(z), out / "samples.png")
         x = test_x[:32].float() / 255
         recon = model.probs(model.encode(x)[0])
-        # Rows of 8 originals above their reconstructions.
-        pairs = torch.stack([x.view(4, 8, *x.shape[1:]), recon.view(4, 8, *x.shape[1:])], 1).flatten(0, 2)
-        save_grid(pairs, out / "reconstructions.png")
+        # Rows of 8 originals, each above its row of reconstructions.
+        rows = [r for pair in zip(x.split(8), recon.split(8)) for r in pair]
+        save_grid(torch.cat(rows), out / "reconstructions.png", nrow=min(8, x.shape[0]))
 
 
 @torch.no_grad()

@@ -1,0 +1,49 @@
+"""Shared fixtures: small synthetic data, the real Fashion-MNIST where present, and CLI runners."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent  # the venv's console scripts sit beside its python
+FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+def blobs(n: int = 96, size: int = 8, channels: int = 1, seed: int = 0) -> np.ndarray:
+    """n uint8 images [n, C, size, size] of soft random blobs: learnable, unlike noise."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    cy, cx = rng.uniform(1, size - 1, (2, n, 1, 1))
+    r = rng.uniform(1, size / 3, (n, 1, 1))
+    img = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * r ** 2))
+    return np.repeat((img * 255).astype(np.uint8)[:, None], channels, axis=1)
+
+
+@pytest.fixture
+def tiny_npy(tmp_path) -> Path:
+    """An .npy file of 96 8x8 grayscale images."""
+    path = tmp_path / "tiny.npy"
+    np.save(path, blobs())
+    return path
+
+
+@pytest.fixture
+def fashion_mnist() -> Path:
+    """Debian's Fashion-MNIST; a test that needs it fails in CI instead of skipping."""
+    if (FASHION_MNIST / "train-images-idx3-ubyte.gz").is_file():
+        return FASHION_MNIST
+    msg = f"Fashion-MNIST is not installed in {FASHION_MNIST} (apt-get install dataset-fashion-mnist)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(msg)
+    pytest.skip(msg)
+
+
+def run_cli(cmd: str, *args, cwd=None, timeout: float = 300, **kw) -> subprocess.CompletedProcess:
+    """Run one of our console scripts and capture its output."""
+    return subprocess.run([str(BIN / cmd), *map(str, args)], cwd=cwd, capture_output=True, text=True,
+                          timeout=timeout, **kw)

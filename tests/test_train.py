@@ -1,0 +1,333 @@
+"""Training: the loss, the models, the data sources, reproducibility, interrupts and resume."""
+from __future__ import annotations
+
+import json
+import math
+import signal
+import subprocess
+import time
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import BIN, blobs, run_cli
+from vae_edge.train import checkpoint
+from vae_edge.train.config import Config
+from vae_edge.train.data import DataError, load_data
+from vae_edge.train.model import VAE, elbo_terms, iwae_log_likelihood, kl, recon_nll
+from vae_edge.train.train import TrainError, train
+
+SMALL = dict(hidden_dim=32, latent_dim=4, batch_size=16, epochs=2)
+
+
+def small_cfg(tmp_path, npy, **kw) -> Config:
+    return Config(dataset=str(npy), out_dir=str(tmp_path / "runs"), name="t", **{**SMALL, **kw})
+
+
+def weights(path) -> dict:
+    return checkpoint.load(path)["state_dict"]
+
+
+# --- the loss ---------------------------------------------------------------------------------
+
+def test_reconstruction_term_is_bernoulli_nll_computed_by_hand():
+    logits = torch.tensor([[2.0, -1.0, 0.5]])
+    x = torch.tensor([[1.0, 0.0, 0.25]])
+    p = 1 / (1 + np.exp(-np.array([2.0, -1.0, 0.5])))
+    by_hand = -(np.log(p[0]) + np.log(1 - p[1]) + 0.25 * np.log(p[2]) + 0.75 * np.log(1 - p[2]))
+    assert recon_nll(logits, x).item() == pytest.approx(by_hand, rel=1e-6)
+
+
+def test_kl_term_is_the_analytic_gaussian_kl_computed_by_hand():
+    mu, logvar = torch.tensor([[1.0, -0.5]]), torch.tensor([[0.0, math.log(4.0)]])
+    # KL(N(1, 1) || N(0, 1)) = 0.5; KL(N(-0.5, 4) || N(0, 1)) = 0.5 (4 + 0.25 - 1 - ln 4)
+    by_hand = 0.5 + 0.5 * (4 + 0.25 - 1 - math.log(4))
+    assert kl(mu, logvar).item() == pytest.approx(by_hand, rel=1e-6)
+
+
+def test_elbo_terms_use_the_reparameterized_sample():
+    torch.manual_seed(0)
+    model = VAE("mlp", (1, 4, 4), 8, 3)
+    x, eps = torch.rand(5, 1, 4, 4), torch.randn(5, 3)
+    rec, kld = elbo_terms(model, x, eps)
+    mu, logvar = model.encode(x)
+    z = mu + eps * torch.exp(0.5 * logvar)
+    expected = F.binary_cross_entropy(model.probs(z), x, reduction="none").flatten(1).sum(1)
+    assert torch.allclose(rec, expected, atol=1e-4)
+    assert torch.allclose(kld, kl(mu, logvar))
+
+
+# --- the models -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("arch,shape", [("mlp", (1, 28, 28)), ("mlp", (3, 10, 6)), ("conv", (1, 28, 28)), ("conv", (3, 32, 16))])
+def test_encoder_and_decoder_shapes(arch, shape):
+    model = VAE(arch, shape, hidden_dim=64, latent_dim=7)
+    x = torch.rand(5, *shape)
+    mu, logvar = model.encode(x)
+    assert mu.shape == logvar.shape == (5, 7)
+    assert model.decode(mu).shape == (5, *shape)
+    p = model.probs(torch.randn(5, 7))
+    assert p.shape == (5, *shape) and 0 <= p.min() and p.max() <= 1
+
+
+def test_mlp_keeps_the_reference_layer_names():
+    names = {k.split(".")[0] for k in VAE("mlp").state_dict()}
+    assert names == {"fc1", "fc21", "fc22", "fc3", "fc4"}
+    assert VAE("mlp").state_dict()["fc1.weight"].shape == (400, 784)
+
+
+def test_logvar_is_clamped_so_extreme_inputs_stay_finite():
+    model = VAE("mlp", (1, 4, 4), 8, 3)
+    with torch.no_grad():
+        model.fc22.bias.fill_(1e4)
+    x = torch.rand(2, 1, 4, 4)
+    rec, kld = elbo_terms(model, x, torch.randn(2, 3))
+    assert torch.isfinite(rec).all() and torch.isfinite(kld).all()
+
+
+def test_conv_refuses_an_image_size_not_divisible_by_4():
+    with pytest.raises(ValueError, match="divisible by 4"):
+        VAE("conv", (1, 30, 30))
+
+
+def test_iwae_bound_is_above_the_elbo():
+    torch.manual_seed(0)
+    model = VAE("mlp", (1, 8, 8), 16, 2)
+    x = torch.from_numpy(blobs(32)).float() / 255
+    g = torch.Generator().manual_seed(0)
+    rec, kld = elbo_terms(model, x, torch.randn(32, 2, generator=g))
+    iwae = iwae_log_likelihood(model, x, k=500, generator=g, chunk=64)
+    assert iwae.shape == (32,)
+    assert iwae.mean() > -(rec + kld).mean()
+
+
+# --- data sources -----------------------------------------------------------------------------
+
+def test_npy_of_n_h_w_uint8_is_split_into_train_and_test(tiny_npy):
+    data = load_data(str(tiny_npy), test_fraction=0.25)
+    assert data.train.shape == (72, 1, 8, 8) and data.test.shape == (24, 1, 8, 8)
+    assert data.train.dtype == torch.uint8
+
+
+def test_npy_of_float_n_c_h_w_in_unit_range_is_accepted(tmp_path):
+    path = tmp_path / "f.npy"
+    np.save(path, blobs(20, channels=3).astype(np.float32) / 255)
+    data = load_data(str(path))
+    assert data.shape == (3, 8, 8)
+    assert data.train.dtype == torch.uint8
+
+
+def test_image_folder_is_resized_and_converted(tmp_path):
+    from PIL import Image
+
+    for i, img in enumerate(blobs(6, size=20, channels=3)):
+        Image.fromarray(img.transpose(1, 2, 0)).save(tmp_path / f"{i}.{'png' if i % 2 else 'jpg'}")
+    gray = load_data(str(tmp_path), image_size=12, test_fraction=0.5)
+    rgb = load_data(str(tmp_path), image_size=16, channels=3, test_fraction=0.5)
+    assert gray.train.shape == (3, 1, 12, 12) and rgb.test.shape == (3, 3, 16, 16)
+
+
+def test_named_dataset_reads_local_idx_files_before_downloading(tmp_path):
+    import gzip
+
+    def idx(n):
+        return b"\x00\x00\x08\x03" + b"".join(v.to_bytes(4, "big") for v in (n, 8, 8)) + blobs(n).tobytes()
+
+    for prefix, n in (("train", 10), ("t10k", 4)):
+        with gzip.open(tmp_path / f"{prefix}-images-idx3-ubyte.gz", "wb") as f:
+            f.write(idx(n))
+    data = load_data("mnist", data_dir=str(tmp_path))
+    assert data.train.shape == (10, 1, 8, 8) and data.test.shape == (4, 1, 8, 8)
+    assert torch.equal(data.train[:, 0], torch.from_numpy(blobs(10)[:, 0]))
+
+
+def test_fashion_mnist_loads_from_debian(fashion_mnist):
+    data = load_data("fashion-mnist", data_dir="/nonexistent")
+    assert data.train.shape == (60000, 1, 28, 28) and data.test.shape == (10000, 1, 28, 28)
+
+
+def test_missing_dataset_path_is_a_clear_error():
+    with pytest.raises(DataError, match="neither a known name"):
+        load_data("no/such/folder")
+
+
+def test_corrupt_npy_is_a_clear_error(tmp_path):
+    path = tmp_path / "bad.npy"
+    path.write_bytes(b"\x93NUMPY garbage")
+    with pytest.raises(DataError, match="not a readable .npy"):
+        load_data(str(path))
+
+
+def test_floats_outside_the_unit_range_are_refused(tmp_path):
+    path = tmp_path / "f.npy"
+    np.save(path, np.full((4, 8, 8), 3.0, np.float32))
+    with pytest.raises(DataError, match="outside"):
+        load_data(str(path))
+
+
+# --- the training loop ------------------------------------------------------------------------
+
+def test_training_writes_model_metrics_and_pictures(tmp_path, tiny_npy):
+    history = train(small_cfg(tmp_path, tiny_npy), quiet=True)
+    out = tmp_path / "runs" / "t"
+    assert {p.name for p in out.iterdir()} == {"model.pt", "last.pt", "metrics.jsonl", "samples.png", "reconstructions.png"}
+    lines = [json.loads(s) for s in (out / "metrics.jsonl").read_text().splitlines()]
+    assert lines == history and [m["epoch"] for m in lines] == [1, 2]
+    assert {"train_loss", "test_loss", "test_rec", "test_kl", "seconds", "examples_per_s"} <= set(lines[0])
+    assert lines[0]["test_loss"] == pytest.approx(lines[0]["test_rec"] + lines[0]["test_kl"])
+
+
+def test_checkpoint_is_a_plain_dict_that_loads_with_weights_only(tmp_path, tiny_npy):
+    train(small_cfg(tmp_path, tiny_npy), quiet=True)
+    ckpt = torch.load(tmp_path / "runs" / "t" / "model.pt", weights_only=True)
+    assert ckpt["format"] == "vae-edge-checkpoint" and ckpt["version"] == 1
+    assert ckpt["config"]["input_shape"] == [1, 8, 8] and ckpt["config"]["arch"] == "mlp"
+    model = VAE.from_config(Config.from_dict(ckpt["config"]).model())
+    model.load_state_dict(ckpt["state_dict"])
+
+
+def test_loss_goes_down(tmp_path, tiny_npy):
+    history = train(small_cfg(tmp_path, tiny_npy, epochs=6, lr=3e-3), quiet=True)
+    assert history[-1]["test_loss"] < history[0]["test_loss"]
+
+
+def test_same_seed_gives_the_same_losses_and_weights(tmp_path, tiny_npy):
+    a = train(small_cfg(tmp_path / "a", tiny_npy, binarize=True, kl_warmup=1), quiet=True)
+    b = train(small_cfg(tmp_path / "b", tiny_npy, binarize=True, kl_warmup=1), quiet=True)
+    strip = lambda h: [{k: v for k, v in m.items() if k not in ("seconds", "examples_per_s")} for m in h]
+    assert strip(a) == strip(b)
+    wa, wb = weights(tmp_path / "a/runs/t/model.pt"), weights(tmp_path / "b/runs/t/model.pt")
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_another_seed_gives_other_weights(tmp_path, tiny_npy):
+    train(small_cfg(tmp_path / "a", tiny_npy), quiet=True)
+    train(small_cfg(tmp_path / "b", tiny_npy, seed=2), quiet=True)
+    assert not torch.equal(weights(tmp_path / "a/runs/t/model.pt")["fc1.weight"],
+                           weights(tmp_path / "b/runs/t/model.pt")["fc1.weight"])
+
+
+def test_conv_trains_on_rgb_images(tmp_path):
+    path = tmp_path / "rgb.npy"
+    np.save(path, blobs(40, channels=3))
+    history = train(small_cfg(tmp_path, path, arch="conv", epochs=1), quiet=True)
+    assert math.isfinite(history[0]["test_loss"])
+
+
+def test_an_existing_run_is_not_overwritten_without_force(tmp_path, tiny_npy):
+    train(small_cfg(tmp_path, tiny_npy, epochs=1), quiet=True)
+    with pytest.raises(TrainError, match="already holds a run"):
+        train(small_cfg(tmp_path, tiny_npy, epochs=1), quiet=True)
+    train(small_cfg(tmp_path, tiny_npy, epochs=1), quiet=True, force=True)
+
+
+def test_iwae_k_records_the_log_likelihood(tmp_path, tiny_npy):
+    history = train(small_cfg(tmp_path, tiny_npy, epochs=1, iwae_k=50), quiet=True)
+    assert history[-1]["test_iwae_50"] > -history[-1]["test_loss"]
+
+
+# --- interrupts and resume (real signals, real processes) ------------------------------------
+
+def _start(tmp_path, npy, name, epochs):
+    args = ["--dataset", npy, "--out-dir", tmp_path / "runs", "--name", name, "--epochs", epochs,
+            "--hidden-dim", 32, "--latent-dim", 4, "--batch-size", 4, "--test-fraction", 0.05]
+    return [str(BIN / "vae-train"), *map(str, args)]
+
+
+@pytest.fixture
+def big_npy(tmp_path):
+    path = tmp_path / "big.npy"
+    np.save(path, blobs(2000))  # 475 steps an epoch: long enough to be interrupted mid-epoch
+    return path
+
+
+def _interrupt(cmd, tmp_path, name, sig=signal.SIGINT):
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = tmp_path / "runs" / name / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while not metrics.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.3)  # into the second epoch
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=120)
+    return proc.returncode, out, err
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_saves_last_pt_and_exits_cleanly(tmp_path, big_npy, sig):
+    code, out, err = _interrupt(_start(tmp_path, big_npy, "run", 5), tmp_path, "run", sig)
+    assert code == 128 + sig
+    assert "Traceback" not in err and "interrupted: saved" in err
+    state = checkpoint.load(tmp_path / "runs" / "run" / "last.pt")
+    assert state["epoch"] == 2 and 0 < state["step"] < 500
+    assert not (tmp_path / "runs" / "run" / "model.pt").exists()
+
+
+@pytest.mark.slow
+def test_a_resumed_run_ends_with_the_same_weights_as_an_uninterrupted_one(tmp_path, big_npy):
+    assert subprocess.run(_start(tmp_path, big_npy, "straight", 3), capture_output=True).returncode == 0
+    code, _, _ = _interrupt(_start(tmp_path, big_npy, "broken", 3), tmp_path, "broken")
+    assert code == 130
+    resumed = subprocess.run([str(BIN / "vae-train"), "--resume", str(tmp_path / "runs" / "broken")],
+                             capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    a, b = weights(tmp_path / "runs/straight/model.pt"), weights(tmp_path / "runs/broken/model.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    ma = (tmp_path / "runs/straight/metrics.jsonl").read_text().splitlines()
+    mb = (tmp_path / "runs/broken/metrics.jsonl").read_text().splitlines()
+    assert [json.loads(s)["test_loss"] for s in ma] == [json.loads(s)["test_loss"] for s in mb]
+
+
+# --- the command line -------------------------------------------------------------------------
+
+def test_help_documents_every_option():
+    out = run_cli("vae-train", "--help").stdout
+    for field in Config.__dataclass_fields__:
+        if field not in ("input_shape", "likelihood"):
+            assert "--" + field.replace("_", "-") in out, field
+    assert "--resume" in out and "--force" in out
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--dataset", "no/such/dir"], "neither a known name"),
+    (["--dataset", "{npy}", "--arch", "conv", "--image-size", "30"], "divisible by 4"),
+    (["--dataset", "{bad}"], "not a readable .npy"),
+    (["--resume", "no/such/run"], "nothing to resume"),
+    (["--dataset", "{npy}", "--arch", "transformer"], "unknown architecture"),
+])
+def test_bad_input_gets_a_one_line_error_and_exit_code_2(tmp_path, tiny_npy, args, message):
+    from PIL import Image
+
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i, img in enumerate(blobs(8, size=30)):
+        Image.fromarray(img[0]).save(folder / f"{i}.png")
+    bad = tmp_path / "bad.npy"
+    bad.write_bytes(b"not numpy")
+    subst = {"{npy}": str(folder if "--image-size" in args else tiny_npy), "{bad}": str(bad)}
+    args = [subst.get(a, a) for a in args]
+    r = run_cli("vae-train", *args, "--out-dir", tmp_path / "runs", "--epochs", 1)
+    assert r.returncode == 2
+    assert r.stderr.startswith("error: ") and message in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "runs" / "vae" / "model.pt").exists()
+
+
+def test_vae_eval_reports_elbo_and_iwae(tmp_path, tiny_npy):
+    train(small_cfg(tmp_path, tiny_npy, epochs=1), quiet=True)
+    r = run_cli("vae-eval", tmp_path / "runs/t/model.pt", "--iwae-k", 20, "--json", tmp_path / "e.json")
+    assert r.returncode == 0, r.stderr
+    result = json.loads((tmp_path / "e.json").read_text())
+    assert result["test_iwae_20"] > -result["test_loss"]
+
+
+# --- the real thing ---------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_default_recipe_on_fashion_mnist_reaches_the_reference_loss(tmp_path, fashion_mnist):
+    history = train(Config(out_dir=str(tmp_path), name="fm"), quiet=True)
+    assert len(history) == 10
+    assert history[-1]["test_loss"] <= 244.5
