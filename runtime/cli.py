@@ -1,0 +1,238 @@
+"""Command line: vae-sample, vae-encode, vae-decode and vae-info, on an exported model folder, without torch.
+
+Bad input ends with one line `error: ...` on stderr and exit code 2; outputs are written to a
+temporary file and renamed, so a failed command leaves no half-written file.
+"""
+from __future__ import annotations
+
+import json
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import List, Optional
+
+import numpy as np
+import typer
+
+from .images import image_format, load_images, save_grid, save_npy, save_npy_chunks
+from .model import (DEFAULT_BATCH_SIZE, PRECISIONS, VAE, ModelFolderError, RuntimeInputError, read_meta,
+                    verify_files)
+
+# A PNG grid of more images than this is unreadable and costly; larger runs must use --npy.
+MAX_GRID = 4096
+
+
+def _app(help: str) -> typer.Typer:
+    return typer.Typer(help=help, pretty_exceptions_enable=False, add_completion=False)
+
+
+sample_app = _app("Sample images from an exported VAE: a PNG grid and/or an .npy array.")
+encode_app = _app("Encode images (PNG/JPEG files or one .npy) to latents (.npy).")
+decode_app = _app("Decode latents (.npy) to a PNG grid and/or an .npy array of images.")
+info_app = _app("Print an exported model's metadata and verify its files' sha256.")
+
+
+@contextmanager
+def _errors():
+    """Turn expected failures into `error: ...` on stderr and exit code 2."""
+    try:
+        yield
+    except (RuntimeInputError, ModelFolderError) as e:
+        _fail(str(e))
+    except OSError as e:
+        where = f"{e.filename}: " if e.filename else ""
+        _fail(f"{where}{e.strerror or e}")
+    except MemoryError:
+        _fail("out of memory; lower --batch-size or --n")
+
+
+def _fail(msg: str):
+    typer.echo(f"error: {msg}", err=True)
+    raise typer.Exit(2)
+
+
+def _check(ok: bool, msg: str) -> None:
+    if not ok:
+        raise RuntimeInputError(msg)
+
+
+def _check_common(precision: str, threads: Optional[int], batch_size: int, nrow: int = 1) -> None:
+    _check(precision in PRECISIONS, f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    _check(threads is None or threads >= 0, f"--threads must be >= 0, got {threads}")
+    _check(batch_size >= 1, f"--batch-size must be >= 1, got {batch_size}")
+    _check(nrow >= 1, f"--nrow must be >= 1, got {nrow}")
+
+
+def _outputs(out: Optional[Path], npy: Optional[Path], default_png: str, n: Optional[int]) -> Optional[Path]:
+    """The PNG path to write: --out, else default_png unless only --npy was asked for."""
+    png = out if out is not None else (Path(default_png) if npy is None else None)
+    if png is not None:
+        image_format(png)
+        if n is not None and n > MAX_GRID:
+            raise RuntimeInputError(f"{n} images are too many for one image grid (at most {MAX_GRID}); "
+                                    f"write them with --npy FILE alone")
+    if png is not None and npy is not None and os.path.abspath(png) == os.path.abspath(npy):
+        raise RuntimeInputError("--out and --npy name the same file")
+    return png
+
+
+def _load(model: Path, precision: str, threads: Optional[int], batch_size: int, decoder_only=False) -> VAE:
+    return VAE.load(model, precision=precision, threads=threads, batch_size=batch_size, decoder_only=decoder_only)
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    """Memory-map an .npy file (large arrays are then read chunk by chunk), refusing pickles."""
+    try:
+        return np.load(path, mmap_mode="r", allow_pickle=False)
+    except FileNotFoundError:
+        raise RuntimeInputError(f"no such file: {path}") from None
+    except (OSError, ValueError, EOFError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise RuntimeInputError(f"{path} is not a readable .npy array: {first[:200]}") from None
+
+
+MODEL_OPT = typer.Option(Path("vae-onnx"), "--model", "-m", help="Exported model folder (made by vae-export).")
+PRECISION_OPT = typer.Option("fp32", "--precision", help="fp32, or int8 where the export wrote int8 files.")
+THREADS_OPT = typer.Option(None, "--threads", help="onnxruntime intra-op threads (default: onnxruntime decides).")
+BATCH_OPT = typer.Option(DEFAULT_BATCH_SIZE, "--batch-size", help="Images per onnxruntime call; bounds memory.")
+NROW_OPT = typer.Option(8, "--nrow", help="Images per row of the grid.")
+
+
+@sample_app.command()
+def sample(
+    n: int = typer.Option(64, "--n", "-n", help="Number of images to sample."),
+    model: Path = MODEL_OPT,
+    out: Optional[Path] = typer.Option(
+        None, "--out", "-o", help="Image grid to write (default: samples.png; none when only --npy is given). "
+                                  f"At most {MAX_GRID} images."),
+    npy: Optional[Path] = typer.Option(
+        None, "--npy", help="Also write the images as float32 (n, C, H, W) .npy; streamed to disk in chunks "
+                            "when no grid is written, so any n fits in memory."),
+    seed: int = typer.Option(0, "--seed", help="Seed of numpy's default_rng, which draws z."),
+    temperature: float = typer.Option(1.0, "--temperature", "-t", help="z = temperature * N(0, I)."),
+    nrow: int = NROW_OPT,
+    precision: str = PRECISION_OPT,
+    threads: Optional[int] = THREADS_OPT,
+    batch_size: int = BATCH_OPT,
+) -> None:
+    """Decode n random latents to images: a PNG grid (--out) and/or an .npy array (--npy)."""
+    with _errors():
+        _check(n >= 1, f"--n must be >= 1, got {n}")
+        _check_common(precision, threads, batch_size, nrow)
+        png = _outputs(out, npy, "samples.png", n)
+        vae = _load(model, precision, threads, batch_size, decoder_only=True)  # sampling needs no encoder
+        chunks = vae.iter_samples(n, seed=seed, temperature=temperature)  # checks temperature now
+        if png is None:
+            save_npy_chunks(chunks, npy, (n, *vae.input_shape))
+        else:
+            x = np.concatenate(list(chunks))
+            save_grid(x, png, nrow=nrow)
+            if npy is not None:
+                save_npy(x, npy)
+        typer.echo(f"wrote {n} samples to {', '.join(str(p) for p in (png, npy) if p is not None)}")
+
+
+@encode_app.command()
+def encode(
+    inputs: List[Path] = typer.Argument(
+        ..., metavar="INPUTS...",
+        help="PNG/JPEG files (converted to the model's channels and resized to its H x W), or one .npy "
+             "of shape (N, C, H, W) or (N, C*H*W), float in [0, 1] or uint8 in [0, 255]."),
+    out: Path = typer.Option(Path("latents.npy"), "--out", "-o", help="Latents to write, float32 (N, latent_dim)."),
+    model: Path = MODEL_OPT,
+    sample: bool = typer.Option(False, "--sample", help="Write z = mu + exp(logvar / 2) * eps instead of mu."),
+    seed: int = typer.Option(0, "--seed", help="Seed of numpy's default_rng, which draws eps for --sample."),
+    precision: str = PRECISION_OPT,
+    threads: Optional[int] = THREADS_OPT,
+    batch_size: int = BATCH_OPT,
+) -> None:
+    """Encode images to latents: mu by default, or a reparameterized sample with --sample."""
+    with _errors():
+        _check_common(precision, threads, batch_size)
+        npys = [p for p in inputs if p.suffix.lower() == ".npy"]
+        _check(not npys or len(inputs) == 1, "give either image files or one .npy file, not both or several .npy")
+        if out.suffix.lower() in (".png", ".jpg", ".jpeg"):
+            raise RuntimeInputError(f"--out {out} is an image name; latents are written as .npy")
+        vae = _load(model, precision, threads, batch_size)
+        x = _read_npy(npys[0]) if npys else load_images(inputs, vae.input_shape)
+        if sample:
+            z = vae.encode(x, sample=True, seed=seed)
+        else:
+            z, _ = vae.encode(x)
+        save_npy(z, out)
+        typer.echo(f"wrote {'sampled z' if sample else 'mu'} of shape {tuple(z.shape)} to {out}")
+
+
+@decode_app.command()
+def decode(
+    latents: Path = typer.Argument(..., metavar="LATENTS.npy", help="An .npy of latents, float (N, latent_dim)."),
+    out: Optional[Path] = typer.Option(
+        None, "--out", "-o", help="Image grid to write (default: grid.png; none when only --npy is given). "
+                                  f"At most {MAX_GRID} images."),
+    npy: Optional[Path] = typer.Option(
+        None, "--npy", help="Also write the images as float32 (N, C, H, W) .npy; streamed in chunks when no "
+                            "grid is written."),
+    model: Path = MODEL_OPT,
+    nrow: int = NROW_OPT,
+    precision: str = PRECISION_OPT,
+    threads: Optional[int] = THREADS_OPT,
+    batch_size: int = BATCH_OPT,
+) -> None:
+    """Decode latents to images: a PNG grid (--out) and/or an .npy array (--npy)."""
+    with _errors():
+        _check_common(precision, threads, batch_size, nrow)
+        z = _read_npy(latents)
+        png = _outputs(out, npy, "grid.png", z.shape[0] if z.ndim else None)
+        vae = _load(model, precision, threads, batch_size, decoder_only=True)
+        chunks = vae.iter_decode(z)  # checks z's shape and dtype now
+        if png is None:
+            save_npy_chunks(chunks, npy, (z.shape[0], *vae.input_shape))
+        else:
+            x = np.concatenate(list(chunks))
+            save_grid(x, png, nrow=nrow)
+            if npy is not None:
+                save_npy(x, npy)
+        typer.echo(f"decoded {z.shape[0]} latents to {', '.join(str(p) for p in (png, npy) if p is not None)}")
+
+
+def _fmt(v) -> str:
+    if isinstance(v, dict) and v:
+        return ", ".join(f"{k}={_fmt(x)}" for k, x in v.items())
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return "-" if v is None or v == {} else str(v)
+
+
+@info_app.command()
+def info(
+    model: Path = MODEL_OPT,
+    as_json: bool = typer.Option(False, "--json", help="Print vae.json as JSON instead of a summary."),
+) -> None:
+    """Print the model's metadata, verify each file's sha256, and check encoder and decoder agree."""
+    with _errors():
+        meta = read_meta(model)
+        if as_json:
+            typer.echo(json.dumps(meta, indent=2, sort_keys=True))
+        else:
+            typer.echo(f"folder:   {model}")
+            typer.echo(f"format:   {meta['format']} v{meta['format_version']}")
+            for key in ("model", "dataset", "metrics", "opset", "versions", "parity", "int8"):
+                typer.echo(f"{key + ':':<9} {_fmt(meta.get(key))}")
+            typer.echo("files:")
+        checks = verify_files(model)
+        if not as_json:
+            for key, path, problem in checks:
+                entry = meta["files"][key]
+                size = entry.get("bytes", "?") if isinstance(entry, dict) else "?"
+                digest = str(entry.get("sha256", "?"))[:16] if isinstance(entry, dict) else "?"
+                typer.echo(f"  {key:<13} {path}  {size} bytes  sha256 {digest}...  "
+                           f"{'ok' if problem is None else 'MISMATCH'}")
+        bad = [problem for _, _, problem in checks if problem is not None]
+        if bad:
+            raise ModelFolderError(f"{len(bad)} of {len(checks)} files failed verification: {bad[0]}")
+        # Hashes only prove the files are the exported ones; loading proves they fit together.
+        for precision, keys in PRECISIONS.items():
+            if all(k in meta["files"] for k in keys):
+                VAE.load(model, precision=precision)
+        if not as_json:
+            typer.echo(f"ok: {len(checks)} files verified")

@@ -1,0 +1,411 @@
+"""vae-sample, vae-encode, vae-decode, vae-info: happy paths, and bad input -> one error line, exit 2, no output."""
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+from vae_edge.export import export_model
+from vae_edge.runtime import VAE
+from vae_edge.runtime.cli import MAX_GRID, decode_app, encode_app, info_app, sample_app
+from vae_edge.train.model import VAE as TorchVAE
+
+BIN = Path(sys.executable).parent
+
+
+def _export(tmp_path_factory, name, quantize=None, **kw):
+    torch.manual_seed(sum(map(ord, name)))
+    folder = tmp_path_factory.mktemp(name) / "vae-onnx"
+    export_model(TorchVAE(**kw).eval(), folder, quantize=quantize)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def mlp(tmp_path_factory):
+    return _export(tmp_path_factory, "cli-mlp", quantize="int8", arch="mlp", hidden_dim=64, latent_dim=10)
+
+
+@pytest.fixture(scope="module")
+def conv(tmp_path_factory):
+    return _export(tmp_path_factory, "cli-conv", arch="conv", input_shape=(3, 12, 8), hidden_dim=32, latent_dim=4)
+
+
+@pytest.fixture(scope="module")
+def mlp_latent3(tmp_path_factory):
+    return _export(tmp_path_factory, "cli-mlp3", arch="mlp", hidden_dim=16, latent_dim=3)
+
+
+@pytest.fixture
+def work(tmp_path, monkeypatch):
+    """An empty working folder, the current directory for the command."""
+    d = tmp_path / "work"
+    d.mkdir()
+    monkeypatch.chdir(d)
+    return d
+
+
+def run(app, *args):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def assert_fails(result, message, folder=None):
+    """Exit 2, one stderr line `error: ...` containing message, nothing on stdout, folder left empty."""
+    assert result.exit_code == 2, (result.exit_code, result.stdout, result.stderr)
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert message in lines[0], lines[0]
+    assert result.stdout == ""
+    if folder is not None:
+        assert sorted(p.name for p in folder.iterdir()) == [], "a failed command left files behind"
+
+
+def _copy(folder, tmp_path):
+    dst = tmp_path / "model-copy"
+    shutil.copytree(folder, dst)
+    return dst
+
+
+def _rehash(folder, key):
+    meta = json.loads((folder / "vae.json").read_text())
+    data = (folder / meta["files"][key]["path"]).read_bytes()
+    meta["files"][key].update(sha256=hashlib.sha256(data).hexdigest(), bytes=len(data))
+    (folder / "vae.json").write_text(json.dumps(meta))
+
+
+def _png(path):
+    with Image.open(path) as im:
+        return im.format, im.mode, im.size
+
+
+# -- vae-sample -------------------------------------------------------------------------------------
+
+def test_sample_writes_samples_png_by_default(mlp, work):
+    r = run(sample_app, "--model", mlp)
+    assert r.exit_code == 0, r.stderr
+    assert _png(work / "samples.png") == ("PNG", "L", (242, 242))  # 8 x 8 grid of 28 px, padding 2
+    assert sorted(p.name for p in work.iterdir()) == ["samples.png"]
+
+
+def test_sample_grid_follows_n_and_nrow(conv, work):
+    r = run(sample_app, "--model", conv, "--n", 10, "--nrow", 4, "--out", "g.png")
+    assert r.exit_code == 0, r.stderr
+    assert _png(work / "g.png") == ("PNG", "RGB", (4 * 10 + 2, 3 * 14 + 2))
+
+
+def test_sample_npy_alone_writes_only_the_array_equal_to_the_api(mlp, work):
+    r = run(sample_app, "--model", mlp, "--n", 50, "--npy", "s.npy", "--seed", 3, "--temperature", 0.7,
+            "--batch-size", 8)
+    assert r.exit_code == 0, r.stderr
+    assert sorted(p.name for p in work.iterdir()) == ["s.npy"]
+    np.testing.assert_array_equal(np.load(work / "s.npy"), VAE.load(mlp).sample(50, seed=3, temperature=0.7))
+
+
+def test_sample_out_and_npy_write_both(mlp, work):
+    r = run(sample_app, "--model", mlp, "--n", 5, "--npy", "s.npy", "--out", "s.png")
+    assert r.exit_code == 0, r.stderr
+    assert np.load(work / "s.npy").shape == (5, 1, 28, 28)
+    assert _png(work / "s.png")[2] == (5 * 30 + 2, 32)
+
+
+def test_sample_int8_precision(mlp, work):
+    r = run(sample_app, "--model", mlp, "--n", 4, "--npy", "s.npy", "--precision", "int8", "--threads", 1)
+    assert r.exit_code == 0, r.stderr
+    np.testing.assert_array_equal(np.load(work / "s.npy"), VAE.load(mlp, precision="int8").sample(4, seed=0))
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--n", 0], "--n must be >= 1, got 0"),
+    (["--n", -3], "--n must be >= 1, got -3"),
+    (["--temperature", -1], "temperature must be finite and >= 0"),
+    (["--temperature", "nan"], "temperature must be finite and >= 0"),
+    (["--nrow", 0], "--nrow must be >= 1"),
+    (["--batch-size", 0], "--batch-size must be >= 1"),
+    (["--precision", "fp16"], "--precision must be one of fp32, int8"),
+    (["--n", MAX_GRID + 1], f"too many for one image grid (at most {MAX_GRID}); write them with --npy FILE alone"),
+    (["--out", "samples.txt"], "use a name ending in .png"),
+    (["--out", "same.png", "--npy", "same.png"], "name the same file"),
+])
+def test_sample_bad_options_fail_cleanly(mlp, work, args, message):
+    assert_fails(run(sample_app, "--model", mlp, *args), message, work)
+
+
+def test_sample_without_a_model_says_how_to_make_one(work):
+    r = run(sample_app, "--n", 64)
+    assert_fails(r, "no exported model at vae-onnx; run `vae-export model.pt --out vae-onnx` first", work)
+
+
+def test_sample_int8_without_int8_files_fails_cleanly(conv, work):
+    assert_fails(run(sample_app, "--model", conv, "--precision", "int8"), "has no int8 files", work)
+
+
+def test_sample_refuses_a_tampered_model(mlp, work, tmp_path):
+    folder = _copy(mlp, tmp_path)
+    data = bytearray((folder / "decoder.onnx").read_bytes())
+    data[-10] ^= 0xFF
+    (folder / "decoder.onnx").write_bytes(bytes(data))
+    assert_fails(run(sample_app, "--model", folder), "does not match the sha256 in vae.json", work)
+
+
+def test_sample_refuses_a_corrupt_model_file(mlp, work, tmp_path):
+    folder = _copy(mlp, tmp_path)
+    (folder / "decoder.onnx").write_bytes((folder / "decoder.onnx").read_bytes()[:1000])
+    _rehash(folder, "decoder")
+    assert_fails(run(sample_app, "--model", folder), "is not a loadable ONNX model", work)
+
+
+def test_sample_refuses_a_folder_whose_encoder_and_decoder_disagree_on_latent_dim(mlp, mlp_latent3, work, tmp_path):
+    folder = _copy(mlp, tmp_path)
+    shutil.copyfile(mlp_latent3 / "decoder.onnx", folder / "decoder.onnx")
+    _rehash(folder, "decoder")
+    assert_fails(run(sample_app, "--model", folder), "the decoder and vae.json disagree on latent_dim", work)
+    np.save(work.parent / "x.npy", np.full((2, 784), 0.5, np.float32))
+    assert_fails(run(encode_app, work.parent / "x.npy", "--model", folder),
+                 "encoder and decoder disagree on latent_dim: the encoder gives 10 (as vae.json says), "
+                 "the decoder takes 3", work)
+
+
+def test_the_installed_vae_sample_script_runs_and_fails_cleanly(mlp, tmp_path):
+    ok = subprocess.run([BIN / "vae-sample", "--n", "64", "--model", mlp, "--out", tmp_path / "s.png"],
+                        capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    assert _png(tmp_path / "s.png") == ("PNG", "L", (242, 242))
+    bad = subprocess.run([BIN / "vae-sample", "--model", tmp_path / "missing"], capture_output=True, text=True,
+                         cwd=tmp_path)
+    assert bad.returncode == 2
+    assert bad.stderr.splitlines() == [f"error: no exported model at {tmp_path / 'missing'}; "
+                                       f"run `vae-export model.pt --out {tmp_path / 'missing'}` first"]
+
+
+# -- vae-encode -------------------------------------------------------------------------------------
+
+def _write_images(folder, rng, n=3):
+    paths = []
+    for i in range(n):
+        p = folder / f"img{i}.png"
+        Image.fromarray(rng.integers(0, 256, (28, 28), dtype=np.uint8), "L").save(p)
+        paths.append(p)
+    return paths
+
+
+def test_encode_png_files_gives_mu_of_the_pixels(mlp, work, tmp_path):
+    rng = np.random.default_rng()
+    paths = _write_images(tmp_path, rng)
+    r = run(encode_app, *paths, "--model", mlp, "--out", "z.npy")
+    assert r.exit_code == 0, r.stderr
+    pixels = np.stack([np.asarray(Image.open(p))[None] for p in paths])
+    np.testing.assert_array_equal(np.load(work / "z.npy"), VAE.load(mlp).encode(pixels)[0])
+
+
+def test_encode_converts_colour_jpeg_to_the_models_channels_and_size(mlp, work, tmp_path):
+    rng = np.random.default_rng()
+    Image.fromarray(rng.integers(0, 256, (50, 40, 3), dtype=np.uint8), "RGB").save(tmp_path / "big.jpg")
+    r = run(encode_app, tmp_path / "big.jpg", "--model", mlp)
+    assert r.exit_code == 0, r.stderr
+    assert np.load(work / "latents.npy").shape == (1, 10)
+
+
+@pytest.mark.parametrize("layout", ["nchw-float", "flat-float", "nchw-uint8"])
+def test_encode_npy_input_equals_the_api(conv, work, tmp_path, layout):
+    rng = np.random.default_rng()
+    x = rng.random((9, 3, 12, 8), dtype=np.float32)
+    if layout == "flat-float":
+        x = x.reshape(9, -1)
+    elif layout == "nchw-uint8":
+        x = (x * 255).astype(np.uint8)
+    np.save(tmp_path / "x.npy", x)
+    r = run(encode_app, tmp_path / "x.npy", "--model", conv, "--out", "mu.npy", "--batch-size", 4)
+    assert r.exit_code == 0, r.stderr
+    np.testing.assert_array_equal(np.load(work / "mu.npy"), VAE.load(conv).encode(x)[0])
+
+
+def test_encode_sample_draws_z_with_the_seed(conv, work, tmp_path):
+    x = np.random.default_rng().random((6, 3, 12, 8), dtype=np.float32)
+    np.save(tmp_path / "x.npy", x)
+    r = run(encode_app, tmp_path / "x.npy", "--model", conv, "--sample", "--seed", 4)
+    assert r.exit_code == 0, r.stderr
+    np.testing.assert_array_equal(np.load(work / "latents.npy"), VAE.load(conv).encode(x, sample=True, seed=4))
+
+
+@pytest.mark.parametrize("array,message", [
+    (np.full((2, 1, 28, 27), 0.5, np.float32), "x has shape (2, 1, 28, 27); expected (N, 1, 28, 28) or (N, 784)"),
+    (np.full((2, 784), 1, np.int64), "x has dtype int64"),
+    (np.full((2, 784), np.nan, np.float32), "x contains NaN or inf"),
+    (np.full((2, 784), np.inf), "x contains NaN or inf"),
+])
+def test_encode_bad_npy_fails_cleanly(mlp, work, tmp_path, array, message):
+    np.save(tmp_path / "x.npy", array)
+    assert_fails(run(encode_app, tmp_path / "x.npy", "--model", mlp), message, work)
+
+
+def test_encode_refuses_a_pickled_npy(mlp, work, tmp_path):
+    np.save(tmp_path / "x.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    assert_fails(run(encode_app, tmp_path / "x.npy", "--model", mlp), "is not a readable .npy array", work)
+
+
+def test_encode_refuses_a_file_that_is_not_an_image(mlp, work, tmp_path):
+    (tmp_path / "fake.png").write_text("hello")
+    assert_fails(run(encode_app, tmp_path / "fake.png", "--model", mlp), "cannot read image", work)
+
+
+def test_encode_refuses_a_missing_input(mlp, work, tmp_path):
+    assert_fails(run(encode_app, tmp_path / "nope.npy", "--model", mlp), "no such file", work)
+
+
+def test_encode_refuses_npy_mixed_with_images(mlp, work, tmp_path):
+    paths = _write_images(tmp_path, np.random.default_rng(), 1)
+    np.save(tmp_path / "x.npy", np.zeros((1, 784), np.float32))
+    assert_fails(run(encode_app, tmp_path / "x.npy", *paths, "--model", mlp), "not both", work)
+
+
+def test_encode_without_a_model_says_how_to_make_one(work, tmp_path):
+    np.save(tmp_path / "x.npy", np.full((1, 784), 0.5, np.float32))
+    assert_fails(run(encode_app, tmp_path / "x.npy"), "run `vae-export model.pt --out vae-onnx` first", work)
+
+
+# -- vae-decode -------------------------------------------------------------------------------------
+
+def test_decode_writes_grid_png_by_default(conv, work, tmp_path):
+    np.save(tmp_path / "z.npy", np.random.default_rng().standard_normal((12, 4)).astype(np.float32))
+    r = run(decode_app, tmp_path / "z.npy", "--model", conv, "--nrow", 6)
+    assert r.exit_code == 0, r.stderr
+    assert sorted(p.name for p in work.iterdir()) == ["grid.png"]
+    assert _png(work / "grid.png") == ("PNG", "RGB", (6 * 10 + 2, 2 * 14 + 2))
+
+
+def test_decode_npy_alone_streams_the_images_equal_to_the_api(mlp, work, tmp_path):
+    z = np.random.default_rng().standard_normal((37, 10))
+    np.save(tmp_path / "z.npy", z)
+    r = run(decode_app, tmp_path / "z.npy", "--model", mlp, "--npy", "x.npy", "--batch-size", 5)
+    assert r.exit_code == 0, r.stderr
+    assert sorted(p.name for p in work.iterdir()) == ["x.npy"]
+    np.testing.assert_array_equal(np.load(work / "x.npy"), VAE.load(mlp).decode(z))
+
+
+def test_decode_out_and_npy_write_both(mlp, work, tmp_path):
+    np.save(tmp_path / "z.npy", np.random.default_rng().standard_normal((3, 10)).astype(np.float32))
+    r = run(decode_app, tmp_path / "z.npy", "--model", mlp, "--npy", "x.npy", "--out", "x.png")
+    assert r.exit_code == 0, r.stderr
+    assert sorted(p.name for p in work.iterdir()) == ["x.npy", "x.png"]
+
+
+@pytest.mark.parametrize("array,message", [
+    (np.zeros((4, 9), np.float32), "z has shape (4, 9); expected (N, 10) (latent_dim is 10)"),
+    (np.zeros(10, np.float32), "add a batch axis"),
+    (np.zeros((4, 10), np.int64), "z has dtype int64"),
+    (np.full((4, 10), np.nan, np.float32), "z contains NaN or inf"),
+    (np.zeros((0, 10), np.float32), "N = 0"),
+])
+def test_decode_bad_latents_fail_cleanly(mlp, work, tmp_path, array, message):
+    np.save(tmp_path / "z.npy", array)
+    assert_fails(run(decode_app, tmp_path / "z.npy", "--model", mlp), message, work)
+    assert_fails(run(decode_app, tmp_path / "z.npy", "--model", mlp, "--npy", "x.npy"), message, work)
+
+
+def test_decode_nan_in_a_late_chunk_leaves_no_half_written_npy(mlp, work, tmp_path):
+    z = np.random.default_rng().standard_normal((100, 10)).astype(np.float32)
+    z[95, 3] = np.nan
+    np.save(tmp_path / "z.npy", z)
+    r = run(decode_app, tmp_path / "z.npy", "--model", mlp, "--npy", "x.npy", "--batch-size", 10)
+    assert_fails(r, "z contains NaN or inf", work)
+
+
+def test_decode_refuses_a_file_that_is_not_npy(mlp, work, tmp_path):
+    (tmp_path / "z.npy").write_text("1,2,3")
+    assert_fails(run(decode_app, tmp_path / "z.npy", "--model", mlp), "is not a readable .npy array", work)
+
+
+def test_decode_refuses_more_latents_than_a_grid_holds(mlp, work, tmp_path):
+    np.save(tmp_path / "z.npy", np.zeros((MAX_GRID + 1, 10), np.float32))
+    assert_fails(run(decode_app, tmp_path / "z.npy", "--model", mlp), "too many for one image grid", work)
+
+
+# -- vae-info ---------------------------------------------------------------------------------------
+
+def test_info_prints_the_metadata_and_verifies_every_file(mlp):
+    r = run(info_app, "--model", mlp)
+    assert r.exit_code == 0, r.stderr
+    for text in ("vae-edge-onnx v1", "arch=mlp", "latent_dim=10", "input_shape=[1, 28, 28]", "parity:",
+                 "int8:", "ok: 4 files verified"):
+        assert text in r.stdout
+    assert r.stdout.count("  ok\n") == 4
+
+
+def test_info_json_prints_vae_json(conv):
+    r = run(info_app, "--model", conv, "--json")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout) == json.loads((conv / "vae.json").read_text())
+
+
+def test_info_fails_on_a_hash_mismatch(mlp, tmp_path):
+    folder = _copy(mlp, tmp_path)
+    with open(folder / "encoder.int8.onnx", "ab") as f:
+        f.write(b"\0")
+    r = run(info_app, "--model", folder)
+    assert r.exit_code == 2
+    assert "MISMATCH" in r.stdout and r.stdout.count("  ok\n") == 3
+    assert r.stderr.splitlines() == [
+        f"error: 1 of 4 files failed verification: {folder / 'encoder.int8.onnx'} does not match the sha256 "
+        f"in vae.json (tampered or corrupt); refusing to load it"]
+
+
+def test_info_fails_when_encoder_and_decoder_disagree(mlp, mlp_latent3, tmp_path):
+    folder = _copy(mlp, tmp_path)
+    shutil.copyfile(mlp_latent3 / "decoder.onnx", folder / "decoder.onnx")
+    _rehash(folder, "decoder")
+    r = run(info_app, "--model", folder)
+    assert r.exit_code == 2 and "disagree on latent_dim" in r.stderr
+
+
+def test_info_without_a_model_says_how_to_make_one(tmp_path):
+    assert_fails(run(info_app, "--model", tmp_path / "none"), "run `vae-export model.pt --out")
+
+
+# -- help -------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("app,options", [
+    (sample_app, ["--n", "--model", "--out", "--npy", "--seed", "--temperature", "--nrow", "--precision",
+                  "--threads", "--batch-size"]),
+    (encode_app, ["INPUTS", "--out", "--model", "--sample", "--seed", "--precision", "--threads", "--batch-size"]),
+    (decode_app, ["LATENTS", "--out", "--npy", "--model", "--nrow", "--precision", "--threads", "--batch-size"]),
+    (info_app, ["--model", "--json"]),
+])
+def test_help_documents_every_option(app, options):
+    r = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "200", "TERMINAL_WIDTH": "200"})
+    assert r.exit_code == 0
+    for opt in options:
+        assert opt in r.stdout, opt
+
+
+# -- streaming a million samples --------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_a_million_samples_stream_to_npy_under_300_mb(tmp_path_factory):
+    folder = _export(tmp_path_factory, "cli-million", arch="mlp", hidden_dim=64, latent_dim=10)
+    out = tmp_path_factory.mktemp("million") / "out.npy"
+    # A fresh wrapper process, so RUSAGE_CHILDREN sees vae-sample alone (not earlier children of pytest).
+    probe = ("import resource, subprocess, sys; rc = subprocess.run(sys.argv[1:]).returncode; "
+             "print(rc, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    try:
+        r = subprocess.run([sys.executable, "-c", probe, str(BIN / "vae-sample"), "--n", "1000000",
+                            "--npy", str(out), "--model", str(folder)], capture_output=True, text=True)
+        rc, peak_kib = map(int, r.stdout.split()[-2:])
+        assert rc == 0, r.stderr
+        assert peak_kib * 1024 < 300e6, f"peak RSS {peak_kib / 1024:.0f} MiB"
+        x = np.load(out, mmap_mode="r")
+        assert x.shape == (1_000_000, 1, 28, 28) and x.dtype == np.float32
+        assert out.stat().st_size == 1_000_000 * 784 * 4 + 128
+        head = VAE.load(folder).sample(1000, seed=0)
+        np.testing.assert_array_equal(x[:1000], head)
+        assert sorted(p.name for p in out.parent.iterdir()) == ["out.npy"]
+    finally:
+        out.unlink(missing_ok=True)
+        for p in out.parent.glob(".out.npy.*"):
+            os.unlink(p)
