@@ -170,7 +170,7 @@ def test_floats_outside_the_unit_range_are_refused(tmp_path):
 # --- the training loop ------------------------------------------------------------------------
 
 def test_training_writes_model_metrics_and_pictures(tmp_path, tiny_npy):
-    history = train(small_cfg(tmp_path, tiny_npy), quiet=True)
+    _, history = train(small_cfg(tmp_path, tiny_npy), quiet=True)
     out = tmp_path / "runs" / "t"
     assert {p.name for p in out.iterdir()} == {"model.pt", "last.pt", "metrics.jsonl", "samples.png", "reconstructions.png"}
     lines = [json.loads(s) for s in (out / "metrics.jsonl").read_text().splitlines()]
@@ -189,13 +189,13 @@ def test_checkpoint_is_a_plain_dict_that_loads_with_weights_only(tmp_path, tiny_
 
 
 def test_loss_goes_down(tmp_path, tiny_npy):
-    history = train(small_cfg(tmp_path, tiny_npy, epochs=6, lr=3e-3), quiet=True)
+    _, history = train(small_cfg(tmp_path, tiny_npy, epochs=6, lr=3e-3), quiet=True)
     assert history[-1]["test_loss"] < history[0]["test_loss"]
 
 
 def test_same_seed_gives_the_same_losses_and_weights(tmp_path, tiny_npy):
-    a = train(small_cfg(tmp_path / "a", tiny_npy, binarize=True, kl_warmup=1), quiet=True)
-    b = train(small_cfg(tmp_path / "b", tiny_npy, binarize=True, kl_warmup=1), quiet=True)
+    _, a = train(small_cfg(tmp_path / "a", tiny_npy, binarize=True, kl_warmup=1), quiet=True)
+    _, b = train(small_cfg(tmp_path / "b", tiny_npy, binarize=True, kl_warmup=1), quiet=True)
     strip = lambda h: [{k: v for k, v in m.items() if k not in ("seconds", "examples_per_s")} for m in h]
     assert strip(a) == strip(b)
     wa, wb = weights(tmp_path / "a/runs/t/model.pt"), weights(tmp_path / "b/runs/t/model.pt")
@@ -212,7 +212,7 @@ def test_another_seed_gives_other_weights(tmp_path, tiny_npy):
 def test_conv_trains_on_rgb_images(tmp_path):
     path = tmp_path / "rgb.npy"
     np.save(path, blobs(40, channels=3))
-    history = train(small_cfg(tmp_path, path, arch="conv", epochs=1), quiet=True)
+    _, history = train(small_cfg(tmp_path, path, arch="conv", epochs=1), quiet=True)
     assert math.isfinite(history[0]["test_loss"])
 
 
@@ -224,7 +224,7 @@ def test_an_existing_run_is_not_overwritten_without_force(tmp_path, tiny_npy):
 
 
 def test_iwae_k_records_the_log_likelihood(tmp_path, tiny_npy):
-    history = train(small_cfg(tmp_path, tiny_npy, epochs=1, iwae_k=50), quiet=True)
+    _, history = train(small_cfg(tmp_path, tiny_npy, epochs=1, iwae_k=50), quiet=True)
     assert history[-1]["test_iwae_50"] > -history[-1]["test_loss"]
 
 
@@ -328,6 +328,6 @@ def test_vae_eval_reports_elbo_and_iwae(tmp_path, tiny_npy):
 
 @pytest.mark.slow
 def test_default_recipe_on_fashion_mnist_reaches_the_reference_loss(tmp_path, fashion_mnist):
-    history = train(Config(out_dir=str(tmp_path), name="fm"), quiet=True)
+    _, history = train(Config(out_dir=str(tmp_path), name="fm"), quiet=True)
     assert len(history) == 10
     assert history[-1]["test_loss"] <= 244.5

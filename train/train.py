@@ -126,8 +126,9 @@ def run_dir(cfg: Config) -> Path:
     return Path(cfg.out_dir) / cfg.name
 
 
-def train(cfg: Config, resume: str | None = None, force: bool = False, quiet: bool = False) -> list[dict]:
-    """Fit the VAE described by `cfg` (or continue the run in `resume`); returns the per-epoch metrics."""
+def train(cfg: Config, resume: str | None = None, force: bool = False,
+          quiet: bool = False) -> tuple[VAE, list[dict]]:
+    """Fit the VAE described by `cfg` (or continue the run in `resume`); returns it and its per-epoch metrics."""
     state = None
     if resume:
         last = Path(resume) / "last.pt" if Path(resume).is_dir() else Path(resume)
@@ -167,7 +168,7 @@ def train(cfg: Config, resume: str | None = None, force: bool = False, quiet: bo
         partial, history = state["partial"], list(state["metrics"])
         if start_epoch > cfg.epochs:
             say(f"{out} is complete ({cfg.epochs} epochs); nothing to resume")
-            return history
+            return model, history
     if ranks.main:
         out.mkdir(parents=True, exist_ok=True)
 
@@ -242,7 +243,7 @@ def train(cfg: Config, resume: str | None = None, force: bool = False, quiet: bo
     if ranks.main:
         checkpoint.save(final_checkpoint(model, cfg, history), out / "model.pt")
         say(f"done: {out / 'model.pt'}  (metrics.jsonl, samples.png, reconstructions.png beside it)")
-    return history
+    return model, history
 
 
 def final_checkpoint(model: VAE, cfg: Config, history: list[dict]) -> dict:
