@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-import signal
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -64,7 +64,8 @@ def train_cmd(
     try:
         train(cfg, resume=resume, force=force)
     except Interrupted as e:
-        typer.echo(f"interrupted: saved {e.path}; continue with: vae-train --resume {e.path.parent}", err=True)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun, one message for the one checkpoint
+            typer.echo(f"interrupted: saved {e.path}; continue with: vae-train --resume {e.path.parent}", err=True)
         raise typer.Exit(128 + e.signum)
     except (TrainError, DataError, CheckpointError, ValueError) as e:
         _fail(str(e))

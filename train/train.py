@@ -109,7 +109,7 @@ def atomic_write_text(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     with os.fdopen(fd, "w") as f:
         f.write(text)
-    os.replace(tmp, path)
+    checkpoint.publish(tmp, path)
 
 
 def save_grid(images: torch.Tensor, path: Path, nrow: int = 8) -> None:
@@ -119,7 +119,7 @@ def save_grid(images: torch.Tensor, path: Path, nrow: int = 8) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
     os.close(fd)
     save_image(images.float().cpu(), tmp, nrow=nrow)
-    os.replace(tmp, path)
+    checkpoint.publish(tmp, path)
 
 
 def run_dir(cfg: Config) -> Path:
@@ -243,6 +243,8 @@ def train(cfg: Config, resume: str | None = None, force: bool = False,
     if ranks.main:
         checkpoint.save(final_checkpoint(model, cfg, history), out / "model.pt")
         say(f"done: {out / 'model.pt'}  (metrics.jsonl, samples.png, reconstructions.png beside it)")
+    if ranks.world > 1:
+        dist.barrier()  # no rank leaves (and tears down gloo) while rank 0 is still writing
     return model, history
 
 
