@@ -1,7 +1,10 @@
 """Shared fixtures: small synthetic data, the real Fashion-MNIST where present, and CLI runners."""
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -47,3 +50,18 @@ def run_cli(cmd: str, *args, cwd=None, timeout: float = 300, **kw) -> subprocess
     """Run one of our console scripts and capture its output."""
     return subprocess.run([str(BIN / cmd), *map(str, args)], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, **kw)
+
+
+def copy_export(folder: Path, tmp_path: Path) -> Path:
+    """A scratch copy of an export folder, to tamper with."""
+    dst = tmp_path / "model-copy"
+    shutil.copytree(folder, dst)
+    return dst
+
+
+def rehash(folder: Path, key: str) -> None:
+    """Make vae.json's sha256 and bytes for files[key] match whatever is on disk now."""
+    meta = json.loads((folder / "vae.json").read_text())
+    data = (folder / meta["files"][key]["path"]).read_bytes()
+    meta["files"][key].update(sha256=hashlib.sha256(data).hexdigest(), bytes=len(data))
+    (folder / "vae.json").write_text(json.dumps(meta))

@@ -1,5 +1,4 @@
 """vae_edge.runtime.VAE: parity with PyTorch, input layouts, chunking, threads, integrity checks."""
-import hashlib
 import json
 import os
 import shutil
@@ -9,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import copy_export, rehash
 from vae_edge.export import export_model
 from vae_edge.runtime import VAE, ModelFolderError, RuntimeInputError
 from vae_edge.runtime.images import make_grid, save_grid, save_npy_chunks
@@ -63,18 +63,8 @@ def _torch_encode(model, x):
     return mu.numpy(), logvar.numpy()
 
 
-def _copy(folder, tmp_path):
-    dst = tmp_path / "copy"
-    shutil.copytree(folder, dst)
-    return dst
 
 
-def _rehash(folder, key):
-    """Make vae.json's sha256 and bytes for files[key] match whatever is on disk now."""
-    meta = json.loads((folder / "vae.json").read_text())
-    data = (folder / meta["files"][key]["path"]).read_bytes()
-    meta["files"][key].update(sha256=hashlib.sha256(data).hexdigest(), bytes=len(data))
-    (folder / "vae.json").write_text(json.dumps(meta))
 
 
 # -- parity with PyTorch ----------------------------------------------------------------------------
@@ -295,7 +285,7 @@ def test_missing_folder_says_how_to_make_one(tmp_path):
 
 @pytest.mark.parametrize("name", ["decoder.onnx", "encoder.onnx", "decoder.int8.onnx"])
 def test_a_tampered_file_is_refused(mlp, tmp_path, name):
-    folder = _copy(mlp[1], tmp_path)
+    folder = copy_export(mlp[1], tmp_path)
     data = bytearray((folder / name).read_bytes())
     data[len(data) // 2] ^= 0x01
     (folder / name).write_bytes(bytes(data))
@@ -304,47 +294,47 @@ def test_a_tampered_file_is_refused(mlp, tmp_path, name):
 
 
 def test_a_missing_onnx_file_is_refused(mlp, tmp_path):
-    folder = _copy(mlp[1], tmp_path)
+    folder = copy_export(mlp[1], tmp_path)
     (folder / "encoder.onnx").unlink()
     with pytest.raises(ModelFolderError, match="cannot read .*encoder.onnx"):
         VAE.load(folder)
 
 
 def test_a_corrupt_onnx_file_with_a_matching_hash_is_refused(mlp, tmp_path):
-    folder = _copy(mlp[1], tmp_path)
+    folder = copy_export(mlp[1], tmp_path)
     (folder / "decoder.onnx").write_bytes(b"not an onnx model")
-    _rehash(folder, "decoder")
+    rehash(folder, "decoder")
     with pytest.raises(ModelFolderError, match="decoder.onnx is not a loadable ONNX model"):
         VAE.load(folder)
 
 
 def test_a_corrupt_vae_json_is_refused(mlp, tmp_path):
-    folder = _copy(mlp[1], tmp_path)
+    folder = copy_export(mlp[1], tmp_path)
     (folder / "vae.json").write_text('{"format": "vae-edge-onnx", ')
     with pytest.raises(ModelFolderError, match="vae.json is not readable JSON"):
         VAE.load(folder)
 
 
 def test_encoder_and_decoder_disagreeing_on_latent_dim_is_refused(mlp, mlp_latent8, tmp_path):
-    folder = _copy(mlp[1], tmp_path)
+    folder = copy_export(mlp[1], tmp_path)
     shutil.copyfile(mlp_latent8[1] / "decoder.onnx", folder / "decoder.onnx")
-    _rehash(folder, "decoder")
+    rehash(folder, "decoder")
     with pytest.raises(ModelFolderError, match="encoder and decoder disagree on latent_dim.*decoder takes 8"):
         VAE.load(folder)
 
 
 def test_a_swapped_encoder_is_refused_too(mlp, mlp_latent8, tmp_path):
-    folder = _copy(mlp[1], tmp_path)
+    folder = copy_export(mlp[1], tmp_path)
     shutil.copyfile(mlp_latent8[1] / "encoder.onnx", folder / "encoder.onnx")
-    _rehash(folder, "encoder")
+    rehash(folder, "encoder")
     with pytest.raises(ModelFolderError, match=r"the encoder gives 8, the decoder takes 20 \(as vae.json says\)"):
         VAE.load(folder)
 
 
 def test_decoder_only_checks_the_decoder_against_vae_json(mlp, mlp_latent8, tmp_path):
-    folder = _copy(mlp[1], tmp_path)
+    folder = copy_export(mlp[1], tmp_path)
     shutil.copyfile(mlp_latent8[1] / "decoder.onnx", folder / "decoder.onnx")
-    _rehash(folder, "decoder")
+    rehash(folder, "decoder")
     with pytest.raises(ModelFolderError, match="the decoder and vae.json disagree on latent_dim: vae.json says 20, "
                                                "the decoder takes 8"):
         VAE.load(folder, decoder_only=True)
@@ -359,13 +349,13 @@ def test_decoder_only_samples_like_the_full_model_and_cannot_encode(mlp, rng):
 
 
 def test_decoder_only_never_reads_the_encoder(mlp, tmp_path):
-    folder = _copy(mlp[1], tmp_path)
+    folder = copy_export(mlp[1], tmp_path)
     (folder / "encoder.onnx").unlink()
     assert VAE.load(folder, decoder_only=True).sample(2, seed=0).shape == (2, 1, 28, 28)
 
 
 def test_a_file_path_outside_the_folder_is_refused(mlp, tmp_path):
-    folder = _copy(mlp[1], tmp_path)
+    folder = copy_export(mlp[1], tmp_path)
     meta = json.loads((folder / "vae.json").read_text())
     meta["files"]["decoder"]["path"] = "../elsewhere.onnx"
     (folder / "vae.json").write_text(json.dumps(meta))

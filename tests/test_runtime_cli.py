@@ -1,5 +1,4 @@
 """vae-sample, vae-encode, vae-decode, vae-info: happy paths, and bad input -> one error line, exit 2, no output."""
-import hashlib
 import json
 import os
 import shutil
@@ -13,6 +12,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
+from conftest import copy_export, rehash
 from vae_edge.export import export_model
 from vae_edge.runtime import VAE
 from vae_edge.runtime.cli import MAX_GRID, decode_app, encode_app, info_app, sample_app
@@ -67,17 +67,8 @@ def assert_fails(result, message, folder=None):
         assert sorted(p.name for p in folder.iterdir()) == [], "a failed command left files behind"
 
 
-def _copy(folder, tmp_path):
-    dst = tmp_path / "model-copy"
-    shutil.copytree(folder, dst)
-    return dst
 
 
-def _rehash(folder, key):
-    meta = json.loads((folder / "vae.json").read_text())
-    data = (folder / meta["files"][key]["path"]).read_bytes()
-    meta["files"][key].update(sha256=hashlib.sha256(data).hexdigest(), bytes=len(data))
-    (folder / "vae.json").write_text(json.dumps(meta))
 
 
 def _png(path):
@@ -147,7 +138,7 @@ def test_sample_int8_without_int8_files_fails_cleanly(conv, work):
 
 
 def test_sample_refuses_a_tampered_model(mlp, work, tmp_path):
-    folder = _copy(mlp, tmp_path)
+    folder = copy_export(mlp, tmp_path)
     data = bytearray((folder / "decoder.onnx").read_bytes())
     data[-10] ^= 0xFF
     (folder / "decoder.onnx").write_bytes(bytes(data))
@@ -155,16 +146,16 @@ def test_sample_refuses_a_tampered_model(mlp, work, tmp_path):
 
 
 def test_sample_refuses_a_corrupt_model_file(mlp, work, tmp_path):
-    folder = _copy(mlp, tmp_path)
+    folder = copy_export(mlp, tmp_path)
     (folder / "decoder.onnx").write_bytes((folder / "decoder.onnx").read_bytes()[:1000])
-    _rehash(folder, "decoder")
+    rehash(folder, "decoder")
     assert_fails(run(sample_app, "--model", folder), "is not a loadable ONNX model", work)
 
 
 def test_sample_refuses_a_folder_whose_encoder_and_decoder_disagree_on_latent_dim(mlp, mlp_latent3, work, tmp_path):
-    folder = _copy(mlp, tmp_path)
+    folder = copy_export(mlp, tmp_path)
     shutil.copyfile(mlp_latent3 / "decoder.onnx", folder / "decoder.onnx")
-    _rehash(folder, "decoder")
+    rehash(folder, "decoder")
     assert_fails(run(sample_app, "--model", folder), "the decoder and vae.json disagree on latent_dim", work)
     np.save(work.parent / "x.npy", np.full((2, 784), 0.5, np.float32))
     assert_fails(run(encode_app, work.parent / "x.npy", "--model", folder),
@@ -345,7 +336,7 @@ def test_info_json_prints_vae_json(conv):
 
 
 def test_info_fails_on_a_hash_mismatch(mlp, tmp_path):
-    folder = _copy(mlp, tmp_path)
+    folder = copy_export(mlp, tmp_path)
     with open(folder / "encoder.int8.onnx", "ab") as f:
         f.write(b"\0")
     r = run(info_app, "--model", folder)
@@ -357,9 +348,9 @@ def test_info_fails_on_a_hash_mismatch(mlp, tmp_path):
 
 
 def test_info_fails_when_encoder_and_decoder_disagree(mlp, mlp_latent3, tmp_path):
-    folder = _copy(mlp, tmp_path)
+    folder = copy_export(mlp, tmp_path)
     shutil.copyfile(mlp_latent3 / "decoder.onnx", folder / "decoder.onnx")
-    _rehash(folder, "decoder")
+    rehash(folder, "decoder")
     r = run(info_app, "--model", folder)
     assert r.exit_code == 2 and "disagree on latent_dim" in r.stderr
 

@@ -84,13 +84,10 @@ def eval_cmd(
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the results to this JSON file.")] = None,
 ):
     """Test negative ELBO and, with --iwae-k, the importance-sampled log-likelihood of a saved model."""
-    import torch
-
     from . import checkpoint
     from .data import DataError, load_data
     from .model import VAE
-    from .train import TrainError, evaluate, iwae, pick_device
-    from .train import Ranks
+    from .train import Ranks, TrainError, evaluate, iwae, pick_device
 
     try:
         ckpt = checkpoint.load(model)

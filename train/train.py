@@ -20,7 +20,7 @@ import torch.distributed as dist
 
 from . import checkpoint
 from .config import Config
-from .data import Data, load_data
+from .data import load_data
 from .model import VAE, elbo_terms, iwae_log_likelihood
 
 EVAL_BATCH = 1000  # test examples per evaluation step; memory stays small, results don't depend on it
