@@ -160,6 +160,41 @@ def test_batch_is_truly_dynamic_at_sizes_never_seen(exports, arch):
         assert all(d <= TOL for d in max_diffs(model, folder, n).values())
 
 
+SHAPES = [(1, 28, 28), (3, 28, 28), (1, 12, 20), (3, 12, 20), (3, 4, 8)]
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=["x".join(map(str, s)) for s in SHAPES])
+def test_conv_decoder_rewritten_without_conv_transpose_equals_the_vae_within_1e_5(shape):
+    model = trained(VAE("conv", shape, hidden_dim=32, latent_dim=4), seed=sum(shape))
+    torch.manual_seed(sum(shape))
+    with torch.no_grad():
+        for layer in model.dec_conv:  # larger than init, so every weight's placement shows in the logits
+            if isinstance(layer, nn.ConvTranspose2d):
+                layer.weight.normal_(0.0, 0.2)
+                layer.bias.normal_(0.0, 0.2)
+        decoder = export_mod.Decoder(model).eval()
+        assert decoder.up is not None
+        z = torch.from_numpy(fresh_z(model, 9))
+        ref, got = model.decode(z), decoder.logits(z)
+        probs, got_probs = model.probs(z), decoder(z)
+    assert got.shape == ref.shape and ref.abs().max() > 0.5
+    assert (got - ref).abs().max() <= TOL
+    assert (got_probs - probs).abs().max() <= TOL
+
+
+def test_conv_decoder_graph_has_no_conv_transpose(exports):
+    ops = {n.op_type for n in onnx.load(str(exports["conv", "trained"][1] / "decoder.onnx")).graph.node}
+    assert "ConvTranspose" not in ops and {"Conv", "DepthToSpace"} <= ops
+
+
+def test_conv_export_of_an_odd_shape_matches_pytorch_within_1e_5(tmp_path):
+    torch.manual_seed(3)
+    model = trained(VAE("conv", (3, 12, 20), hidden_dim=32, latent_dim=4))
+    export_model(model, tmp_path / "out")
+    for n in (1, 5):
+        assert all(d <= TOL for d in max_diffs(model, tmp_path / "out", n).values())
+
+
 @pytest.mark.parametrize("name", FILES + INT8_FILES)
 def test_batch_axis_is_symbolic_and_named_batch(exports, name):
     g = onnx.load(str(exports["conv", "trained"][1] / name)).graph
@@ -441,7 +476,9 @@ def test_int8_files_are_quantized_and_smaller(exports, arch):
     folder, info = exports[arch, "trained"][1:]
     files = info["files"]
     for role in ("encoder", "decoder"):
-        assert files[f"{role}_int8"]["bytes"] < 0.4 * files[role]["bytes"]
+        # the conv decoder's Convs stay float (ConvInteger is slower); at hidden_dim 64 they weigh 16% of the file
+        limit = 0.45 if (arch, role) == ("conv", "decoder") else 0.4
+        assert files[f"{role}_int8"]["bytes"] < limit * files[role]["bytes"]
         ops = {n.op_type for n in onnx.load(str(folder / files[f"{role}_int8"]["path"])).graph.node}
         assert "MatMulInteger" in ops
 
