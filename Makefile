@@ -43,6 +43,7 @@ test-fast: setup
 bench: setup
 	$(BIN)/python bench/runtime.py
 	$(BIN)/python bench/cold_start.py
+	$(BIN)/python bench/train_speed.py
 
 clean:
 	rm -rf runs vae-onnx samples.png .pytest_cache
