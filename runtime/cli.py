@@ -76,6 +76,18 @@ def _outputs(out: Optional[Path], npy: Optional[Path], default_png: str, n: Opti
     return png
 
 
+def _write_images(chunks, shape: tuple, png: Optional[Path], npy: Optional[Path], nrow: int) -> str:
+    """Write decoded chunks as a PNG grid and/or .npy; streamed straight to disk when there is no grid."""
+    if png is None:
+        save_npy_chunks(chunks, npy, shape)
+    else:
+        x = np.concatenate(list(chunks))
+        save_grid(x, png, nrow=nrow)
+        if npy is not None:
+            save_npy(x, npy)
+    return ", ".join(str(p) for p in (png, npy) if p is not None)
+
+
 def _load(model: Path, precision: str, threads: Optional[int], batch_size: int, decoder_only=False) -> VAE:
     return VAE.load(model, precision=precision, threads=threads, batch_size=batch_size, decoder_only=decoder_only)
 
@@ -122,14 +134,8 @@ def sample(
         png = _outputs(out, npy, "samples.png", n)
         vae = _load(model, precision, threads, batch_size, decoder_only=True)  # sampling needs no encoder
         chunks = vae.iter_samples(n, seed=seed, temperature=temperature)  # checks temperature now
-        if png is None:
-            save_npy_chunks(chunks, npy, (n, *vae.input_shape))
-        else:
-            x = np.concatenate(list(chunks))
-            save_grid(x, png, nrow=nrow)
-            if npy is not None:
-                save_npy(x, npy)
-        typer.echo(f"wrote {n} samples to {', '.join(str(p) for p in (png, npy) if p is not None)}")
+        written = _write_images(chunks, (n, *vae.input_shape), png, npy, nrow)
+        typer.echo(f"wrote {n} samples to {written}")
 
 
 @encode_app.command()
@@ -185,14 +191,8 @@ def decode(
         png = _outputs(out, npy, "grid.png", z.shape[0] if z.ndim else None)
         vae = _load(model, precision, threads, batch_size, decoder_only=True)
         chunks = vae.iter_decode(z)  # checks z's shape and dtype now
-        if png is None:
-            save_npy_chunks(chunks, npy, (z.shape[0], *vae.input_shape))
-        else:
-            x = np.concatenate(list(chunks))
-            save_grid(x, png, nrow=nrow)
-            if npy is not None:
-                save_npy(x, npy)
-        typer.echo(f"decoded {z.shape[0]} latents to {', '.join(str(p) for p in (png, npy) if p is not None)}")
+        written = _write_images(chunks, (z.shape[0], *vae.input_shape), png, npy, nrow)
+        typer.echo(f"decoded {z.shape[0]} latents to {written}")
 
 
 def _fmt(v) -> str:
