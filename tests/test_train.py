@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import signal
 import subprocess
 import time
@@ -289,6 +290,12 @@ def test_help_documents_every_option():
         if field not in ("input_shape", "likelihood"):
             assert "--" + field.replace("_", "-") in out, field
     assert "--resume" in out and "--force" in out
+
+
+def test_vae_eval_help_documents_every_option():
+    out = run_cli("vae-eval", "--help", env={**os.environ, "COLUMNS": "200"}).stdout
+    for option in ("--iwae-k", "--dataset", "--data-dir", "--device", "--limit", "--json"):
+        assert option in out, option
 
 
 @pytest.mark.parametrize("args,message", [
