@@ -331,6 +331,13 @@ def test_vae_eval_reports_elbo_and_iwae(tmp_path, tiny_npy):
     assert result["test_iwae_20"] > -result["test_loss"]
 
 
+def test_vae_eval_refuses_a_plain_state_dict_in_one_line(tmp_path):
+    torch.save(VAE("mlp", (1, 8, 8), 16, 2).state_dict(), tmp_path / "sd.pt")
+    r = run_cli("vae-eval", tmp_path / "sd.pt")
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [f"error: {tmp_path / 'sd.pt'} is not a vae-train checkpoint"]
+
+
 # --- the real thing ---------------------------------------------------------------------------
 
 @pytest.mark.slow

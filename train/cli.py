@@ -92,7 +92,7 @@ def eval_cmd(
     try:
         ckpt = checkpoint.load(model)
         if not checkpoint.is_vae_edge(ckpt):
-            _fail(f"{model} is not a vae-train checkpoint")
+            raise TrainError(f"{model} is not a vae-train checkpoint")
         cfg = Config.from_dict(ckpt["config"])
         cfg.dataset, cfg.data_dir = dataset or cfg.dataset, data_dir or cfg.data_dir
         dev = pick_device(device)
@@ -100,7 +100,8 @@ def eval_cmd(
         net.load_state_dict(ckpt["state_dict"])
         data = load_data(cfg.dataset, cfg.data_dir, cfg.image_size, cfg.channels, cfg.test_fraction, cfg.seed)
         if data.shape != tuple(cfg.input_shape):
-            _fail(f"{cfg.dataset} has images of {data.shape}, the model takes {tuple(cfg.input_shape)}")
+            raise TrainError(f"{cfg.dataset} has images of {data.shape}, the model takes {tuple(cfg.input_shape)}")
+    # typer.Exit is a RuntimeError too: raise our own errors in here, and fail only below.
     except (checkpoint.CheckpointError, DataError, TrainError, RuntimeError, KeyError) as e:
         _fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
     test_x = data.test[:limit] if limit > 0 else data.test
