@@ -192,10 +192,11 @@ def train(cfg: Config, resume: str | None = None, force: bool = False,
             t0 = time.perf_counter()
             perm_state = perm_gen.get_state()
             perm = torch.randperm(n, generator=perm_gen).to(device)
-            sums = torch.zeros(3, dtype=torch.float64, device=device)  # loss, count, steps seen
-            if partial is not None:
-                sums += torch.tensor(partial, dtype=torch.float64, device=device)
-                partial = None
+            loss_sum, count = torch.zeros((), dtype=torch.float64, device=device), 0
+            if partial is not None and ranks.main:  # the whole job's sums before the interrupt, counted once
+                loss_sum += partial[0]
+                count += int(partial[1])
+            partial = None
             net.train()
             bar = _progress(steps - start_step, f"epoch {epoch}/{cfg.epochs}", ranks.main and not quiet)
             for step in range(start_step, steps):
@@ -215,12 +216,12 @@ def train(cfg: Config, resume: str | None = None, force: bool = False,
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                sums += torch.stack([per_example.detach().sum().double(),
-                                     torch.tensor(float(x.shape[0]), dtype=torch.float64, device=device),
-                                     torch.ones((), dtype=torch.float64, device=device)])
+                loss_sum += per_example.detach().sum()
+                count += x.shape[0]
                 bar.update(1, lambda: f"loss {per_example.detach().mean().item():.2f}")
                 if _should_stop(stop, ranks, device):
                     bar.close()
+                    sums = _job_sums(loss_sum, count, ranks, device)  # every rank is at this step
                     ckpt = _resume_state(model, opt, cfg, history, epoch, step + 1, perm_state, noise_gen, sums)
                     path = out / "last.pt"
                     if ranks.main:
@@ -228,12 +229,11 @@ def train(cfg: Config, resume: str | None = None, force: bool = False,
                     raise Interrupted(stop.signum or signal.SIGINT, path)
             bar.close()
             start_step = 0
-            if ranks.world > 1:
-                dist.all_reduce(sums)
-            metrics = {"epoch": epoch, "train_loss": sums[0].item() / sums[1].item()}
+            loss_total, examples = _job_sums(loss_sum, count, ranks, device)
+            metrics = {"epoch": epoch, "train_loss": loss_total / examples}
             metrics.update(evaluate(model, test_x, cfg, ranks, device, amp))
             metrics["seconds"] = time.perf_counter() - t0
-            metrics["examples_per_s"] = sums[1].item() / metrics["seconds"] if sums[2].item() else 0.0
+            metrics["examples_per_s"] = examples / metrics["seconds"]
             if epoch == cfg.epochs and cfg.iwae_k > 0:
                 metrics[f"test_iwae_{cfg.iwae_k}"] = iwae(model, test_x, cfg.iwae_k, cfg.seed, ranks, device)
             history.append(metrics)
@@ -258,13 +258,20 @@ def final_checkpoint(model: VAE, cfg: Config, history: list[dict]) -> dict:
 def _resume_state(model, opt, cfg, history, epoch, step, perm_state, noise_gen, sums) -> dict:
     ckpt = final_checkpoint(model, cfg, history)
     ckpt.update(optimizer=opt.state_dict(), epoch=epoch, step=step, perm_rng=perm_state,
-                noise_rng=noise_gen.get_state(), partial=sums.cpu().tolist())
+                noise_rng=noise_gen.get_state(), partial=sums)
     return ckpt
 
 
+def _job_sums(loss_sum: torch.Tensor, count: int, ranks: Ranks, device: torch.device) -> list[float]:
+    """[summed loss, examples] over every rank."""
+    sums = torch.stack([loss_sum, torch.tensor(float(count), dtype=torch.float64, device=device)])
+    if ranks.world > 1:
+        dist.all_reduce(sums)
+    return sums.tolist()
+
+
 def _save_epoch(out, model, opt, cfg, history, epoch, perm_gen, noise_gen, test_x, device) -> None:
-    zeros = torch.zeros(3, dtype=torch.float64)
-    checkpoint.save(_resume_state(model, opt, cfg, history, epoch + 1, 0, perm_gen.get_state(), noise_gen, zeros),
+    checkpoint.save(_resume_state(model, opt, cfg, history, epoch + 1, 0, perm_gen.get_state(), noise_gen, [0.0, 0.0]),
                     out / "last.pt")
     atomic_write_text(out / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in history))
     model.eval()
