@@ -15,6 +15,7 @@ or `4.0`: those go to typer).
 from __future__ import annotations
 
 import inspect
+import os
 import re
 import sys
 import typing
@@ -142,6 +143,10 @@ def run(command) -> None:
         return
     try:
         command(**kwargs)
+        sys.stdout.flush()
     except KeyboardInterrupt:  # as click reports it
         print("\nAborted!", file=sys.stderr)
+        sys.exit(1)
+    except BrokenPipeError:  # the reader went away (vae-info --json | head -1): exit quietly, as click does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(1)

@@ -42,8 +42,15 @@ def _errors():
         _fail("out of memory; lower --batch-size or --n")
 
 
+def _echo(text: str, file=None) -> None:
+    """One line, in one write (as typer.echo), so a reader that quits early sees whole lines."""
+    file = file or sys.stdout
+    file.write(f"{text}\n")
+    file.flush()
+
+
 def _fail(msg: str):
-    print(f"error: {msg}", file=sys.stderr)
+    _echo(f"error: {msg}", sys.stderr)
     raise SystemExit(2)
 
 
@@ -130,7 +137,7 @@ def sample(
         vae = _load(model, precision, threads, batch_size, decoder_only=True)  # sampling needs no encoder
         chunks = vae.iter_samples(n, seed=seed, temperature=temperature)  # checks temperature now
         written = _write_images(chunks, (n, *vae.input_shape), png, npy, nrow)
-        print(f"wrote {n} samples to {written}")
+        _echo(f"wrote {n} samples to {written}")
 
 
 def encode(
@@ -160,7 +167,7 @@ def encode(
         else:
             z, _ = vae.encode(x)
         save_npy(z, out)
-        print(f"wrote {'sampled z' if sample else 'mu'} of shape {tuple(z.shape)} to {out}")
+        _echo(f"wrote {'sampled z' if sample else 'mu'} of shape {tuple(z.shape)} to {out}")
 
 
 def decode(
@@ -185,7 +192,7 @@ def decode(
         vae = _load(model, precision, threads, batch_size, decoder_only=True)
         chunks = vae.iter_decode(z)  # checks z's shape and dtype now
         written = _write_images(chunks, (z.shape[0], *vae.input_shape), png, npy, nrow)
-        print(f"decoded {z.shape[0]} latents to {written}")
+        _echo(f"decoded {z.shape[0]} latents to {written}")
 
 
 def _fmt(v) -> str:
@@ -204,20 +211,20 @@ def info(
     with _errors():
         meta = read_meta(model)
         if as_json:
-            print(json.dumps(meta, indent=2, sort_keys=True))
+            _echo(json.dumps(meta, indent=2, sort_keys=True))
         else:
-            print(f"folder:   {model}")
-            print(f"format:   {meta['format']} v{meta['format_version']}")
+            _echo(f"folder:   {model}")
+            _echo(f"format:   {meta['format']} v{meta['format_version']}")
             for key in ("model", "dataset", "metrics", "opset", "versions", "parity", "int8"):
-                print(f"{key + ':':<9} {_fmt(meta.get(key))}")
-            print("files:")
+                _echo(f"{key + ':':<9} {_fmt(meta.get(key))}")
+            _echo("files:")
         checks = verify_files(model)
         if not as_json:
             for key, path, problem in checks:
                 entry = meta["files"][key]
                 size = entry.get("bytes", "?") if isinstance(entry, dict) else "?"
                 digest = str(entry.get("sha256", "?"))[:16] if isinstance(entry, dict) else "?"
-                print(f"  {key:<13} {path}  {size} bytes  sha256 {digest}...  "
+                _echo(f"  {key:<13} {path}  {size} bytes  sha256 {digest}...  "
                            f"{'ok' if problem is None else 'MISMATCH'}")
         bad = [problem for _, _, problem in checks if problem is not None]
         if bad:
@@ -227,7 +234,7 @@ def info(
             if all(k in meta["files"] for k in keys):
                 VAE.load(model, precision=precision)
         if not as_json:
-            print(f"ok: {len(checks)} files verified")
+            _echo(f"ok: {len(checks)} files verified")
 
 
 COMMANDS = {"sample_app": sample, "encode_app": encode, "decode_app": decode, "info_app": info}
