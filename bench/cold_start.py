@@ -41,16 +41,19 @@ BUNDLED = REPO / "runtime" / "models" / "fashion-mnist"
 TARGET_CLI, TARGET_API, TARGET_RSS_MIB = 1.5, 1.15, 60.0
 FLOOR = "import numpy, onnxruntime"
 API = "import sys; from vae_edge.runtime import VAE; VAE.load(sys.argv[1]).sample(64)"
+# vae-sample's console script, for a runtime whose entry point may be the older typer app (sample_app).
+BEFORE_CLI = ("import sys; sys.argv[0] = 'vae-sample'; import vae_edge.runtime.cli as c; "
+              "(getattr(c, 'sample_main', None) or c.sample_app)()")
 # Children may write .pyc files (the warm-up run does), as on a machine that has run the command before.
 ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
 
 
-def run_once(cmd: list[str], png: Path | None = None) -> tuple[float, float]:
-    """Run cmd as a fresh process; return (wall seconds, peak RSS in KiB); check the PNG, if any, appeared."""
+def run_once(cmd: list[str], png: Path | None = None, env: dict = ENV) -> tuple[float, float, float]:
+    """Run cmd as a fresh process; return (wall seconds, peak RSS in KiB, CPU seconds); check the PNG appeared."""
     if png is not None:
         png.unlink(missing_ok=True)
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=ENV)
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -58,7 +61,16 @@ def run_once(cmd: list[str], png: Path | None = None) -> tuple[float, float]:
     proc.stderr.close()
     if proc.returncode != 0 or (png is not None and not png.is_file()):
         raise SystemExit(f"error: {' '.join(cmd)} failed (exit {proc.returncode}): {err.strip()[-500:]}")
-    return wall, float(usage.ru_maxrss)  # KiB on Linux
+    return wall, float(usage.ru_maxrss), usage.ru_utime + usage.ru_stime  # ru_maxrss is in KiB on Linux
+
+
+def before_env(runtime: Path, d: Path) -> dict:
+    """An environment whose `import vae_edge.runtime` finds the given runtime/ folder instead of ours."""
+    pkg = d / "before" / "vae_edge"
+    if not pkg.exists():
+        pkg.mkdir(parents=True)
+        (pkg / "runtime").symlink_to(runtime.resolve(), target_is_directory=True)
+    return dict(ENV, PYTHONPATH=str(d / "before"))
 
 
 def prepare(d: Path) -> None:
@@ -74,37 +86,77 @@ def prepare(d: Path) -> None:
     export_model(VAE.from_config(cfg.model()).eval(), d / "vae-onnx", facts={"dataset": cfg.dataset})
 
 
-def rounds(commands: dict[str, tuple[list[str], Path | None]], runs: int) -> tuple[dict, dict]:
-    """Median wall seconds and peak RSS KiB of each command, over `runs` alternating rounds after a warm-up."""
-    for cmd, png in commands.values():
-        run_once(cmd, png)
-    wall, rss = defaultdict(list), defaultdict(list)
+def rounds(commands: dict[str, tuple[list[str], Path | None, dict]], runs: int) -> tuple[dict, dict, dict]:
+    """Wall s, peak RSS KiB and CPU s of each (cmd, png, env): `runs` each, in alternating rounds, after a warm-up."""
+    for cmd, png, env in commands.values():
+        run_once(cmd, png, env)
+    wall, rss, cpu = defaultdict(list), defaultdict(list), defaultdict(list)
     for _ in range(runs):
-        for name, (cmd, png) in commands.items():
-            w, r = run_once(cmd, png)
+        for name, (cmd, png, env) in commands.items():
+            w, r, c = run_once(cmd, png, env)
             wall[name].append(w)
             rss[name].append(r)
-    return wall, rss
+            cpu[name].append(c)
+    return wall, rss, cpu
+
+
+# Who an import's time is charged to: the floor if the floor imports it too, else the first of these on its chain
+# of importers (itself included), else the interpreter's start-up.
+FLOOR_IMPORTS = "numpy and onnxruntime (the floor imports it too)"
+OWNERS = [("numpy.random", "numpy.random (first draw of z)"), ("vae_edge", "vae_edge.runtime, and what only it imports")]
+STARTUP = "interpreter start-up (site, encodings, ...)"
+
+
+def _import_tree(cmd: list[str]) -> list[tuple[str, float, list]]:
+    """The (name, self ms, children) roots of a `python -X importtime` run of cmd.
+
+    importtime prints each module after the modules it imports, indented two spaces per level.
+    """
+    err = subprocess.run([sys.executable, "-X", "importtime", *cmd], capture_output=True, text=True, check=True,
+                         env=ENV).stderr
+    pending: list[tuple[int, tuple]] = []  # (depth, node) not yet claimed by a parent
+    for m in re.finditer(r"import time:\s+(\d+) \|\s+\d+ \| ( *)(\S+)", err):
+        depth, name, ms = len(m.group(2)) // 2, m.group(3), int(m.group(1)) / 1e3
+        children = [node for d, node in pending if d == depth + 1]
+        pending = [(d, node) for d, node in pending if d <= depth] + [(depth, (name, ms, children))]
+    return [node for _, node in pending]
 
 
 def importtime(cmd: list[str], runs: int) -> dict[str, float]:
-    """Median self import time (ms) of each top-level package in `python -X importtime` runs of cmd."""
+    """Median import time (ms) of cmd charged to the floor, numpy.random, vae_edge and start-up."""
+    floor = set()
+    stack = _import_tree(["-c", FLOOR])
+    while stack:
+        name, _, children = stack.pop()
+        floor.add(name)
+        stack += children
     per_run = []
     for _ in range(runs):
-        err = subprocess.run([sys.executable, "-X", "importtime", *cmd], capture_output=True, text=True,
-                             check=True, env=ENV).stderr
         totals = defaultdict(float)
-        for m in re.finditer(r"import time:\s+(\d+) \|\s+\d+ \|\s+(\S+)", err):
-            totals[m.group(2).split(".")[0]] += int(m.group(1)) / 1e3
+
+        def charge(node, owner):
+            name, ms, children = node
+            owner = next((label for prefix, label in OWNERS if name == prefix or name.startswith(prefix + ".")), owner)
+            totals[FLOOR_IMPORTS if name in floor and owner != STARTUP else owner] += ms
+            for child in children:
+                charge(child, owner)
+
+        owner = STARTUP
+        for root in _import_tree(cmd):  # what site imports, then the script's imports, then what runs import late
+            if root[0].startswith("vae_edge"):
+                owner = OWNERS[1][1]
+            charge(root, owner)
         per_run.append(totals)
-    names = {k for t in per_run for k in t}
-    return {k: statistics.median(t.get(k, 0.0) for t in per_run) for k in names}
+    return {k: statistics.median(t.get(k, 0.0) for t in per_run)
+            for k in [FLOOR_IMPORTS] + [label for _, label in OWNERS] + [STARTUP]}
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", type=int, default=10, help="alternating rounds (medians reported)")
     p.add_argument("--model", type=Path, action="append", default=[], help="also measure this export folder")
+    p.add_argument("--before", type=Path, help="also measure this runtime/ folder of another commit, e.g. from "
+                                               "`git archive COMMIT runtime | tar -x -C /tmp/old` (/tmp/old/runtime)")
     p.add_argument("--prepare", type=Path, help=argparse.SUPPRESS)  # internal: write the mlp export here
     args = p.parse_args()
     if args.prepare is not None:
@@ -123,11 +175,16 @@ def main() -> None:
             models["bundled fashion-mnist"] = BUNDLED
         models.update({str(m): m for m in args.model})
         png = d / "samples.png"
-        commands = {("floor", None): ([py, "-c", FLOOR], None)}
+        commands = {("floor", None): ([py, "-c", FLOOR], None, ENV)}
         for name, folder in models.items():
-            commands[(name, "CLI")] = ([sample, "--model", str(folder), "--n", "64", "--out", str(png)], png)
-            commands[(name, "API")] = ([py, "-c", API, str(folder)], None)
-        wall, rss = rounds(commands, args.runs)
+            cli_args = ["--model", str(folder), "--n", "64", "--out", str(png)]
+            commands[(name, "CLI")] = ([sample, *cli_args], png, ENV)
+            commands[(name, "API")] = ([py, "-c", API, str(folder)], None, ENV)
+            if args.before is not None:  # the same jobs with another commit's runtime first on the path
+                old = before_env(args.before, d)
+                commands[(name, "CLI before")] = ([py, "-c", BEFORE_CLI, *cli_args], png, old)
+                commands[(name, "API before")] = ([py, "-c", API, str(folder)], None, old)
+        wall, rss, cpu = rounds(commands, args.runs)
         # Where the time goes: the same interpreter doing more and more of the job, on the last model.
         folder = list(models.values())[-1]
         steps = {
@@ -144,21 +201,27 @@ def main() -> None:
             "for scale: floor + import typer": [py, "-c", FLOOR + ", typer"],
             "for scale: floor + import PIL.Image": [py, "-c", FLOOR + ", PIL.Image"],
         }
-        step_wall, step_rss = rounds({k: (v, None) for k, v in steps.items()}, args.runs)
+        step_wall, step_rss, _ = rounds({k: (v, None, ENV) for k, v in steps.items()}, args.runs)
         imports = importtime([sample, "--model", str(folder), "--n", "64", "--out", str(png)], args.runs)
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
     med = {k: statistics.median(v) for k, v in wall.items()}
     med_rss = {k: statistics.median(v) for k, v in rss.items()}
-    floor = med[("floor", None)]
+    med_cpu = {k: statistics.median(v) for k, v in cpu.items()}
+    floor, floor_rss, floor_cpu = med[("floor", None)], med_rss[("floor", None)], med_cpu[("floor", None)]
     rows = []
     for (name, kind), v in wall.items():
+        job = "vae-sample --n 64 --out samples.png" if kind and kind.startswith("CLI") else "VAE.load(M).sample(64)"
         label = "floor: python -c \"import numpy, onnxruntime\"" if kind is None else \
-            f"{name}: {'vae-sample --n 64 --out samples.png' if kind == 'CLI' else 'VAE.load(M).sample(64)'}"
-        rows.append([label, f"{med[(name, kind)] * 1e3:.0f} ms", f"{min(v) * 1e3:.0f} ms", f"{max(v) * 1e3:.0f} ms",
-                     mib(med_rss[(name, kind)]), ratio(med[(name, kind)] / floor)])
-    print(f"\nCold start, each a fresh process, {args.runs} alternating rounds (medians; default threads).\n")
-    print(table(["process", "wall (median)", "min", "max", "peak RSS (median)", "wall vs floor"], rows))
+            f"{name}: {job}{' (--before)' if kind.endswith('before') else ''}"
+        k = (name, kind)
+        rows.append([label, f"{med[k] * 1e3:.0f} ms", f"{min(v) * 1e3:.0f} ms", f"{max(v) * 1e3:.0f} ms",
+                     ratio(med[k] / floor), f"{med_cpu[k] * 1e3:.0f} ms", ratio(med_cpu[k] / floor_cpu),
+                     mib(med_rss[k]), f"+{(med_rss[k] - floor_rss) / 1024:.1f} MiB"])
+    print(f"\nCold start, each a fresh process, {args.runs} alternating rounds (medians; default threads). CPU is "
+          f"user + system time, which suffers less than wall time when other work shares the cores.\n")
+    print(table(["process", "wall", "min", "max", "wall vs floor", "CPU", "CPU vs floor", "peak RSS",
+                 "RSS over floor"], rows))
 
     print(f"\nWhere the time and memory go: fresh processes doing more and more of the job ({list(models)[-1]}; "
           f"medians; peak RSS cannot read below {mib(own)}, this launcher's own).\n")
@@ -167,12 +230,9 @@ def main() -> None:
     print(table(["process", "wall", "peak RSS"], [[k, f"{sw[k] * 1e3:.0f} ms", mib(srss[k])] for k in steps]))
 
     total = sum(imports.values())
-    top = sorted(imports.items(), key=lambda kv: -kv[1])
-    shown = [(k, v) for k, v in top if k in ("numpy", "onnxruntime", "vae_edge")] + \
-            [("standard library and the rest", sum(v for k, v in top if k not in ("numpy", "onnxruntime", "vae_edge")))]
-    print(f"\n`python -X importtime` of vae-sample (self times summed by top-level package, medians of "
-          f"{args.runs} runs; importtime's own overhead inflates them).\n")
-    print(table(["package", "import time", "share"], [[k, f"{v:.1f} ms", f"{v / total:.0%}"] for k, v in shown]
+    print(f"\n`python -X importtime` of vae-sample: each module's own import time charged to the first of these on "
+          f"its chain of importers (medians of {args.runs} runs; importtime's bookkeeping inflates them).\n")
+    print(table(["charged to", "import time", "share"], [[k, f"{v:.1f} ms", f"{v / total:.0%}"] for k, v in imports.items()]
                 + [["all imports", f"{total:.1f} ms", "100%"]]))
 
     target = "bundled fashion-mnist" if "bundled fashion-mnist" in models else "mlp"
