@@ -1,15 +1,18 @@
 """Cold start: `vae-sample --n 64` and `VAE.load(...).sample(64)` as fresh processes, against the import floor.
 
 The floor is what any torch-free sampler pays before its own first line: `python -c "import numpy,
-onnxruntime"`. Three fresh processes per model, run in alternating rounds so a burst of load elsewhere
-hits all three (medians reported, with min and max):
+onnxruntime"`. These fresh processes, run in alternating rounds so a burst of load elsewhere hits them all
+(medians reported, with min and max):
 - floor: python -c "import numpy, onnxruntime"
 - CLI:   vae-sample --model M --n 64 --out samples.png
-- API:   python -c "from vae_edge.runtime import VAE; VAE.load(M).sample(64)"
-Wall times are reported as ratios to the floor's median in the same run; peak RSS comes from os.wait4
-(the child's own rusage). The page cache is warm (each command runs once first), as on a machine that
-has run the command before, and bytecode is cached (children run without PYTHONDONTWRITEBYTECODE). Then where the time goes: fresh processes doing part of the work, and
-`python -X importtime` of a vae-sample run, summed by top-level package.
+- API:   python -c "from vae_edge.runtime import VAE; VAE.load(M).sample(64)" (and with decoder_only=True,
+         which skips the encoder's session)
+Wall and CPU times are reported as ratios to the floor's medians in the same run; peak RSS comes from
+os.wait4 (the child's own rusage). The page cache is warm (each command runs once first), as on a machine
+that has run the command before, and bytecode is cached (children run without PYTHONDONTWRITEBYTECODE).
+Then where the time goes: fresh processes doing more and more of the job, and `python -X importtime`
+of a vae-sample run with each import charged to the floor, numpy.random, vae_edge or start-up.
+--before RUNTIME_DIR measures another commit's runtime in the same rounds.
 
 Models: the reference mlp (built in a child with torch, random weights: speed does not depend on their
 values), the model the package bundles (runtime/models/fashion-mnist/) when there is one, and any
@@ -17,7 +20,7 @@ export folder given with --model. The targets (issue 15) apply to the bundled mo
 
 A child's peak RSS counts its parent's memory at the fork (Linux keeps the high-water mark across
 exec), so this process stays small: it never imports torch or numpy.
-    python bench/cold_start.py [--runs 10] [--model DIR ...]
+    python bench/cold_start.py [--runs 10] [--model DIR ...] [--before RUNTIME_DIR]
 """
 from __future__ import annotations
 
@@ -41,6 +44,9 @@ BUNDLED = REPO / "runtime" / "models" / "fashion-mnist"
 TARGET_CLI, TARGET_API, TARGET_RSS_MIB = 1.5, 1.15, 60.0
 FLOOR = "import numpy, onnxruntime"
 API = "import sys; from vae_edge.runtime import VAE; VAE.load(sys.argv[1]).sample(64)"
+JOBS = {"CLI": "vae-sample --n 64 --out samples.png", "API": "VAE.load(M).sample(64)",
+        "API decoder_only": "VAE.load(M, decoder_only=True).sample(64)"}
+API_DECODER = "import sys; from vae_edge.runtime import VAE; VAE.load(sys.argv[1], decoder_only=True).sample(64)"
 # vae-sample's console script, for a runtime whose entry point may be the older typer app (sample_app).
 BEFORE_CLI = ("import sys; sys.argv[0] = 'vae-sample'; import vae_edge.runtime.cli as c; "
               "(getattr(c, 'sample_main', None) or c.sample_app)()")
@@ -180,6 +186,7 @@ def main() -> None:
             cli_args = ["--model", str(folder), "--n", "64", "--out", str(png)]
             commands[(name, "CLI")] = ([sample, *cli_args], png, ENV)
             commands[(name, "API")] = ([py, "-c", API, str(folder)], None, ENV)
+            commands[(name, "API decoder_only")] = ([py, "-c", API_DECODER, str(folder)], None, ENV)
             if args.before is not None:  # the same jobs with another commit's runtime first on the path
                 old = before_env(args.before, d)
                 commands[(name, "CLI before")] = ([py, "-c", BEFORE_CLI, *cli_args], png, old)
@@ -211,9 +218,8 @@ def main() -> None:
     floor, floor_rss, floor_cpu = med[("floor", None)], med_rss[("floor", None)], med_cpu[("floor", None)]
     rows = []
     for (name, kind), v in wall.items():
-        job = "vae-sample --n 64 --out samples.png" if kind and kind.startswith("CLI") else "VAE.load(M).sample(64)"
         label = "floor: python -c \"import numpy, onnxruntime\"" if kind is None else \
-            f"{name}: {job}{' (--before)' if kind.endswith('before') else ''}"
+            f"{name}: {JOBS[kind.removesuffix(' before')]}{' (--before)' if kind.endswith(' before') else ''}"
         k = (name, kind)
         rows.append([label, f"{med[k] * 1e3:.0f} ms", f"{min(v) * 1e3:.0f} ms", f"{max(v) * 1e3:.0f} ms",
                      ratio(med[k] / floor), f"{med_cpu[k] * 1e3:.0f} ms", ratio(med_cpu[k] / floor_cpu),
