@@ -44,9 +44,9 @@ BUNDLED = REPO / "runtime" / "models" / "fashion-mnist"
 TARGET_CLI, TARGET_API, TARGET_RSS_MIB = 1.5, 1.15, 60.0
 FLOOR = "import numpy, onnxruntime"
 API = "import sys; from vae_edge.runtime import VAE; VAE.load(sys.argv[1]).sample(64)"
+API_DECODER = "import sys; from vae_edge.runtime import VAE; VAE.load(sys.argv[1], decoder_only=True).sample(64)"
 JOBS = {"CLI": "vae-sample --n 64 --out samples.png", "API": "VAE.load(M).sample(64)",
         "API decoder_only": "VAE.load(M, decoder_only=True).sample(64)"}
-API_DECODER = "import sys; from vae_edge.runtime import VAE; VAE.load(sys.argv[1], decoder_only=True).sample(64)"
 # vae-sample's console script, for a runtime whose entry point may be the older typer app (sample_app).
 BEFORE_CLI = ("import sys; sys.argv[0] = 'vae-sample'; import vae_edge.runtime.cli as c; "
               "(getattr(c, 'sample_main', None) or c.sample_app)()")
