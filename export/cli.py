@@ -63,7 +63,7 @@ def main(
     force: bool = typer.Option(False, "--force", help="Replace the output folder if it exists."),
 ) -> None:
     """Write encoder.onnx, decoder.onnx and vae.json with a dynamic batch, after a parity check."""
-    from vae_edge.export.export import ExportError, export_checkpoint  # torch is slow to import: not for --help
+    from vae_edge.export import ExportError, export_checkpoint  # torch is slow to import: not for --help
 
     shape = _shape(input_shape)
     if quantize is not None and quantize != "int8":

@@ -15,7 +15,7 @@ from torch import nn
 from typer.testing import CliRunner
 
 from vae_edge.export import ExportError, ParityError, export_checkpoint, export_model, load_model
-from vae_edge.export import export as export_mod
+from vae_edge.export import graphs, parity
 from vae_edge.export.cli import app
 from vae_edge.train import checkpoint
 from vae_edge.train.config import Config
@@ -172,7 +172,7 @@ def test_conv_decoder_rewritten_without_conv_transpose_equals_the_vae_within_1e_
             if isinstance(layer, nn.ConvTranspose2d):
                 layer.weight.normal_(0.0, 0.2)
                 layer.bias.normal_(0.0, 0.2)
-        decoder = export_mod.Decoder(model).eval()
+        decoder = graphs.Decoder(model).eval()
         assert decoder.up is not None
         z = torch.from_numpy(fresh_z(model, 9))
         ref, got = model.decode(z), decoder.logits(z)
@@ -429,7 +429,7 @@ def test_force_never_replaces_a_folder_that_is_not_an_export(tmp_path):
 
 
 def test_parity_failure_writes_nothing_and_reports_the_figures(monkeypatch, ref_pt, tmp_path):
-    monkeypatch.setattr(export_mod, "TOLERANCE", -1.0)  # any real difference, even 0, now fails
+    monkeypatch.setattr(parity, "TOLERANCE", -1.0)  # any real difference, even 0, now fails
     with pytest.raises(ParityError, match=r"mu .*logvar .*x "):
         export_model(VAE(hidden_dim=16, latent_dim=2), tmp_path / "out")
     assert list(tmp_path.iterdir()) == [ref_pt[1]]
