@@ -6,6 +6,8 @@ file gets the lowest IR version its opset allows, so that older onnxruntime rele
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 
 import onnx
@@ -153,13 +155,21 @@ def to_onnx(module: nn.Module, example: torch.Tensor, input_name: str, output_na
     if opset not in OPSETS:
         raise ExportError(f"cannot export at opset {opset}: vae-export writes opsets {OPSETS[0]} to {OPSETS[-1]} "
                           f"(default {DEFAULT_OPSET})")
+    import onnxruntime as ort
+
+    from vae_edge.runtime.compat import problem
+
+    unreadable = problem(helper.find_min_ir_version_for([helper.make_opsetid("", opset)]), opset, ort.__version__)
+    if unreadable:
+        raise ExportError(f"opset {opset} files cannot be checked for parity here: the file {unreadable}")
     batch = torch.export.Dim("batch")
     logging.disable(logging.WARNING)  # a failed opset conversion logs a traceback; we say it in one line
     try:
-        program = torch.onnx.export(module, (example,), dynamo=True, verbose=False,
-                                    input_names=[input_name], output_names=output_names,
-                                    dynamic_shapes={input_name: {0: batch}},
-                                    opset_version=max(opset, NATIVE_OPSET))
+        with contextlib.redirect_stdout(io.StringIO()):  # onnxscript's optimizer prints what it rewrote
+            program = torch.onnx.export(module, (example,), dynamo=True, verbose=False,
+                                        input_names=[input_name], output_names=output_names,
+                                        dynamic_shapes={input_name: {0: batch}},
+                                        opset_version=max(opset, NATIVE_OPSET))
     except Exception as e:  # the exporter raises many kinds; the user needs one line
         raise ExportError(f"torch.onnx.export failed: {first_line(e)}") from None
     finally:

@@ -14,6 +14,7 @@ from typing import List, Optional
 import numpy as np
 import typer
 
+from . import compat
 from .images import image_format, load_images, save_grid, save_npy, save_npy_chunks
 from .model import (DEFAULT_BATCH_SIZE, PRECISIONS, VAE, ModelFolderError, RuntimeInputError, read_meta,
                     verify_files)
@@ -195,6 +196,18 @@ def decode(
         typer.echo(f"decoded {z.shape[0]} latents to {written}")
 
 
+def requirement(meta: dict) -> str:
+    """What the files need, against what is installed: 'onnxruntime >= 1.12 (installed: 1.32.0, ok)'."""
+    import onnxruntime
+
+    onnx_facts = meta.get("onnx") or {}
+    need = onnx_facts.get("min_onnxruntime")
+    if not need:
+        return f"not recorded (exported before vae-edge recorded it); opset {meta.get('opset')}"
+    ok = compat.parse_version(onnxruntime.__version__) >= compat.parse_version(need)
+    return f"onnxruntime >= {need} (installed: {onnxruntime.__version__}, {'ok' if ok else 'TOO OLD'})"
+
+
 def _fmt(v) -> str:
     if isinstance(v, dict) and v:
         return ", ".join(f"{k}={_fmt(x)}" for k, x in v.items())
@@ -216,8 +229,9 @@ def info(
         else:
             typer.echo(f"folder:   {model}")
             typer.echo(f"format:   {meta['format']} v{meta['format_version']}")
-            for key in ("model", "dataset", "metrics", "opset", "versions", "parity", "int8"):
+            for key in ("model", "dataset", "metrics", "onnx", "versions", "parity", "int8"):
                 typer.echo(f"{key + ':':<9} {_fmt(meta.get(key))}")
+            typer.echo(f"needs:    {requirement(meta)}")
             typer.echo("files:")
         checks = verify_files(model)
         if not as_json:

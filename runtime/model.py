@@ -14,7 +14,34 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
-import onnxruntime as ort
+
+from . import compat
+
+
+def _one_line(e: BaseException) -> str:
+    s = str(e).strip().splitlines()
+    return s[0][:300] if s else type(e).__name__
+
+
+def _import_onnxruntime():
+    """import onnxruntime; an older release built for numpy 1.x under numpy 2 fails here, so say which is which."""
+    try:
+        import onnxruntime
+    except ImportError as e:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            ort_version = version("onnxruntime")
+        except PackageNotFoundError:
+            raise ImportError("onnxruntime is not installed: pip install onnxruntime") from None
+        if int(np.__version__.split(".")[0]) >= 2 and compat.parse_version(ort_version) < (1, 19):
+            raise ImportError(f"onnxruntime {ort_version} was built for numpy 1.x, and numpy {np.__version__} is "
+                              f"installed: pip install 'numpy<2', or onnxruntime >= 1.19") from None
+        raise ImportError(f"cannot import onnxruntime {ort_version}: {_one_line(e)}") from None
+    return onnxruntime
+
+
+ort = _import_onnxruntime()
 
 FORMAT, FORMAT_VERSION = "vae-edge-onnx", 1
 PRECISIONS = {"fp32": ("encoder", "decoder"), "int8": ("encoder_int8", "decoder_int8")}
@@ -27,11 +54,6 @@ class RuntimeInputError(ValueError):
 
 class ModelFolderError(ValueError):
     """A model folder that is missing, corrupt, tampered with or inconsistent; the message is one line."""
-
-
-def _one_line(e: BaseException) -> str:
-    s = str(e).strip().splitlines()
-    return s[0][:300] if s else type(e).__name__
 
 
 def missing_model_message(folder: Path) -> str:
@@ -107,7 +129,19 @@ def verify_files(path: str | os.PathLike = "vae-onnx") -> list[tuple[str, str, s
 SESSION_CONFIG = {"session.intra_op.spin_duration_us": "100"}
 
 
+def check_readable(data: bytes, name: str) -> None:
+    """Refuse, in one line that names both versions, a file newer than the installed onnxruntime reads."""
+    try:
+        ir_version, opset = compat.onnx_versions(data)
+    except ValueError:
+        return  # not ONNX protobuf (an .ort file, or damage): onnxruntime's own check speaks
+    problem = compat.problem(ir_version, opset, ort.__version__)
+    if problem:
+        raise ModelFolderError(f"{name} {problem}")
+
+
 def _session(data: bytes, name: str, threads: int | None, providers: list) -> ort.InferenceSession:
+    check_readable(data, name)
     so = ort.SessionOptions()
     so.log_severity_level = 3  # errors only: warnings from the graph optimizer are noise for users
     for key, value in SESSION_CONFIG.items():
