@@ -14,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 from typer.testing import CliRunner
 
+from conftest import trained
 from vae_edge.export import ExportError, ParityError, export_checkpoint, export_model, load_model
 from vae_edge.export import graphs, parity
 from vae_edge.export.cli import app
@@ -28,22 +29,6 @@ INT8_FILES = ("encoder.int8.onnx", "decoder.int8.onnx")
 
 # -----------------------------------------------------------------------------
 # helpers
-
-def trained(model: VAE, steps: int = 5, seed: int = 0) -> VAE:
-    """A few Adam steps on the negative ELBO of random data, so weights are no longer at init."""
-    g = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    model.train()
-    for _ in range(steps):
-        x = torch.rand((32, *model.input_shape), generator=g)
-        eps = torch.randn((32, model.latent_dim), generator=g)
-        rec, kl = elbo_terms(model, x, eps)
-        loss = (rec + kl).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return model.eval()
-
 
 def session(path: Path) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
