@@ -15,6 +15,7 @@ from .errors import ExportError
 from .folder import FORMAT, FORMAT_VERSION, check_target, file_entries, versions, with_metadata, write_folder
 from .graphs import DEFAULT_OPSET, decoder_graph, encoder_graph, opset_of
 from .load import jsonable, load_model
+from .ort_format import CONFIG, to_ort
 from .parity import check_parity
 from .quantize import int8_error, quantize_int8
 
@@ -31,8 +32,13 @@ def requirements(protos) -> dict:
     return {"ir_version": ir, "opset": opset, "min_onnxruntime": show(need) if need else None}
 
 def export_model(model: VAE, out: str | os.PathLike = "vae-onnx", *, facts: dict | None = None,
-                 opset: int | None = None, quantize: str | None = None, force: bool = False) -> dict:
-    """Export `model` to the folder `out` (encoder.onnx, decoder.onnx, vae.json); returns vae.json."""
+                 opset: int | None = None, quantize: str | None = None, ort_format: bool = False,
+                 force: bool = False) -> dict:
+    """Export `model` to the folder `out` (encoder.onnx, decoder.onnx, vae.json); returns vae.json.
+
+    quantize="int8" adds encoder.int8.onnx and decoder.int8.onnx; ort_format=True adds each file in
+    ORT format (.ort) and required_operators.config, for onnxruntime's mobile and minimal builds.
+    """
     if quantize not in (None, "int8"):
         raise ExportError(f"unknown quantization {quantize!r}; the only choice is int8")
     opset = DEFAULT_OPSET if opset is None else opset
@@ -59,13 +65,21 @@ def export_model(model: VAE, out: str | os.PathLike = "vae-onnx", *, facts: dict
             "onnx": requirements([p for _, p in protos.values()]),
             "versions": versions(), "parity": parity, "int8": int8}
     blobs = {key: (name, with_metadata(proto, meta, key.split("_")[0])) for key, (name, proto) in protos.items()}
+    if ort_format:
+        ort_blobs, config = to_ort(blobs)
+        ort_parity = check_parity(model, ort_blobs["encoder_ort"][1], ort_blobs["decoder_ort"][1], ort_format=True)
+        meta["ort_format"] = {"made_by_onnxruntime": versions()["onnxruntime"], "parity": ort_parity,
+                              "operators": CONFIG}
+        blobs = {k: (n, with_metadata(p, meta, k.split("_")[0])) for k, (n, p) in protos.items()}
+        blobs.update(ort_blobs, required_operators=(CONFIG, config))
     info = {**meta, "files": file_entries(blobs)}
     write_folder(out, blobs, info, force)
     return info
 
 def export_checkpoint(path: str | os.PathLike, out: str | os.PathLike = "vae-onnx", *,
                       input_shape=(1, 28, 28), opset: int | None = None, quantize: str | None = None,
-                      force: bool = False) -> dict:
+                      ort_format: bool = False, force: bool = False) -> dict:
     """load_model then export_model; returns vae.json."""
     model, facts = load_model(path, input_shape)
-    return export_model(model, out, facts=facts, opset=opset, quantize=quantize, force=force)
+    return export_model(model, out, facts=facts, opset=opset, quantize=quantize, ort_format=ort_format,
+                        force=force)

@@ -13,17 +13,19 @@ TOLERANCE = 1e-5
 PARITY_BATCH_SIZES = (1, 2, 7, 64)
 
 
-def session(model: bytes) -> ort.InferenceSession:
-    """A CPU onnxruntime session straight from bytes, so nothing needs to be on disk yet."""
+def session(model: bytes, ort_format: bool = False) -> ort.InferenceSession:
+    """A CPU onnxruntime session straight from bytes (ONNX, or ORT format), so nothing needs to be on disk yet."""
     so = ort.SessionOptions()
     so.log_severity_level = 3
+    if ort_format:
+        so.add_session_config_entry("session.load_model_format", "ORT")
     return ort.InferenceSession(model, sess_options=so, providers=["CPUExecutionProvider"])
 
 
 @torch.no_grad()
-def check_parity(model: VAE, encoder: bytes, decoder: bytes) -> dict:
+def check_parity(model: VAE, encoder: bytes, decoder: bytes, ort_format: bool = False) -> dict:
     """Max abs difference PyTorch vs onnxruntime on fresh random inputs; ParityError above TOLERANCE."""
-    enc, dec = session(encoder), session(decoder)
+    enc, dec = session(encoder, ort_format), session(decoder, ort_format)
     rng = np.random.default_rng()  # fresh inputs at every export, never zeros
     worst = {"mu": 0.0, "logvar": 0.0, "x": 0.0}
     for n in PARITY_BATCH_SIZES:

@@ -140,9 +140,13 @@ def check_readable(data: bytes, name: str) -> None:
         raise ModelFolderError(f"{name} {problem}")
 
 
-def _session(data: bytes, name: str, threads: int | None, providers: list) -> ort.InferenceSession:
-    check_readable(data, name)
+def _session(data: bytes, name: str, threads: int | None, providers: list,
+             ort_format: bool = False) -> ort.InferenceSession:
     so = ort.SessionOptions()
+    if ort_format:
+        so.add_session_config_entry("session.load_model_format", "ORT")
+    else:
+        check_readable(data, name)
     so.log_severity_level = 3  # errors only: warnings from the graph optimizer are noise for users
     for key, value in SESSION_CONFIG.items():
         so.add_session_config_entry(key, value)
@@ -189,11 +193,13 @@ class VAE:
     @classmethod
     def load(cls, path: str | os.PathLike = "vae-onnx", precision: str = "fp32", threads: int | None = None,
              providers: list | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
-             decoder_only: bool = False) -> "VAE":
+             decoder_only: bool = False, ort_format: bool = False) -> "VAE":
         """Load an export folder, refusing files whose sha256 differs from vae.json.
 
         decoder_only=True loads (and checks) the decoder alone: enough for sample and decode,
         and a little faster and smaller; encode, reconstruct and interpolate then raise.
+        ort_format=True loads the ORT-format files (.ort) that `vae-export --ort` wrote, as onnxruntime's
+        mobile and minimal builds would.
         """
         if precision not in PRECISIONS:
             raise RuntimeInputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
@@ -208,14 +214,16 @@ class VAE:
                 raise RuntimeInputError(f"provider {pname!r} is not available here; available: {', '.join(available)}")
         folder = Path(path)
         meta = read_meta(folder)
-        enc_key, dec_key = PRECISIONS[precision]
+        enc_key, dec_key = (f"{k}_ort" if ort_format else k for k in PRECISIONS[precision])
         if precision == "int8" and not (enc_key in meta["files"] and dec_key in meta["files"]):
             raise ModelFolderError(f"{folder} has no int8 files; re-export with `vae-export ... --quantize int8` "
                                    f"or use precision='fp32'")
+        if ort_format:
+            _check_ort_format(folder, meta, enc_key, dec_key)
 
         def session(key):
             return _session(check_file(folder, meta, key), str(folder / meta["files"][key]["path"]),
-                            threads, providers)
+                            threads, providers, ort_format)
 
         encoder = None if decoder_only else session(enc_key)
         return cls(encoder, session(dec_key), meta, precision, batch_size, name=str(folder))
@@ -422,6 +430,16 @@ class VAE:
         n = a.shape[0]
         out = out.reshape(steps, n, -1) if flat else out.reshape(steps, n, *self._shape)
         return out[:, 0] if single else out
+
+
+def _check_ort_format(folder: Path, meta: dict, *keys: str) -> None:
+    """ORT-format files must be there, and the installed onnxruntime as new as the one that wrote them."""
+    if not all(k in meta["files"] for k in keys):
+        raise ModelFolderError(f"{folder} has no ORT-format files; re-export with `vae-export ... --ort`")
+    made = (meta.get("ort_format") or {}).get("made_by_onnxruntime")
+    if made and compat.parse_version(ort.__version__) < compat.parse_version(made):
+        raise ModelFolderError(f"{folder}: the .ort files need onnxruntime >= {made} (installed: {ort.__version__}), "
+                               f"which wrote them; upgrade onnxruntime, or load the .onnx files")
 
 
 def _check_count(n, what: str) -> int:
