@@ -12,12 +12,13 @@ from vae_edge.runtime.compat import min_onnxruntime, show
 from vae_edge.train.model import VAE
 
 from .errors import ExportError
+from .calibration import calibration as calibration_data
 from .folder import FORMAT, FORMAT_VERSION, check_target, file_entries, versions, with_metadata, write_folder
 from .graphs import DEFAULT_OPSET, decoder_graph, encoder_graph, opset_of
 from .load import jsonable, load_model
 from .ort_format import CONFIG, to_ort
 from .parity import check_parity
-from .quantize import int8_error, quantize_int8
+from .quantize import over_bound_message, quantize_int8
 
 def model_facts(model: VAE) -> dict:
     """The architecture facts, as in Config.model()."""
@@ -32,12 +33,15 @@ def requirements(protos) -> dict:
     return {"ir_version": ir, "opset": opset, "min_onnxruntime": show(need) if need else None}
 
 def export_model(model: VAE, out: str | os.PathLike = "vae-onnx", *, facts: dict | None = None,
-                 opset: int | None = None, quantize: str | None = None, ort_format: bool = False,
-                 force: bool = False) -> dict:
+                 opset: int | None = None, quantize: str | None = None, calibration: int | str | None = None,
+                 force_int8: bool = False, ort_format: bool = False, force: bool = False, say=None) -> dict:
     """Export `model` to the folder `out` (encoder.onnx, decoder.onnx, vae.json); returns vae.json.
 
-    quantize="int8" adds encoder.int8.onnx and decoder.int8.onnx; ort_format=True adds each file in
-    ORT format (.ort) and required_operators.config, for onnxruntime's mobile and minimal builds.
+    quantize="int8" adds encoder.int8.onnx and decoder.int8.onnx, quantized the fastest way whose error against
+    fp32 stays within quantize.BOUND (calibrated on `calibration`: a number of training images of the dataset
+    in facts["recipe"], or an .npy of images); over the bound they are left out (`say` is told why) unless
+    force_int8. ort_format=True adds each file in ORT format (.ort) and required_operators.config, for
+    onnxruntime's mobile and minimal builds.
     """
     if quantize not in (None, "int8"):
         raise ExportError(f"unknown quantization {quantize!r}; the only choice is int8")
@@ -55,13 +59,16 @@ def export_model(model: VAE, out: str | os.PathLike = "vae-onnx", *, facts: dict
     protos = {"encoder": ("encoder.onnx", enc), "decoder": ("decoder.onnx", dec)}
     int8 = None
     if quantize == "int8":
-        enc8, dec8 = quantize_int8(enc), quantize_int8(dec)
-        protos.update(encoder_int8=("encoder.int8.onnx", enc8), decoder_int8=("decoder.int8.onnx", dec8))
-        int8 = int8_error(model.input_shape, model.latent_dim,
-                          *(p.SerializeToString() for p in (enc, dec, enc8, dec8)))
+        data = calibration_data(model, calibration, facts.get("recipe"))
+        enc8, dec8, int8 = quantize_int8(enc, dec, data, force=force_int8)
+        if enc8 is None:
+            (say or (lambda _: None))(f"note: {over_bound_message(int8)}")
+        else:
+            protos.update(encoder_int8=("encoder.int8.onnx", enc8), decoder_int8=("decoder.int8.onnx", dec8))
 
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "model": model_facts(model),
-            "dataset": facts.get("dataset"), "metrics": facts.get("metrics"), "opset": opset_of(enc),
+            "dataset": facts.get("dataset"), "recipe": facts.get("recipe"), "metrics": facts.get("metrics"),
+            "opset": opset_of(enc),
             "onnx": requirements([p for _, p in protos.values()]),
             "versions": versions(), "parity": parity, "int8": int8}
     blobs = {key: (name, with_metadata(proto, meta, key.split("_")[0])) for key, (name, proto) in protos.items()}
@@ -77,9 +84,7 @@ def export_model(model: VAE, out: str | os.PathLike = "vae-onnx", *, facts: dict
     return info
 
 def export_checkpoint(path: str | os.PathLike, out: str | os.PathLike = "vae-onnx", *,
-                      input_shape=(1, 28, 28), opset: int | None = None, quantize: str | None = None,
-                      ort_format: bool = False, force: bool = False) -> dict:
-    """load_model then export_model; returns vae.json."""
+                      input_shape=(1, 28, 28), **options) -> dict:
+    """load_model then export_model (same options); returns vae.json."""
     model, facts = load_model(path, input_shape)
-    return export_model(model, out, facts=facts, opset=opset, quantize=quantize, ort_format=ort_format,
-                        force=force)
+    return export_model(model, out, facts=facts, **options)

@@ -33,7 +33,7 @@ def load_model(path: str | os.PathLike, input_shape=(1, 28, 28)) -> tuple[VAE, d
     if checkpoint.is_vae_edge(obj):
         model, facts = _from_checkpoint(obj, path)
     else:
-        model, facts = _from_reference(obj, path, input_shape), {"dataset": None, "metrics": None}
+        model, facts = _from_reference(obj, path, input_shape), {"dataset": None, "metrics": None, "recipe": None}
     for k, v in model.state_dict().items():
         if not torch.isfinite(v).all():
             raise ExportError(f"{path}: {k} holds NaN or infinite values")
@@ -57,7 +57,8 @@ def _from_checkpoint(obj: dict, path) -> tuple[VAE, dict]:
     _load_state(model, state, path)
     metrics = obj.get("metrics")
     final = metrics[-1] if isinstance(metrics, list) and metrics and isinstance(metrics[-1], dict) else None
-    return model, {"dataset": config.get("dataset"), "metrics": jsonable(final)}
+    recipe = {k: v for k, v in config.items() if k not in ("out_dir", "name")}  # every training option
+    return model, {"dataset": config.get("dataset"), "metrics": jsonable(final), "recipe": jsonable(recipe)}
 
 
 def _from_reference(state: dict, path, input_shape) -> VAE:

@@ -15,7 +15,7 @@ from typing import Iterator
 
 import numpy as np
 
-from . import compat
+from . import bundled, compat
 
 
 def _one_line(e: BaseException) -> str:
@@ -175,6 +175,8 @@ class VAE:
                  precision: str = "fp32", batch_size: int = DEFAULT_BATCH_SIZE, name: str = "model"):
         self._enc, self._dec, self._meta = encoder, decoder, meta
         self.precision = precision
+        self.folder: Path | None = None  # where it was loaded from, and the bundled model's name if it is one
+        self.bundled: str | None = None
         self.batch_size = _check_count(batch_size, "batch_size")
         self._shape = tuple(int(v) for v in meta["model"]["input_shape"])
         self._latent = int(meta["model"]["latent_dim"])
@@ -191,10 +193,13 @@ class VAE:
                                    f"{self._latent}, the decoder takes {_show(dec_latent)}")
 
     @classmethod
-    def load(cls, path: str | os.PathLike = "vae-onnx", precision: str = "fp32", threads: int | None = None,
+    def load(cls, path: str | os.PathLike | None = None, precision: str = "fp32", threads: int | None = None,
              providers: list | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
              decoder_only: bool = False, ort_format: bool = False) -> "VAE":
         """Load an export folder, refusing files whose sha256 differs from vae.json.
+
+        path: a folder written by vae-export, or the name of a model bundled with the package; None means
+        ./vae-onnx if it exists, else the bundled default (`vae-info --list` lists them).
 
         decoder_only=True loads (and checks) the decoder alone: enough for sample and decode,
         and a little faster and smaller; encode, reconstruct and interpolate then raise.
@@ -212,10 +217,13 @@ class VAE:
             if pname not in available:
                 # onnxruntime would only warn and fall back to CPU; an explicit request deserves an error.
                 raise RuntimeInputError(f"provider {pname!r} is not available here; available: {', '.join(available)}")
-        folder = Path(path)
+        folder, bundled_name = bundled.resolve(path)
         meta = read_meta(folder)
         enc_key, dec_key = (f"{k}_ort" if ort_format else k for k in PRECISIONS[precision])
         if precision == "int8" and not (enc_key in meta["files"] and dec_key in meta["files"]):
+            if meta.get("int8") and "method" not in meta["int8"]:
+                raise ModelFolderError(f"{folder} has no int8 files: at export their error against fp32 was over "
+                                       f"the bound (vae-info shows it); use precision='fp32'")
             raise ModelFolderError(f"{folder} has no int8 files; re-export with `vae-export ... --quantize int8` "
                                    f"or use precision='fp32'")
         if ort_format:
@@ -226,7 +234,9 @@ class VAE:
                             threads, providers, ort_format)
 
         encoder = None if decoder_only else session(enc_key)
-        return cls(encoder, session(dec_key), meta, precision, batch_size, name=str(folder))
+        vae = cls(encoder, session(dec_key), meta, precision, batch_size, name=str(folder))
+        vae.folder, vae.bundled = folder, bundled_name
+        return vae
 
     def _check_decoder(self, name: str) -> list:
         """The decoder must map z [batch, latent_dim] -> x [batch, C, H, W]; returns z's dims past the batch."""
