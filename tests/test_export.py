@@ -284,7 +284,8 @@ def test_load_model_returns_the_checkpoint_model_in_eval_mode(tmp_path):
                      "state_dict": model.state_dict(), "metrics": []}, tmp_path / "model.pt")
     loaded, facts = load_model(tmp_path / "model.pt")
     assert not loaded.training and loaded.input_shape == (3, 16, 16) and loaded.arch == "conv"
-    assert facts == {"dataset": "folder", "metrics": None}
+    assert facts["dataset"] == "folder" and facts["metrics"] is None
+    assert facts["recipe"] == {k: v for k, v in cfg.to_dict().items() if k not in ("out_dir", "name")}
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
 
 
