@@ -92,23 +92,30 @@ def test_node_library_equals_python_runtime_and_refuses_bad_input(node, referenc
 
 
 @pytest.fixture(scope="module")
-def site(node, reference, tmp_path_factory) -> Path:
-    """The demo site as `make web` assembles it, around the mlp export."""
-    out = tmp_path_factory.mktemp("web-site") / "site"
-    _ok(_run([node, "build.mjs", "--model", reference / "mlp" / "model", "--out", out], 120))
-    return out
+def site(node, reference, tmp_path_factory):
+    """site(name): the demo site as `make web` assembles it, around that model's export (built once)."""
+    built = {}
+
+    def build(name: str) -> Path:
+        if name not in built:
+            out = tmp_path_factory.mktemp(f"web-site-{name}") / "site"
+            _ok(_run([node, "build.mjs", "--model", reference / name / "model", "--out", out], 120))
+            built[name] = out
+        return built[name]
+    return build
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("isolated", [True, False], ids=["threads-on", "threads-off"])
-def test_page_in_chromium_decodes_as_python_and_sliders_change_the_picture(node, reference, site, isolated,
+@pytest.mark.parametrize("isolated, name", [(True, "mlp"), (False, "conv")], ids=["threads-on-mlp", "threads-off-conv"])
+def test_page_in_chromium_decodes_as_python_and_sliders_change_the_picture(node, reference, site, isolated, name,
                                                                              tmp_path):
     """The served page, with cross-origin isolation (WebAssembly threads) and without: window.vaeEdge.decode
-    equals the Python runtime within 1e-5, dragging a slider redraws the picture, nothing is fetched from
-    outside the site, and a screenshot is saved."""
+    and the library's encode (int8 too) equal the Python runtime within 1e-5, dragging a slider redraws the
+    picture as decode(z), crisp, a stroke and a click redraw theirs, nothing is fetched from outside the site,
+    and a screenshot is saved. The conv model has 3 channels and a 16 x 12 image."""
     _need(CHROMIUM.is_file(), f"no Chromium at {CHROMIUM} (apt-get install chromium)")
     shot = tmp_path / "page.png"
-    proc = _run([node, "tools/check-page.mjs", "--site", site, "--reference", reference / "mlp",
+    proc = _run([node, "tools/check-page.mjs", "--site", site(name), "--reference", reference / name,
                  "--screenshot", shot, *([] if isolated else ["--no-isolation"])], 300)
     _ok(proc)
     assert shot.stat().st_size > 10_000, "the screenshot is (nearly) empty"
