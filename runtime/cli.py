@@ -19,6 +19,7 @@ from typing import List, Optional
 
 import numpy as np
 
+from . import bundled, compat
 from .args import Argument, Option, run, typer_app
 from .images import image_format, load_images, save_grid, save_npy, save_npy_chunks
 from .model import (DEFAULT_BATCH_SIZE, PRECISIONS, VAE, ModelFolderError, RuntimeInputError, read_meta,
@@ -91,8 +92,11 @@ def _write_images(chunks, shape: tuple, png: Optional[Path], npy: Optional[Path]
     return ", ".join(str(p) for p in (png, npy) if p is not None)
 
 
-def _load(model: Path, precision: str, threads: Optional[int], batch_size: int, decoder_only=False) -> VAE:
-    return VAE.load(model, precision=precision, threads=threads, batch_size=batch_size, decoder_only=decoder_only)
+def _load(model: Optional[str], precision: str, threads: Optional[int], batch_size: int, decoder_only=False) -> VAE:
+    vae = VAE.load(model, precision=precision, threads=threads, batch_size=batch_size, decoder_only=decoder_only)
+    if vae.bundled:
+        _echo(f"using the bundled model {vae.bundled} (vae-info --list; --model FOLDER for your own)", sys.stderr)
+    return vae
 
 
 def _read_npy(path: Path) -> np.ndarray:
@@ -106,7 +110,9 @@ def _read_npy(path: Path) -> np.ndarray:
         raise RuntimeInputError(f"{path} is not a readable .npy array: {first[:200]}") from None
 
 
-MODEL_OPT = Option(Path("vae-onnx"), "--model", "-m", help="Exported model folder (made by vae-export).")
+MODEL_OPT = Option(None, "--model", "-m",
+                   help="Model folder (made by vae-export), or the name of a bundled model (vae-info --list). "
+                        "Default: ./vae-onnx if it exists, else the bundled fashion-mnist model.")
 PRECISION_OPT = Option("fp32", "--precision", help="fp32, or int8 where the export wrote int8 files.")
 THREADS_OPT = Option(None, "--threads", help="onnxruntime intra-op threads (default: onnxruntime decides).")
 BATCH_OPT = Option(DEFAULT_BATCH_SIZE, "--batch-size", help="Images per onnxruntime call; bounds memory.")
@@ -115,7 +121,7 @@ NROW_OPT = Option(8, "--nrow", help="Images per row of the grid.")
 
 def sample(
     n: int = Option(64, "--n", "-n", help="Number of images to sample."),
-    model: Path = MODEL_OPT,
+    model: Optional[str] = MODEL_OPT,
     out: Optional[Path] = Option(
         None, "--out", "-o", help="Image grid to write (default: samples.png; none when only --npy is given). "
                                   f"At most {MAX_GRID} images."),
@@ -146,7 +152,7 @@ def encode(
         help="PNG/JPEG files (converted to the model's channels and resized to its H x W), or one .npy "
              "of shape (N, C, H, W) or (N, C*H*W), float in [0, 1] or uint8 in [0, 255]."),
     out: Path = Option(Path("latents.npy"), "--out", "-o", help="Latents to write, float32 (N, latent_dim)."),
-    model: Path = MODEL_OPT,
+    model: Optional[str] = MODEL_OPT,
     sample: bool = Option(False, "--sample", help="Write z = mu + exp(logvar / 2) * eps instead of mu."),
     seed: int = Option(0, "--seed", help="Seed of numpy's default_rng, which draws eps for --sample."),
     precision: str = PRECISION_OPT,
@@ -178,7 +184,7 @@ def decode(
     npy: Optional[Path] = Option(
         None, "--npy", help="Also write the images as float32 (N, C, H, W) .npy; streamed in chunks when no "
                             "grid is written."),
-    model: Path = MODEL_OPT,
+    model: Optional[str] = MODEL_OPT,
     nrow: int = NROW_OPT,
     precision: str = PRECISION_OPT,
     threads: Optional[int] = THREADS_OPT,
@@ -195,6 +201,18 @@ def decode(
         _echo(f"decoded {z.shape[0]} latents to {written}")
 
 
+def requirement(meta: dict) -> str:
+    """What the files need, against what is installed: 'onnxruntime >= 1.12 (installed: 1.32.0, ok)'."""
+    import onnxruntime
+
+    onnx_facts = meta.get("onnx") or {}
+    need = onnx_facts.get("min_onnxruntime")
+    if not need:
+        return f"not recorded (exported before vae-edge recorded it); opset {meta.get('opset')}"
+    ok = compat.parse_version(onnxruntime.__version__) >= compat.parse_version(need)
+    return f"onnxruntime >= {need} (installed: {onnxruntime.__version__}, {'ok' if ok else 'TOO OLD'})"
+
+
 def _fmt(v) -> str:
     if isinstance(v, dict) and v:
         return ", ".join(f"{k}={_fmt(x)}" for k, x in v.items())
@@ -204,19 +222,24 @@ def _fmt(v) -> str:
 
 
 def info(
-    model: Path = MODEL_OPT,
+    model: Optional[str] = MODEL_OPT,
     as_json: bool = Option(False, "--json", help="Print vae.json as JSON instead of a summary."),
+    list_bundled: bool = Option(False, "--list", help="List the models bundled with the package: metrics, sizes."),
 ) -> None:
     """Print the model's metadata, verify each file's sha256, and check encoder and decoder agree."""
     with _errors():
+        if list_bundled:
+            return _list_bundled()
+        model, _ = bundled.resolve(model)
         meta = read_meta(model)
         if as_json:
             _echo(json.dumps(meta, indent=2, sort_keys=True))
         else:
             _echo(f"folder:   {model}")
             _echo(f"format:   {meta['format']} v{meta['format_version']}")
-            for key in ("model", "dataset", "metrics", "opset", "versions", "parity", "int8"):
+            for key in ("model", "dataset", "metrics", "onnx", "versions", "parity", "int8"):
                 _echo(f"{key + ':':<9} {_fmt(meta.get(key))}")
+            _echo(f"needs:    {requirement(meta)}")
             _echo("files:")
         checks = verify_files(model)
         if not as_json:
@@ -235,6 +258,21 @@ def info(
                 VAE.load(model, precision=precision)
         if not as_json:
             _echo(f"ok: {len(checks)} files verified")
+
+
+def _list_bundled() -> None:
+    names = bundled.names()
+    if not names:
+        _echo("no bundled models in this installation")
+    for name in names:
+        meta = read_meta(bundled.path(name))
+        m, metrics = meta["model"], meta.get("metrics") or {}
+        sizes = ", ".join(f"{f['path']} {f['bytes'] / 2**20:.2f} MiB" for f in meta["files"].values())
+        scores = ", ".join(f"{k} {v:.2f}" for k, v in metrics.items() if k.startswith("test_") and isinstance(v, float))
+        _echo(f"{name}{' (default)' if name == bundled.DEFAULT else ''}: {m['arch']} VAE, "
+              f"{'x'.join(map(str, m['input_shape']))} images, latent_dim {m['latent_dim']}, "
+              f"trained on {meta.get('dataset')}; {scores}")
+        _echo(f"  {bundled.path(name)}: {sizes}")
 
 
 COMMANDS = {"sample_app": sample, "encode_app": encode, "decode_app": decode, "info_app": info}

@@ -1,0 +1,121 @@
+"""The JavaScript library (web/) against the Python runtime: Node on onnxruntime-node, Chromium on onnxruntime-web.
+
+Python exports small models and saves what vae_edge.runtime computes for fresh random z and x as .npy files;
+the JS side must give the same numbers within 1e-5 (web/test/*.test.js under `node --test`, and the demo page
+in headless Chromium through window.vaeEdge, web/tools/check-page.mjs).
+"""
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import REPO
+from vae_edge.export import export_model
+from vae_edge.runtime import VAE
+from vae_edge.train.model import VAE as TorchVAE
+
+WEB = REPO / "web"
+CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
+# name -> (model arguments, int8 too); conv covers 3 channels and a non-square image
+MODELS = {
+    "mlp": (dict(arch="mlp", hidden_dim=64, latent_dim=12), True),
+    "conv": (dict(arch="conv", input_shape=(3, 16, 12), hidden_dim=32, latent_dim=6), False),
+}
+INTERPOLATE_STEPS = 6
+
+
+def _need(ok: bool, msg: str) -> None:
+    """A missing tool fails the test in CI (which installs everything) and skips it elsewhere."""
+    if ok:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(msg)
+    pytest.skip(msg)
+
+
+@pytest.fixture(scope="module")
+def node() -> str:
+    path = shutil.which("node")
+    _need(path is not None, "node is not installed (Node.js 18 or newer)")
+    _need((WEB / "node_modules" / "onnxruntime-node").is_dir(),
+          "web/node_modules is missing: run `make web-deps` (ONNXRUNTIME_NODE_INSTALL=skip npm ci in web/)")
+    return path
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> Path:
+    """<root>/<model>/model (an export), inputs/ (z, x, x_uint8) and <precision>/ (the Python runtime's outputs)."""
+    root = tmp_path_factory.mktemp("web-reference")
+    rng = np.random.default_rng()  # fresh inputs each run, never zeros
+    for name, (kw, int8) in MODELS.items():
+        torch.manual_seed(sum(map(ord, name)))
+        folder = root / name / "model"
+        export_model(TorchVAE(**kw).eval(), folder, quantize="int8" if int8 else None)
+        vae = VAE.load(folder)
+        inputs = {"z": rng.standard_normal((7, vae.latent_dim)).astype(np.float32),
+                  "x": rng.random((5, *vae.input_shape), dtype=np.float32),
+                  "x_uint8": rng.integers(0, 256, (3, *vae.input_shape), dtype=np.uint8)}
+        _save(root / name / "inputs", inputs)
+        for precision in ("fp32", "int8") if int8 else ("fp32",):
+            vae = VAE.load(folder, precision=precision)
+            mu, logvar = vae.encode(inputs["x"])
+            _save(root / name / precision, {
+                "decode": vae.decode(inputs["z"]), "mu": mu, "logvar": logvar,
+                "mu_uint8": vae.encode(inputs["x_uint8"])[0], "reconstruct": vae.reconstruct(inputs["x"]),
+                "interpolate": vae.interpolate(inputs["x"][0], inputs["x"][1], steps=INTERPOLATE_STEPS)})
+    return root
+
+
+def _save(folder: Path, arrays: dict) -> None:
+    folder.mkdir(parents=True)
+    for key, a in arrays.items():
+        np.save(folder / f"{key}.npy", np.ascontiguousarray(a))
+
+
+def _run(cmd: list, timeout: float, **env) -> subprocess.CompletedProcess:
+    return subprocess.run([str(c) for c in cmd], cwd=WEB, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **env})
+
+
+def _ok(proc: subprocess.CompletedProcess) -> None:
+    assert proc.returncode == 0, f"exit {proc.returncode}\n{proc.stdout[-6000:]}\n{proc.stderr[-3000:]}"
+
+
+@pytest.mark.slow
+def test_node_library_equals_python_runtime_and_refuses_bad_input(node, reference):
+    """web/test/*.test.js: decode, encode, int8, sampling, tampered folders and bad input, on onnxruntime-node."""
+    _ok(_run([node, "--test", "--test-reporter=spec", "test/"], 300, VAE_EDGE_REFERENCE=reference))
+
+
+@pytest.fixture(scope="module")
+def site(node, reference, tmp_path_factory):
+    """site(name): the demo site as `make web` assembles it, around that model's export (built once)."""
+    built = {}
+
+    def build(name: str) -> Path:
+        if name not in built:
+            out = tmp_path_factory.mktemp(f"web-site-{name}") / "site"
+            _ok(_run([node, "build.mjs", "--model", reference / name / "model", "--out", out], 120))
+            built[name] = out
+        return built[name]
+    return build
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("isolated, name", [(True, "mlp"), (False, "conv")], ids=["threads-on-mlp", "threads-off-conv"])
+def test_page_in_chromium_decodes_as_python_and_sliders_change_the_picture(node, reference, site, isolated, name,
+                                                                             tmp_path):
+    """The served page, with cross-origin isolation (WebAssembly threads) and without: window.vaeEdge.decode
+    and the library's encode (int8 too) equal the Python runtime within 1e-5, dragging a slider redraws the
+    picture as decode(z), crisp, a stroke and a click redraw theirs, nothing is fetched from outside the site,
+    and a screenshot is saved. The conv model has 3 channels and a 16 x 12 image."""
+    _need(CHROMIUM.is_file(), f"no Chromium at {CHROMIUM} (apt-get install chromium)")
+    shot = tmp_path / "page.png"
+    proc = _run([node, "tools/check-page.mjs", "--site", site(name), "--reference", reference / name,
+                 "--screenshot", shot, *([] if isolated else ["--no-isolation"])], 300)
+    _ok(proc)
+    assert shot.stat().st_size > 10_000, "the screenshot is (nearly) empty"

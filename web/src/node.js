@@ -1,0 +1,37 @@
+// vae-edge in Node.js: the VAE of vae.js on onnxruntime-node, reading a model folder from disk (or http(s)).
+//
+//   import { VAE } from 'vae-edge';
+//   const vae = await VAE.load('vae-onnx');
+//   const images = await vae.sample(64, { seed: 0 });   // Float32Array, 64 x C x H x W
+
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as ort from 'onnxruntime-node';
+import { VAE as BaseVAE, fetchBytes } from './vae.js';
+
+export { ModelFolderError, RuntimeInputError } from './vae.js';
+export { ort };
+
+const isUrl = (where) => /^https?:\/\//i.test(where);
+
+// As the Python runtime does (runtime/model.py, SESSION_CONFIG): onnxruntime's threads spin 100 µs after a
+// run, not longer, so the encoder's idle threads do not hold the cores the decoder needs next.
+const SESSION_CONFIG = { session: { intra_op: { spin_duration_us: '100' } } };
+
+export class VAE extends BaseVAE {
+  static backend = {
+    ort,
+    join: (folder, name) => {
+      if (isUrl(folder)) return new URL(name, `${folder}/`).href;
+      return path.join(folder.startsWith('file:') ? fileURLToPath(folder) : folder, name);
+    },
+    read: async (where) => (isUrl(where) ? fetchBytes(where) : new Uint8Array(await readFile(where))),
+    session: (bytes, threads) => ort.InferenceSession.create(bytes, {
+      executionProviders: ['cpu'],
+      logSeverityLevel: 3, // errors only: warnings from the graph optimizer are noise for users
+      ...(threads !== undefined && { intraOpNumThreads: threads, interOpNumThreads: 1 }),
+      extra: SESSION_CONFIG,
+    }),
+  };
+}

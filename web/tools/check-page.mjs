@@ -1,0 +1,148 @@
+#!/usr/bin/env node
+// The demo page in headless Chromium, as tests/test_web.py runs it: the served site decodes fixed z through
+// window.vaeEdge as the Python runtime did (within 1e-5; encode and int8 too, through the library in the page),
+// a dragged slider, a stroke on the drawing and a click on a sample redraw their pictures, nothing is fetched
+// from outside the site, nothing errs, and a screenshot is saved.
+//
+//   node tools/check-page.mjs --site SITE --reference DIR [--no-isolation] [--screenshot page.png]
+//
+// DIR holds inputs/{z,x}.npy, fp32/{decode,mu}.npy and optionally int8/ for the site's model (tests/test_web.py
+// writes them). Exit code 0 when all holds, else 1.
+
+import { existsSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { openSite, waitForModel } from './chromium.mjs';
+import { loadNpy } from './npy.js';
+
+const TOL = 1e-5;
+
+function parse(argv) {
+  const opts = { isolate: true };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i];
+    if (arg === '--no-isolation') opts.isolate = false;
+    else if (['--site', '--reference', '--screenshot'].includes(arg) && i + 1 < argv.length) opts[arg.slice(2)] = argv[++i];
+    else throw new Error(`unknown argument ${arg}`);
+  }
+  if (!opts.site || !opts.reference) throw new Error('usage: check-page.mjs --site SITE --reference DIR [--no-isolation] [--screenshot FILE]');
+  return opts;
+}
+
+function check(ok, message) {
+  if (!ok) throw new Error(message);
+}
+
+/** Max abs difference of decode(z) or encode(x).mu in the page, at a precision, from the Python runtime's. */
+async function compare(page, what, precision, input, want) {
+  const got = await page.evaluate(async ([what, precision, values, n]) => {
+    const { vae } = window.vaeEdge;
+    // the page's own model, or the same folder loaded again at the other precision
+    const model = precision === vae.precision ? vae : await vae.constructor.load('model', { precision });
+    const data = new Float32Array(values);
+    return Array.from(what === 'decode' ? await model.decode(data, n) : (await model.encode(data, n)).mu);
+  }, [what, precision, Array.from(input.data), input.shape[0]]);
+  check(got.length === want.data.length, `${what} (${precision}) gave ${got.length} numbers, the Python runtime ${want.data.length}`);
+  let worst = 0;
+  got.forEach((v, i) => { worst = Math.max(worst, Math.abs(v - want.data[i])); });
+  check(worst <= TOL, `${what} (${precision}) differs from the Python runtime by ${worst} (max abs) > ${TOL}`);
+  return worst;
+}
+
+/** Do `act` and wait until the canvas #id shows another picture. */
+async function changes(page, id, act, message) {
+  const before = await page.evaluate((id) => document.getElementById(id).toDataURL(), id);
+  await act();
+  await page.waitForFunction(([id, old]) => document.getElementById(id).toDataURL() !== old, [id, before], { timeout: 10_000 })
+    .catch(() => { throw new Error(message); });
+}
+
+async function main() {
+  const opts = parse(process.argv.slice(2));
+  const z = loadNpy(path.join(opts.reference, 'inputs', 'z.npy'));
+  const x = loadNpy(path.join(opts.reference, 'inputs', 'x.npy'));
+  const want = loadNpy(path.join(opts.reference, 'fp32', 'decode.npy'));
+  const { page, outside, errors, close } = await openSite(opts.site, { isolate: opts.isolate });
+  try {
+    await waitForModel(page);
+    const facts = await page.evaluate(() => {
+      const { latentDim, threads, crossOriginIsolated } = window.vaeEdge;
+      return { latentDim, threads, crossOriginIsolated, cores: navigator.hardwareConcurrency };
+    });
+    check(facts.crossOriginIsolated === opts.isolate, `crossOriginIsolated is ${facts.crossOriginIsolated}, expected ${opts.isolate}`);
+    const wantThreads = opts.isolate ? Math.min(4, facts.cores) : 1;
+    check(facts.threads === wantThreads, `onnxruntime-web runs ${facts.threads} threads, expected ${wantThreads}`);
+    check(facts.latentDim === z.shape[1], `window.vaeEdge.latentDim is ${facts.latentDim}, the reference z has ${z.shape[1]}`);
+
+    // 1. decode through window.vaeEdge, as another page would; encode and int8 through the library in the page
+    const worst = {};
+    worst.decode = await compare(page, 'decode', 'fp32', z, want);
+    worst.mu = await compare(page, 'mu', 'fp32', x, loadNpy(path.join(opts.reference, 'fp32', 'mu.npy')));
+    if (existsSync(path.join(opts.reference, 'int8'))) {
+      worst.decodeInt8 = await compare(page, 'decode', 'int8', z, loadNpy(path.join(opts.reference, 'int8', 'decode.npy')));
+      worst.muInt8 = await compare(page, 'mu', 'int8', x, loadNpy(path.join(opts.reference, 'int8', 'mu.npy')));
+    }
+
+    // 2. drag the first slider as a person would; the decoded picture must change
+    const slider = page.locator('#z0');
+    const valueBefore = Number(await slider.inputValue());
+    await changes(page, 'slider-image', async () => {
+      const box = await slider.boundingBox();
+      const toX = valueBefore > 0 ? box.x + 3 : box.x + box.width - 3; // to the far end from where it stands
+      await page.mouse.move(box.x + box.width * ((valueBefore + 3) / 6), box.y + box.height / 2);
+      await page.mouse.down();
+      await page.mouse.move(toX, box.y + box.height / 2, { steps: 8 });
+      await page.mouse.up();
+    }, 'moving the slider did not change the picture');
+    const valueAfter = Number(await slider.inputValue());
+    check(Math.abs(valueAfter - valueBefore) > 1, `the slider moved from ${valueBefore} to ${valueAfter} only`);
+
+    // 3. the picture is decode(slider values), each model pixel a solid scale x scale block (nearest neighbour)
+    const drawn = await page.evaluate(async () => {
+      const { vae } = window.vaeEdge, [, h, w] = vae.inputShape, pad = 2;
+      const image = await vae.decode(Float32Array.from(document.querySelectorAll('#sliders input'), (s) => Number(s.value)), 1);
+      const canvas = document.getElementById('slider-image'), scale = canvas.width / (w + 2 * pad);
+      const rgba = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+      let wrong = 0;
+      for (let y = 0; y < h * scale; y++) {
+        for (let x = 0; x < w * scale; x++) {
+          const want = Math.min(255, Math.max(0, Math.floor(image[Math.floor(y / scale) * w + Math.floor(x / scale)] * 255 + 0.5)));
+          wrong += rgba[4 * ((pad * scale + y) * canvas.width + pad * scale + x)] !== want;
+        }
+      }
+      return { wrong, scale };
+    });
+    check(drawn.scale >= 4 && Number.isInteger(drawn.scale), `the picture is upscaled ${drawn.scale}x; expected a whole factor >= 4`);
+    check(drawn.wrong === 0, `${drawn.wrong} screen pixels of the picture differ from decode(slider values)`);
+    if (opts.screenshot) await page.screenshot({ path: opts.screenshot, fullPage: true });
+
+    // 4. a stroke on the drawing canvas is encoded and reconstructed anew
+    await changes(page, 'reconstruction', async () => {
+      const d = await page.locator('#draw').boundingBox();
+      await page.mouse.move(d.x + d.width * 0.1, d.y + d.height * 0.9);
+      await page.mouse.down();
+      await page.mouse.move(d.x + d.width * 0.9, d.y + d.height * 0.1, { steps: 6 });
+      await page.mouse.up();
+    }, 'drawing on the canvas did not change the reconstruction');
+
+    // 5. clicking a sample makes it an end of the interpolation
+    await changes(page, 'strip', async () => {
+      const g = await page.locator('#grid').boundingBox();
+      await page.mouse.click(g.x + g.width * 0.95, g.y + g.height * 0.95); // the last sample of the grid
+    }, 'clicking a sample did not change the interpolation');
+
+    check(outside.length === 0, `the page asked for ${outside.length} outside URL(s): ${outside.slice(0, 3).join(', ')}`);
+    check(errors.length === 0, `the page reported errors: ${errors.slice(0, 3).join(' | ')}`);
+    console.log(`page ok: crossOriginIsolated=${facts.crossOriginIsolated}, ${facts.threads} thread(s) on ${os.cpus().length} cores; ` +
+      `equal to the Python runtime (max abs ${Object.entries(worst).map(([k, v]) => `${k} ${v.toExponential(1)}`).join(', ')}); ` +
+      `slider z1 ${valueBefore} -> ${valueAfter} redrew decode(z) at ${drawn.scale}x, crisp; a stroke and a click redrew theirs` +
+      `${opts.screenshot ? `; screenshot ${opts.screenshot}` : ''}`);
+  } finally {
+    await close();
+  }
+}
+
+main().catch((e) => {
+  console.error(`page check failed: ${e.message}`);
+  process.exit(1);
+});
