@@ -40,7 +40,7 @@ class LogWeights(nn.Module):
         self.vae = vae
         self.decoder = None
         if fast_decoder:  # the export's decoder: ConvTranspose2d recast as Conv2d, which onnxruntime runs faster
-            from vae_edge.export.export import Decoder
+            from vae_edge.export.graphs import Decoder
 
             self.decoder = Decoder(vae)
 
