@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from onnx import helper, version_converter
 from torch import nn
 
+from vae_edge.train.likelihood import mean
 from vae_edge.train.model import VAE
 
 from .errors import ExportError, first_line
@@ -40,7 +41,8 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """z [N,latent_dim] -> pixel probabilities [N,C,H,W]; the conv decoder's upsampling recast as two Convs."""
+    """z [N,latent_dim] -> pixels [N,C,H,W] in [0, 1], the likelihood's mean (Bernoulli: the probabilities);
+    the conv decoder's upsampling recast as two Convs."""
 
     def __init__(self, vae: VAE):
         super().__init__()
@@ -55,7 +57,7 @@ class Decoder(nn.Module):
         return self.up(F.relu(v.fc4(F.relu(v.fc3(z)))).view(-1, *v.feat))  # as VAE.decode, up to dec_conv
 
     def forward(self, z):
-        return torch.sigmoid(self.logits(z))
+        return mean(self.logits(z), self.vae.likelihood)
 
 
 # onnxruntime's ConvTranspose runs one small matrix product per image and then a col2im (bench/runtime.py
