@@ -150,6 +150,12 @@ def test_a_plain_run_loads_no_cli_stack_pillow_or_training_code(exported, tmp_pa
     assert _listed(loaded) == []
 
 
+def test_a_plain_run_of_the_bundled_model_loads_no_cli_stack_pillow_or_training_code(tmp_path):
+    loaded = _modules_loaded(["vae-sample", "--n", "64"], tmp_path)  # no ./vae-onnx here: the bundled model
+    assert (tmp_path / "samples.png").is_file() and "vae_edge.runtime.bundled" in loaded
+    assert _listed(loaded) == []
+
+
 def test_help_and_usage_errors_are_typers(tmp_path):
     assert "typer" in _modules_loaded(["vae-sample", "--help"], tmp_path)
     r = subprocess.run([BIN / "vae-sample", "--n", "abc"], capture_output=True, text=True, cwd=tmp_path)
