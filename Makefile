@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 FMNIST_DEBIAN := /usr/share/datasets/fashion-mnist
 
-.PHONY: setup data demo test test-fast bench clean web-deps web serve-web test-web bench-web
+.PHONY: setup data demo test test-fast bench model dist clean web-deps web serve-web test-web bench-web
 
 setup: $(STAMP)
 
@@ -34,6 +34,21 @@ demo: setup data
 	@echo "ONNX export:    vae-onnx/  (encoder.onnx, decoder.onnx, int8 variants, vae.json)"
 	@echo "Samples:        samples.png  (from onnxruntime, no torch)"
 
+# The model bundled in the package (runtime/models/$(MODEL_NAME)/, shipped in the wheel): trained from scratch with
+# this recipe and seed, exported with int8 and checked for parity. vae.json records the recipe and the metrics.
+MODEL_NAME := fashion-mnist
+MODEL_RECIPE := --dataset fashion-mnist --arch conv --epochs 10 --seed 1
+model: setup data
+	$(BIN)/vae-train $(MODEL_RECIPE) --name bundled-$(MODEL_NAME) --force
+	$(BIN)/vae-export runs/bundled-$(MODEL_NAME)/model.pt --out runtime/models/$(MODEL_NAME) --quantize int8 --force
+	$(BIN)/vae-info --model runtime/models/$(MODEL_NAME)
+
+# A wheel and an sdist in dist/, both carrying the bundled model.
+dist: setup
+	rm -rf dist
+	$(BIN)/uv build --out-dir dist
+	@ls -l dist
+
 test: setup web-deps
 	$(BIN)/pytest -q
 
@@ -46,7 +61,7 @@ bench: setup
 	$(BIN)/python bench/train_speed.py
 
 clean:
-	rm -rf runs vae-onnx samples.png .pytest_cache site
+	rm -rf runs vae-onnx samples.png .pytest_cache dist build site
 
 # JavaScript (web/): npm ci again only when the lock changes; onnxruntime-node's CPU build ships in its package,
 # so its install script (which would fetch CUDA files) is skipped.

@@ -2,34 +2,31 @@
 
 Bad input ends with one line `error: ...` on stderr and exit code 2; outputs are written to a
 temporary file and renamed, so a failed command leaves no half-written file.
+
+Each command is a plain function whose defaults declare its options (args.py). The console scripts
+(`sample_main`, ...) parse a plain command line with the standard library and hand `--help` and usage
+errors to typer; `sample_app`, ... are the typer apps, built on first use. So a plain run imports
+numpy, onnxruntime and the standard library, nothing else.
 """
 from __future__ import annotations
 
 import json
 import os
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import List, Optional
 
 import numpy as np
-import typer
 
+from . import bundled, compat
+from .args import Argument, Option, run, typer_app
 from .images import image_format, load_images, save_grid, save_npy, save_npy_chunks
 from .model import (DEFAULT_BATCH_SIZE, PRECISIONS, VAE, ModelFolderError, RuntimeInputError, read_meta,
                     verify_files)
 
 # A PNG grid of more images than this is unreadable and costly; larger runs must use --npy.
 MAX_GRID = 4096
-
-
-def _app(help: str) -> typer.Typer:
-    return typer.Typer(help=help, pretty_exceptions_enable=False, add_completion=False)
-
-
-sample_app = _app("Sample images from an exported VAE: a PNG grid and/or an .npy array.")
-encode_app = _app("Encode images (PNG/JPEG files or one .npy) to latents (.npy).")
-decode_app = _app("Decode latents (.npy) to a PNG grid and/or an .npy array of images.")
-info_app = _app("Print an exported model's metadata and verify its files' sha256.")
 
 
 @contextmanager
@@ -46,9 +43,16 @@ def _errors():
         _fail("out of memory; lower --batch-size or --n")
 
 
+def _echo(text: str, file=None) -> None:
+    """One line, in one write (as typer.echo), so a reader that quits early sees whole lines."""
+    file = file or sys.stdout
+    file.write(f"{text}\n")
+    file.flush()
+
+
 def _fail(msg: str):
-    typer.echo(f"error: {msg}", err=True)
-    raise typer.Exit(2)
+    _echo(f"error: {msg}", sys.stderr)
+    raise SystemExit(2)
 
 
 def _check(ok: bool, msg: str) -> None:
@@ -88,8 +92,11 @@ def _write_images(chunks, shape: tuple, png: Optional[Path], npy: Optional[Path]
     return ", ".join(str(p) for p in (png, npy) if p is not None)
 
 
-def _load(model: Path, precision: str, threads: Optional[int], batch_size: int, decoder_only=False) -> VAE:
-    return VAE.load(model, precision=precision, threads=threads, batch_size=batch_size, decoder_only=decoder_only)
+def _load(model: Optional[str], precision: str, threads: Optional[int], batch_size: int, decoder_only=False) -> VAE:
+    vae = VAE.load(model, precision=precision, threads=threads, batch_size=batch_size, decoder_only=decoder_only)
+    if vae.bundled:
+        _echo(f"using the bundled model {vae.bundled} (vae-info --list; --model FOLDER for your own)", sys.stderr)
+    return vae
 
 
 def _read_npy(path: Path) -> np.ndarray:
@@ -103,25 +110,26 @@ def _read_npy(path: Path) -> np.ndarray:
         raise RuntimeInputError(f"{path} is not a readable .npy array: {first[:200]}") from None
 
 
-MODEL_OPT = typer.Option(Path("vae-onnx"), "--model", "-m", help="Exported model folder (made by vae-export).")
-PRECISION_OPT = typer.Option("fp32", "--precision", help="fp32, or int8 where the export wrote int8 files.")
-THREADS_OPT = typer.Option(None, "--threads", help="onnxruntime intra-op threads (default: onnxruntime decides).")
-BATCH_OPT = typer.Option(DEFAULT_BATCH_SIZE, "--batch-size", help="Images per onnxruntime call; bounds memory.")
-NROW_OPT = typer.Option(8, "--nrow", help="Images per row of the grid.")
+MODEL_OPT = Option(None, "--model", "-m",
+                   help="Model folder (made by vae-export), or the name of a bundled model (vae-info --list). "
+                        "Default: ./vae-onnx if it exists, else the bundled fashion-mnist model.")
+PRECISION_OPT = Option("fp32", "--precision", help="fp32, or int8 where the export wrote int8 files.")
+THREADS_OPT = Option(None, "--threads", help="onnxruntime intra-op threads (default: onnxruntime decides).")
+BATCH_OPT = Option(DEFAULT_BATCH_SIZE, "--batch-size", help="Images per onnxruntime call; bounds memory.")
+NROW_OPT = Option(8, "--nrow", help="Images per row of the grid.")
 
 
-@sample_app.command()
 def sample(
-    n: int = typer.Option(64, "--n", "-n", help="Number of images to sample."),
-    model: Path = MODEL_OPT,
-    out: Optional[Path] = typer.Option(
+    n: int = Option(64, "--n", "-n", help="Number of images to sample."),
+    model: Optional[str] = MODEL_OPT,
+    out: Optional[Path] = Option(
         None, "--out", "-o", help="Image grid to write (default: samples.png; none when only --npy is given). "
                                   f"At most {MAX_GRID} images."),
-    npy: Optional[Path] = typer.Option(
+    npy: Optional[Path] = Option(
         None, "--npy", help="Also write the images as float32 (n, C, H, W) .npy; streamed to disk in chunks "
                             "when no grid is written, so any n fits in memory."),
-    seed: int = typer.Option(0, "--seed", help="Seed of numpy's default_rng, which draws z."),
-    temperature: float = typer.Option(1.0, "--temperature", "-t", help="z = temperature * N(0, I)."),
+    seed: int = Option(0, "--seed", help="Seed of numpy's default_rng, which draws z."),
+    temperature: float = Option(1.0, "--temperature", "-t", help="z = temperature * N(0, I)."),
     nrow: int = NROW_OPT,
     precision: str = PRECISION_OPT,
     threads: Optional[int] = THREADS_OPT,
@@ -135,19 +143,18 @@ def sample(
         vae = _load(model, precision, threads, batch_size, decoder_only=True)  # sampling needs no encoder
         chunks = vae.iter_samples(n, seed=seed, temperature=temperature)  # checks temperature now
         written = _write_images(chunks, (n, *vae.input_shape), png, npy, nrow)
-        typer.echo(f"wrote {n} samples to {written}")
+        _echo(f"wrote {n} samples to {written}")
 
 
-@encode_app.command()
 def encode(
-    inputs: List[Path] = typer.Argument(
+    inputs: List[Path] = Argument(
         ..., metavar="INPUTS...",
         help="PNG/JPEG files (converted to the model's channels and resized to its H x W), or one .npy "
              "of shape (N, C, H, W) or (N, C*H*W), float in [0, 1] or uint8 in [0, 255]."),
-    out: Path = typer.Option(Path("latents.npy"), "--out", "-o", help="Latents to write, float32 (N, latent_dim)."),
-    model: Path = MODEL_OPT,
-    sample: bool = typer.Option(False, "--sample", help="Write z = mu + exp(logvar / 2) * eps instead of mu."),
-    seed: int = typer.Option(0, "--seed", help="Seed of numpy's default_rng, which draws eps for --sample."),
+    out: Path = Option(Path("latents.npy"), "--out", "-o", help="Latents to write, float32 (N, latent_dim)."),
+    model: Optional[str] = MODEL_OPT,
+    sample: bool = Option(False, "--sample", help="Write z = mu + exp(logvar / 2) * eps instead of mu."),
+    seed: int = Option(0, "--seed", help="Seed of numpy's default_rng, which draws eps for --sample."),
     precision: str = PRECISION_OPT,
     threads: Optional[int] = THREADS_OPT,
     batch_size: int = BATCH_OPT,
@@ -166,19 +173,18 @@ def encode(
         else:
             z, _ = vae.encode(x)
         save_npy(z, out)
-        typer.echo(f"wrote {'sampled z' if sample else 'mu'} of shape {tuple(z.shape)} to {out}")
+        _echo(f"wrote {'sampled z' if sample else 'mu'} of shape {tuple(z.shape)} to {out}")
 
 
-@decode_app.command()
 def decode(
-    latents: Path = typer.Argument(..., metavar="LATENTS.npy", help="An .npy of latents, float (N, latent_dim)."),
-    out: Optional[Path] = typer.Option(
+    latents: Path = Argument(..., metavar="LATENTS.npy", help="An .npy of latents, float (N, latent_dim)."),
+    out: Optional[Path] = Option(
         None, "--out", "-o", help="Image grid to write (default: grid.png; none when only --npy is given). "
                                   f"At most {MAX_GRID} images."),
-    npy: Optional[Path] = typer.Option(
+    npy: Optional[Path] = Option(
         None, "--npy", help="Also write the images as float32 (N, C, H, W) .npy; streamed in chunks when no "
                             "grid is written."),
-    model: Path = MODEL_OPT,
+    model: Optional[str] = MODEL_OPT,
     nrow: int = NROW_OPT,
     precision: str = PRECISION_OPT,
     threads: Optional[int] = THREADS_OPT,
@@ -192,7 +198,19 @@ def decode(
         vae = _load(model, precision, threads, batch_size, decoder_only=True)
         chunks = vae.iter_decode(z)  # checks z's shape and dtype now
         written = _write_images(chunks, (z.shape[0], *vae.input_shape), png, npy, nrow)
-        typer.echo(f"decoded {z.shape[0]} latents to {written}")
+        _echo(f"decoded {z.shape[0]} latents to {written}")
+
+
+def requirement(meta: dict) -> str:
+    """What the files need, against what is installed: 'onnxruntime >= 1.12 (installed: 1.32.0, ok)'."""
+    import onnxruntime
+
+    onnx_facts = meta.get("onnx") or {}
+    need = onnx_facts.get("min_onnxruntime")
+    if not need:
+        return f"not recorded (exported before vae-edge recorded it); opset {meta.get('opset')}"
+    ok = compat.parse_version(onnxruntime.__version__) >= compat.parse_version(need)
+    return f"onnxruntime >= {need} (installed: {onnxruntime.__version__}, {'ok' if ok else 'TOO OLD'})"
 
 
 def _fmt(v) -> str:
@@ -203,29 +221,33 @@ def _fmt(v) -> str:
     return "-" if v is None or v == {} else str(v)
 
 
-@info_app.command()
 def info(
-    model: Path = MODEL_OPT,
-    as_json: bool = typer.Option(False, "--json", help="Print vae.json as JSON instead of a summary."),
+    model: Optional[str] = MODEL_OPT,
+    as_json: bool = Option(False, "--json", help="Print vae.json as JSON instead of a summary."),
+    list_bundled: bool = Option(False, "--list", help="List the models bundled with the package: metrics, sizes."),
 ) -> None:
     """Print the model's metadata, verify each file's sha256, and check encoder and decoder agree."""
     with _errors():
+        if list_bundled:
+            return _list_bundled()
+        model, _ = bundled.resolve(model)
         meta = read_meta(model)
         if as_json:
-            typer.echo(json.dumps(meta, indent=2, sort_keys=True))
+            _echo(json.dumps(meta, indent=2, sort_keys=True))
         else:
-            typer.echo(f"folder:   {model}")
-            typer.echo(f"format:   {meta['format']} v{meta['format_version']}")
-            for key in ("model", "dataset", "metrics", "opset", "versions", "parity", "int8"):
-                typer.echo(f"{key + ':':<9} {_fmt(meta.get(key))}")
-            typer.echo("files:")
+            _echo(f"folder:   {model}")
+            _echo(f"format:   {meta['format']} v{meta['format_version']}")
+            for key in ("model", "dataset", "metrics", "onnx", "versions", "parity", "int8"):
+                _echo(f"{key + ':':<9} {_fmt(meta.get(key))}")
+            _echo(f"needs:    {requirement(meta)}")
+            _echo("files:")
         checks = verify_files(model)
         if not as_json:
             for key, path, problem in checks:
                 entry = meta["files"][key]
                 size = entry.get("bytes", "?") if isinstance(entry, dict) else "?"
                 digest = str(entry.get("sha256", "?"))[:16] if isinstance(entry, dict) else "?"
-                typer.echo(f"  {key:<13} {path}  {size} bytes  sha256 {digest}...  "
+                _echo(f"  {key:<13} {path}  {size} bytes  sha256 {digest}...  "
                            f"{'ok' if problem is None else 'MISMATCH'}")
         bad = [problem for _, _, problem in checks if problem is not None]
         if bad:
@@ -235,4 +257,46 @@ def info(
             if all(k in meta["files"] for k in keys):
                 VAE.load(model, precision=precision)
         if not as_json:
-            typer.echo(f"ok: {len(checks)} files verified")
+            _echo(f"ok: {len(checks)} files verified")
+
+
+def _list_bundled() -> None:
+    names = bundled.names()
+    if not names:
+        _echo("no bundled models in this installation")
+    for name in names:
+        meta = read_meta(bundled.path(name))
+        m, metrics = meta["model"], meta.get("metrics") or {}
+        sizes = ", ".join(f"{f['path']} {f['bytes'] / 2**20:.2f} MiB" for f in meta["files"].values())
+        scores = ", ".join(f"{k} {v:.2f}" for k, v in metrics.items() if k.startswith("test_") and isinstance(v, float))
+        _echo(f"{name}{' (default)' if name == bundled.DEFAULT else ''}: {m['arch']} VAE, "
+              f"{'x'.join(map(str, m['input_shape']))} images, latent_dim {m['latent_dim']}, "
+              f"trained on {meta.get('dataset')}; {scores}")
+        _echo(f"  {bundled.path(name)}: {sizes}")
+
+
+COMMANDS = {"sample_app": sample, "encode_app": encode, "decode_app": decode, "info_app": info}
+
+
+def sample_main() -> None:
+    run(sample)
+
+
+def encode_main() -> None:
+    run(encode)
+
+
+def decode_main() -> None:
+    run(decode)
+
+
+def info_main() -> None:
+    run(info)
+
+
+def __getattr__(name: str):
+    """sample_app, encode_app, decode_app, info_app: the typer apps, built when first asked for."""
+    if name not in COMMANDS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    app = globals()[name] = typer_app(COMMANDS[name])
+    return app

@@ -1,12 +1,12 @@
 """Files in and out: image grids like torchvision's save_image, image loading, and atomic .npy writes.
 
-Pillow is imported inside the functions that need it, so `import vae_edge.runtime` stays cheap.
+PNG grids are written by png.py on zlib; Pillow is imported only to read images and to write other formats
+(.jpg, .bmp, .webp), so neither `import vae_edge.runtime` nor a plain `vae-sample` loads it.
 """
 from __future__ import annotations
 
 import math
 import os
-import secrets
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -14,6 +14,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from .model import RuntimeInputError
+from .png import write_png
 
 IMAGE_SUFFIXES = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".webp": "WEBP"}
 MODES = {1: "L", 3: "RGB", 4: "RGBA"}
@@ -58,7 +59,7 @@ def atomic_file(path: str | os.PathLike) -> Iterator:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     # os.open with mode 0o666 honours the umask (mkstemp would leave the result private, 0o600).
-    tmp = path.parent / f".{path.name}.{secrets.token_hex(6)}.tmp"
+    tmp = path.parent / f".{path.name}.{os.urandom(6).hex()}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -73,13 +74,17 @@ def atomic_file(path: str | os.PathLike) -> Iterator:
 
 def save_grid(images: np.ndarray, path: str | os.PathLike, nrow: int = 8, padding: int = 2) -> None:
     """Write (N, C, H, W) images in [0, 1] as one grid image (PNG unless the suffix says otherwise), atomically."""
-    from PIL import Image
-
     fmt = image_format(path)
     pixels = make_grid(images, nrow=nrow, padding=padding)
     c = pixels.shape[2]
     if c not in MODES:
         raise RuntimeInputError(f"cannot write images with {c} channels; 1, 3 or 4 are supported")
+    if fmt == "PNG":
+        with atomic_file(path) as f:
+            write_png(f, pixels)
+        return
+    from PIL import Image
+
     img = Image.fromarray(pixels[:, :, 0] if c == 1 else pixels, MODES[c])
     if fmt == "JPEG" and c == 4:
         img = img.convert("RGB")

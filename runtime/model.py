@@ -14,7 +14,34 @@ from pathlib import Path
 from typing import Iterator
 
 import numpy as np
-import onnxruntime as ort
+
+from . import bundled, compat
+
+
+def _one_line(e: BaseException) -> str:
+    s = str(e).strip().splitlines()
+    return s[0][:300] if s else type(e).__name__
+
+
+def _import_onnxruntime():
+    """import onnxruntime; an older release built for numpy 1.x under numpy 2 fails here, so say which is which."""
+    try:
+        import onnxruntime
+    except ImportError as e:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            ort_version = version("onnxruntime")
+        except PackageNotFoundError:
+            raise ImportError("onnxruntime is not installed: pip install onnxruntime") from None
+        if int(np.__version__.split(".")[0]) >= 2 and compat.parse_version(ort_version) < (1, 19):
+            raise ImportError(f"onnxruntime {ort_version} was built for numpy 1.x, and numpy {np.__version__} is "
+                              f"installed: pip install 'numpy<2', or onnxruntime >= 1.19") from None
+        raise ImportError(f"cannot import onnxruntime {ort_version}: {_one_line(e)}") from None
+    return onnxruntime
+
+
+ort = _import_onnxruntime()
 
 FORMAT, FORMAT_VERSION = "vae-edge-onnx", 1
 PRECISIONS = {"fp32": ("encoder", "decoder"), "int8": ("encoder_int8", "decoder_int8")}
@@ -27,11 +54,6 @@ class RuntimeInputError(ValueError):
 
 class ModelFolderError(ValueError):
     """A model folder that is missing, corrupt, tampered with or inconsistent; the message is one line."""
-
-
-def _one_line(e: BaseException) -> str:
-    s = str(e).strip().splitlines()
-    return s[0][:300] if s else type(e).__name__
 
 
 def missing_model_message(folder: Path) -> str:
@@ -107,8 +129,24 @@ def verify_files(path: str | os.PathLike = "vae-onnx") -> list[tuple[str, str, s
 SESSION_CONFIG = {"session.intra_op.spin_duration_us": "100"}
 
 
-def _session(data: bytes, name: str, threads: int | None, providers: list) -> ort.InferenceSession:
+def check_readable(data: bytes, name: str) -> None:
+    """Refuse, in one line that names both versions, a file newer than the installed onnxruntime reads."""
+    try:
+        ir_version, opset = compat.onnx_versions(data)
+    except ValueError:
+        return  # not ONNX protobuf (an .ort file, or damage): onnxruntime's own check speaks
+    problem = compat.problem(ir_version, opset, ort.__version__)
+    if problem:
+        raise ModelFolderError(f"{name} {problem}")
+
+
+def _session(data: bytes, name: str, threads: int | None, providers: list,
+             ort_format: bool = False) -> ort.InferenceSession:
     so = ort.SessionOptions()
+    if ort_format:
+        so.add_session_config_entry("session.load_model_format", "ORT")
+    else:
+        check_readable(data, name)
     so.log_severity_level = 3  # errors only: warnings from the graph optimizer are noise for users
     for key, value in SESSION_CONFIG.items():
         so.add_session_config_entry(key, value)
@@ -137,6 +175,8 @@ class VAE:
                  precision: str = "fp32", batch_size: int = DEFAULT_BATCH_SIZE, name: str = "model"):
         self._enc, self._dec, self._meta = encoder, decoder, meta
         self.precision = precision
+        self.folder: Path | None = None  # where it was loaded from, and the bundled model's name if it is one
+        self.bundled: str | None = None
         self.batch_size = _check_count(batch_size, "batch_size")
         self._shape = tuple(int(v) for v in meta["model"]["input_shape"])
         self._latent = int(meta["model"]["latent_dim"])
@@ -153,13 +193,18 @@ class VAE:
                                    f"{self._latent}, the decoder takes {_show(dec_latent)}")
 
     @classmethod
-    def load(cls, path: str | os.PathLike = "vae-onnx", precision: str = "fp32", threads: int | None = None,
+    def load(cls, path: str | os.PathLike | None = None, precision: str = "fp32", threads: int | None = None,
              providers: list | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
-             decoder_only: bool = False) -> "VAE":
+             decoder_only: bool = False, ort_format: bool = False) -> "VAE":
         """Load an export folder, refusing files whose sha256 differs from vae.json.
+
+        path: a folder written by vae-export, or the name of a model bundled with the package; None means
+        ./vae-onnx if it exists, else the bundled default (`vae-info --list` lists them).
 
         decoder_only=True loads (and checks) the decoder alone: enough for sample and decode,
         and a little faster and smaller; encode, reconstruct and interpolate then raise.
+        ort_format=True loads the ORT-format files (.ort) that `vae-export --ort` wrote, as onnxruntime's
+        mobile and minimal builds would.
         """
         if precision not in PRECISIONS:
             raise RuntimeInputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
@@ -172,19 +217,26 @@ class VAE:
             if pname not in available:
                 # onnxruntime would only warn and fall back to CPU; an explicit request deserves an error.
                 raise RuntimeInputError(f"provider {pname!r} is not available here; available: {', '.join(available)}")
-        folder = Path(path)
+        folder, bundled_name = bundled.resolve(path)
         meta = read_meta(folder)
-        enc_key, dec_key = PRECISIONS[precision]
+        enc_key, dec_key = (f"{k}_ort" if ort_format else k for k in PRECISIONS[precision])
         if precision == "int8" and not (enc_key in meta["files"] and dec_key in meta["files"]):
+            if meta.get("int8") and "method" not in meta["int8"]:
+                raise ModelFolderError(f"{folder} has no int8 files: at export their error against fp32 was over "
+                                       f"the bound (vae-info shows it); use precision='fp32'")
             raise ModelFolderError(f"{folder} has no int8 files; re-export with `vae-export ... --quantize int8` "
                                    f"or use precision='fp32'")
+        if ort_format:
+            _check_ort_format(folder, meta, enc_key, dec_key)
 
         def session(key):
             return _session(check_file(folder, meta, key), str(folder / meta["files"][key]["path"]),
-                            threads, providers)
+                            threads, providers, ort_format)
 
         encoder = None if decoder_only else session(enc_key)
-        return cls(encoder, session(dec_key), meta, precision, batch_size, name=str(folder))
+        vae = cls(encoder, session(dec_key), meta, precision, batch_size, name=str(folder))
+        vae.folder, vae.bundled = folder, bundled_name
+        return vae
 
     def _check_decoder(self, name: str) -> list:
         """The decoder must map z [batch, latent_dim] -> x [batch, C, H, W]; returns z's dims past the batch."""
@@ -388,6 +440,16 @@ class VAE:
         n = a.shape[0]
         out = out.reshape(steps, n, -1) if flat else out.reshape(steps, n, *self._shape)
         return out[:, 0] if single else out
+
+
+def _check_ort_format(folder: Path, meta: dict, *keys: str) -> None:
+    """ORT-format files must be there, and the installed onnxruntime as new as the one that wrote them."""
+    if not all(k in meta["files"] for k in keys):
+        raise ModelFolderError(f"{folder} has no ORT-format files; re-export with `vae-export ... --ort`")
+    made = (meta.get("ort_format") or {}).get("made_by_onnxruntime")
+    if made and compat.parse_version(ort.__version__) < compat.parse_version(made):
+        raise ModelFolderError(f"{folder}: the .ort files need onnxruntime >= {made} (installed: {ort.__version__}), "
+                               f"which wrote them; upgrade onnxruntime, or load the .onnx files")
 
 
 def _check_count(n, what: str) -> int:

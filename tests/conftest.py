@@ -65,3 +65,23 @@ def rehash(folder: Path, key: str) -> None:
     data = (folder / meta["files"][key]["path"]).read_bytes()
     meta["files"][key].update(sha256=hashlib.sha256(data).hexdigest(), bytes=len(data))
     (folder / "vae.json").write_text(json.dumps(meta))
+
+
+def trained(model, steps: int = 5, seed: int = 0):
+    """A few Adam steps on the negative ELBO of random data, so weights are no longer at init."""
+    import torch
+
+    from vae_edge.train.model import elbo_terms
+
+    g = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    model.train()
+    for _ in range(steps):
+        x = torch.rand((32, *model.input_shape), generator=g)
+        eps = torch.randn((32, model.latent_dim), generator=g)
+        rec, kl = elbo_terms(model, x, eps)
+        loss = (rec + kl).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval()

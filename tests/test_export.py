@@ -14,8 +14,9 @@ import torch.nn.functional as F
 from torch import nn
 from typer.testing import CliRunner
 
+from conftest import trained
 from vae_edge.export import ExportError, ParityError, export_checkpoint, export_model, load_model
-from vae_edge.export import export as export_mod
+from vae_edge.export import graphs, parity
 from vae_edge.export.cli import app
 from vae_edge.train import checkpoint
 from vae_edge.train.config import Config
@@ -28,22 +29,6 @@ INT8_FILES = ("encoder.int8.onnx", "decoder.int8.onnx")
 
 # -----------------------------------------------------------------------------
 # helpers
-
-def trained(model: VAE, steps: int = 5, seed: int = 0) -> VAE:
-    """A few Adam steps on the negative ELBO of random data, so weights are no longer at init."""
-    g = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    model.train()
-    for _ in range(steps):
-        x = torch.rand((32, *model.input_shape), generator=g)
-        eps = torch.randn((32, model.latent_dim), generator=g)
-        rec, kl = elbo_terms(model, x, eps)
-        loss = (rec + kl).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-    return model.eval()
-
 
 def session(path: Path) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -172,7 +157,7 @@ def test_conv_decoder_rewritten_without_conv_transpose_equals_the_vae_within_1e_
             if isinstance(layer, nn.ConvTranspose2d):
                 layer.weight.normal_(0.0, 0.2)
                 layer.bias.normal_(0.0, 0.2)
-        decoder = export_mod.Decoder(model).eval()
+        decoder = graphs.Decoder(model).eval()
         assert decoder.up is not None
         z = torch.from_numpy(fresh_z(model, 9))
         ref, got = model.decode(z), decoder.logits(z)
@@ -299,7 +284,8 @@ def test_load_model_returns_the_checkpoint_model_in_eval_mode(tmp_path):
                      "state_dict": model.state_dict(), "metrics": []}, tmp_path / "model.pt")
     loaded, facts = load_model(tmp_path / "model.pt")
     assert not loaded.training and loaded.input_shape == (3, 16, 16) and loaded.arch == "conv"
-    assert facts == {"dataset": "folder", "metrics": None}
+    assert facts["dataset"] == "folder" and facts["metrics"] is None
+    assert facts["recipe"] == {k: v for k, v in cfg.to_dict().items() if k not in ("out_dir", "name")}
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))
 
 
@@ -429,7 +415,7 @@ def test_force_never_replaces_a_folder_that_is_not_an_export(tmp_path):
 
 
 def test_parity_failure_writes_nothing_and_reports_the_figures(monkeypatch, ref_pt, tmp_path):
-    monkeypatch.setattr(export_mod, "TOLERANCE", -1.0)  # any real difference, even 0, now fails
+    monkeypatch.setattr(parity, "TOLERANCE", -1.0)  # any real difference, even 0, now fails
     with pytest.raises(ParityError, match=r"mu .*logvar .*x "):
         export_model(VAE(hidden_dim=16, latent_dim=2), tmp_path / "out")
     assert list(tmp_path.iterdir()) == [ref_pt[1]]

@@ -128,9 +128,9 @@ def test_sample_bad_options_fail_cleanly(mlp, work, args, message):
     assert_fails(run(sample_app, "--model", mlp, *args), message, work)
 
 
-def test_sample_without_a_model_says_how_to_make_one(work):
-    r = run(sample_app, "--n", 64)
-    assert_fails(r, "no exported model at vae-onnx; run `vae-export model.pt --out vae-onnx` first", work)
+def test_sample_from_a_missing_folder_says_how_to_make_one(work):
+    r = run(sample_app, "--n", 64, "--model", "./gone")
+    assert_fails(r, "no exported model at gone; run `vae-export model.pt --out gone` first", work)
 
 
 def test_sample_int8_without_int8_files_fails_cleanly(conv, work):
@@ -256,9 +256,10 @@ def test_encode_refuses_npy_mixed_with_images(mlp, work, tmp_path):
     assert_fails(run(encode_app, tmp_path / "x.npy", *paths, "--model", mlp), "not both", work)
 
 
-def test_encode_without_a_model_says_how_to_make_one(work, tmp_path):
+def test_encode_from_a_missing_folder_says_how_to_make_one(work, tmp_path):
     np.save(tmp_path / "x.npy", np.full((1, 784), 0.5, np.float32))
-    assert_fails(run(encode_app, tmp_path / "x.npy"), "run `vae-export model.pt --out vae-onnx` first", work)
+    assert_fails(run(encode_app, tmp_path / "x.npy", "--model", "./gone"), "run `vae-export model.pt --out gone` first",
+                 work)
 
 
 # -- vae-decode -------------------------------------------------------------------------------------

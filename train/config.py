@@ -15,7 +15,7 @@ class Config:
     arch: str = "mlp"  # mlp | conv
     hidden_dim: int = 400
     latent_dim: int = 20
-    likelihood: str = "bernoulli"
+    likelihood: str = "bernoulli"  # bernoulli | continuous-bernoulli (likelihood.py)
     input_shape: tuple[int, int, int] = (1, 28, 28)  # C, H, W; set from the data
     # data
     dataset: str = "fashion-mnist"  # fashion-mnist | mnist | kmnist | folder | file.npy
@@ -28,6 +28,7 @@ class Config:
     epochs: int = 10
     batch_size: int = 128
     lr: float = 1e-3
+    lr_schedule: str = "constant"  # constant | cosine (to 0 at the last step)
     beta: float = 1.0
     kl_warmup: float = 0.0  # epochs over which beta ramps up from 0
     seed: int = 1

@@ -29,6 +29,22 @@ class Data:
         return tuple(self.train.shape[1:])
 
 
+# The test set of a --binarize run is binarized once, with this seed whatever the training seed, so that
+# every evaluation of every model (each epoch, vae-train's IWAE, vae-eval) scores the same bits.
+TEST_BITS_SEED = 0
+
+
+def pixels(images: torch.Tensor, binarize: bool, seed: int = TEST_BITS_SEED) -> torch.Tensor:
+    """uint8 images -> float32 pixels in [0, 1], or, with `binarize`, 0/1 bits drawn once: P(1) = the grey level.
+
+    The bits come from a CPU generator, so they are the same on every device.
+    """
+    x = images.cpu().float().div_(255)
+    if binarize:
+        x = (torch.rand(x.shape, generator=torch.Generator().manual_seed(seed)) < x).float()
+    return x
+
+
 def load_data(dataset: str, data_dir: str = "data", image_size: int = 28, channels: int = 1,
               test_fraction: float = 0.1, seed: int = 1) -> Data:
     """Load `dataset`: a torchvision name, a folder of images, or an .npy file."""

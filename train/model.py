@@ -7,6 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import likelihood as lik
+
 # exp(logvar) must neither underflow to 0 nor overflow; this range keeps training finite.
 LOGVAR_MIN, LOGVAR_MAX = -20.0, 10.0
 ARCHS = ("mlp", "conv")
@@ -20,8 +22,7 @@ class VAE(nn.Module):
         super().__init__()
         if arch not in ARCHS:
             raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
-        if likelihood != "bernoulli":
-            raise ValueError(f"unknown likelihood {likelihood!r}; only 'bernoulli' is supported")
+        lik.check(likelihood)
         c, h, w = (int(v) for v in input_shape)
         if arch == "conv" and (h % 4 or w % 4):
             raise ValueError(f"the conv architecture needs H and W divisible by 4, got {h}x{w}")
@@ -60,15 +61,15 @@ class VAE(nn.Module):
         return self.fc21(h), self.fc22(h).clamp(LOGVAR_MIN, LOGVAR_MAX)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """z: [N, latent_dim] -> Bernoulli logits [N, C, H, W]."""
+        """z: [N, latent_dim] -> logits [N, C, H, W] of the pixel likelihood (see likelihood.py)."""
         h = self.fc4(F.relu(self.fc3(z)))
         if self.arch == "conv":
             return self.dec_conv(F.relu(h).view(-1, *self.feat))
         return h.view(-1, *self.input_shape)
 
     def probs(self, z: torch.Tensor) -> torch.Tensor:
-        """z -> pixel probabilities in [0, 1]; the exported decoder is this."""
-        return torch.sigmoid(self.decode(z))
+        """z -> pixels in [0, 1], the likelihood's mean (Bernoulli: the probabilities); the exported decoder is this."""
+        return lik.mean(self.decode(z), self.likelihood)
 
     def forward(self, x: torch.Tensor, eps: torch.Tensor):
         """One reparameterized pass with given noise: returns logits, mu, logvar."""
@@ -77,9 +78,9 @@ class VAE(nn.Module):
         return self.decode(z), mu, logvar
 
 
-def recon_nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """Per-example Bernoulli negative log-likelihood (BCE summed over pixels), in nats."""
-    return F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1)
+def recon_nll(logits: torch.Tensor, x: torch.Tensor, likelihood: str = "bernoulli") -> torch.Tensor:
+    """Per-example -log p(x | z), summed over pixels, in nats (Bernoulli: BCE)."""
+    return -lik.log_prob(logits, x, likelihood).flatten(1).sum(1)
 
 
 def kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -90,31 +91,5 @@ def kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 def elbo_terms(model: VAE, x: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-example reconstruction NLL and KL; the negative ELBO is rec + kl."""
     logits, mu, logvar = model(x, eps)
-    return recon_nll(logits.float(), x), kl(mu.float(), logvar.float())
-
-
-@torch.no_grad()
-def iwae_log_likelihood(model: VAE, x: torch.Tensor, k: int, generator: torch.Generator,
-                        chunk: int = 64) -> torch.Tensor:
-    """Importance-sampled estimate of log p(x) with k samples, per example, in nats.
-
-    Samples are drawn `chunk` at a time and folded into a running logsumexp, so memory
-    stays at O(batch * chunk) whatever k is.
-    """
-    mu, logvar = model.encode(x)
-    std = torch.exp(0.5 * logvar)
-    log2pi = math.log(2 * math.pi)
-    acc = torch.full((x.shape[0],), -math.inf, device=x.device)
-    done = 0
-    while done < k:
-        m = min(chunk, k - done)
-        eps = torch.randn((m, *mu.shape), generator=generator, device=mu.device)
-        z = mu + eps * std  # [m, N, D]
-        logits = model.decode(z.flatten(0, 1)).float()
-        xs = x.expand(m, *x.shape).flatten(0, 1)
-        log_px_z = -recon_nll(logits, xs).view(m, -1)
-        log_pz = -0.5 * (z.pow(2) + log2pi).sum(-1)
-        log_qz = -0.5 * (eps.pow(2) + logvar + log2pi).sum(-1)
-        acc = torch.logaddexp(acc, torch.logsumexp(log_px_z + log_pz - log_qz, dim=0))
-        done += m
-    return acc - math.log(k)
+    likelihood = getattr(model, "module", model).likelihood  # under DDP the VAE is .module
+    return recon_nll(logits.float(), x, likelihood), kl(mu.float(), logvar.float())

@@ -20,10 +20,13 @@ import torch.distributed as dist
 
 from . import checkpoint
 from .config import Config
-from .data import load_data
-from .model import VAE, elbo_terms, iwae_log_likelihood
+from .data import TEST_BITS_SEED, load_data, pixels
+from .iwae import iwae_sum
+from .likelihood import LIKELIHOODS
+from .model import VAE, elbo_terms
 
 EVAL_BATCH = 1000  # test examples per evaluation step; memory stays small, results don't depend on it
+LR_SCHEDULES = ("constant", "cosine")
 
 
 class TrainError(ValueError):
@@ -146,6 +149,15 @@ def train(cfg: Config, resume: str | None = None, force: bool = False,
                          f"or pass --force to start over, or pick another --name")
     if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.lr <= 0:
         raise TrainError("--epochs and --batch-size must be at least 1, and --lr positive")
+    if cfg.lr_schedule not in LR_SCHEDULES:
+        raise TrainError(f"unknown --lr-schedule {cfg.lr_schedule!r}; choose one of {', '.join(LR_SCHEDULES)}")
+    if cfg.likelihood not in LIKELIHOODS:
+        raise TrainError(f"unknown --likelihood {cfg.likelihood!r}; choose one of {', '.join(LIKELIHOODS)}")
+    if cfg.binarize and cfg.likelihood != "bernoulli":
+        raise TrainError(f"--binarize makes every pixel 0 or 1, where the {cfg.likelihood} density does not "
+                         f"apply; use --likelihood bernoulli with --binarize")
+    if cfg.beta < 0 or cfg.kl_warmup < 0:
+        raise TrainError("--beta and --kl-warmup must not be negative")
     if cfg.batch_size % ranks.world:
         raise TrainError(f"--batch-size {cfg.batch_size} must divide evenly across {ranks.world} processes")
     say = (lambda *a: None) if (quiet or not ranks.main) else (lambda *a: print(*a, flush=True))
@@ -181,7 +193,8 @@ def train(cfg: Config, resume: str | None = None, force: bool = False,
     if cfg.amp and not amp:
         say("note: --amp uses bf16 autocast on CUDA only; training in float32")
 
-    train_x, test_x = data.train.to(device), data.test.to(device)
+    train_x, test_images = data.train.to(device), data.test.to(device)
+    test_x = pixels(data.test, cfg.binarize).to(device)  # what every test figure is computed on
     n, batch = train_x.shape[0], cfg.batch_size
     steps = math.ceil(n / batch)
     say(f"training {cfg.arch} VAE on {data.source}: {n} train / {test_x.shape[0]} test images "
@@ -206,10 +219,12 @@ def train(cfg: Config, resume: str | None = None, force: bool = False,
                     x = (torch.rand(x.shape, generator=noise_gen, device=device) < x).float()
                 eps = torch.randn((x.shape[0], cfg.latent_dim), generator=noise_gen, device=device)
                 x, eps = x.tensor_split(ranks.world)[ranks.rank], eps.tensor_split(ranks.world)[ranks.rank]
-                warm = min(1.0, (epoch - 1 + step / steps) / cfg.kl_warmup) if cfg.kl_warmup > 0 else 1.0
+                if cfg.lr_schedule != "constant":
+                    for group in opt.param_groups:
+                        group["lr"] = learning_rate(cfg, epoch, step, steps)
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                     rec, kld = elbo_terms(net, x, eps)
-                per_example = rec + cfg.beta * warm * kld
+                per_example = rec + kl_weight(cfg, epoch, step, steps) * kld
                 # Summed over the batch as in the reference recipe (Adam is scale-free but for its eps);
                 # times world, because DDP averages the ranks' gradients and we want their sum.
                 loss = per_example.sum() * ranks.world
@@ -236,9 +251,10 @@ def train(cfg: Config, resume: str | None = None, force: bool = False,
             metrics["examples_per_s"] = examples / metrics["seconds"]
             if epoch == cfg.epochs and cfg.iwae_k > 0:
                 metrics[f"test_iwae_{cfg.iwae_k}"] = iwae(model, test_x, cfg.iwae_k, cfg.seed, ranks, device)
+            metrics.update(describe(metrics, cfg.binarize))
             history.append(metrics)
             if ranks.main:
-                _save_epoch(out, model, opt, cfg, history, epoch, perm_gen, noise_gen, test_x, device)
+                _save_epoch(out, model, opt, cfg, history, epoch, perm_gen, noise_gen, test_images, device)
             say(_summary(metrics, cfg.epochs))
     if ranks.main:
         checkpoint.save(final_checkpoint(model, cfg, history), out / "model.pt")
@@ -246,6 +262,20 @@ def train(cfg: Config, resume: str | None = None, force: bool = False,
     if ranks.world > 1:
         dist.barrier()  # no rank leaves (and tears down gloo) while rank 0 is still writing
     return model, history
+
+
+def kl_weight(cfg: Config, epoch: int, step: int, steps: int) -> float:
+    """The KL term's weight at `step` (0-based) of `epoch` (1-based): beta, ramped linearly from 0 over kl_warmup epochs."""
+    warm = min(1.0, (epoch - 1 + step / steps) / cfg.kl_warmup) if cfg.kl_warmup > 0 else 1.0
+    return cfg.beta * warm
+
+
+def learning_rate(cfg: Config, epoch: int, step: int, steps: int) -> float:
+    """Adam's rate at `step` of `epoch`: lr throughout (constant), or lr * (1 + cos(pi t)) / 2 with t = 0 -> 1 (cosine)."""
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
+    t = ((epoch - 1) * steps + step) / (cfg.epochs * steps)
+    return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * t))
 
 
 def final_checkpoint(model: VAE, cfg: Config, history: list[dict]) -> dict:
@@ -270,7 +300,7 @@ def _job_sums(loss_sum: torch.Tensor, count: int, ranks: Ranks, device: torch.de
     return sums.tolist()
 
 
-def _save_epoch(out, model, opt, cfg, history, epoch, perm_gen, noise_gen, test_x, device) -> None:
+def _save_epoch(out, model, opt, cfg, history, epoch, perm_gen, noise_gen, test_images, device) -> None:
     checkpoint.save(_resume_state(model, opt, cfg, history, epoch + 1, 0, perm_gen.get_state(), noise_gen, [0.0, 0.0]),
                     out / "last.pt")
     atomic_write_text(out / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in history))
@@ -279,7 +309,7 @@ def _save_epoch(out, model, opt, cfg, history, epoch, perm_gen, noise_gen, test_
         g = torch.Generator(device).manual_seed(cfg.seed)  # the same 64 z every epoch, to watch them improve
         z = torch.randn((64, cfg.latent_dim), generator=g, device=device)
         save_grid(model.probs(z), out / "samples.png")
-        x = test_x[:32].float() / 255
+        x = test_images[:32].float() / 255
         recon = model.probs(model.encode(x)[0])
         # Rows of 8 originals, each above its row of reconstructions.
         rows = [r for pair in zip(x.split(8), recon.split(8)) for r in pair]
@@ -289,14 +319,15 @@ def _save_epoch(out, model, opt, cfg, history, epoch, perm_gen, noise_gen, test_
 @torch.no_grad()
 def evaluate(model: VAE, test_x: torch.Tensor, cfg: Config, ranks: Ranks, device: torch.device,
              amp: bool = False) -> dict:
-    """Test negative ELBO (beta = 1) and its two terms, per example, in nats."""
+    """Test negative ELBO (beta = 1, one z per image, analytic KL) and its two terms, per example, in nats.
+
+    test_x: the pixels the likelihood is defined on (`data.pixels`: binary under --binarize).
+    """
     model.eval()
     g = torch.Generator(device).manual_seed(cfg.seed + 2)  # the same noise every epoch and every run
     sums = torch.zeros(3, dtype=torch.float64, device=device)
     for i in range(0, test_x.shape[0], EVAL_BATCH):
-        x = test_x[i:i + EVAL_BATCH].float() / 255
-        if cfg.binarize:
-            x = (torch.rand(x.shape, generator=g, device=device) < x).float()
+        x = test_x[i:i + EVAL_BATCH]
         eps = torch.randn((x.shape[0], cfg.latent_dim), generator=g, device=device)
         x, eps = x.tensor_split(ranks.world)[ranks.rank], eps.tensor_split(ranks.world)[ranks.rank]
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
@@ -309,24 +340,25 @@ def evaluate(model: VAE, test_x: torch.Tensor, cfg: Config, ranks: Ranks, device
     return {"test_loss": (rec + kld) / count, "test_rec": rec / count, "test_kl": kld / count}
 
 
-@torch.no_grad()
+def describe(metrics: dict, binarize: bool) -> dict:
+    """What each test figure is and the data it was computed on, to travel with the figures."""
+    how = {"test_loss": "negative ELBO (test_rec + test_kl): one z per image, analytic KL; nats per image"}
+    for key in metrics:
+        if key.startswith("test_iwae_"):
+            how[key] = f"IWAE bound on log p(x), k={key.rsplit('_', 1)[1]} importance samples per image; nats per image"
+    pixels = (f"binary: the test set binarized once with seed {TEST_BITS_SEED}, the same bits for every evaluation"
+              if binarize else "grey levels in [0, 1]")
+    return {"test_pixels": pixels, "estimators": how}
+
+
 def iwae(model: VAE, test_x: torch.Tensor, k: int, seed: int, ranks: Ranks = Ranks(),
-         device: torch.device = torch.device("cpu"), batch: int = 100) -> float:
-    """Mean importance-sampled log-likelihood of the test set (k samples), in nats."""
-    model.eval()
-    g = torch.Generator(device).manual_seed(seed + 3)
-    total = torch.zeros(2, dtype=torch.float64, device=device)
-    shard = test_x.tensor_split(ranks.world)[ranks.rank]
-    bar = _progress(math.ceil(shard.shape[0] / batch), f"iwae k={k}", ranks.main)
-    for i in range(0, shard.shape[0], batch):
-        x = shard[i:i + batch].float() / 255
-        ll = iwae_log_likelihood(model, x, k, g)
-        total += torch.stack([ll.sum().double(), torch.tensor(float(x.shape[0]), dtype=torch.float64, device=device)])
-        bar.update(1)
-    bar.close()
+         device: torch.device = torch.device("cpu"), backend: str = "auto") -> float:
+    """Mean IWAE estimate of log p(x) over test_x with k samples an image, in nats (iwae.py); ranks share the images."""
+    total, count = iwae_sum(model, test_x.tensor_split(ranks.world)[ranks.rank], k, seed, backend, ranks.main)
+    sums = torch.tensor([total, float(count)], dtype=torch.float64, device=device)
     if ranks.world > 1:
-        dist.all_reduce(total)
-    return total[0].item() / total[1].item()
+        dist.all_reduce(sums)
+    return sums[0].item() / sums[1].item()
 
 
 def _should_stop(stop: StopFlag, ranks: Ranks, device: torch.device) -> bool:
@@ -341,12 +373,12 @@ def _should_stop(stop: StopFlag, ranks: Ranks, device: torch.device) -> bool:
 
 
 def _summary(m: dict, epochs: int) -> str:
-    line = (f"epoch {m['epoch']}/{epochs}  train {m['train_loss']:.2f}  test {m['test_loss']:.2f} "
+    line = (f"epoch {m['epoch']}/{epochs}  train {m['train_loss']:.2f}  test -ELBO {m['test_loss']:.2f} "
             f"(rec {m['test_rec']:.2f} + kl {m['test_kl']:.2f})  {m['seconds']:.1f}s  "
             f"{m['examples_per_s']:,.0f} ex/s")
     for k, v in m.items():
         if k.startswith("test_iwae"):
-            line += f"  log p(x) >= {v:.2f} ({k[5:]})"
+            line += f"  log p(x) >= {v:.2f} (IWAE, k={k.rsplit('_', 1)[1]})"
     return line
 
 

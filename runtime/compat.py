@@ -1,0 +1,130 @@
+"""Which onnxruntime reads which ONNX file: one table, used by vae-export (to record what its files need) and by
+the runtime (to refuse, in words, a file the installed onnxruntime cannot read).
+
+Measured by loading files of each IR version and opset in each release (tests/test_compat.py proves the floor
+and the newest): a release refuses a newer IR version or a newer ai.onnx opset than its row says.
+Standard library only: the runtime imports this before onnxruntime is asked to read anything.
+"""
+from __future__ import annotations
+
+import re
+
+# (onnxruntime release, newest IR version it reads, newest ai.onnx opset it reads), oldest first.
+READS = (
+    ((1, 12), 8, 17),
+    ((1, 14), 8, 18),
+    ((1, 15), 9, 18),
+    ((1, 16), 9, 19),
+    ((1, 17), 9, 20),
+    ((1, 18), 10, 21),
+    ((1, 21), 10, 22),
+    ((1, 23), 11, 23),
+)
+OLDEST = READS[0][0]  # the oldest release vae-edge supports (pyproject.toml's floor)
+
+
+def parse_version(text: str) -> tuple[int, int]:
+    """'1.17.3' or '1.20.0.dev20240101' -> (1, 17); (0, 0) for what is not a version."""
+    m = re.match(r"(\d+)\.(\d+)", str(text))
+    return (int(m[1]), int(m[2])) if m else (0, 0)
+
+
+def show(version: tuple[int, int]) -> str:
+    return f"{version[0]}.{version[1]}"
+
+
+def reads(onnxruntime_version: str) -> tuple[float, float]:
+    """(newest IR version, newest opset) that this onnxruntime release reads; (0, 0) below the table. Releases
+    after the table's last row are not limited here: onnxruntime itself then says what it cannot read."""
+    v = parse_version(onnxruntime_version)
+    if v > READS[-1][0]:
+        return float("inf"), float("inf")
+    row = (0, 0)
+    for release, ir, opset in READS:
+        if release <= v:
+            row = (ir, opset)
+    return row
+
+
+def min_onnxruntime(ir_version: int, opset: int) -> tuple[int, int] | None:
+    """The oldest supported onnxruntime release that reads a file of this IR version and opset; None if none does."""
+    for release, ir, top in READS:
+        if ir_version <= ir and opset <= top:
+            return release
+    return None
+
+
+def newest_opset_for(onnxruntime_version: str) -> int:
+    """The newest opset whose files (at their lowest IR version) this onnxruntime reads: what to re-export with."""
+    return min(reads(onnxruntime_version)[1], READS[-1][2])
+
+
+def problem(ir_version: int, opset: int, installed: str) -> str | None:
+    """None when `installed` reads the file; else the one-line reason and the way out."""
+    can_ir, can_opset = reads(installed)
+    if ir_version <= can_ir and opset <= can_opset:
+        return None
+    need = min_onnxruntime(ir_version, opset)
+    needs = f"onnxruntime >= {show(need)}" if need else f"an onnxruntime newer than {show(READS[-1][0])}"
+    fix = (f"upgrade onnxruntime, or re-export with vae-export --opset {newest_opset_for(installed)}"
+           if parse_version(installed) >= OLDEST else f"upgrade onnxruntime to {show(OLDEST)} or newer")
+    return (f"needs {needs} (installed: {installed}): it is ONNX IR version {ir_version}, opset {opset}; {fix}")
+
+
+# -- reading ir_version and the opset from an .onnx file, without the onnx package ---------------------------
+# A ModelProto is a protobuf message: ir_version is field 1 (varint), opset_import field 8 (repeated
+# OperatorSetIdProto: domain = field 1, string; version = field 2, varint). Everything else is skipped.
+
+def _varint(data: bytes, i: int) -> tuple[int, int]:
+    shift = value = 0
+    while True:
+        if i >= len(data) or shift > 63:
+            raise ValueError("truncated varint")
+        b = data[i]
+        value |= (b & 0x7F) << shift
+        i += 1
+        if not b & 0x80:
+            return value, i
+        shift += 7
+
+
+def _fields(data: bytes):
+    """(field number, wire type, value) of a message's top-level fields; value is an int or a bytes slice."""
+    i = 0
+    while i < len(data):
+        key, i = _varint(data, i)
+        field, wire = key >> 3, key & 7
+        if wire == 0:
+            value, i = _varint(data, i)
+        elif wire == 1:
+            value, i = None, i + 8
+        elif wire == 2:
+            n, i = _varint(data, i)
+            value, i = data[i:i + n], i + n
+        elif wire == 5:
+            value, i = None, i + 4
+        else:
+            raise ValueError(f"unknown protobuf wire type {wire}")
+        if i > len(data):
+            raise ValueError("truncated message")
+        yield field, wire, value
+
+
+def onnx_versions(data: bytes) -> tuple[int, int]:
+    """(IR version, ai.onnx opset) of a serialized ONNX model; ValueError if it is not one."""
+    ir, opset = None, None
+    for field, wire, value in _fields(memoryview(data)):
+        if field == 1 and wire == 0:
+            ir = value
+        elif field == 8 and wire == 2:
+            domain, version = "", None
+            for f, w, v in _fields(value):
+                if f == 1 and w == 2:
+                    domain = bytes(v).decode("utf-8", "replace")
+                elif f == 2 and w == 0:
+                    version = v
+            if domain in ("", "ai.onnx") and version is not None:
+                opset = version
+    if ir is None or opset is None:
+        raise ValueError("no ir_version or ai.onnx opset_import")
+    return ir, opset

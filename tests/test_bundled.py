@@ -1,0 +1,179 @@
+"""The model bundled in the package: found when no model is named, intact, and as good as its vae.json says."""
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import REPO, FASHION_MNIST
+from vae_edge.runtime import VAE, ModelFolderError, bundled, verify_files
+
+FOLDER = REPO / "runtime" / "models" / bundled.DEFAULT
+
+
+def test_the_package_bundles_the_default_model_as_a_vae_export_folder():
+    assert bundled.names()[0] == "fashion-mnist" and FOLDER.is_dir()
+    meta = json.loads((FOLDER / "vae.json").read_text())
+    assert {"encoder", "decoder", "encoder_int8", "decoder_int8"} <= set(meta["files"])
+    assert meta["dataset"] == "fashion-mnist" and meta["onnx"]["min_onnxruntime"] == "1.12"
+
+
+def test_every_bundled_file_matches_its_sha256():
+    checks = verify_files(FOLDER)
+    assert checks and all(problem is None for _, _, problem in checks), checks
+
+
+def test_vae_json_records_the_recipe_that_make_model_trains():
+    recipe = json.loads((FOLDER / "vae.json").read_text())["recipe"]
+    makefile = (REPO / "Makefile").read_text()
+    options = re.search(r"^MODEL_RECIPE := (.*)$", makefile, re.M)[1].split()
+    pairs = dict(zip(options[::2], options[1::2]))
+    for flag, value in pairs.items():
+        key = flag.removeprefix("--").replace("-", "_")
+        assert str(recipe[key]) == value, (flag, recipe[key])
+
+
+def test_no_model_named_and_no_vae_onnx_here_means_the_bundled_default(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    vae = VAE.load()
+    assert vae.bundled == "fashion-mnist" and vae.folder == FOLDER
+    assert vae.sample(4, seed=0).shape == (4, *vae.input_shape)
+
+
+def test_a_bundled_model_can_be_named(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert VAE.load("fashion-mnist", precision="int8").bundled == "fashion-mnist"
+
+
+def test_a_vae_onnx_folder_here_wins_over_the_bundled_model(tmp_path, monkeypatch):
+    shutil.copytree(FOLDER, tmp_path / "vae-onnx")
+    monkeypatch.chdir(tmp_path)
+    vae = VAE.load()
+    assert vae.bundled is None and vae.folder == Path("vae-onnx")
+
+
+def test_a_broken_vae_onnx_here_is_an_error_not_a_silent_fallback(tmp_path, monkeypatch):
+    (tmp_path / "vae-onnx").mkdir()
+    (tmp_path / "vae-onnx" / "vae.json").write_text("{not json")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ModelFolderError, match=r"^vae-onnx/vae.json is not readable JSON"):
+        VAE.load()
+
+
+def test_an_unknown_bundled_name_lists_the_names(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ModelFolderError, match="no model folder or bundled model named 'mnist'; bundled models: "
+                                               "fashion-mnist"):
+        VAE.load("mnist")
+
+
+def test_vae_sample_with_no_options_in_an_empty_folder_uses_the_bundled_model_and_says_so(tmp_path):
+    from conftest import run_cli
+    r = run_cli("vae-sample", "--n", "16", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.splitlines() == ["using the bundled model fashion-mnist (vae-info --list; --model FOLDER for "
+                                     "your own)"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["samples.png"]
+
+
+def test_vae_info_lists_the_bundled_models_with_metrics_and_sizes(tmp_path):
+    from conftest import run_cli
+    r = run_cli("vae-info", "--list", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("fashion-mnist (default): conv VAE, 1x28x28 images") and "test_loss" in r.stdout
+    assert "decoder.onnx" in r.stdout and "MiB" in r.stdout
+
+
+def _bernoulli_nll(x: np.ndarray, p: np.ndarray) -> np.ndarray:
+    p = np.clip(p.astype(np.float64), 1e-7, 1 - 1e-7)
+    return -(x * np.log(p) + (1 - x) * np.log1p(-p)).reshape(len(x), -1).sum(1)
+
+
+def test_the_recorded_test_loss_is_what_the_bundled_files_give_on_the_test_set(fashion_mnist):
+    """Re-evaluate the negative ELBO with the runtime alone (one z per image), within 0.5 nats of vae.json."""
+    import gzip
+    meta = json.loads((FOLDER / "vae.json").read_text())
+    with gzip.open(fashion_mnist / "t10k-images-idx3-ubyte.gz") as f:
+        x = np.frombuffer(f.read(), np.uint8, offset=16).reshape(-1, 1, 28, 28).astype(np.float64) / 255
+    if meta["recipe"].get("binarize"):
+        x = (np.random.default_rng(0).random(x.shape) < x).astype(np.float64)
+    vae = VAE.load(FOLDER)
+    mu, logvar = vae.encode(x.astype(np.float32))
+    z = mu + np.exp(0.5 * logvar) * np.random.default_rng(1).standard_normal(mu.shape).astype(np.float32)
+    rec = _bernoulli_nll(x, vae.decode(z))
+    kl = 0.5 * (mu.astype(np.float64) ** 2 + np.exp(logvar) - 1 - logvar).sum(1)
+    loss = float((rec + kl).mean())
+    assert abs(loss - meta["metrics"]["test_loss"]) <= 0.5, (loss, meta["metrics"]["test_loss"])
+
+
+# -- the wheel ---------------------------------------------------------------------------------------------
+
+NOT_SOURCE = shutil.ignore_patterns(".git", ".venv", ".cache", "build", "dist", "*.egg-info", "__pycache__",
+                                    ".pytest_cache", "data", "runs", "vae-onnx", "*.pt", "*.npy", "node_modules",
+                                    "site")
+WHEEL_LIMIT = 15 * 2**20
+
+
+@pytest.fixture(scope="module")
+def dist(tmp_path_factory) -> Path:
+    """`uv build` of a copy of this checkout: a wheel and an sdist, as `make dist` makes them."""
+    src = tmp_path_factory.mktemp("src") / "vae-edge"
+    shutil.copytree(REPO, src, ignore=NOT_SOURCE)
+    out = tmp_path_factory.mktemp("dist")
+    uv = shutil.which("uv", path=str(Path(sys.executable).parent)) or "uv"
+    r = subprocess.run([uv, "build", "-q", "--out-dir", str(out), str(src)], capture_output=True, text=True,
+                       env={**os.environ, "UV_CACHE_DIR": str(REPO / ".cache" / "uv")})
+    assert r.returncode == 0, r.stderr[-2000:]
+    return out
+
+
+def _model_files() -> set[str]:
+    meta = json.loads((FOLDER / "vae.json").read_text())
+    return {"vae.json", *(f["path"] for f in meta["files"].values())}
+
+
+@pytest.mark.slow
+def test_the_wheel_and_the_sdist_carry_the_bundled_model(dist):
+    wheel, sdist = next(dist.glob("*.whl")), next(dist.glob("*.tar.gz"))
+    assert wheel.stat().st_size < WHEEL_LIMIT
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {f"vae_edge/runtime/models/fashion-mnist/{f}" for f in _model_files()} <= names
+    assert not any(n.startswith("vae_edge/train/") and n.endswith(".pt") for n in names)
+    import tarfile
+    members = {m.split("/", 1)[1] for m in tarfile.open(sdist).getnames() if "/" in m}
+    assert {f"runtime/models/fashion-mnist/{f}" for f in _model_files()} <= members
+
+
+@pytest.mark.slow
+def test_a_fresh_venv_from_the_wheel_samples_the_bundled_model_with_no_options(dist, tmp_path):
+    """pip install vae-edge && vae-sample --n 64, in an empty folder, on a machine without torch."""
+    uv = shutil.which("uv", path=str(Path(sys.executable).parent)) or "uv"
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+    env["UV_CACHE_DIR"] = str(REPO / ".cache" / "uv")
+    venv = tmp_path / "venv"
+    subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(venv)], check=True, env=env)
+    r = subprocess.run([uv, "pip", "install", "-q", "--python", str(venv / "bin" / "python"),
+                        str(next(dist.glob("*.whl")))], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert subprocess.run([venv / "bin" / "python", "-c", "import torch"], capture_output=True).returncode != 0
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = subprocess.run([venv / "bin" / "vae-sample", "--n", "64"], cwd=empty, capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    assert "bundled model fashion-mnist" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert sorted(p.name for p in empty.iterdir()) == ["samples.png"]
+    from PIL import Image
+    grid = np.asarray(Image.open(empty / "samples.png"))
+    assert grid.shape == (242, 242)
+    tiles = [grid[2 + 30 * i:30 * i + 30, 2 + 30 * j:30 * j + 30] for i in range(8) for j in range(8)]
+    assert all(t.shape == (28, 28) and t.std() > 10 for t in tiles)  # 64 pictures, none blank
+    assert len({t.tobytes() for t in tiles}) == 64  # and no two alike
+    listing = subprocess.run([venv / "bin" / "vae-info", "--list"], cwd=empty, capture_output=True, text=True,
+                             env=env)
+    assert listing.returncode == 0 and "fashion-mnist" in listing.stdout, listing.stderr

@@ -1,0 +1,222 @@
+"""The range pyproject.toml promises, proven in fresh virtual environments built with uv.
+
+- runtime, lowest: the oldest Python we support, and the lowest versions of the runtime's dependencies
+  (`uv pip install --resolution lowest-direct`, read from pyproject.toml): numpy 1.x, the oldest onnxruntime;
+- runtime, newest: the newest Python here, and the newest releases: numpy 2.x;
+- export, lowest: this interpreter's torch beside the lowest onnx, onnxscript and onnxruntime that [train]
+  allows (the newest are what the main environment holds, which tests/test_export.py runs).
+
+Each runs tests/compat_check.py against outputs PyTorch computed here and saved to .npy. The venvs are
+cached in .cache/compat/, keyed by everything that decides their contents; the package itself is rebuilt
+and reinstalled each run. Each environment's figures are written to .cache/compat/report-<env>.json.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import REPO, trained
+from vae_edge.export import export_checkpoint
+from vae_edge.train import checkpoint
+from vae_edge.train.config import Config
+from vae_edge.train.model import VAE
+from vae_edge.train.train import final_checkpoint
+
+pytestmark = pytest.mark.slow
+CACHE = REPO / ".cache" / "compat"
+PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
+RUNTIME_DEPS = PYPROJECT["project"]["dependencies"]
+TRAIN_DEPS = PYPROJECT["project"]["optional-dependencies"]["train"]
+NOT_SOURCE = shutil.ignore_patterns(".git", ".venv", ".cache", "build", "dist", "*.egg-info", "__pycache__",
+                                    ".pytest_cache", "data", "runs", "vae-onnx", "*.pt", "*.npy", "node_modules",
+                                    "site")
+SEED = 3  # compat_check.py samples with this seed
+
+
+def uv() -> list[str]:
+    exe = shutil.which("uv", path=str(Path(sys.executable).parent)) or shutil.which("uv")
+    if exe is None:
+        pytest.fail("uv is not installed: pip install -e '.[dev]'")
+    return [exe]
+
+
+def python(version: str) -> str | None:
+    """An interpreter of this minor version: pyenv's (not its shims, which answer for one version), or on PATH."""
+    for root in sorted(Path(os.path.expanduser("~/.pyenv/versions")).glob(f"{version}.*"), reverse=True):
+        if (root / "bin" / "python").is_file():
+            return str(root / "bin" / "python")
+    found = shutil.which(f"python{version}")
+    return found if found and "/shims/" not in found else None
+
+
+def need_python(version: str) -> str:
+    exe = python(version)
+    if exe is None:
+        msg = f"Python {version} is not installed (pyenv install {version}); the matrix needs it"
+        if os.environ.get("CI") == "true":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return exe
+
+
+def venv(name: str, interpreter: str, requirements: list[str], resolution: str, extra_site: str | None = None) -> Path:
+    """A cached venv holding exactly `requirements`, resolved by uv at `resolution` (lowest-direct or highest)."""
+    key = json.dumps([interpreter, requirements, resolution, extra_site], sort_keys=True)
+    env = CACHE / f"{name}-{hashlib.sha256(key.encode()).hexdigest()[:12]}"
+    if (env / ".complete").is_file():
+        return env
+    shutil.rmtree(env, ignore_errors=True)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    uv_env = {**os.environ, "UV_CACHE_DIR": str(REPO / ".cache" / "uv")}
+    run = lambda *a: subprocess.run([*uv(), *a], capture_output=True, text=True, env=uv_env)  # noqa: E731
+    made = run("venv", "-q", "--python", interpreter, str(env))
+    assert made.returncode == 0, made.stderr
+    got = run("pip", "install", "-q", "--python", str(env / "bin" / "python"), "--resolution", resolution,
+              *requirements)
+    assert got.returncode == 0, got.stderr[-2000:]
+    if extra_site:  # after the venv's own packages, so its versions win
+        site = subprocess.run([str(env / "bin" / "python"), "-c", "import site; print(site.getsitepackages()[0])"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+        Path(site, "zz_main_env.pth").write_text(f"import site; site.addsitedir({extra_site!r})\n")
+    (env / ".complete").write_text(key)
+    return env
+
+
+def release(v: str) -> tuple[int, ...]:
+    """'1.24' and '1.24.0' -> (1, 24, 0)."""
+    parts = tuple(int(p) for p in v.split("."))
+    return parts + (0,) * (3 - len(parts))
+
+
+def floors(requirements: list[str]) -> dict:
+    """{'numpy': (1, 24, 0), ...} from ["numpy>=1.24", ...]."""
+    return {r.split(">=")[0]: release(r.split(">=")[1].split(",")[0]) for r in requirements if ">=" in r}
+
+
+def versions(env: Path, *names: str) -> dict:
+    code = ("import json, sys; from importlib.metadata import version; "
+            "print(json.dumps({n: version(n) for n in sys.argv[1:]}))")
+    out = subprocess.run([str(env / "bin" / "python"), "-c", code, *names], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout)
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    """The package as users get it: a wheel built from a copy of this checkout."""
+    src = tmp_path_factory.mktemp("src") / "vae-edge"
+    shutil.copytree(REPO, src, ignore=NOT_SOURCE)
+    out = tmp_path_factory.mktemp("dist")
+    built = subprocess.run([*uv(), "build", "-q", "--wheel", "--out-dir", str(out), str(src)], capture_output=True,
+                           text=True, env={**os.environ, "UV_CACHE_DIR": str(REPO / ".cache" / "uv")})
+    assert built.returncode == 0, built.stderr[-2000:]
+    return next(out.glob("*.whl"))
+
+
+def _checkpoint(arch: str, path: Path, **kw) -> VAE:
+    cfg = Config(arch=arch, hidden_dim=64, **kw)
+    torch.manual_seed(len(arch))
+    model = trained(VAE.from_config(cfg.model()))
+    checkpoint.save(final_checkpoint(model, cfg, []), path)
+    return model
+
+
+@torch.no_grad()
+def _save_reference(model: VAE, prefix: Path) -> list[str]:
+    """PyTorch's outputs on fresh random inputs, and on the z that the runtime's sample(seed=SEED) draws."""
+    rng = np.random.default_rng()
+    x = rng.random((9, *model.input_shape), dtype=np.float32)
+    z = rng.standard_normal((9, model.latent_dim), dtype=np.float32)
+    zs = np.random.default_rng(SEED).standard_normal((6, model.latent_dim)).astype(np.float32)
+    mu, logvar = model.encode(torch.from_numpy(x))
+    arrays = {"x": x, "z": z, "mu": mu.numpy(), "logvar": logvar.numpy(),
+              "probs": model.probs(torch.from_numpy(z)).numpy(), "sample": model.probs(torch.from_numpy(zs)).numpy()}
+    for k, v in arrays.items():
+        np.save(f"{prefix}.{k}.npy", v)
+    return list(arrays)
+
+
+@pytest.fixture(scope="module")
+def fixtures(tmp_path_factory) -> Path:
+    """Checkpoints, their exports at the default opset (with int8), one export at opset 21, and PyTorch's outputs."""
+    d = tmp_path_factory.mktemp("compat") / "fixtures"
+    d.mkdir()
+    models = {"mlp": _checkpoint("mlp", d / "mlp.pt", latent_dim=8),
+              "conv": _checkpoint("conv", d / "conv.pt", latent_dim=6)}
+    spec = {"models": {}, "too_new": "mlp-opset21", "cli": "mlp"}
+    for name, model in models.items():
+        info = export_checkpoint(d / f"{name}.pt", d / name, quantize="int8")
+        spec["models"][name] = {"arrays": _save_reference(model, d / name), "int8": info["int8"]}
+    export_checkpoint(d / "mlp.pt", d / "mlp-opset21", opset=21)
+    (d / "spec.json").write_text(json.dumps(spec))
+    return d
+
+
+def check(env: Path, fixtures: Path, name: str, *args: str) -> dict:
+    r = subprocess.run([str(env / "bin" / "python"), str(REPO / "tests" / "compat_check.py"), str(fixtures), *args],
+                       capture_output=True, text=True, cwd=fixtures.parent, timeout=300)
+    assert r.stdout.strip(), r.stderr[-3000:]
+    report = json.loads(r.stdout.strip().splitlines()[-1])
+    (CACHE / f"report-{name}.json").write_text(json.dumps(report, indent=2))
+    assert r.returncode == 0 and not report["failures"], report["failures"]
+    return report
+
+
+def install(env: Path, wheel: Path) -> None:
+    r = subprocess.run([*uv(), "pip", "install", "-q", "--python", str(env / "bin" / "python"), "--no-deps",
+                        "--reinstall", str(wheel)], capture_output=True, text=True,
+                       env={**os.environ, "UV_CACHE_DIR": str(REPO / ".cache" / "uv")})
+    assert r.returncode == 0, r.stderr
+
+
+def test_lowest_supported_versions_run_the_runtime_at_parity(wheel, fixtures):
+    env = venv("runtime-lowest", need_python("3.10"), RUNTIME_DEPS, "lowest-direct")
+    install(env, wheel)
+    got = versions(env, "numpy", "onnxruntime", "typer", "pillow")
+    assert {k: release(v) for k, v in got.items()} == floors(RUNTIME_DEPS), "pyproject.toml's floors are tested"
+    assert got["numpy"].startswith("1.")
+    report = check(env, fixtures, "runtime-lowest")
+    assert report["too_new"].endswith(
+        f"needs onnxruntime >= 1.18 (installed: {got['onnxruntime']}): it is ONNX IR version 10, opset 21; "
+        f"upgrade onnxruntime, or re-export with vae-export --opset 17")
+
+
+def test_newest_versions_run_the_runtime_at_parity(wheel, fixtures):
+    newest = next(filter(None, map(python, ("3.13", "3.12"))), sys.executable)
+    env = venv("runtime-newest", newest, RUNTIME_DEPS, "highest")
+    install(env, wheel)
+    assert versions(env, "numpy")["numpy"].startswith("2.")
+    report = check(env, fixtures, "runtime-newest")
+    assert report["too_new"] == "loaded"
+
+
+def test_lowest_onnx_onnxscript_and_onnxruntime_of_train_export_at_parity(fixtures, tmp_path):
+    exporter = [r for r in TRAIN_DEPS if r.split(">=")[0] in ("onnx", "onnxscript", "onnxruntime")]
+    env = venv("export-lowest", sys.executable, [*exporter, *[r for r in RUNTIME_DEPS if r.startswith("numpy")]],
+               "lowest-direct", extra_site=sysconfig.get_paths()["purelib"])
+    got = versions(env, "onnx", "onnxscript", "onnxruntime")
+    assert {k: release(v) for k, v in got.items()} == floors(exporter)
+    out = tmp_path / "fixtures"
+    shutil.copytree(fixtures, out)
+    spec = json.loads((out / "spec.json").read_text())
+    for name in spec["models"]:
+        shutil.rmtree(out / name)
+        r = subprocess.run([str(env / "bin" / "python"), "-c", "import sys; from vae_edge.export.cli import app; "
+                            "app(prog_name='vae-export')", str(out / f"{name}.pt"), "--out", str(out / name),
+                            "--quantize", "int8"], capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr[-2000:]
+        spec["models"][name]["int8"] = json.loads((out / name / "vae.json").read_text())["int8"]
+    (out / "spec.json").write_text(json.dumps(spec))
+    # the runtime in the same environment: the export's own parity check ran there; this is the runtime's
+    report = check(env, out, "export-lowest", "--no-cli")  # the package is not installed there: no scripts
+    assert report["onnxruntime"] == got["onnxruntime"]
