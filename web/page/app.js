@@ -60,6 +60,8 @@ function fit(width, cols, w, max = 8) {
 
 // -- small helpers -------------------------------------------------------------------------------------------
 
+let facts = ''; // the status line about the loaded model, shown again once an error is fixed
+
 function say(text, error = false) {
   $('status').textContent = text;
   $('status').classList.toggle('error', error);
@@ -73,6 +75,7 @@ function latest(job) {
     running = true;
     try {
       do { again = false; await job(); } while (again);
+      if ($('status').classList.contains('error')) say(facts);
     } catch (e) {
       say(e.message, true);
     } finally {
@@ -97,9 +100,10 @@ async function main() {
   const used = ort.env.wasm.numThreads;
 
   const m = vae.meta;
-  say(`${m.model.arch} ${shape.join('×')}${m.dataset ? ` (${m.dataset})` : ''}, latent_dim ${latent}, ${precision} · ` +
+  facts = `${m.model.arch} ${shape.join('×')}${m.dataset ? ` (${m.dataset})` : ''}, latent_dim ${latent}, ${precision} · ` +
     `onnxruntime-web ${ort.env.versions.web}, WebAssembly, ${used} thread${used === 1 ? '' : 's'}` +
-    `${isolated ? ' (cross-origin isolated)' : ''} · loaded and sha256-checked in ${loadMs.toFixed(0)} ms`);
+    `${isolated ? ' (cross-origin isolated)' : ''} · loaded and sha256-checked in ${loadMs.toFixed(0)} ms`;
+  say(facts);
 
   const state = { z: new Float32Array(latent), sampleZ: null, n: 0, picks: [0, 1], layout: null, encoded: null };
   const zOf = (k) => state.sampleZ.subarray(k * latent, (k + 1) * latent);

@@ -254,6 +254,13 @@ describe('model folders', () => {
     const folder = copy(path.join(ROOT, 'conv', 'model'));
     return refuses(() => VAE.load(folder, { precision: 'int8' }), /has no int8 files/);
   });
+  test('an export with .ort copies (vae-export --ort) loads; the library reads the .onnx files', async () => {
+    const conv = path.join(ROOT, 'conv', 'model');
+    const meta = JSON.parse(readFileSync(path.join(conv, 'vae.json'), 'utf8'));
+    assert.ok(Object.keys(meta.files).some((k) => meta.files[k].path.endsWith('.ort')), 'the conv export lists .ort files');
+    const vae = await VAE.load(conv, { decoderOnly: true });
+    assert.equal(vae.latentDim, meta.model.latent_dim);
+  });
   test('unknown keys, and files it does not load, are left alone: only what is loaded is checked', async () => {
     const folder = copy();
     editMeta(folder, (m) => {

@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 // The demo page in headless Chromium, as tests/test_web.py runs it: the served site decodes fixed z through
 // window.vaeEdge as the Python runtime did (within 1e-5; encode and int8 too, through the library in the page),
-// a dragged slider, a stroke on the drawing and a click on a sample redraw their pictures, nothing is fetched
-// from outside the site, nothing errs, and a screenshot is saved.
+// a dragged slider, a stroke on the drawing and a click on a sample redraw their pictures, bad input and a
+// tampered decoder show one-line errors, nothing is fetched from outside the site, and a screenshot is saved.
 //
 //   node tools/check-page.mjs --site SITE --reference DIR [--no-isolation] [--screenshot page.png]
 //
@@ -62,7 +62,7 @@ async function main() {
   const z = loadNpy(path.join(opts.reference, 'inputs', 'z.npy'));
   const x = loadNpy(path.join(opts.reference, 'inputs', 'x.npy'));
   const want = loadNpy(path.join(opts.reference, 'fp32', 'decode.npy'));
-  const { page, outside, errors, close } = await openSite(opts.site, { isolate: opts.isolate });
+  const { page, context, outside, errors, close } = await openSite(opts.site, { isolate: opts.isolate });
   try {
     await waitForModel(page);
     const facts = await page.evaluate(() => {
@@ -131,11 +131,33 @@ async function main() {
       await page.mouse.click(g.x + g.width * 0.95, g.y + g.height * 0.95); // the last sample of the grid
     }, 'clicking a sample did not change the interpolation');
 
+    // 6. bad input and a bad model are shown as one-line errors: n = 0, then a decoder with one byte changed
+    await page.fill('#n', '0');
+    await page.click('#sample-form button[type=submit]');
+    await page.waitForFunction(() => document.getElementById('status').classList.contains('error'));
+    const nError = await page.textContent('#status');
+    check(/n must be >= 1/.test(nError), `n = 0 showed "${nError}"`);
+    await page.fill('#n', '4');
+    await page.click('#sample-form button[type=submit]');
+    await page.waitForFunction(() => !document.getElementById('status').classList.contains('error'));
+    const tampered = await context.newPage();
+    await tampered.route('**/model/decoder.onnx', async (route) => {
+      const body = await (await route.fetch()).body();
+      body[body.length >> 1] ^= 1;
+      await route.fulfill({ body, headers: { 'content-type': 'application/octet-stream' } });
+    });
+    await tampered.goto(page.url());
+    await tampered.waitForFunction(() => window.vaeEdgeError, null, { timeout: 60_000 });
+    const loadError = await tampered.textContent('#status');
+    check(/decoder\.onnx does not match the sha256 in vae\.json/.test(loadError), `a tampered decoder showed "${loadError}"`);
+    await tampered.close();
+
     check(outside.length === 0, `the page asked for ${outside.length} outside URL(s): ${outside.slice(0, 3).join(', ')}`);
     check(errors.length === 0, `the page reported errors: ${errors.slice(0, 3).join(' | ')}`);
     console.log(`page ok: crossOriginIsolated=${facts.crossOriginIsolated}, ${facts.threads} thread(s) on ${os.cpus().length} cores; ` +
       `equal to the Python runtime (max abs ${Object.entries(worst).map(([k, v]) => `${k} ${v.toExponential(1)}`).join(', ')}); ` +
-      `slider z1 ${valueBefore} -> ${valueAfter} redrew decode(z) at ${drawn.scale}x, crisp; a stroke and a click redrew theirs` +
+      `slider z1 ${valueBefore} -> ${valueAfter} redrew decode(z) at ${drawn.scale}x, crisp; a stroke and a click redrew theirs; ` +
+      'n = 0 and a tampered decoder were refused on the page' +
       `${opts.screenshot ? `; screenshot ${opts.screenshot}` : ''}`);
   } finally {
     await close();

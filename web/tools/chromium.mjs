@@ -42,7 +42,7 @@ export async function openSite(site, { isolate = true, query = '', viewport = { 
     await new Promise((resolve) => server.close(resolve));
     await rm(profile, { recursive: true, force: true });
   };
-  return { page, origin, outside, errors, close };
+  return { page, context, origin, outside, errors, close };
 }
 
 /** Wait for the page's model: window.vaeEdge, or the error it showed. */
