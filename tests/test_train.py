@@ -296,7 +296,7 @@ def test_help_documents_every_option():
 
 def test_vae_eval_help_documents_every_option():
     out = run_cli("vae-eval", "--help", env={**os.environ, "COLUMNS": "200"}).stdout
-    for option in ("--iwae-k", "--dataset", "--data-dir", "--device", "--limit", "--json"):
+    for option in ("--iwae-k", "--iwae-backend", "--dataset", "--data-dir", "--device", "--limit", "--json"):
         assert option in out, option
 
 

@@ -86,10 +86,19 @@ def iwae_log_likelihood(model: VAE, x: torch.Tensor, k: int, generator: torch.Ge
     return acc - math.log(k)
 
 
-def onnx_session(model: VAE):
+def onnx_session(model: VAE, threads: int | None = None):
     """An onnxruntime session of LogWeights(model), exported in memory (a few seconds)."""
     import onnxruntime as ort
 
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    if threads:
+        options.intra_op_num_threads = threads
+    return ort.InferenceSession(log_weights_graph(model), sess_options=options, providers=["CPUExecutionProvider"])
+
+
+def log_weights_graph(model: VAE) -> bytes:
+    """LogWeights(model) as an ONNX model (symbolic sample and image axes), with the export's fast decoder."""
     module = LogWeights(copy.deepcopy(model).float().cpu().eval(), fast_decoder=True).eval()
     c, h, w = model.input_shape
     d = model.latent_dim
@@ -107,10 +116,7 @@ def onnx_session(model: VAE):
                                                         "eps": {0: m, 1: n}})
     finally:
         logging.disable(logging.NOTSET)
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    return ort.InferenceSession(program.model_proto.SerializeToString(), sess_options=options,
-                                providers=["CPUExecutionProvider"])
+    return program.model_proto.SerializeToString()
 
 
 def pick_backend(backend: str, device: torch.device) -> str:
