@@ -15,7 +15,7 @@ from conftest import blobs, run_cli
 from vae_edge.train import train as train_mod
 from vae_edge.train.config import Config
 from vae_edge.train.data import load_data, pixels
-from vae_edge.train.iwae import iwae_log_likelihood, onnx_session
+from vae_edge.train.iwae import iwae_log_likelihood, iwae_objective, onnx_session
 from vae_edge.train.likelihood import cb_log_norm, cb_mean, log_prob
 from vae_edge.train.model import VAE, elbo_terms
 from vae_edge.train.train import train
@@ -114,6 +114,34 @@ def test_both_iwae_backends_give_the_same_estimate_from_the_same_noise():
         a, b = (iwae_log_likelihood(model, x, 50, torch.Generator().manual_seed(5), chunk=7, backend=backend)
                 for backend in BACKENDS)
         assert torch.allclose(a, b, atol=1e-4), arch
+
+
+def test_the_iwae_training_objective_with_many_samples_equals_log_px_by_numerical_integration():
+    model = tiny_model()
+    eps = torch.randn((20000, 4, 2), generator=torch.Generator().manual_seed(7))
+    bound = iwae_objective(model, TINY_X, eps, "bernoulli")
+    assert torch.allclose(bound.double(), log_px_by_integration(model, TINY_X), atol=0.03)
+
+
+def test_the_iwae_training_objective_with_one_sample_weighs_log_pz_minus_log_q_by_the_kl_weight():
+    model = tiny_model()
+    eps = torch.randn((1, 4, 2), generator=torch.Generator().manual_seed(8))
+    mu, logvar = model.encode(TINY_X)
+    std = torch.exp(0.5 * logvar)
+    z = mu + std * eps[0]
+    p = torch.sigmoid(model.decode(z)).flatten(1)
+    x = TINY_X.flatten(1)
+    log_px_z = (x * p.log() + (1 - x) * (1 - p).log()).sum(1)
+    log_ratio = (torch.distributions.Normal(0.0, 1.0).log_prob(z) - torch.distributions.Normal(mu, std).log_prob(z)).sum(1)
+    got = iwae_objective(model, TINY_X, eps, "bernoulli", kl_weight=0.25)
+    assert torch.allclose(got, log_px_z + 0.25 * log_ratio, atol=1e-5)
+
+
+def test_the_iwae_training_objective_has_gradients_for_encoder_and_decoder():
+    model = tiny_model().train()
+    iwae_objective(model, TINY_X, torch.randn(5, 4, 2), "bernoulli").sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+    assert model.fc21.bias.grad.abs().sum() > 0 and model.fc4.weight.grad.abs().sum() > 0
 
 
 # --- the continuous Bernoulli ---------------------------------------------------------------
@@ -230,6 +258,29 @@ def test_cosine_schedule_takes_the_rate_from_lr_to_zero(tmp_path, tiny_npy, spy)
 def test_constant_schedule_keeps_lr(tmp_path, tiny_npy, spy):
     train(small_cfg(tmp_path, tiny_npy, lr=2e-3, epochs=1), quiet=True)
     assert spy.lrs and set(spy.lrs) == {2e-3}
+
+
+def test_train_k_trains_on_the_importance_weighted_bound_with_k_samples_and_the_kl_weight(tmp_path, tiny_npy,
+                                                                                          monkeypatch):
+    calls = []
+    real = train_mod.iwae_objective
+
+    def spy(net, x, eps, likelihood, kl_weight=1.0):
+        calls.append((tuple(eps.shape), x.shape[0], kl_weight))
+        return real(net, x, eps, likelihood, kl_weight)
+
+    monkeypatch.setattr(train_mod, "iwae_objective", spy)
+    _, history = train(small_cfg(tmp_path, tiny_npy, train_k=3, kl_warmup=1, epochs=2), quiet=True)
+    steps = math.ceil(86 / 16)
+    assert len(calls) == 2 * steps
+    assert all(shape[0] == 3 and shape[1] == n and shape[2] == 3 for shape, n, _ in calls)
+    assert [w for *_, w in calls] == pytest.approx([min(1.0, (e + s / steps)) for e in range(2) for s in range(steps)])
+    assert all(math.isfinite(m["train_loss"]) for m in history)
+
+
+def test_train_k_below_one_is_refused(tmp_path, tiny_npy):
+    with pytest.raises(train_mod.TrainError, match="--train-k"):
+        train(small_cfg(tmp_path, tiny_npy, train_k=0), quiet=True)
 
 
 @pytest.fixture

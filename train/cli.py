@@ -37,6 +37,7 @@ def train_cmd(
     lr_schedule: Annotated[str, typer.Option(help="constant, or cosine: from --lr down to 0 at the last step.")] = D.lr_schedule,
     beta: Annotated[float, typer.Option(help="Weight of the KL term (1 is the ELBO).")] = D.beta,
     kl_warmup: Annotated[float, typer.Option(help="Epochs over which the KL weight ramps up from 0 to beta (0: none).")] = D.kl_warmup,
+    train_k: Annotated[int, typer.Option(help="Importance samples per image in the training objective: 1 trains the ELBO (analytic KL), K > 1 the IWAE bound with K samples (K decodes per image).")] = D.train_k,
     binarize: Annotated[bool, typer.Option(help="Binarize training pixels afresh each batch, the test set once with a fixed seed (a proper Bernoulli likelihood; comparable to published numbers).")] = D.binarize,
     image_size: Annotated[int, typer.Option(help="Image folders: resize to this height and width.")] = D.image_size,
     channels: Annotated[int, typer.Option(help="Image folders: 1 (grayscale) or 3 (RGB).")] = D.channels,
@@ -62,7 +63,7 @@ def train_cmd(
     cfg = Config(arch=arch, hidden_dim=hidden_dim, latent_dim=latent_dim, likelihood=likelihood, dataset=dataset,
                  data_dir=data_dir, image_size=image_size, channels=channels, test_fraction=test_fraction,
                  binarize=binarize, epochs=epochs, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, beta=beta,
-                 kl_warmup=kl_warmup, seed=seed, device=device, amp=amp, compile=compile, iwae_k=iwae_k,
+                 kl_warmup=kl_warmup, train_k=train_k, seed=seed, device=device, amp=amp, compile=compile, iwae_k=iwae_k,
                  out_dir=out_dir, name=name)
     try:
         train(cfg, resume=resume, force=force)

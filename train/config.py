@@ -31,6 +31,7 @@ class Config:
     lr_schedule: str = "constant"  # constant | cosine (to 0 at the last step)
     beta: float = 1.0
     kl_warmup: float = 0.0  # epochs over which beta ramps up from 0
+    train_k: int = 1  # importance samples per image in the training objective: 1 is the ELBO, more the IWAE bound
     seed: int = 1
     # machinery
     device: str = "auto"

@@ -49,11 +49,30 @@ class LogWeights(nn.Module):
         z = mu + eps * torch.exp(0.5 * logvar)
         flat = z.reshape(m * n, -1)
         logits = self.decoder.logits(flat) if self.decoder is not None else self.vae.decode(flat)
-        logits = logits.float().reshape(m, n, -1)
-        log_px_z = lik.log_prob(logits, x.reshape(n, -1).expand_as(logits), self.vae.likelihood).sum(-1)
-        log_pz = -0.5 * (z.pow(2) + LOG_2PI).sum(-1)
-        log_qz = -0.5 * (eps.pow(2) + logvar + LOG_2PI).sum(-1)  # log N(z; mu, exp(logvar)) at z = mu + std * eps
-        return log_px_z + log_pz - log_qz
+        return log_weights(logits.reshape(m, n, -1), x, z, eps, logvar, self.vae.likelihood)
+
+
+def log_weights(logits, x, z, eps, logvar, likelihood: str, kl_weight: float = 1.0) -> torch.Tensor:
+    """log w = log p(x|z) + kl_weight * (log p(z) - log q(z|x)), [m, N], from logits [m, N, ...] and z, eps [m, N, D].
+
+    kl_weight 1 is the IWAE's weight; below 1 it is the KL warm-up's, in training.
+    """
+    logits = logits.float().reshape(*eps.shape[:2], -1)
+    log_px_z = lik.log_prob(logits, x.reshape(eps.shape[1], -1).expand_as(logits), likelihood).sum(-1)
+    log_pz = -0.5 * (z.pow(2) + LOG_2PI).sum(-1)
+    log_qz = -0.5 * (eps.pow(2) + logvar + LOG_2PI).sum(-1)  # log N(z; mu, exp(logvar)) at z = mu + std * eps
+    return log_px_z + kl_weight * (log_pz - log_qz)
+
+
+def iwae_objective(net, x: torch.Tensor, eps: torch.Tensor, likelihood: str, kl_weight: float = 1.0) -> torch.Tensor:
+    """The importance-weighted bound with k = eps.shape[0] samples, per example [N], with gradients (training).
+
+    net(x, eps) is the VAE (or its DDP wrapper) given eps [k, N, D]: one encoding, k decodings.
+    """
+    logits, mu, logvar = net(x, eps)
+    z = mu + eps * torch.exp(0.5 * logvar)
+    lw = log_weights(logits, x, z.float(), eps, logvar.float(), likelihood, kl_weight)
+    return torch.logsumexp(lw, dim=0) - math.log(eps.shape[0])
 
 
 @torch.no_grad()

@@ -72,10 +72,16 @@ class VAE(nn.Module):
         return lik.mean(self.decode(z), self.likelihood)
 
     def forward(self, x: torch.Tensor, eps: torch.Tensor):
-        """One reparameterized pass with given noise: returns logits, mu, logvar."""
+        """One reparameterized pass with given noise: returns logits, mu, logvar.
+
+        eps [N, latent_dim] gives logits [N, C, H, W]; eps [k, N, latent_dim] decodes k samples of z for
+        each image (one encoding) and gives logits [k, N, C, H, W].
+        """
         mu, logvar = self.encode(x)
         z = mu + eps * torch.exp(0.5 * logvar)
-        return self.decode(z), mu, logvar
+        if z.dim() == 2:
+            return self.decode(z), mu, logvar
+        return self.decode(z.reshape(-1, z.shape[-1])).view(*z.shape[:-1], *self.input_shape), mu, logvar
 
 
 def recon_nll(logits: torch.Tensor, x: torch.Tensor, likelihood: str = "bernoulli") -> torch.Tensor:

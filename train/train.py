@@ -21,7 +21,7 @@ import torch.distributed as dist
 from . import checkpoint
 from .config import Config
 from .data import TEST_BITS_SEED, load_data, pixels
-from .iwae import iwae_sum
+from .iwae import iwae_objective, iwae_sum
 from .likelihood import LIKELIHOODS
 from .model import VAE, elbo_terms
 
@@ -158,6 +158,8 @@ def train(cfg: Config, resume: str | None = None, force: bool = False,
                          f"apply; use --likelihood bernoulli with --binarize")
     if cfg.beta < 0 or cfg.kl_warmup < 0:
         raise TrainError("--beta and --kl-warmup must not be negative")
+    if cfg.train_k < 1:
+        raise TrainError(f"--train-k must be at least 1, got {cfg.train_k}")
     if cfg.batch_size % ranks.world:
         raise TrainError(f"--batch-size {cfg.batch_size} must divide evenly across {ranks.world} processes")
     say = (lambda *a: None) if (quiet or not ranks.main) else (lambda *a: print(*a, flush=True))
@@ -217,14 +219,21 @@ def train(cfg: Config, resume: str | None = None, force: bool = False,
                 x = train_x[idx].float().div_(255)
                 if cfg.binarize:  # drawn for the whole batch so every rank sees the same bits
                     x = (torch.rand(x.shape, generator=noise_gen, device=device) < x).float()
-                eps = torch.randn((x.shape[0], cfg.latent_dim), generator=noise_gen, device=device)
-                x, eps = x.tensor_split(ranks.world)[ranks.rank], eps.tensor_split(ranks.world)[ranks.rank]
                 if cfg.lr_schedule != "constant":
                     for group in opt.param_groups:
                         group["lr"] = learning_rate(cfg, epoch, step, steps)
-                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                    rec, kld = elbo_terms(net, x, eps)
-                per_example = rec + kl_weight(cfg, epoch, step, steps) * kld
+                x = x.tensor_split(ranks.world)[ranks.rank]
+                if cfg.train_k == 1:  # the ELBO, its KL analytic
+                    eps = torch.randn((len(idx), cfg.latent_dim), generator=noise_gen, device=device)
+                    eps = eps.tensor_split(ranks.world)[ranks.rank]
+                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                        rec, kld = elbo_terms(net, x, eps)
+                    per_example = rec + kl_weight(cfg, epoch, step, steps) * kld
+                else:  # the IWAE bound with train_k samples of z an image
+                    eps = torch.randn((cfg.train_k, len(idx), cfg.latent_dim), generator=noise_gen, device=device)
+                    eps = eps.tensor_split(ranks.world, dim=1)[ranks.rank]
+                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                        per_example = -iwae_objective(net, x, eps, cfg.likelihood, kl_weight(cfg, epoch, step, steps))
                 # Summed over the batch as in the reference recipe (Adam is scale-free but for its eps);
                 # times world, because DDP averages the ranks' gradients and we want their sum.
                 loss = per_example.sum() * ranks.world
