@@ -17,6 +17,19 @@ BIN = Path(sys.executable).parent  # the venv's console scripts sit beside its p
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked gpu are skipped, with the reason, where torch sees no CUDA device."""
+    gpu = [item for item in items if item.get_closest_marker("gpu")]
+    if not gpu:
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        why = pytest.mark.skip(reason="needs a CUDA GPU: torch.cuda.is_available() is False here")
+        for item in gpu:
+            item.add_marker(why)
+
+
 def blobs(n: int = 96, size: int = 8, channels: int = 1, seed: int = 0) -> np.ndarray:
     """n uint8 images [n, C, size, size] of soft random blobs: learnable, unlike noise."""
     rng = np.random.default_rng(seed)

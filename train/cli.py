@@ -1,6 +1,10 @@
 """`vae-train` and `vae-eval`: thin command lines over vae_edge.train."""
 from __future__ import annotations
 
+import time
+
+STARTED = time.perf_counter()  # before the imports: vae-train's closing time line counts them as start-up
+
 import json
 import os
 import sys
@@ -46,6 +50,7 @@ def train_cmd(
     device: Annotated[str, typer.Option(help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")] = D.device,
     amp: Annotated[bool, typer.Option(help="bf16 autocast on CUDA.")] = D.amp,
     compile: Annotated[bool, typer.Option(help="Compile the model with torch.compile.")] = D.compile,
+    cuda_graphs: Annotated[bool, typer.Option(help="On CUDA, capture the training step once as a CUDA graph and replay it (no per-kernel launch cost); --no-cuda-graphs trains eagerly. Off under torchrun.")] = D.cuda_graphs,
     iwae_k: Annotated[int, typer.Option(help="After the last epoch, estimate the test log-likelihood with K importance samples (0: skip).")] = D.iwae_k,
     out_dir: Annotated[str, typer.Option(help="Folder that holds the runs.")] = D.out_dir,
     name: Annotated[str, typer.Option(help="The run's name: outputs go to OUT_DIR/NAME/.")] = D.name,
@@ -63,10 +68,10 @@ def train_cmd(
     cfg = Config(arch=arch, hidden_dim=hidden_dim, latent_dim=latent_dim, likelihood=likelihood, dataset=dataset,
                  data_dir=data_dir, image_size=image_size, channels=channels, test_fraction=test_fraction,
                  binarize=binarize, epochs=epochs, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, beta=beta,
-                 kl_warmup=kl_warmup, train_k=train_k, seed=seed, device=device, amp=amp, compile=compile, iwae_k=iwae_k,
-                 out_dir=out_dir, name=name)
+                 kl_warmup=kl_warmup, train_k=train_k, seed=seed, device=device, amp=amp, compile=compile, cuda_graphs=cuda_graphs,
+                 iwae_k=iwae_k, out_dir=out_dir, name=name)
     try:
-        train(cfg, resume=resume, force=force)
+        train(cfg, resume=resume, force=force, started=STARTED)
     except Interrupted as e:
         if os.environ.get("RANK", "0") == "0":  # under torchrun, one message for the one checkpoint
             typer.echo(f"interrupted: saved {e.path}; continue with: vae-train --resume {e.path.parent}", err=True)

@@ -37,6 +37,7 @@ class Config:
     device: str = "auto"
     amp: bool = False
     compile: bool = False
+    cuda_graphs: bool = True  # on CUDA: the training step captured once as a CUDA graph and replayed (step.py)
     iwae_k: int = 0  # 0: no importance-sampled log-likelihood
     out_dir: str = "runs"
     name: str = "vae"

@@ -21,9 +21,10 @@ import torch.distributed as dist
 from . import checkpoint
 from .config import Config
 from .data import TEST_BITS_SEED, load_data, pixels
-from .iwae import iwae_objective, iwae_sum
+from .iwae import iwae_sum
 from .likelihood import LIKELIHOODS
 from .model import VAE, elbo_terms
+from .step import WARMUP_STEPS, Inputs, Step, load_state, optimizer, portable_state, set_learning_rate
 
 EVAL_BATCH = 1000  # test examples per evaluation step; memory stays small, results don't depend on it
 LR_SCHEDULES = ("constant", "cosine")
@@ -65,9 +66,9 @@ class Ranks:
 
 def init_distributed(device_name: str) -> tuple[Ranks, torch.device]:
     """Join the torchrun job named by the environment, if any: NCCL on CUDA, gloo on the CPU."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
+    if "RANK" not in os.environ:  # not started by torchrun (which may start one process: a group of one)
         return Ranks(), pick_device(device_name)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
     ranks = Ranks(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
     device = pick_device(device_name)
     if device.type == "cuda":
@@ -116,13 +117,11 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def save_grid(images: torch.Tensor, path: Path, nrow: int = 8) -> None:
-    """A PNG grid via torchvision, written atomically."""
-    from torchvision.utils import save_image
+    """A PNG grid laid out as torchvision's save_image does, written atomically by the runtime's own writer
+    (importing torchvision would cost a second of every run's start-up)."""
+    from vae_edge.runtime.images import save_grid as write_grid
 
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".png", dir=path.parent)
-    os.close(fd)
-    save_image(images.float().cpu(), tmp, nrow=nrow)
-    checkpoint.publish(tmp, path)
+    write_grid(images.float().cpu().numpy(), path, nrow=nrow)
 
 
 def run_dir(cfg: Config) -> Path:
@@ -130,8 +129,12 @@ def run_dir(cfg: Config) -> Path:
 
 
 def train(cfg: Config, resume: str | None = None, force: bool = False,
-          quiet: bool = False) -> tuple[VAE, list[dict]]:
-    """Fit the VAE described by `cfg` (or continue the run in `resume`); returns it and its per-epoch metrics."""
+          quiet: bool = False, started: float | None = None) -> tuple[VAE, list[dict]]:
+    """Fit the VAE described by `cfg` (or continue the run in `resume`); returns it and its per-epoch metrics.
+
+    started: time.perf_counter() at the process's start, to report the start-up in the closing time line.
+    """
+    clock = _Clock(started)
     state = None
     if resume:
         last = Path(resume) / "last.pt" if Path(resume).is_dir() else Path(resume)
@@ -143,6 +146,9 @@ def train(cfg: Config, resume: str | None = None, force: bool = False,
         cfg = Config.from_dict(state["config"])
         cfg.out_dir, cfg.name = str(last.parent.parent), last.parent.name
     ranks, device = init_distributed(cfg.device)
+    if device.type == "cuda":  # the driver, the context and the first allocation, timed on their own
+        torch.zeros(1, device=device)
+        clock.lap("CUDA context")
     out = run_dir(cfg)
     if state is None and not force and ((out / "last.pt").exists() or (out / "model.pt").exists()):
         raise TrainError(f"{out} already holds a run; resume it with --resume {out}, "
@@ -164,20 +170,29 @@ def train(cfg: Config, resume: str | None = None, force: bool = False,
         raise TrainError(f"--batch-size {cfg.batch_size} must divide evenly across {ranks.world} processes")
     say = (lambda *a: None) if (quiet or not ranks.main) else (lambda *a: print(*a, flush=True))
 
+    clock.lap("start-up")
     data = load_data(cfg.dataset, cfg.data_dir, cfg.image_size, cfg.channels, cfg.test_fraction, cfg.seed)
     cfg.input_shape = data.shape
+    clock.lap("data")
+    graphs = cfg.cuda_graphs and device.type == "cuda"
+    if graphs and dist.is_initialized():
+        say("note: CUDA graphs are off under torchrun (DDP's all-reduce runs outside a captured step); training eagerly")
+        graphs = False
     torch.manual_seed(cfg.seed)  # the weights' initialisation
     model = VAE.from_config(cfg.model()).to(device)
-    # fused Adam is one kernel for all parameters: a fifth of a CPU step here is the optimizer otherwise.
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=device.type in ("cpu", "cuda"))
+    opt = optimizer(model.parameters(), cfg.lr, device, graphs)
     perm_gen = torch.Generator().manual_seed(cfg.seed)
     noise_gen = torch.Generator(device).manual_seed(cfg.seed + 1)
     start_epoch, start_step, partial, history = 1, 0, None, []
     if state is not None:
         model.load_state_dict(state["state_dict"])
-        opt.load_state_dict(state["optimizer"])
+        load_state(opt, state["optimizer"])
         perm_gen.set_state(state["perm_rng"])
-        noise_gen.set_state(state["noise_rng"])
+        try:
+            noise_gen.set_state(state["noise_rng"])
+        except RuntimeError:  # a CUDA generator's state on the CPU, or the other way round
+            raise TrainError(f"{last} was saved by a run on another kind of device than {device.type} (its noise "
+                             f"generator's state does not fit here); resume it on the kind it was trained on") from None
         start_epoch, start_step = state["epoch"], state["step"]
         partial, history = state["partial"], list(state["metrics"])
         if start_epoch > cfg.epochs:
@@ -187,7 +202,7 @@ def train(cfg: Config, resume: str | None = None, force: bool = False,
         out.mkdir(parents=True, exist_ok=True)
 
     net = model
-    if ranks.world > 1:
+    if dist.is_initialized():
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
     if cfg.compile:
         net = torch.compile(net)
@@ -199,6 +214,15 @@ def train(cfg: Config, resume: str | None = None, force: bool = False,
     test_x = pixels(data.test, cfg.binarize).to(device)  # what every test figure is computed on
     n, batch = train_x.shape[0], cfg.batch_size
     steps = math.ceil(n / batch)
+    step = Step(net, opt, train_x, cfg.likelihood, cfg.train_k, ranks.world, ranks.rank, amp)
+    full = Inputs.empty(min(batch, n), data.shape, cfg.latent_dim, cfg.train_k, cfg.binarize, device)
+    last = Inputs.empty(n - (steps - 1) * batch, data.shape, cfg.latent_dim, cfg.train_k, cfg.binarize, device) \
+        if n % batch else full  # the epoch's last, smaller batch: eager
+    warmup = torch.cuda.Stream(device) if graphs else None  # eager steps before capture run on a side stream
+    eager_full_steps = 0
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    clock.lap("model on " + device.type)
     say(f"training {cfg.arch} VAE on {data.source}: {n} train / {test_x.shape[0]} test images "
         f"of {'x'.join(map(str, data.shape))}, on {device}" + (f" x {ranks.world} processes" if ranks.world > 1 else ""))
 
@@ -207,67 +231,63 @@ def train(cfg: Config, resume: str | None = None, force: bool = False,
             t0 = time.perf_counter()
             perm_state = perm_gen.get_state()
             perm = torch.randperm(n, generator=perm_gen).to(device)
-            loss_sum, count = torch.zeros((), dtype=torch.float64, device=device), 0
+            step.loss_sum.zero_()
+            count = 0
             if partial is not None and ranks.main:  # the whole job's sums before the interrupt, counted once
-                loss_sum += partial[0]
+                step.loss_sum += partial[0]
                 count += int(partial[1])
             partial = None
             net.train()
+            # The bar reads a step counter; the running loss only on the CPU, where reading it costs no sync.
             bar = _progress(steps - start_step, f"epoch {epoch}/{cfg.epochs}", ranks.main and not quiet)
-            for step in range(start_step, steps):
-                idx = perm[step * batch:(step + 1) * batch]
-                x = train_x[idx].float().div_(255)
-                if cfg.binarize:  # drawn for the whole batch so every rank sees the same bits
-                    x = (torch.rand(x.shape, generator=noise_gen, device=device) < x).float()
+            loss_text = (lambda: f"loss {step.last.mean().item():.2f}") if device.type == "cpu" else None
+            for s in range(start_step, steps):
+                inputs = full if (s + 1) * batch <= n else last
                 if cfg.lr_schedule != "constant":
-                    for group in opt.param_groups:
-                        group["lr"] = learning_rate(cfg, epoch, step, steps)
-                x = x.tensor_split(ranks.world)[ranks.rank]
-                if cfg.train_k == 1:  # the ELBO, its KL analytic
-                    eps = torch.randn((len(idx), cfg.latent_dim), generator=noise_gen, device=device)
-                    eps = eps.tensor_split(ranks.world)[ranks.rank]
-                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                        rec, kld = elbo_terms(net, x, eps)
-                    per_example = rec + kl_weight(cfg, epoch, step, steps) * kld
-                else:  # the IWAE bound with train_k samples of z an image
-                    eps = torch.randn((cfg.train_k, len(idx), cfg.latent_dim), generator=noise_gen, device=device)
-                    eps = eps.tensor_split(ranks.world, dim=1)[ranks.rank]
-                    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                        per_example = -iwae_objective(net, x, eps, cfg.likelihood, kl_weight(cfg, epoch, step, steps))
-                # Summed over the batch as in the reference recipe (Adam is scale-free but for its eps);
-                # times world, because DDP averages the ranks' gradients and we want their sum.
-                loss = per_example.sum() * ranks.world
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                loss_sum += per_example.detach().sum()
-                count += x.shape[0]
-                bar.update(1, lambda: f"loss {per_example.detach().mean().item():.2f}")
+                    set_learning_rate(opt, learning_rate(cfg, epoch, s, steps))
+                inputs.fill(perm[s * batch:(s + 1) * batch], noise_gen, kl_weight(cfg, epoch, s, steps))
+                if graphs and step.graph is None and inputs is full and eager_full_steps >= WARMUP_STEPS:
+                    graphs = _capture(step, full, warmup, clock, say)
+                if graphs and step.graph is None:
+                    warmup.wait_stream(torch.cuda.current_stream(device))
+                    with torch.cuda.stream(warmup):
+                        step.run(inputs)
+                    torch.cuda.current_stream(device).wait_stream(warmup)
+                else:
+                    step.run(inputs)
+                eager_full_steps += inputs is full and step.graph is None
+                count += len(inputs.idx) // ranks.world + (ranks.rank < len(inputs.idx) % ranks.world)
+                bar.update(1, loss_text)
                 if _should_stop(stop, ranks, device):
                     bar.close()
-                    sums = _job_sums(loss_sum, count, ranks, device)  # every rank is at this step
-                    ckpt = _resume_state(model, opt, cfg, history, epoch, step + 1, perm_state, noise_gen, sums)
+                    sums = _job_sums(step.loss_sum, count, ranks, device)  # every rank is at this step
+                    ckpt = _resume_state(model, opt, cfg, history, epoch, s + 1, perm_state, noise_gen, sums)
                     path = out / "last.pt"
                     if ranks.main:
                         checkpoint.save(ckpt, path)
                     raise Interrupted(stop.signum or signal.SIGINT, path)
             bar.close()
             start_step = 0
-            loss_total, examples = _job_sums(loss_sum, count, ranks, device)
+            loss_total, examples = _job_sums(step.loss_sum, count, ranks, device)
+            clock.lap("training")
             metrics = {"epoch": epoch, "train_loss": loss_total / examples}
             metrics.update(evaluate(model, test_x, cfg, ranks, device, amp))
             metrics["seconds"] = time.perf_counter() - t0
             metrics["examples_per_s"] = examples / metrics["seconds"]
+            clock.lap("test")
             if epoch == cfg.epochs and cfg.iwae_k > 0:
                 metrics[f"test_iwae_{cfg.iwae_k}"] = iwae(model, test_x, cfg.iwae_k, cfg.seed, ranks, device)
+                clock.lap("IWAE")
             metrics.update(describe(metrics, cfg.binarize))
             history.append(metrics)
             if ranks.main:
-                _save_epoch(out, model, opt, cfg, history, epoch, perm_gen, noise_gen, test_images, device)
+                _save_epoch(out, model, opt, cfg, history, epoch, perm_gen, noise_gen, test_images, device, clock)
             say(_summary(metrics, cfg.epochs))
     if ranks.main:
         checkpoint.save(final_checkpoint(model, cfg, history), out / "model.pt")
+        clock.lap("checkpoints")
         say(f"done: {out / 'model.pt'}  (metrics.jsonl, samples.png, reconstructions.png beside it)")
+        say(clock.summary())
     if ranks.world > 1:
         dist.barrier()  # no rank leaves (and tears down gloo) while rank 0 is still writing
     return model, history
@@ -296,7 +316,7 @@ def final_checkpoint(model: VAE, cfg: Config, history: list[dict]) -> dict:
 
 def _resume_state(model, opt, cfg, history, epoch, step, perm_state, noise_gen, sums) -> dict:
     ckpt = final_checkpoint(model, cfg, history)
-    ckpt.update(optimizer=opt.state_dict(), epoch=epoch, step=step, perm_rng=perm_state,
+    ckpt.update(optimizer=portable_state(opt), epoch=epoch, step=step, perm_rng=perm_state,
                 noise_rng=noise_gen.get_state(), partial=sums)
     return ckpt
 
@@ -309,10 +329,11 @@ def _job_sums(loss_sum: torch.Tensor, count: int, ranks: Ranks, device: torch.de
     return sums.tolist()
 
 
-def _save_epoch(out, model, opt, cfg, history, epoch, perm_gen, noise_gen, test_images, device) -> None:
+def _save_epoch(out, model, opt, cfg, history, epoch, perm_gen, noise_gen, test_images, device, clock) -> None:
     checkpoint.save(_resume_state(model, opt, cfg, history, epoch + 1, 0, perm_gen.get_state(), noise_gen, [0.0, 0.0]),
                     out / "last.pt")
     atomic_write_text(out / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in history))
+    clock.lap("checkpoints")
     model.eval()
     with torch.no_grad():
         g = torch.Generator(device).manual_seed(cfg.seed)  # the same 64 z every epoch, to watch them improve
@@ -323,6 +344,7 @@ def _save_epoch(out, model, opt, cfg, history, epoch, perm_gen, noise_gen, test_
         # Rows of 8 originals, each above its row of reconstructions.
         rows = [r for pair in zip(x.split(8), recon.split(8)) for r in pair]
         save_grid(torch.cat(rows), out / "reconstructions.png", nrow=min(8, x.shape[0]))
+    clock.lap("pictures")
 
 
 @torch.no_grad()
@@ -370,6 +392,22 @@ def iwae(model: VAE, test_x: torch.Tensor, k: int, seed: int, ranks: Ranks = Ran
     return sums[0].item() / sums[1].item()
 
 
+def _capture(step: Step, inputs: Inputs, side: torch.cuda.Stream, clock: "_Clock", say) -> bool:
+    """Capture the step as a CUDA graph; False (eager from here on, with a note) where capture is refused."""
+    clock.lap("training")
+    try:
+        torch.cuda.current_stream().wait_stream(side)
+        step.capture(inputs)
+    except Exception as e:  # an op that cannot be captured, a compiled model that refuses it, ...
+        step.graph = None
+        torch.cuda.synchronize()
+        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        say(f"note: the training step could not be captured as a CUDA graph ({why[:160]}); training eagerly")
+        return False
+    clock.lap("graph capture")
+    return True
+
+
 def _should_stop(stop: StopFlag, ranks: Ranks, device: torch.device) -> bool:
     if ranks.world == 1:
         return bool(stop.signum)
@@ -389,6 +427,24 @@ def _summary(m: dict, epochs: int) -> str:
         if k.startswith("test_iwae"):
             line += f"  log p(x) >= {v:.2f} (IWAE, k={k.rsplit('_', 1)[1]})"
     return line
+
+
+class _Clock:
+    """Wall time by phase, for the closing line that says where a run's time went."""
+
+    def __init__(self, started: float | None):
+        self.t = time.perf_counter()
+        self.phases = {"start-up": self.t - started} if started is not None else {}
+
+    def lap(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.phases[phase] = self.phases.get(phase, 0.0) + now - self.t
+        self.t = now
+
+    def summary(self) -> str:
+        total = sum(self.phases.values())
+        parts = ", ".join(f"{name} {sec:.2f}" for name, sec in self.phases.items())
+        return f"time: {total:.2f} s: {parts}"
 
 
 class _progress:
