@@ -116,6 +116,25 @@ def test_both_iwae_backends_give_the_same_estimate_from_the_same_noise():
         assert torch.allclose(a, b, atol=1e-4), arch
 
 
+@pytest.mark.parametrize("likelihood", ["bernoulli", "continuous-bernoulli"])
+def test_both_iwae_backends_agree_on_a_model_whose_logits_are_large(likelihood):
+    """A trained conv model's logits reach tens: the exported graph once took log(sigmoid(l)), and onnxruntime's
+    Sigmoid is 0 below l = -18 (so log w was -inf) and off by tenths of a nat a pixel near l = -15."""
+    torch.manual_seed(6)
+    model = VAE("conv", (1, 8, 8), 16, 3, likelihood=likelihood).eval()
+    with torch.no_grad():
+        model.dec_conv[2].weight.mul_(600.0)
+    x = torch.rand(9, 1, 8, 8)
+    if likelihood == "bernoulli":
+        x = (x < 0.4).float()
+    logits = model.decode(model.encode(x)[0])
+    assert logits.min() < -40 and logits.max() > 40, (logits.min(), logits.max())
+    a, b = (iwae_log_likelihood(model, x, 20, torch.Generator().manual_seed(7), chunk=6, backend=backend)
+            for backend in BACKENDS)
+    assert torch.isfinite(a).all() and torch.isfinite(b).all(), (a, b)
+    assert (a - b).abs().max() < 1e-3, (a, b)
+
+
 def test_the_iwae_training_objective_with_many_samples_equals_log_px_by_numerical_integration():
     model = tiny_model()
     eps = torch.randn((20000, 4, 2), generator=torch.Generator().manual_seed(7))
