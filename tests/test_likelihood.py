@@ -15,7 +15,7 @@ from conftest import blobs, run_cli
 from vae_edge.train import train as train_mod
 from vae_edge.train.config import Config
 from vae_edge.train.data import load_data, pixels
-from vae_edge.train.iwae import iwae_log_likelihood, iwae_objective, onnx_session
+from vae_edge.train.iwae import iwae_log_likelihood, iwae_objective, onnx_session, pick_backend
 from vae_edge.train.likelihood import cb_log_norm, cb_mean, log_prob
 from vae_edge.train.model import VAE, elbo_terms
 from vae_edge.train.train import train
@@ -133,6 +133,13 @@ def test_both_iwae_backends_agree_on_a_model_whose_logits_are_large(likelihood):
             for backend in BACKENDS)
     assert torch.isfinite(a).all() and torch.isfinite(b).all(), (a, b)
     assert (a - b).abs().max() < 1e-3, (a, b)
+
+
+def test_auto_picks_onnxruntime_on_the_cpu_and_torch_elsewhere():
+    assert pick_backend("auto", torch.device("cpu")) == "onnxruntime"
+    assert pick_backend("auto", torch.device("cuda")) == "torch"
+    with pytest.raises(ValueError, match="runs on the CPU"):
+        pick_backend("onnxruntime", torch.device("cuda"))
 
 
 def test_the_iwae_training_objective_with_many_samples_equals_log_px_by_numerical_integration():
@@ -401,3 +408,4 @@ def test_a_continuous_bernoulli_decoder_exports_the_mean_at_parity_and_the_runti
     assert np.abs(logits.numpy()).max() > 2 and (np.abs(logits.numpy()) < 1).any()
     assert np.allclose(got, cb_mean(logits).numpy(), atol=1e-5)
     assert not np.allclose(got, torch.sigmoid(logits).numpy(), atol=1e-2)  # the mean, not lambda
+

@@ -146,13 +146,11 @@ def log_weights_graph(model: VAE) -> bytes:
 
 
 def pick_backend(backend: str, device: torch.device) -> str:
-    """auto: torch. The onnxruntime route is faster on the CPU, but gave -inf on a conv model trained three epochs
-    (every log weight of an image -inf: a log-sigmoid that underflows in the exported graph, we believe), so it is
-    taken only when asked for until that is fixed."""
+    """auto: onnxruntime on the CPU, torch on an accelerator."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown IWAE backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if backend == "auto":
-        return "torch"
+        return "onnxruntime" if device.type == "cpu" else "torch"
     if backend == "onnxruntime" and device.type != "cpu":
         raise ValueError("the onnxruntime IWAE backend runs on the CPU; use --device cpu or --iwae-backend torch")
     return backend
