@@ -86,7 +86,7 @@ def train_cmd(
 def eval_cmd(
     model: Annotated[Path, typer.Argument(help="A model.pt (or last.pt) written by vae-train.")],
     iwae_k: Annotated[int, typer.Option(help="Importance samples per test example for log p(x) (0: ELBO only; published binarized-MNIST figures use 5000).")] = 1000,
-    iwae_backend: Annotated[str, typer.Option(help="auto (torch), torch or onnxruntime (faster on the CPU, but it gave -inf on a trained conv model: use with care): the same estimate from the same noise.")] = "auto",
+    iwae_backend: Annotated[str, typer.Option(help="auto (onnxruntime on the CPU, else torch), torch or onnxruntime: the same estimate from the same noise.")] = "auto",
     dataset: Annotated[Optional[str], typer.Option(help="Evaluate on this dataset instead of the one it was trained on.")] = None,
     data_dir: Annotated[Optional[str], typer.Option(help="Where named datasets are looked for.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",

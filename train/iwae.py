@@ -33,13 +33,18 @@ IMAGES_PER_BATCH = 100  # test images encoded at a time
 
 
 class LogWeights(nn.Module):
-    """(x [N,C,H,W], mu [N,D], logvar [N,D], eps [m,N,D]) -> log w [m,N], z = mu + exp(logvar / 2) * eps."""
+    """(x [N,C,H,W], mu [N,D], logvar [N,D], eps [m,N,D]) -> log w [m,N], z = mu + exp(logvar / 2) * eps.
 
-    def __init__(self, vae: VAE, fast_decoder: bool = False):
+    for_export: the export's decoder (ConvTranspose2d recast as Conv2d, which onnxruntime runs faster) and
+    log p(x|z) in ops that onnxruntime computes exactly (likelihood.bernoulli_log_prob).
+    """
+
+    def __init__(self, vae: VAE, for_export: bool = False):
         super().__init__()
         self.vae = vae
+        self.for_export = for_export
         self.decoder = None
-        if fast_decoder:  # the export's decoder: ConvTranspose2d recast as Conv2d, which onnxruntime runs faster
+        if for_export:
             from vae_edge.export.graphs import Decoder
 
             self.decoder = Decoder(vae)
@@ -49,16 +54,18 @@ class LogWeights(nn.Module):
         z = mu + eps * torch.exp(0.5 * logvar)
         flat = z.reshape(m * n, -1)
         logits = self.decoder.logits(flat) if self.decoder is not None else self.vae.decode(flat)
-        return log_weights(logits.reshape(m, n, -1), x, z, eps, logvar, self.vae.likelihood)
+        return log_weights(logits.reshape(m, n, -1), x, z, eps, logvar, self.vae.likelihood, for_export=self.for_export)
 
 
-def log_weights(logits, x, z, eps, logvar, likelihood: str, kl_weight: float = 1.0) -> torch.Tensor:
+def log_weights(logits, x, z, eps, logvar, likelihood: str, kl_weight: float = 1.0,
+                for_export: bool = False) -> torch.Tensor:
     """log w = log p(x|z) + kl_weight * (log p(z) - log q(z|x)), [m, N], from logits [m, N, ...] and z, eps [m, N, D].
 
-    kl_weight 1 is the IWAE's weight; below 1 it is the KL warm-up's, in training.
+    kl_weight 1 is the IWAE's weight; below 1 it is the KL warm-up's, in training. for_export: see LogWeights.
     """
     logits = logits.float().reshape(*eps.shape[:2], -1)
-    log_px_z = lik.log_prob(logits, x.reshape(eps.shape[1], -1).expand_as(logits), likelihood).sum(-1)
+    x = x.reshape(eps.shape[1], -1).expand_as(logits)
+    log_px_z = lik.log_prob(logits, x, likelihood, for_export=for_export).sum(-1)
     log_pz = -0.5 * (z.pow(2) + LOG_2PI).sum(-1)
     log_qz = -0.5 * (eps.pow(2) + logvar + LOG_2PI).sum(-1)  # log N(z; mu, exp(logvar)) at z = mu + std * eps
     return log_px_z + kl_weight * (log_pz - log_qz)
@@ -118,7 +125,7 @@ def onnx_session(model: VAE, threads: int | None = None):
 
 def log_weights_graph(model: VAE) -> bytes:
     """LogWeights(model) as an ONNX model (symbolic sample and image axes), with the export's fast decoder."""
-    module = LogWeights(copy.deepcopy(model).float().cpu().eval(), fast_decoder=True).eval()
+    module = LogWeights(copy.deepcopy(model).float().cpu().eval(), for_export=True).eval()
     c, h, w = model.input_shape
     d = model.latent_dim
     gen = torch.Generator().manual_seed(0)
@@ -139,13 +146,11 @@ def log_weights_graph(model: VAE) -> bytes:
 
 
 def pick_backend(backend: str, device: torch.device) -> str:
-    """auto: torch. The onnxruntime route is faster on the CPU, but gave -inf on a conv model trained three epochs
-    (every log weight of an image -inf: a log-sigmoid that underflows in the exported graph, we believe), so it is
-    taken only when asked for until that is fixed."""
+    """auto: onnxruntime on the CPU, torch on an accelerator."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown IWAE backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if backend == "auto":
-        return "torch"
+        return "onnxruntime" if device.type == "cpu" else "torch"
     if backend == "onnxruntime" and device.type != "cpu":
         raise ValueError("the onnxruntime IWAE backend runs on the CPU; use --device cpu or --iwae-backend torch")
     return backend

@@ -28,12 +28,30 @@ def check(likelihood: str) -> None:
         raise ValueError(f"unknown likelihood {likelihood!r}; choose one of {', '.join(LIKELIHOODS)}")
 
 
-def log_prob(logits: torch.Tensor, x: torch.Tensor, likelihood: str = "bernoulli") -> torch.Tensor:
-    """log p(x | logits) per pixel, in nats (elementwise; callers sum over pixels)."""
-    log_p = -F.binary_cross_entropy_with_logits(logits, x, reduction="none")
+def log_prob(logits: torch.Tensor, x: torch.Tensor, likelihood: str = "bernoulli",
+             for_export: bool = False) -> torch.Tensor:
+    """log p(x | logits) per pixel, in nats (elementwise; callers sum over pixels).
+
+    for_export: the Bernoulli term as bernoulli_log_prob, in ops that onnxruntime computes exactly; otherwise
+    torch's fused BCE, which the exporter writes as Log(Sigmoid(l)).
+    """
+    if for_export:
+        log_p = bernoulli_log_prob(logits, x)
+    else:
+        log_p = -F.binary_cross_entropy_with_logits(logits, x, reduction="none")
     if likelihood == "continuous-bernoulli":
         log_p = log_p + cb_log_norm(logits)
     return log_p
+
+
+def bernoulli_log_prob(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """x l - softplus(l), softplus(l) = max(l, 0) + log(1 + e^-|l|): finite and exact to float32 rounding for any l.
+
+    onnxruntime's CPU Sigmoid is an approximation with an absolute error near 1e-8: it is 0 from l = -18 down
+    (at some l from -15.8 on), so the Log(Sigmoid(l)) that BCE exports to gives -inf there, and is off by a
+    tenth of a nat per pixel near l = -15. Exp, Log and Relu of this form are exact enough everywhere.
+    """
+    return x * logits - (torch.relu(logits) + torch.log1p(torch.exp(-logits.abs())))
 
 
 def mean(logits: torch.Tensor, likelihood: str = "bernoulli") -> torch.Tensor:
