@@ -12,6 +12,7 @@ import torch
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from conftest import blobs, run_cli
+from vae_edge.train import step as step_mod
 from vae_edge.train import train as train_mod
 from vae_edge.train.config import Config
 from vae_edge.train.data import load_data, pixels
@@ -234,7 +235,7 @@ class Spy:
 
     def __init__(self, monkeypatch):
         self.x, self.kl_weights, self.rec_weights, self.lrs = [], [], [], []
-        real = train_mod.elbo_terms
+        real = step_mod.elbo_terms
 
         def spy(model, x, eps):
             rec, kld = real(model, x, eps)
@@ -244,7 +245,7 @@ class Spy:
                 rec.register_hook(lambda g: self.rec_weights.append(g.clone()))
             return rec, kld
 
-        monkeypatch.setattr(train_mod, "elbo_terms", spy)
+        monkeypatch.setattr(step_mod, "elbo_terms", spy)  # where the training step looks it up
         self._handle = register_optimizer_step_pre_hook(
             lambda opt, args, kwargs: self.lrs.append(opt.param_groups[0]["lr"]))
 
@@ -289,13 +290,13 @@ def test_constant_schedule_keeps_lr(tmp_path, tiny_npy, spy):
 def test_train_k_trains_on_the_importance_weighted_bound_with_k_samples_and_the_kl_weight(tmp_path, tiny_npy,
                                                                                           monkeypatch):
     calls = []
-    real = train_mod.iwae_objective
+    real = step_mod.iwae_objective
 
     def spy(net, x, eps, likelihood, kl_weight=1.0):
-        calls.append((tuple(eps.shape), x.shape[0], kl_weight))
+        calls.append((tuple(eps.shape), x.shape[0], float(kl_weight)))  # the step passes its buffer
         return real(net, x, eps, likelihood, kl_weight)
 
-    monkeypatch.setattr(train_mod, "iwae_objective", spy)
+    monkeypatch.setattr(step_mod, "iwae_objective", spy)
     _, history = train(small_cfg(tmp_path, tiny_npy, train_k=3, kl_warmup=1, epochs=2), quiet=True)
     steps = math.ceil(86 / 16)
     assert len(calls) == 2 * steps
