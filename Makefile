@@ -37,7 +37,7 @@ demo: setup data
 # The model bundled in the package (runtime/models/$(MODEL_NAME)/, shipped in the wheel): trained from scratch with
 # this recipe and seed, exported with int8 and checked for parity. vae.json records the recipe and the metrics.
 MODEL_NAME := fashion-mnist
-MODEL_RECIPE := --dataset fashion-mnist --arch conv --epochs 10 --seed 1
+MODEL_RECIPE := --dataset fashion-mnist --arch conv --hidden-dim 256 --latent-dim 32 --binarize --epochs 90 --kl-warmup 10 --lr-schedule cosine --seed 1
 model: setup data
 	$(BIN)/vae-train $(MODEL_RECIPE) --name bundled-$(MODEL_NAME) --force
 	$(BIN)/vae-export runs/bundled-$(MODEL_NAME)/model.pt --out runtime/models/$(MODEL_NAME) --quantize int8 --force

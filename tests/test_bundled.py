@@ -33,10 +33,13 @@ def test_vae_json_records_the_recipe_that_make_model_trains():
     recipe = json.loads((FOLDER / "vae.json").read_text())["recipe"]
     makefile = (REPO / "Makefile").read_text()
     options = re.search(r"^MODEL_RECIPE := (.*)$", makefile, re.M)[1].split()
-    pairs = dict(zip(options[::2], options[1::2]))
-    for flag, value in pairs.items():
+    for i, flag in enumerate(options):
+        if not flag.startswith("--"):
+            continue
         key = flag.removeprefix("--").replace("-", "_")
-        assert str(recipe[key]) == value, (flag, recipe[key])
+        value = options[i + 1] if i + 1 < len(options) and not options[i + 1].startswith("--") else True
+        want = value if isinstance(value, bool) else type(recipe[key])(value)  # "10" -> 10.0 for a float option
+        assert recipe[key] == want, (flag, recipe[key])
 
 
 def test_no_model_named_and_no_vae_onnx_here_means_the_bundled_default(tmp_path, monkeypatch):
