@@ -3,7 +3,7 @@
 Runs each graph of an export folder at one batch size for a number of calls with profiling on, then sums the
 kernel time of each node (onnxruntime's "Node" events) and prints a table per graph: node, operator, its share of
 the graph's time and the time per call, the slowest first.
-    python bench/profile.py [FOLDER] [--graph decoder] [--batch 1024] [--calls 20] [--threads N]
+    python bench/node_profile.py [FOLDER] [--graph decoder] [--batch 1024] [--calls 20] [--threads N]
 FOLDER defaults to the bundled model.
 """
 from __future__ import annotations
