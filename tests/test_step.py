@@ -112,3 +112,20 @@ def test_a_training_run_imports_neither_torch_dynamo_nor_torchvision(tmp_path, t
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]
     assert r.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_a_refused_capture_falls_back_to_eager_with_a_one_line_note():
+    from vae_edge.train.train import _capture, _Clock
+
+    class Refusing:
+        graph = "stale"
+
+        def capture(self, inputs):
+            raise RuntimeError("operation not permitted when stream is capturing\nmore detail")
+
+    said = []
+    step = Refusing()
+    assert _capture(step, None, None, _Clock(None), said.append) is False
+    assert step.graph is None
+    assert len(said) == 1 and said[0].startswith("note: the training step could not be captured as a CUDA graph")
+    assert "(operation not permitted when stream is capturing)" in said[0] and said[0].endswith("training eagerly")

@@ -392,15 +392,17 @@ def iwae(model: VAE, test_x: torch.Tensor, k: int, seed: int, ranks: Ranks = Ran
     return sums[0].item() / sums[1].item()
 
 
-def _capture(step: Step, inputs: Inputs, side: torch.cuda.Stream, clock: "_Clock", say) -> bool:
+def _capture(step: Step, inputs: Inputs, side, clock: "_Clock", say) -> bool:
     """Capture the step as a CUDA graph; False (eager from here on, with a note) where capture is refused."""
     clock.lap("training")
     try:
-        torch.cuda.current_stream().wait_stream(side)
+        if side is not None:  # the warm-up steps ran on this side stream
+            torch.cuda.current_stream().wait_stream(side)
         step.capture(inputs)
     except Exception as e:  # an op that cannot be captured, a compiled model that refuses it, ...
         step.graph = None
-        torch.cuda.synchronize()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
         why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         say(f"note: the training step could not be captured as a CUDA graph ({why[:160]}); training eagerly")
         return False
