@@ -16,8 +16,7 @@ import time
 import torch
 
 from common import OtherLoad, header, load_before, rate, ratio, table
-from vae_edge.train import checkpoint
-from vae_edge.train.config import Config
+from vae_edge.export.load import load_model
 from vae_edge.train.data import DataError, load_data, pixels
 from vae_edge.train.iwae import iwae_sum
 from vae_edge.train.model import VAE
@@ -31,11 +30,8 @@ def models(paths: list[str]) -> list[tuple[str, VAE]]:
         return [("mlp 400/20 (init)", VAE("mlp")), ("conv 256/32 (init)", VAE("conv", hidden_dim=256, latent_dim=32))]
     out = []
     for p in paths:
-        ckpt = checkpoint.load(p)
-        model = VAE.from_config(Config.from_dict(ckpt["config"]).model())
-        model.load_state_dict(ckpt["state_dict"])
-        m = model
-        out.append((f"{p} ({m.arch} {m.hidden_dim}/{m.latent_dim})", model))
+        model, _ = load_model(p)  # the export's checkpoint reader, with its one-line errors
+        out.append((f"{p} ({model.arch} {model.hidden_dim}/{model.latent_dim})", model))
     return out
 
 

@@ -26,8 +26,9 @@ import onnxruntime as ort  # noqa: E402
 from vae_edge.runtime import bundled  # noqa: E402
 
 
-def profile(path: Path, feed: dict, calls: int, threads: int | None) -> tuple[dict, float]:
-    """{(node, op): microseconds per call} and the wall time per call in ms, from onnxruntime's profile."""
+def profile(path: Path, array: np.ndarray, calls: int, threads: int | None) -> tuple[dict, float]:
+    """{(node, op): microseconds per call} and the wall time per call in ms, from onnxruntime's profile of
+    the graph in `path` fed `array` as its one input."""
     so = ort.SessionOptions()
     so.enable_profiling = True
     if threads:
@@ -35,6 +36,7 @@ def profile(path: Path, feed: dict, calls: int, threads: int | None) -> tuple[di
     with tempfile.TemporaryDirectory() as tmp:
         so.profile_file_prefix = str(Path(tmp) / "profile")
         sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        feed = {sess.get_inputs()[0].name: array}
         for _ in range(3):  # warm-up, left out below
             sess.run(None, feed)
         t0 = time.perf_counter()
@@ -63,18 +65,16 @@ def main() -> None:
     meta = json.loads((folder / "vae.json").read_text())
     rng = np.random.default_rng(0)
     if args.graph == "decoder":
-        feed = {"z": rng.standard_normal((args.batch, int(meta["model"]["latent_dim"])), dtype=np.float32)}
+        array = rng.standard_normal((args.batch, int(meta["model"]["latent_dim"])), dtype=np.float32)
     else:
-        feed = {"x": rng.random((args.batch, *meta["model"]["input_shape"]), dtype=np.float32)}
+        array = rng.random((args.batch, *meta["model"]["input_shape"]), dtype=np.float32)
     print(header(f"Per-node profile of {folder.name}'s {args.graph} at batch {args.batch}", "onnxruntime"))
     print(load_before())
     for key in (args.graph, f"{args.graph}_int8"):
         if key not in meta["files"]:
             print(f"\n{key}: not in {folder}")
             continue
-        path = folder / meta["files"][key]["path"]
-        name = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_inputs()[0].name
-        per_node, wall_ms = profile(path, {name: next(iter(feed.values()))}, args.calls, args.threads)
+        per_node, wall_ms = profile(folder / meta["files"][key]["path"], array, args.calls, args.threads)
         total = sum(per_node.values())
         method = meta.get("int8", {}).get("method", {}).get(args.graph, "") if key.endswith("int8") else "fp32"
         print(f"\n**{key}** ({method}): {wall_ms:.2f} ms a call, {total / 1e3:.2f} ms in nodes")
