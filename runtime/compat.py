@@ -128,3 +128,50 @@ def onnx_versions(data: bytes) -> tuple[int, int]:
     if ir is None or opset is None:
         raise ValueError("no ir_version or ai.onnx opset_import")
     return ir, opset
+
+
+# -- reading a graph's inputs, outputs and metadata, for checking a file before onnxruntime loads it -----------
+# ModelProto: graph = field 7, metadata_props = 14 (key = 1, value = 2). GraphProto: initializer = 5 (TensorProto,
+# name = 8), input = 11, output = 12 (ValueInfoProto: name = 1, type = 2 -> TypeProto.tensor_type = 1 ->
+# shape = 2 -> dim = 1 -> dim_value = 1 (int) or dim_param = 2 (a name)). Initializers listed as inputs (files
+# older than IR 4) are not inputs, as onnxruntime's get_inputs() has it.
+
+def _text(v) -> str:
+    return bytes(v).decode("utf-8", "replace")
+
+
+def _value_info(data) -> tuple[str, list]:
+    """(name, dims) of a ValueInfoProto: an int per static dim, the name of a symbolic one, None for unknown."""
+    name, dims = "", []
+    for f, w, v in _fields(data):
+        if f == 1 and w == 2:
+            name = _text(v)
+        elif f == 2 and w == 2:
+            for tensor in (v2 for f2, w2, v2 in _fields(v) if f2 == 1 and w2 == 2):
+                for shape in (v3 for f3, w3, v3 in _fields(tensor) if f3 == 2 and w3 == 2):
+                    for dim in (v4 for f4, w4, v4 in _fields(shape) if f4 == 1 and w4 == 2):
+                        d = None
+                        for f5, w5, v5 in _fields(dim):
+                            d = v5 if (f5, w5) == (1, 0) else _text(v5) if (f5, w5) == (2, 2) else d
+                        dims.append(d)
+    return name, dims
+
+
+def onnx_signature(data: bytes) -> tuple[list, list, dict]:
+    """([(name, dims)] of the graph's inputs, the same of its outputs, its metadata_props) from a serialized
+    ONNX model; ValueError if it is not one."""
+    inputs, outputs, meta, initializers, graph = [], [], {}, set(), None
+    for field, wire, value in _fields(memoryview(data)):
+        if field == 7 and wire == 2:
+            graph = value
+        elif field == 14 and wire == 2:
+            entry = {f: _text(v) for f, w, v in _fields(value) if w == 2}
+            meta[entry.get(1, "")] = entry.get(2, "")
+    if graph is None:
+        raise ValueError("no graph")
+    for field, wire, value in _fields(graph):
+        if field == 5 and wire == 2:
+            initializers.update(_text(v) for f, w, v in _fields(value) if (f, w) == (8, 2))
+        elif field in (11, 12) and wire == 2:
+            (inputs if field == 11 else outputs).append(_value_info(value))
+    return [i for i in inputs if i[0] not in initializers], outputs, meta

@@ -3,6 +3,7 @@ import json
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -87,6 +88,16 @@ def test_reading_the_versions_of_something_that_is_not_onnx_raises_value_error()
         compat.onnx_versions(b"\x0a\xff\xff\xff")
     with pytest.raises(ValueError):
         compat.onnx_versions(b"")
+
+
+def test_reading_a_files_inputs_outputs_and_metadata_gives_what_onnxruntime_gives(default_export):
+    folder, info = default_export
+    for entry in info["files"].values():
+        if entry["path"].endswith(".onnx"):
+            session = ort.InferenceSession(str(folder / entry["path"]), providers=["CPUExecutionProvider"])
+            assert compat.onnx_signature((folder / entry["path"]).read_bytes()) == (
+                [(i.name, i.shape) for i in session.get_inputs()], [(o.name, o.shape) for o in session.get_outputs()],
+                session.get_modelmeta().custom_metadata_map)
 
 
 def test_ort_format_files_run_at_parity_fp32_and_int8(small, default_export):

@@ -240,6 +240,27 @@ def test_one_model_used_from_many_threads_matches_sequential_calls(exported, rng
             np.testing.assert_array_equal(a, b)
 
 
+def test_a_fresh_model_encoding_from_many_threads_at_once_matches_one_thread(exported, rng):
+    model, folder = exported
+    xs = [rng.random((9, *model.input_shape), dtype=np.float32) for _ in range(8)]
+    sequential = [VAE.load(folder).encode(x)[0] for x in xs]
+    vae = VAE.load(folder)  # its encoder's session is made by whichever thread encodes first
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        parallel = list(pool.map(lambda x: vae.encode(x)[0], xs))
+    for a, b in zip(sequential, parallel):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_the_encoder_file_is_checked_at_load_and_again_when_it_is_first_used(mlp, tmp_path, rng):
+    model, folder = mlp
+    folder = copy_export(folder, tmp_path)
+    vae = VAE.load(folder)
+    (folder / "encoder.onnx").write_bytes(b"changed after loading")
+    assert vae.sample(4, seed=0).shape == (4, *model.input_shape)  # sampling never reads the encoder
+    with pytest.raises(ModelFolderError, match="encoder.onnx does not match the sha256 in vae.json"):
+        vae.encode(rng.random((2, *model.input_shape), dtype=np.float32))
+
+
 def test_threads_option_gives_the_same_samples(mlp):
     _, folder = mlp
     np.testing.assert_allclose(VAE.load(folder, threads=1).sample(8, seed=3), VAE.load(folder).sample(8, seed=3),
