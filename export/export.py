@@ -14,7 +14,7 @@ from vae_edge.train.model import VAE
 from .errors import ExportError
 from .calibration import calibration as calibration_data
 from .folder import FORMAT, FORMAT_VERSION, check_target, file_entries, versions, with_metadata, write_folder
-from .graphs import DEFAULT_OPSET, decoder_graph, encoder_graph, opset_of
+from .graphs import DEFAULT_OPSET, PhaseUpsampler, decoder_graph, encoder_graph, opset_of
 from .load import jsonable, load_model
 from .ort_format import CONFIG, to_ort
 from .parity import check_parity
@@ -60,7 +60,8 @@ def export_model(model: VAE, out: str | os.PathLike = "vae-onnx", *, facts: dict
     int8 = None
     if quantize == "int8":
         data = calibration_data(model, calibration, facts.get("recipe"))
-        enc8, dec8, int8 = quantize_int8(enc, dec, data, force=force_int8)
+        layout = decoder_graph(model, opset, int8_layout=True) if PhaseUpsampler.fits(model) else None
+        enc8, dec8, int8 = quantize_int8(enc, dec, data, force=force_int8, decoder_int8_layout=layout)
         if enc8 is None:
             (say or (lambda _: None))(f"note: {over_bound_message(int8)}")
         else:

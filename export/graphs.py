@@ -44,17 +44,27 @@ class Decoder(nn.Module):
     """z [N,latent_dim] -> pixels [N,C,H,W] in [0, 1], the likelihood's mean (Bernoulli: the probabilities);
     the conv decoder's upsampling recast as two Convs."""
 
-    def __init__(self, vae: VAE):
+    def __init__(self, vae: VAE, int8_layout: bool = False):
         super().__init__()
         self.vae = vae
-        self.up = PhaseUpsampler(vae.dec_conv, vae.feat) if PhaseUpsampler.fits(vae) else None
+        self.up = PhaseUpsampler(vae.dec_conv, vae.feat, int8_layout) if PhaseUpsampler.fits(vae) else None
+        self.int8_layout = int8_layout and self.up is not None
+        if self.int8_layout:  # fc4's rows reordered to give (y, x, channel): see decoder_graph
+            c, h, w = vae.feat
+            order = torch.arange(c * h * w).view(c, h * w).T.reshape(-1)
+            self.register_buffer("fc4_weight", vae.fc4.weight.detach()[order].clone())
+            self.register_buffer("fc4_bias", vae.fc4.bias.detach()[order].clone())
 
     def logits(self, z):
         """vae.decode(z), computed without ConvTranspose where the decoder allows it."""
         if self.up is None:
             return self.vae.decode(z)
         v = self.vae
-        return self.up(F.relu(v.fc4(F.relu(v.fc3(z)))).view(-1, *v.feat))  # as VAE.decode, up to dec_conv
+        h = F.relu(v.fc3(z))
+        if self.int8_layout:
+            c, hh, ww = v.feat
+            return self.up(F.relu(F.linear(h, self.fc4_weight, self.fc4_bias)).view(-1, hh, ww, c).permute(0, 3, 1, 2))
+        return self.up(F.relu(v.fc4(h)).view(-1, *v.feat))  # as VAE.decode, up to dec_conv
 
     def forward(self, z):
         return mean(self.logits(z), self.vae.likelihood)
@@ -74,7 +84,7 @@ class Decoder(nn.Module):
 class PhaseUpsampler(nn.Module):
     """ConvTranspose2d(4, 2, 1) -> ReLU -> ConvTranspose2d(4, 2, 1) as Conv2d, ReLU, mask, Conv2d, pixel_shuffle."""
 
-    def __init__(self, dec_conv: nn.Sequential, feat: tuple[int, int, int]):
+    def __init__(self, dec_conv: nn.Sequential, feat: tuple[int, int, int], int8_layout: bool = False):
         super().__init__()
         t1, t2 = dec_conv[0], dec_conv[2]
         self.conv1 = _first_phase_conv(t1)
@@ -86,7 +96,10 @@ class PhaseUpsampler(nn.Module):
         mask[1, :, 0, :] = 0
         mask[:, 0, :, w] = 0
         mask[:, 1, :, 0] = 0
-        self.register_buffer("mask", mask.reshape(4, h + 1, w + 1))  # broadcast over co: 4(h+1)(w+1) floats
+        mask = mask.reshape(4, h + 1, w + 1)  # broadcast over co: 4(h+1)(w+1) floats
+        # For int8, one mask per channel (co, a, b) multiplies conv1's output as it is: the Reshapes around the
+        # small mask's Mul keep onnxruntime's int8 convolutions from staying in their NHWC layout.
+        self.register_buffer("mask", mask.repeat(t1.out_channels, 1, 1) if int8_layout else mask)
 
     @staticmethod
     def fits(vae: VAE) -> bool:
@@ -101,7 +114,10 @@ class PhaseUpsampler(nn.Module):
     def forward(self, h):
         h = F.relu(self.conv1(h))
         n, c, hh, ww = h.shape
-        h = (h.view(n, c // 4, 4, hh, ww) * self.mask).view(n, c, hh, ww)
+        if self.mask.shape[0] == c:
+            h = h * self.mask
+        else:
+            h = (h.view(n, c // 4, 4, hh, ww) * self.mask).view(n, c, hh, ww)
         return F.pixel_shuffle(self.conv2(h), 4)
 
 
@@ -213,7 +229,11 @@ def encoder_graph(model: VAE, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
     return to_onnx(Encoder(model).eval(), x, "x", ["mu", "logvar"], opset)
 
 
-def decoder_graph(model: VAE, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
-    """decoder.onnx: z [batch, latent_dim] -> x [batch, C, H, W], probabilities."""
+def decoder_graph(model: VAE, opset: int = DEFAULT_OPSET, int8_layout: bool = False) -> onnx.ModelProto:
+    """decoder.onnx: z [batch, latent_dim] -> x [batch, C, H, W], probabilities.
+
+    int8_layout=True: the same function laid out for static int8 (export/int8_decoder.py), slower in float: fc4
+    writes (y, x, channel) and a Transpose gives conv1 its NCHW input (onnxruntime's int8 convolution works in
+    NHWC and cancels that Transpose instead of adding its own), and the phase mask is a plain 4-D Mul."""
     z = torch.randn((EXAMPLE_BATCH, model.latent_dim), generator=torch.Generator().manual_seed(0))
-    return to_onnx(Decoder(model).eval(), z, "z", ["x"], opset)
+    return to_onnx(Decoder(model, int8_layout).eval(), z, "z", ["x"], opset)

@@ -1,15 +1,17 @@
 """int8: each graph quantized the fastest way that stays within the error bound, and its error against fp32.
 
-Three ways, fastest first as measured on this project's CPU (AVX-512 VNNI) for a conv decoder:
-  static   - QDQ int8 for the Convs and Gemms, activation scales calibrated on real images (onnxruntime fuses
-             these into QLinearConv / int8 matrix products);
-  mixed    - static QDQ for the Convs, dynamic int8 for the Gemms;
+Ways, fastest first as measured on this project's CPU (AVX-512 VNNI):
+  static   - the conv decoder (export/int8_decoder.py): its int8 layout graph, QDQ int8 from fc4 through the
+             phase mask with calibrated activation ranges, the last convolution as int8 matrix products with
+             float logits; 2.1x fp32 at batch 1024 on the bundled decoder. The conv encoder: QDQ int8 for the
+             Convs and Gemms, activation scales calibrated on real images (QLinearConv / int8 matrix products);
+  mixed    - the conv encoder: static QDQ for the Convs, dynamic int8 for the Gemms;
   dynamic  - int8 weights for the Gemms only, activations quantized on the fly; Convs stay float
              (onnxruntime's ConvInteger ran slower than float Conv).
 Graphs without convolutions (the mlp) use dynamic, which ran 2.3x fp32 for the mlp decoder. The layer that
-reads z and the last layer before the sigmoid stay float in every way: 8 bits for z, or for the logits,
-cost most of the error for a small share of the time. The first way whose mean abs error against fp32 on
-held-out data stays within BOUND is kept; with none, there is no int8 unless force=True.
+reads z stays float in every way, as does the encoder's last layer and the decoder's logits: 8 bits for z,
+or for the logits, cost most of the error for a small share of the time. The first way whose mean abs error
+against fp32 on held-out data stays within BOUND is kept; with none, there is no int8 unless force=True.
 """
 from __future__ import annotations
 
@@ -50,9 +52,11 @@ def random_inputs(input_shape, latent_dim: int) -> Calibration:
 
 
 def quantize_int8(encoder: onnx.ModelProto, decoder: onnx.ModelProto, data: Calibration,
-                  force: bool = False) -> tuple[onnx.ModelProto | None, onnx.ModelProto | None, dict]:
+                  force: bool = False, decoder_int8_layout: onnx.ModelProto | None = None,
+                  ) -> tuple[onnx.ModelProto | None, onnx.ModelProto | None, dict]:
     """(encoder_int8, decoder_int8, report): the first way within BOUND for each graph; (None, None, report)
-    when a graph has none, unless force (then its most accurate way is kept)."""
+    when a graph has none, unless force (then its most accurate way is kept). decoder_int8_layout: the conv
+    decoder as graphs.decoder_graph(int8_layout=True) makes it, for its static way."""
     enc_fp32, dec_fp32 = session(encoder.SerializeToString()), session(decoder.SerializeToString())
     mu = enc_fp32.run(["mu"], {"x": data.x_check})[0]
     px = dec_fp32.run(["x"], {"z": data.z_check})[0]
@@ -63,7 +67,9 @@ def quantize_int8(encoder: onnx.ModelProto, decoder: onnx.ModelProto, data: Cali
         check = {"x": data.x_check} if role == "encoder" else {"z": data.z_check}
         tried[role] = {}
         best = None
-        for way, make in _ways(proto, name, feed):
+        ways = (_decoder_ways(decoder, decoder_int8_layout, feed) if role == "decoder" and decoder_int8_layout
+                else _ways(proto, name, feed))
+        for way, make in ways:
             q = make()
             got = session(q.SerializeToString()).run([out], check)[0]
             err = np.abs(got.astype(np.float64) - ref)
@@ -108,6 +114,26 @@ def _ways(proto: onnx.ModelProto, input_name: str, calibration: np.ndarray):
         yield "static", lambda: _static(proto, input_name, calibration, ["Conv", "Gemm", "MatMul"], first + last)
         yield "mixed", lambda: _dynamic(_static(proto, input_name, calibration, ["Conv"], first + last), dynamic_kept)
     yield "dynamic", lambda: _dynamic(proto, dynamic_kept)
+
+
+def _decoder_ways(decoder: onnx.ModelProto, layout: onnx.ModelProto, z: np.ndarray):
+    """The conv decoder's ways: static (export/int8_decoder.py) where there is calibration data, then dynamic."""
+    first = [n.name for n in layout.graph.node if "z" in n.input]
+    if len(z):
+        yield "static", lambda: _static_decoder(layout, z, first)
+    yield "dynamic", lambda: _dynamic(decoder, [f"{n}{suffix}" for n in first for suffix in ("", "_MatMul")])
+
+
+def _static_decoder(layout: onnx.ModelProto, z: np.ndarray, first: list[str]) -> onnx.ModelProto:
+    from .int8_decoder import clip_activations, integer_last_conv
+
+    last = [n.name for n in layout.graph.node if n.op_type in ("Conv", "DepthToSpace")][-2:]
+    q = _static(clip_activations(layout, {"z": z}), "z", z,
+                ["Conv", "Gemm", "MatMul", "Mul", "Relu", "Clip", "Reshape", "Transpose"], first + last)
+    try:
+        return integer_last_conv(q)
+    except (StopIteration, ValueError, KeyError) as e:
+        raise ExportError(f"static int8 of the decoder: {first_line(e) or 'unexpected graph'}") from None
 
 
 class _Reader:

@@ -10,7 +10,9 @@ import torch
 from typer.testing import CliRunner
 
 from conftest import REPO, blobs, trained
-from vae_edge.export import ExportError, export_model, quantize
+from vae_edge.export import ExportError, export_model, int8_decoder, quantize
+from vae_edge.export.graphs import decoder_graph
+from vae_edge.export.parity import session
 from vae_edge.export.cli import app
 from vae_edge.runtime import VAE, ModelFolderError
 from vae_edge.train import checkpoint
@@ -76,6 +78,47 @@ def test_the_way_chosen_is_the_first_within_the_bound(conv_and_images, tmp_path)
         tried = list(q["tried"][role].items())
         assert tried[-1][0] == q["method"][role] and tried[-1][1]["mean_abs"] <= bound
         assert all(err["mean_abs"] > bound for _, err in tried[:-1])
+
+
+def test_the_decoders_int8_layout_computes_what_the_decoder_computes(conv_and_images):
+    model, _ = conv_and_images
+    z = np.random.default_rng().standard_normal((37, model.latent_dim)).astype(np.float32)
+    plain, layout = (session(decoder_graph(model, int8_layout=flag).SerializeToString()) for flag in (False, True))
+    np.testing.assert_allclose(layout.run(None, {"z": z})[0], plain.run(None, {"z": z})[0], atol=1e-6)
+
+
+def _static_decoder_before_and_after_the_last_conv_rewrite(model):
+    layout = decoder_graph(model, int8_layout=True)
+    z = np.random.default_rng(0).standard_normal((256, model.latent_dim)).astype(np.float32)
+    first = [n.name for n in layout.graph.node if "z" in n.input]
+    last = [n.name for n in layout.graph.node if n.op_type in ("Conv", "DepthToSpace")][-2:]
+    q = quantize._static(int8_decoder.clip_activations(layout, {"z": z}), "z", z,
+                         ["Conv", "Gemm", "MatMul", "Mul", "Relu", "Clip", "Reshape", "Transpose"], first + last)
+    return q, int8_decoder.integer_last_conv(onnx.ModelProto.FromString(q.SerializeToString()))
+
+
+def test_the_static_decoder_computes_its_logits_in_int32_and_never_rounds_them_to_8_bits(conv_and_images):
+    model, _ = conv_and_images
+    _, q = _static_decoder_before_and_after_the_last_conv_rewrite(model)
+    ops = [n.op_type for n in q.graph.node]
+    assert ops.count("MatMulInteger") == 4 and ops.count("Conv") == 1  # conv1 (int8 in onnxruntime) and 4 taps
+    last_quantize = max(i for i, op in enumerate(ops) if op == "QuantizeLinear")
+    assert last_quantize < ops.index("MatMulInteger") and ops[-1] == "Sigmoid"
+
+
+def test_the_last_conv_as_integer_products_matches_the_float_conv_of_the_same_int8_input(conv_and_images):
+    """Only the last conv's weights are rounded (int8 per output channel): on fresh latents the pixels stay
+    within 0.002 of the same graph with that conv in float."""
+    model, _ = conv_and_images
+    before, after = (session(q.SerializeToString()) for q in _static_decoder_before_and_after_the_last_conv_rewrite(model))
+    z = np.random.default_rng().standard_normal((200, model.latent_dim)).astype(np.float32)
+    assert np.abs(after.run(None, {"z": z})[0] - before.run(None, {"z": z})[0]).mean() < 0.002
+
+
+def test_the_bundled_decoder_is_static_int8():
+    """The chooser's first way passes on the bundled model: int8 products all through the decoder."""
+    q = json.loads((BUNDLED / "vae.json").read_text())["int8"]
+    assert q["method"]["decoder"] == "static" and list(q["tried"]["decoder"]) == ["static"]
 
 
 def _test_images(n=2000):

@@ -1,0 +1,116 @@
+"""The conv decoder's static int8 graph: int8 from fc4 through the phase mask, float logits.
+
+What the profile of the bundled decoder showed (bench/node_profile.py, batch 1024, 2 threads): onnxruntime's QDQ
+int8 ran conv1 3x faster than float, yet the whole decoder only 1.05x, and the error was 3-4x the bound:
+- onnxruntime's int8 convolution works in NHWC; the Reshapes around the phase mask and the float graph's NCHW
+  made it transpose and dequantize the largest tensor on both sides. graphs.decoder_graph(int8_layout=True) gives
+  a graph without them (fc4 writes (y, x, channel), the mask is one 4-D Mul).
+- 8-bit logits alone cost a mean 0.0012 of the 0.002 pixel bound (the logits of a binarized model sit on the
+  sigmoid's slope). So the last convolution is not quantized by onnxruntime: integer_last_conv rewrites it as an
+  int8 matrix product per kernel tap (MatMulInteger, which onnxruntime runs on its int8 GEMM) over the mask's
+  uint8 output, summed in int32 and scaled to float logits; the pixel shuffle becomes a Reshape, a Transpose
+  and a Reshape of those logits.
+- Activation ranges: min-max calibration let rare large activations widen every step; clip_activations puts
+  each at the 0.1% and 99.9% points of its values on the calibration latents (onnxruntime's own percentile
+  calibration is not configurable in its older releases).
+Standard ONNX operators only (opset 10's MatMulInteger), so every onnxruntime the runtime supports reads it.
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+PERCENTILE = 99.9
+
+
+def clip_activations(fp32: onnx.ModelProto, feed: dict, percentile: float = PERCENTILE) -> onnx.ModelProto:
+    """A copy of fp32 with each Relu's and Mul's output clipped to [P(100 - p), P(p)] of its values on feed
+    (widened to hold 0): min-max calibration of the copy then gives those ranges, and onnxruntime's quantizer
+    folds the Clips into them."""
+    from .parity import session
+
+    out = onnx.ModelProto.FromString(fp32.SerializeToString())
+    g = out.graph
+    targets = [n for n in g.node if n.op_type in ("Relu", "Mul")]
+    names = [n.output[0] for n in targets]
+    probe = onnx.ModelProto.FromString(fp32.SerializeToString())
+    probe.graph.output.extend(helper.make_tensor_value_info(t, TensorProto.FLOAT, None) for t in names)
+    values = session(probe.SerializeToString()).run(names, feed)
+    for n, v in zip(targets, values):
+        lo = min(0.0, float(np.percentile(v, 100 - percentile)))
+        hi = max(0.0, float(np.percentile(v, percentile)))
+        t = n.output[0]
+        n.output[0] = f"{t}_unclipped"
+        g.initializer.extend([numpy_helper.from_array(np.array(lo, np.float32), f"{t}_clip_min"),
+                              numpy_helper.from_array(np.array(hi, np.float32), f"{t}_clip_max")])
+        g.node.insert(list(g.node).index(n) + 1, helper.make_node(
+            "Clip", [f"{t}_unclipped", f"{t}_clip_min", f"{t}_clip_max"], [t], name=f"{n.name}_clip"))
+    return out
+
+
+def integer_last_conv(q: onnx.ModelProto) -> onnx.ModelProto:
+    """Rewrite q's last Conv (float weights, its input dequantized from uint8) and the DepthToSpace after it as
+    int8 matrix products with float logits; returns q."""
+    g = q.graph
+    init = {i.name: i for i in g.initializer}
+    conv = [n for n in g.node if n.op_type == "Conv"][-1]
+    shuffle = next(n for n in g.node if n.op_type == "DepthToSpace" and n.input[0] == conv.output[0])
+    dequant = next(n for n in g.node if n.op_type == "DequantizeLinear" and conv.input[0] in n.output)
+    attrs = {a.name: helper.get_attribute_value(a) for a in [*conv.attribute, *shuffle.attribute]}
+    if (any(attrs.get("pads", [0])) or set(attrs.get("strides", [1])) != {1} or attrs.get("group", 1) != 1
+            or attrs.get("mode", b"DCR") not in (b"CRD", "CRD")):
+        raise ValueError("the last layers are not the phase decoder's Conv and pixel shuffle")
+    x, x_scale, x_zero = dequant.input
+    w = numpy_helper.to_array(init[conv.input[1]])  # (o, c, kh, kw); o = (channel, ry, rx)
+    bias = numpy_helper.to_array(init[conv.input[2]])
+    block = attrs["blocksize"]
+    out_dims = [d.dim_value for d in g.output[0].type.tensor_type.shape.dim[1:]]  # C, H, W
+    channels, h, wd = out_dims[0], out_dims[1] // block, out_dims[2] // block
+    w_scale = np.maximum(np.abs(w).reshape(len(w), -1).max(1), 1e-12) / 127  # per output channel, symmetric
+    a_scale = float(numpy_helper.to_array(init[x_scale]))
+
+    def const(name, value):
+        g.initializer.append(numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    p = conv.name or "last_conv"
+    nodes = [helper.make_node("Transpose", [x], [f"{p}_nhwc"], perm=[0, 2, 3, 1])]
+    const(f"{p}_axes", np.array([1, 2], np.int64))
+    const(f"{p}_w_zero", np.array(0, np.int8))
+    taps = []
+    for u in range(w.shape[2]):
+        for v in range(w.shape[3]):
+            t = f"{p}_tap{u}{v}"
+            const(f"{t}_w", np.round(w[:, :, u, v].T / w_scale).astype(np.int8))  # (c, o)
+            nodes += [helper.make_node("Slice", [f"{p}_nhwc", const(f"{t}_start", np.array([u, v], np.int64)),
+                                                 const(f"{t}_end", np.array([u + h, v + wd], np.int64)), f"{p}_axes"],
+                                       [f"{t}_x"]),
+                      helper.make_node("MatMulInteger", [f"{t}_x", f"{t}_w", x_zero, f"{p}_w_zero"], [f"{t}_sum"])]
+            taps.append(f"{t}_sum")
+    total = taps[0]
+    for i, t in enumerate(taps[1:]):
+        nodes.append(helper.make_node("Add", [total, t], [f"{p}_sum{i}"]))
+        total = f"{p}_sum{i}"
+    nodes += [
+        helper.make_node("Cast", [total], [f"{p}_float"], to=TensorProto.FLOAT),
+        helper.make_node("Mul", [f"{p}_float", const(f"{p}_scale", (a_scale * w_scale).astype(np.float32))],
+                         [f"{p}_scaled"]),
+        helper.make_node("Add", [f"{p}_scaled", const(f"{p}_bias", bias.astype(np.float32))], [f"{p}_logits"]),
+        # (n, i, j, (c, ry, rx)) -> (n, c, i, ry, j, rx) -> (n, c, H, W): DepthToSpace's CRD order
+        helper.make_node("Reshape", [f"{p}_logits", const(f"{p}_6d", np.array([-1, h, wd, channels, block, block],
+                                                                              np.int64))], [f"{p}_6d_logits"]),
+        helper.make_node("Transpose", [f"{p}_6d_logits"], [f"{p}_shuffled"], perm=[0, 3, 1, 4, 2, 5]),
+        helper.make_node("Reshape", [f"{p}_shuffled", const(f"{p}_image", np.array([-1, *out_dims], np.int64))],
+                         [shuffle.output[0]])]
+    at = min(list(g.node).index(n) for n in (conv, dequant))  # x is made before both
+    weight_dq = [n for n in g.node if conv.input[1] in n.output]
+    for n in [conv, shuffle, dequant, *weight_dq]:
+        g.node.remove(n)
+    for i, n in enumerate(nodes):
+        g.node.insert(at + i, n)
+    used = {i for n in g.node for i in n.input}
+    for name in (conv.input[1], conv.input[2]):
+        if name not in used and name in init:
+            g.initializer.remove(init[name])
+    return q
