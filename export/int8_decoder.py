@@ -103,6 +103,8 @@ def integer_last_conv(q: onnx.ModelProto) -> onnx.ModelProto:
         helper.make_node("Transpose", [f"{p}_6d_logits"], [f"{p}_shuffled"], perm=[0, 3, 1, 4, 2, 5]),
         helper.make_node("Reshape", [f"{p}_shuffled", const(f"{p}_image", np.array([-1, *out_dims], np.int64))],
                          [shuffle.output[0]])]
+    for i, n in enumerate(nodes):  # names that say where a node came from in onnxruntime's profile
+        n.name = n.name or f"{p}_{n.op_type}_{i}"
     at = min(list(g.node).index(n) for n in (conv, dequant))  # x is made before both
     weight_dq = [n for n in g.node if conv.input[1] in n.output]
     for n in [conv, shuffle, dequant, *weight_dq]:
