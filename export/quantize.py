@@ -26,6 +26,7 @@ import onnx
 
 from .errors import ExportError, first_line
 from .graphs import lowest_ir
+from .int8_decoder import clip_activations, integer_last_conv
 from .parity import session
 
 INT8_SAMPLES = 256  # random inputs for the error when no real images are at hand
@@ -118,15 +119,14 @@ def _ways(proto: onnx.ModelProto, input_name: str, calibration: np.ndarray):
 
 def _decoder_ways(decoder: onnx.ModelProto, layout: onnx.ModelProto, z: np.ndarray):
     """The conv decoder's ways: static (export/int8_decoder.py) where there is calibration data, then dynamic."""
-    first = [n.name for n in layout.graph.node if "z" in n.input]
     if len(z):
-        yield "static", lambda: _static_decoder(layout, z, first)
+        yield "static", lambda: _static_decoder(layout, z)
+    first = [n.name for n in decoder.graph.node if "z" in n.input]
     yield "dynamic", lambda: _dynamic(decoder, [f"{n}{suffix}" for n in first for suffix in ("", "_MatMul")])
 
 
-def _static_decoder(layout: onnx.ModelProto, z: np.ndarray, first: list[str]) -> onnx.ModelProto:
-    from .int8_decoder import clip_activations, integer_last_conv
-
+def _static_decoder(layout: onnx.ModelProto, z: np.ndarray) -> onnx.ModelProto:
+    first = [n.name for n in layout.graph.node if "z" in n.input]
     last = [n.name for n in layout.graph.node if n.op_type in ("Conv", "DepthToSpace")][-2:]
     q = _static(clip_activations(layout, {"z": z}), "z", z,
                 ["Conv", "Gemm", "MatMul", "Mul", "Relu", "Clip", "Reshape", "Transpose"], first + last)
