@@ -60,7 +60,7 @@ def export_model(model: VAE, out: str | os.PathLike = "vae-onnx", *, facts: dict
     int8 = None
     if quantize == "int8":
         data = calibration_data(model, calibration, facts.get("recipe"))
-        layout = decoder_graph(model, opset, int8_layout=True) if PhaseUpsampler.fits(model) else None
+        layout = (lambda: decoder_graph(model, opset, int8_layout=True)) if PhaseUpsampler.fits(model) else None
         enc8, dec8, int8 = quantize_int8(enc, dec, data, force=force_int8, decoder_int8_layout=layout)
         if enc8 is None:
             (say or (lambda _: None))(f"note: {over_bound_message(int8)}")

@@ -21,6 +21,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from .parity import session
+
 PERCENTILE = 99.9
 
 
@@ -28,8 +30,6 @@ def clip_activations(fp32: onnx.ModelProto, feed: dict, percentile: float = PERC
     """A copy of fp32 with each Relu's and Mul's output clipped to [P(100 - p), P(p)] of its values on feed
     (widened to hold 0): min-max calibration of the copy then gives those ranges, and onnxruntime's quantizer
     folds the Clips into them."""
-    from .parity import session
-
     out = onnx.ModelProto.FromString(fp32.SerializeToString())
     g = out.graph
     targets = [n for n in g.node if n.op_type in ("Relu", "Mul")]

@@ -20,6 +20,7 @@ import logging
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import onnx
@@ -53,11 +54,11 @@ def random_inputs(input_shape, latent_dim: int) -> Calibration:
 
 
 def quantize_int8(encoder: onnx.ModelProto, decoder: onnx.ModelProto, data: Calibration,
-                  force: bool = False, decoder_int8_layout: onnx.ModelProto | None = None,
+                  force: bool = False, decoder_int8_layout: Callable[[], onnx.ModelProto] | None = None,
                   ) -> tuple[onnx.ModelProto | None, onnx.ModelProto | None, dict]:
     """(encoder_int8, decoder_int8, report): the first way within BOUND for each graph; (None, None, report)
-    when a graph has none, unless force (then its most accurate way is kept). decoder_int8_layout: the conv
-    decoder as graphs.decoder_graph(int8_layout=True) makes it, for its static way."""
+    when a graph has none, unless force (then its most accurate way is kept). decoder_int8_layout: makes the
+    conv decoder as graphs.decoder_graph(int8_layout=True) does, for its static way; called only if tried."""
     enc_fp32, dec_fp32 = session(encoder.SerializeToString()), session(decoder.SerializeToString())
     mu = enc_fp32.run(["mu"], {"x": data.x_check})[0]
     px = dec_fp32.run(["x"], {"z": data.z_check})[0]
@@ -104,32 +105,42 @@ def over_bound_message(report: dict) -> str:
             f"(--force-int8 writes the int8 files anyway)")
 
 
+WEIGHTED = ("Gemm", "MatMul", "Conv")
+
+
 def _ways(proto: onnx.ModelProto, input_name: str, calibration: np.ndarray):
     """(name, function making the quantized graph), fastest first."""
     nodes = proto.graph.node
-    first = [n.name for n in nodes if input_name in n.input and n.op_type in ("Gemm", "MatMul", "Conv")]
-    weighted = [n for n in nodes if n.op_type in ("Gemm", "MatMul", "Conv")]
+    first = _first_layers(proto, input_name)
+    weighted = [n for n in nodes if n.op_type in WEIGHTED]
     last = [weighted[-1].name] if weighted and proto.graph.input[0].name == "z" else []  # the layer making logits
-    dynamic_kept = [f"{n}{suffix}" for n in first for suffix in ("", "_MatMul")]  # the quantizer's name for a split Gemm
     if any(n.op_type == "Conv" for n in nodes) and len(calibration):
-        yield "static", lambda: _static(proto, input_name, calibration, ["Conv", "Gemm", "MatMul"], first + last)
-        yield "mixed", lambda: _dynamic(_static(proto, input_name, calibration, ["Conv"], first + last), dynamic_kept)
-    yield "dynamic", lambda: _dynamic(proto, dynamic_kept)
+        yield "static", lambda: _static(proto, input_name, calibration, list(WEIGHTED), first + last)
+        yield "mixed", lambda: _dynamic(_static(proto, input_name, calibration, ["Conv"], first + last), first)
+    yield "dynamic", lambda: _dynamic(proto, first)
 
 
-def _decoder_ways(decoder: onnx.ModelProto, layout: onnx.ModelProto, z: np.ndarray):
+def _decoder_ways(decoder: onnx.ModelProto, layout: Callable[[], onnx.ModelProto], z: np.ndarray):
     """The conv decoder's ways: static (export/int8_decoder.py) where there is calibration data, then dynamic."""
     if len(z):
-        yield "static", lambda: _static_decoder(layout, z)
-    first = [n.name for n in decoder.graph.node if "z" in n.input]
-    yield "dynamic", lambda: _dynamic(decoder, [f"{n}{suffix}" for n in first for suffix in ("", "_MatMul")])
+        yield "static", lambda: _static_decoder(layout(), z)
+    yield "dynamic", lambda: _dynamic(decoder, _first_layers(decoder, "z"))
+
+
+def _first_layers(proto: onnx.ModelProto, input_name: str) -> list[str]:
+    """The weighted layers that read the graph's input, which every way keeps in float."""
+    return [n.name for n in proto.graph.node if input_name in n.input and n.op_type in WEIGHTED]
+
+
+def static_decoder_qdq(layout: onnx.ModelProto, z: np.ndarray) -> onnx.ModelProto:
+    """The int8 layout graph quantized by onnxruntime (QDQ, activations clipped), its last conv still float."""
+    last = [n.name for n in layout.graph.node if n.op_type in ("Conv", "DepthToSpace")][-2:]
+    return _static(clip_activations(layout, {"z": z}), "z", z,
+                   [*WEIGHTED, "Mul", "Relu", "Clip", "Reshape", "Transpose"], _first_layers(layout, "z") + last)
 
 
 def _static_decoder(layout: onnx.ModelProto, z: np.ndarray) -> onnx.ModelProto:
-    first = [n.name for n in layout.graph.node if "z" in n.input]
-    last = [n.name for n in layout.graph.node if n.op_type in ("Conv", "DepthToSpace")][-2:]
-    q = _static(clip_activations(layout, {"z": z}), "z", z,
-                ["Conv", "Gemm", "MatMul", "Mul", "Relu", "Clip", "Reshape", "Transpose"], first + last)
+    q = static_decoder_qdq(layout, z)
     try:
         return integer_last_conv(q)
     except (StopIteration, ValueError, KeyError) as e:
@@ -159,9 +170,10 @@ def _static(proto: onnx.ModelProto, input_name: str, data: np.ndarray, ops: list
         nodes_to_exclude=exclude, calibrate_method=CalibrationMethod.MinMax))
 
 
-def _dynamic(proto: onnx.ModelProto, exclude: list[str]) -> onnx.ModelProto:
+def _dynamic(proto: onnx.ModelProto, keep_float: list[str]) -> onnx.ModelProto:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    exclude = [f"{n}{suffix}" for n in keep_float for suffix in ("", "_MatMul")]  # the quantizer's name for a split Gemm
     q = _run(proto, lambda src, dst: quantize_dynamic(src, dst, weight_type=QuantType.QInt8,
                                                       op_types_to_quantize=["MatMul", "Gemm"], per_channel=True,
                                                       nodes_to_exclude=exclude))

@@ -88,12 +88,8 @@ def test_the_decoders_int8_layout_computes_what_the_decoder_computes(conv_and_im
 
 
 def _static_decoder_before_and_after_the_last_conv_rewrite(model):
-    layout = decoder_graph(model, int8_layout=True)
     z = np.random.default_rng(0).standard_normal((256, model.latent_dim)).astype(np.float32)
-    first = [n.name for n in layout.graph.node if "z" in n.input]
-    last = [n.name for n in layout.graph.node if n.op_type in ("Conv", "DepthToSpace")][-2:]
-    q = quantize._static(int8_decoder.clip_activations(layout, {"z": z}), "z", z,
-                         ["Conv", "Gemm", "MatMul", "Mul", "Relu", "Clip", "Reshape", "Transpose"], first + last)
+    q = quantize.static_decoder_qdq(decoder_graph(model, int8_layout=True), z)
     return q, int8_decoder.integer_last_conv(onnx.ModelProto.FromString(q.SerializeToString()))
 
 
