@@ -140,38 +140,39 @@ def _text(v) -> str:
     return bytes(v).decode("utf-8", "replace")
 
 
+def _messages(data, *path: int):
+    """The sub-messages reached by following field numbers `path` down from message data."""
+    if not path:
+        yield data
+        return
+    for field, wire, value in _fields(data):
+        if field == path[0] and wire == 2:
+            yield from _messages(value, *path[1:])
+
+
 def _value_info(data) -> tuple[str, list]:
     """(name, dims) of a ValueInfoProto: an int per static dim, the name of a symbolic one, None for unknown."""
-    name, dims = "", []
-    for f, w, v in _fields(data):
-        if f == 1 and w == 2:
-            name = _text(v)
-        elif f == 2 and w == 2:
-            for tensor in (v2 for f2, w2, v2 in _fields(v) if f2 == 1 and w2 == 2):
-                for shape in (v3 for f3, w3, v3 in _fields(tensor) if f3 == 2 and w3 == 2):
-                    for dim in (v4 for f4, w4, v4 in _fields(shape) if f4 == 1 and w4 == 2):
-                        d = None
-                        for f5, w5, v5 in _fields(dim):
-                            d = v5 if (f5, w5) == (1, 0) else _text(v5) if (f5, w5) == (2, 2) else d
-                        dims.append(d)
+    name = next((_text(v) for f, w, v in _fields(data) if (f, w) == (1, 2)), "")
+    dims = []
+    for dim in _messages(data, 2, 1, 2, 1):  # type -> tensor_type -> shape -> dim
+        d = None
+        for f, w, v in _fields(dim):
+            d = v if (f, w) == (1, 0) else _text(v) if (f, w) == (2, 2) else d
+        dims.append(d)
     return name, dims
 
 
 def onnx_signature(data: bytes) -> tuple[list, list, dict]:
     """([(name, dims)] of the graph's inputs, the same of its outputs, its metadata_props) from a serialized
     ONNX model; ValueError if it is not one."""
-    inputs, outputs, meta, initializers, graph = [], [], {}, set(), None
-    for field, wire, value in _fields(memoryview(data)):
-        if field == 7 and wire == 2:
-            graph = value
-        elif field == 14 and wire == 2:
-            entry = {f: _text(v) for f, w, v in _fields(value) if w == 2}
-            meta[entry.get(1, "")] = entry.get(2, "")
+    model = memoryview(data)
+    graph = next(_messages(model, 7), None)
     if graph is None:
         raise ValueError("no graph")
-    for field, wire, value in _fields(graph):
-        if field == 5 and wire == 2:
-            initializers.update(_text(v) for f, w, v in _fields(value) if (f, w) == (8, 2))
-        elif field in (11, 12) and wire == 2:
-            (inputs if field == 11 else outputs).append(_value_info(value))
-    return [i for i in inputs if i[0] not in initializers], outputs, meta
+    meta = {}
+    for entry in _messages(model, 14):
+        kv = {f: _text(v) for f, w, v in _fields(entry) if w == 2}
+        meta[kv.get(1, "")] = kv.get(2, "")
+    initializers = {_text(v) for t in _messages(graph, 5) for f, w, v in _fields(t) if (f, w) == (8, 2)}
+    inputs = [i for i in map(_value_info, _messages(graph, 11)) if i[0] not in initializers]
+    return inputs, [_value_info(o) for o in _messages(graph, 12)], meta
