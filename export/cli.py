@@ -42,8 +42,8 @@ def report(info: dict, out: Path) -> str:
     q = info.get("int8")
     if q and "method" in q:
         lines.append(f"int8 ({q['method']['encoder']} encoder, {q['method']['decoder']} decoder; {q['calibration']}) "
-                     f"vs fp32, abs error max / mean: mu {q['mu_max_abs']:.2g} / {q['mu_mean_abs']:.2g}, "
-                     f"x {q['x_max_abs']:.2g} / {q['x_mean_abs']:.2g}")
+                     f"vs PyTorch, abs error max / mean: mu {q['mu_max_abs']:.2g} / {q['mu_mean_abs']:.2g}, "
+                     f"x {q['x_max_abs']:.2g} / {q['x_mean_abs']:.2g} (the files' own, on every CPU)")
     if info.get("ort_format"):
         p = info["ort_format"]["parity"]
         lines.append(f"ORT format parity vs PyTorch (max abs): mu {p['mu']:.2g}, logvar {p['logvar']:.2g}, "
@@ -74,7 +74,7 @@ def main(
         help="int8: calibrate activation scales on N training images of the checkpoint's dataset, or on the "
              "images of an .npy (N, C, H, W) or (N, H, W), uint8 or float in [0, 1]."),
     force_int8: bool = typer.Option(False, "--force-int8",
-                                    help="Write the int8 files even when their error against fp32 is over the "
+                                    help="Write the int8 files even when their error against PyTorch is over the "
                                          "bound (mean abs: pixels 0.002, mu 0.02)."),
     ort: bool = typer.Option(False, "--ort", help="Also write each file in ORT format (.ort) with "
                                                   "required_operators.config, for onnxruntime's mobile and "

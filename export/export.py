@@ -17,7 +17,7 @@ from .folder import FORMAT, FORMAT_VERSION, check_target, file_entries, versions
 from .graphs import DEFAULT_OPSET, PhaseUpsampler, decoder_graph, encoder_graph, opset_of
 from .load import jsonable, load_model
 from .ort_format import CONFIG, to_ort
-from .parity import check_parity
+from .parity import check_parity, torch_outputs
 from .quantize import over_bound_message, quantize_int8
 
 def model_facts(model: VAE) -> dict:
@@ -38,7 +38,7 @@ def export_model(model: VAE, out: str | os.PathLike = "vae-onnx", *, facts: dict
     """Export `model` to the folder `out` (encoder.onnx, decoder.onnx, vae.json); returns vae.json.
 
     quantize="int8" adds encoder.int8.onnx and decoder.int8.onnx, quantized the fastest way whose error against
-    fp32 stays within quantize.BOUND (calibrated on `calibration`: a number of training images of the dataset
+    PyTorch (the file's own, by exact integer arithmetic) stays within quantize.BOUND (calibrated on `calibration`: a number of training images of the dataset
     in facts["recipe"], or an .npy of images); over the bound they are left out (`say` is told why) unless
     force_int8. ort_format=True adds each file in ORT format (.ort) and required_operators.config, for
     onnxruntime's mobile and minimal builds.
@@ -61,7 +61,8 @@ def export_model(model: VAE, out: str | os.PathLike = "vae-onnx", *, facts: dict
     if quantize == "int8":
         data = calibration_data(model, calibration, facts.get("recipe"))
         layout = (lambda: decoder_graph(model, opset, int8_layout=True)) if PhaseUpsampler.fits(model) else None
-        enc8, dec8, int8 = quantize_int8(enc, dec, data, force=force_int8, decoder_int8_layout=layout)
+        expected = torch_outputs(model, data.x_check, data.z_check)
+        enc8, dec8, int8 = quantize_int8(enc, dec, data, expected, force=force_int8, decoder_int8_layout=layout)
         if enc8 is None:
             (say or (lambda _: None))(f"note: {over_bound_message(int8)}")
         else:

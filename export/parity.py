@@ -23,6 +23,12 @@ def session(model: bytes, ort_format: bool = False) -> ort.InferenceSession:
 
 
 @torch.no_grad()
+def torch_outputs(model: VAE, x: np.ndarray, z: np.ndarray) -> dict:
+    """PyTorch's "mu" for images x and "x" (pixel probabilities) for latents z: what int8 is held against."""
+    return {"mu": model.encode(torch.from_numpy(x))[0].numpy(), "x": model.probs(torch.from_numpy(z)).numpy()}
+
+
+@torch.no_grad()
 def check_parity(model: VAE, encoder: bytes, decoder: bytes, ort_format: bool = False) -> dict:
     """Max abs difference PyTorch vs onnxruntime on fresh random inputs; ParityError above TOLERANCE."""
     enc, dec = session(encoder, ort_format), session(decoder, ort_format)

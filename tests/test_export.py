@@ -18,6 +18,7 @@ from conftest import trained
 from vae_edge.export import ExportError, ParityError, export_checkpoint, export_model, load_model
 from vae_edge.export import graphs, parity
 from vae_edge.export.cli import app
+from vae_edge.export.int8_reference import reference_run
 from vae_edge.train import checkpoint
 from vae_edge.train.config import Config
 from vae_edge.train.model import VAE, elbo_terms
@@ -445,16 +446,19 @@ def test_opset_can_be_chosen_and_an_impossible_one_is_refused(tmp_path):
 # int8
 
 @pytest.mark.parametrize("arch", ["mlp", "conv"])
-def test_int8_files_stay_within_their_recorded_error(exports, arch):
+def test_int8_files_hold_the_bound_against_pytorch_on_fresh_inputs(exports, arch):
+    """What the int8 files mean (the exact reference, the same on every CPU) against PyTorch, on 256 fresh inputs
+    of the kind the export checked (no dataset: uniform images, N(0, I) latents): within the bound itself. These
+    models sit at 3-24% of it, and over 20 draws of 256 the mean moved at most 12% from the export's figure."""
     model, folder, info = exports[arch, "trained"]
     q = info["int8"]
     assert 0 < q["mu_mean_abs"] <= q["mu_max_abs"] < 0.05 and 0 < q["x_mean_abs"] <= q["x_max_abs"] < 0.05
-    x, z = fresh_x(model, 64), fresh_z(model, 64)
-    mu, mu8 = (session(folder / f).run(["mu"], {"x": x})[0] for f in ("encoder.onnx", "encoder.int8.onnx"))
-    px, px8 = (session(folder / f).run(["x"], {"z": z})[0] for f in ("decoder.onnx", "decoder.int8.onnx"))
-    # fresh inputs, so allow some slack over the recorded figures (measured on 256 other examples)
-    assert np.abs(mu8 - mu).max() <= 1.5 * q["mu_max_abs"] and np.abs(mu8 - mu).mean() <= 2 * q["mu_mean_abs"]
-    assert np.abs(px8 - px).max() <= 1.5 * q["x_max_abs"] and np.abs(px8 - px).mean() <= 2 * q["x_mean_abs"]
+    x, z = fresh_x(model, 256), fresh_z(model, 256)
+    expected = parity.torch_outputs(model, x, z)
+    mu8 = reference_run(onnx.load(str(folder / "encoder.int8.onnx")), "mu", {"x": x})
+    px8 = reference_run(onnx.load(str(folder / "decoder.int8.onnx")), "x", {"z": z})
+    assert np.abs(mu8 - expected["mu"]).mean() <= q["bound"]["mu_mean_abs"]
+    assert np.abs(px8 - expected["x"]).mean() <= q["bound"]["x_mean_abs"]
 
 
 @pytest.mark.parametrize("arch", ["mlp", "conv"])
