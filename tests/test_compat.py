@@ -23,11 +23,14 @@ import tomllib
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import torch
 
 from conftest import REPO, trained
 from vae_edge.export import export_checkpoint
+from vae_edge.export.int8_reference import reference_run
+from vae_edge.export.quantize import BOUND
 from vae_edge.train import checkpoint
 from vae_edge.train.config import Config
 from vae_edge.train.model import VAE
@@ -146,6 +149,16 @@ def _save_reference(model: VAE, prefix: Path) -> list[str]:
     return list(arrays)
 
 
+def _save_int8_reference(folder: Path, info: dict) -> list[str]:
+    """What the int8 files give on the saved x and z by onnx's reference evaluator: the same on every CPU."""
+    if not info["int8"]:
+        return []
+    x, z = (np.load(f"{folder}.{k}.npy") for k in ("x", "z"))
+    np.save(f"{folder}.int8_mu.npy", reference_run(onnx.load(str(folder / "encoder.int8.onnx")), "mu", {"x": x}))
+    np.save(f"{folder}.int8_probs.npy", reference_run(onnx.load(str(folder / "decoder.int8.onnx")), "x", {"z": z}))
+    return ["int8_mu", "int8_probs"]
+
+
 @pytest.fixture(scope="module")
 def fixtures(tmp_path_factory) -> Path:
     """Checkpoints, their exports at the default opset (with int8), one export at opset 21, and PyTorch's outputs."""
@@ -153,10 +166,12 @@ def fixtures(tmp_path_factory) -> Path:
     d.mkdir()
     models = {"mlp": _checkpoint("mlp", d / "mlp.pt", latent_dim=8),
               "conv": _checkpoint("conv", d / "conv.pt", latent_dim=6)}
-    spec = {"models": {}, "too_new": "mlp-opset21", "cli": "mlp"}
+    spec = {"models": {}, "too_new": "mlp-opset21", "cli": "mlp",
+            "int8_bound": {"x": BOUND["x_mean_abs"], "mu": BOUND["mu_mean_abs"]}}
     for name, model in models.items():
         info = export_checkpoint(d / f"{name}.pt", d / name, quantize="int8")
         spec["models"][name] = {"arrays": _save_reference(model, d / name), "int8": info["int8"]}
+        spec["models"][name]["arrays"] += _save_int8_reference(d / name, info)
     export_checkpoint(d / "mlp.pt", d / "mlp-opset21", opset=21)
     (d / "spec.json").write_text(json.dumps(spec))
     return d
@@ -215,8 +230,14 @@ def test_lowest_onnx_onnxscript_and_onnxruntime_of_train_export_at_parity(fixtur
                             "app(prog_name='vae-export')", str(out / f"{name}.pt"), "--out", str(out / name),
                             "--quantize", "int8"], capture_output=True, text=True, timeout=600)
         assert r.returncode == 0, r.stderr[-2000:]
-        spec["models"][name]["int8"] = json.loads((out / name / "vae.json").read_text())["int8"]
+        info = json.loads((out / name / "vae.json").read_text())
+        spec["models"][name]["int8"] = info["int8"]
+        _save_int8_reference(out / name, info)  # these int8 files were made by the lowest quantizer
     (out / "spec.json").write_text(json.dumps(spec))
     # the runtime in the same environment: the export's own parity check ran there; this is the runtime's
-    report = check(env, out, "export-lowest", "--no-cli")  # the package is not installed there: no scripts
+    # The package is not installed there: no scripts. onnxruntime 1.15's graph optimizer merges two QDQ pairs of
+    # different scales (DoubleQDQPairsRemover, around the Reshape of a static int8 encoder that its own quantizer
+    # writes), so its mu strays from the file's meaning: a mean 2.8e-4 measured here (1.4% of the 0.02 bound);
+    # onnxruntime 1.32 runs the same file exactly, and 1.15 runs the files of newer quantizers exactly.
+    report = check(env, out, "export-lowest", "--no-cli", "--int8-mu-allowance=0.001")
     assert report["onnxruntime"] == got["onnxruntime"]
