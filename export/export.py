@@ -18,7 +18,7 @@ from .graphs import DEFAULT_OPSET, PhaseUpsampler, decoder_graph, encoder_graph,
 from .load import jsonable, load_model
 from .ort_format import CONFIG, to_ort
 from .parity import check_parity, torch_outputs
-from .quantize import over_bound_message, quantize_int8
+from .quantize import fallback_messages, over_bound_message, quantize_int8
 
 def model_facts(model: VAE) -> dict:
     """The architecture facts, as in Config.model()."""
@@ -63,9 +63,12 @@ def export_model(model: VAE, out: str | os.PathLike = "vae-onnx", *, facts: dict
         layout = (lambda: decoder_graph(model, opset, int8_layout=True)) if PhaseUpsampler.fits(model) else None
         expected = torch_outputs(model, data.x_check, data.z_check)
         enc8, dec8, int8 = quantize_int8(enc, dec, data, expected, force=force_int8, decoder_int8_layout=layout)
+        say = say or (lambda _: None)
         if enc8 is None:
-            (say or (lambda _: None))(f"note: {over_bound_message(int8)}")
+            say(f"note: {over_bound_message(int8)}")
         else:
+            for line in fallback_messages(int8):
+                say(f"note: {line}")
             protos.update(encoder_int8=("encoder.int8.onnx", enc8), decoder_int8=("decoder.int8.onnx", dec8))
 
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "model": model_facts(model),

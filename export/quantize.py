@@ -124,6 +124,19 @@ def _ort_version() -> str:
     return onnxruntime.__version__
 
 
+def fallback_messages(report: dict) -> list[str]:
+    """One line per graph whose faster ways missed the bound before the one kept."""
+    lines = []
+    for role, ways in report["tried"].items():
+        kept = report.get("method", {}).get(role)
+        missed = [(w, e["mean_abs"]) for w, e in ways.items() if w != kept]
+        if kept and missed:
+            bound = report["bound"]["mu_mean_abs" if role == "encoder" else "x_mean_abs"]
+            lines.append(f"int8 {role}: {', '.join(f'{w} {e:.4f}' for w, e in missed)} over the bound {bound:g} "
+                         f"(mean abs vs PyTorch); kept {kept} ({ways[kept]['mean_abs']:.4f})")
+    return lines
+
+
 def over_bound_message(report: dict) -> str:
     """One line: why no int8 files were written."""
     parts = []

@@ -79,6 +79,26 @@ def test_over_the_bound_the_export_keeps_fp32_only_and_says_so(conv_and_images, 
     assert {"encoder_int8", "decoder_int8"} <= set(forced["files"])
 
 
+def test_the_export_says_in_one_line_when_a_faster_way_missed_the_bound(conv_and_images, tmp_path):
+    model, images = conv_and_images
+    said = []
+    q = export_model(model, tmp_path / "out", quantize="int8", calibration=str(images), say=said.append)["int8"]
+    for role, ways in q["tried"].items():
+        lines = [s for s in said if s.startswith(f"note: int8 {role}: ")]
+        assert len(lines) == (len(ways) > 1)
+        if lines:
+            assert f"kept {q['method'][role]}" in lines[0] and all(w in lines[0] for w in ways)
+
+
+def test_a_way_over_the_bound_is_named_with_its_error_and_the_way_kept():
+    report = {"bound": {"mu_mean_abs": 0.02, "x_mean_abs": 0.002}, "method": {"encoder": "dynamic", "decoder": "static"},
+              "tried": {"encoder": {"static": {"mean_abs": 0.0254}, "mixed": {"mean_abs": 0.0203},
+                                    "dynamic": {"mean_abs": 0.0173}},
+                        "decoder": {"static": {"mean_abs": 0.0018}}}}
+    assert quantize.fallback_messages(report) == [
+        "int8 encoder: static 0.0254, mixed 0.0203 over the bound 0.02 (mean abs vs PyTorch); kept dynamic (0.0173)"]
+
+
 def test_the_way_chosen_is_the_first_within_the_bound(conv_and_images, tmp_path):
     model, images = conv_and_images
     q = export_model(model, tmp_path / "out", quantize="int8", calibration=str(images))["int8"]
