@@ -11,9 +11,9 @@ from pathlib import Path
 
 import onnx
 
-from .errors import ExportError
+from vae_edge.runtime.folder import FORMAT, FORMAT_VERSION  # noqa: F401 (the format the export writes)
 
-FORMAT, FORMAT_VERSION = "vae-edge-onnx", 1
+from .errors import ExportError
 
 
 def versions() -> dict:
