@@ -82,26 +82,22 @@ def session(path: Path, data: bytes, threads: int | None, providers: list,
 class LaterSession:
     """An encoder checked from its file's bytes at load, whose onnxruntime session is made on its first run.
 
-    VAE.load checks the encoder against vae.json and the decoder from the graph's inputs, outputs and metadata,
-    read from the file's bytes (compat.onnx_signature, the same facts the session would give); the session, about
+    VAE.load checks the encoder against vae.json and the decoder from the graph's inputs and outputs, read from
+    the file's bytes (compat.onnx_signature, the same facts the session would give); the session, about
     12 ms and 7 MiB for the bundled encoder, waits until something encodes. The file's sha256 is checked again
     then, as onnxruntime reads it once more. Thread-safe: the first run makes the one session under a lock."""
 
     def __init__(self, make, signature: tuple[list, list, dict]):
         self._make, self._session, self._lock = make, None, threading.Lock()
-        inputs, outputs, meta = signature
+        inputs, outputs, _ = signature
         arg = lambda name_dims: SimpleNamespace(name=name_dims[0], shape=name_dims[1])  # noqa: E731 (a NodeArg)
         self._inputs, self._outputs = [arg(i) for i in inputs], [arg(o) for o in outputs]
-        self._meta = SimpleNamespace(custom_metadata_map=meta)
 
     def get_inputs(self):
         return self._inputs
 
     def get_outputs(self):
         return self._outputs
-
-    def get_modelmeta(self):
-        return self._meta
 
     def run(self, *args, **kwargs):
         if self._session is None:
