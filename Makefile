@@ -30,7 +30,7 @@ demo: setup data
 	$(BIN)/vae-export runs/demo/model.pt --out vae-onnx --quantize int8 --force
 	$(BIN)/vae-sample --model vae-onnx --n 64 --out samples.png
 	@echo
-	@echo "Trained model:  runs/demo/model.pt  (metrics.jsonl, samples.png, reconstructions.png beside it)"
+	@echo "Trained model:  runs/demo/model.pt  (metrics.jsonl, curves.png, samples.png, reconstructions.png beside it)"
 	@echo "ONNX export:    vae-onnx/  (encoder.onnx, decoder.onnx, int8 variants, vae.json)"
 	@echo "Samples:        samples.png  (from onnxruntime, no torch)"
 

@@ -34,7 +34,7 @@ from common import (OtherLoad, cores, header, interleaved, load_before, median, 
 
 from vae_edge.export import export_model  # noqa: E402
 from vae_edge.runtime import VAE  # noqa: E402
-from vae_edge.runtime import model as runtime_model  # noqa: E402
+from vae_edge.runtime import sessions as runtime_sessions  # noqa: E402
 
 ARCHS = {"mlp": 300, "conv": 100}  # arch -> training steps (a few seconds each)
 BATCHES = (1, 64, 1024)
@@ -135,7 +135,7 @@ def matmuls_model(shapes, rng) -> bytes:
 def ceiling_calls(shapes, threads: int) -> dict:
     """The decoder's matrix products alone: in one onnxruntime session (one run), and with torch.mm."""
     rng = np.random.default_rng(SEED)
-    s = session_from_bytes(matmuls_model(shapes, rng), threads, **runtime_model.SESSION_CONFIG)
+    s = session_from_bytes(matmuls_model(shapes, rng), threads, **runtime_sessions.SESSION_CONFIG)
     feed = {f"a{i}": rng.standard_normal((m, k), dtype=np.float32) for i, (m, k, _) in enumerate(shapes)}
     pairs = [(torch.randn(m, k), torch.randn(k, n)) for m, k, n in shapes]
 
@@ -156,7 +156,7 @@ def node_times(model: bytes, feed: dict, threads: int, runs: int = 30) -> list[t
     """
     with tempfile.TemporaryDirectory() as d:
         s = session_from_bytes(model, threads, enable_profiling=True, profile_file_prefix=str(Path(d) / "p"),
-                               **runtime_model.SESSION_CONFIG)
+                               **runtime_sessions.SESSION_CONFIG)
         for _ in range(runs):
             s.run(None, feed)
         events = json.loads(Path(s.end_profiling()).read_text())
@@ -274,8 +274,8 @@ def tuning_table(subjects: list[Subject], threads: int, seconds: float) -> str:
         def vae(n_threads=threads, **opts):
             return VAE(session(enc, n_threads, **opts), session(dec, n_threads, **opts), s.fp32.meta)
         variants = {ours: s.fp32, before: vae()}
-        variants.update({f"+ {name}": vae(**runtime_model.SESSION_CONFIG, **opts) for name, opts in TUNING.items()})
-        variants["+ 1 thread"] = vae(1, **runtime_model.SESSION_CONFIG)
+        variants.update({f"+ {name}": vae(**runtime_sessions.SESSION_CONFIG, **opts) for name, opts in TUNING.items()})
+        variants["+ 1 thread"] = vae(1, **runtime_sessions.SESSION_CONFIG)
         for op, b in (("decode", 1), ("decode", BIG), ("reconstruct", BIG)):
             if op == "decode":
                 fns = {k: (lambda v=v: v.decode(s.z[b])) for k, v in variants.items()}
@@ -422,7 +422,7 @@ def bundled_int8_table(threads: int, seconds: float, results: dict) -> str:
 
 def runtime_defaults() -> str:
     """The session options vae_edge.runtime sets beyond onnxruntime's own defaults."""
-    config = getattr(runtime_model, "SESSION_CONFIG", {})
+    config = getattr(runtime_sessions, "SESSION_CONFIG", {})
     return ", ".join(f"{k}={v}" for k, v in config.items()) or "onnxruntime's own"
 
 

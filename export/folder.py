@@ -11,9 +11,9 @@ from pathlib import Path
 
 import onnx
 
-from .errors import ExportError
+from vae_edge.runtime.folder import FORMAT, FORMAT_VERSION  # noqa: F401 (the format the export writes)
 
-FORMAT, FORMAT_VERSION = "vae-edge-onnx", 1
+from .errors import ExportError
 
 
 def versions() -> dict:
@@ -63,6 +63,11 @@ def check_target(out: Path, force: bool) -> None:
 def write_folder(out: Path, blobs: dict[str, tuple[str, bytes]], info: dict, force: bool) -> None:
     """Write each (name, bytes) and vae.json into a temporary folder beside `out`, then rename it into place."""
     try:
+        text = json.dumps(info, indent=2, allow_nan=False) + "\n"  # strict JSON, as every reader parses it
+    except ValueError:
+        raise ExportError("vae.json would hold NaN or infinity (a metric or a check that is not finite); "
+                          "nothing written") from None
+    try:
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     except OSError as e:
@@ -71,7 +76,7 @@ def write_folder(out: Path, blobs: dict[str, tuple[str, bytes]], info: dict, for
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; the export is an ordinary folder
         for name, data in blobs.values():
             _write(tmp / name, data)
-        _write(tmp / "vae.json", (json.dumps(info, indent=2) + "\n").encode())
+        _write(tmp / "vae.json", text.encode())
         _move_into_place(tmp, out, force)
     except OSError as e:
         raise ExportError(f"cannot write {out}: {e.strerror or e}") from None

@@ -6,6 +6,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .errors import ModelFolderError, missing_model_message
+
 MODELS = Path(__file__).resolve().parent / "models"
 DEFAULT = "fashion-mnist"
 LOCAL = Path("vae-onnx")  # what `vae-export` writes by default, in the current folder
@@ -27,8 +29,6 @@ def resolve(model: str | os.PathLike | None) -> tuple[Path, str | None]:
     A ./vae-onnx that exists is used even if it is broken: loading it then says what is wrong, rather than
     silently sampling from another model.
     """
-    from .model import ModelFolderError, missing_model_message
-
     if model is None:
         if LOCAL.exists():
             return LOCAL, None

@@ -22,8 +22,10 @@ import numpy as np
 from . import bundled, compat
 from .args import Argument, Option, run, typer_app
 from .images import image_format, load_images, save_grid, save_npy, save_npy_chunks
-from .model import (DEFAULT_BATCH_SIZE, PRECISIONS, VAE, ModelFolderError, RuntimeInputError, read_meta,
-                    verify_files)
+from .errors import ModelFolderError, RuntimeInputError
+from .folder import PRECISIONS, read_meta, verify_files
+from .inputs import check_seed
+from .model import DEFAULT_BATCH_SIZE, VAE
 
 # A PNG grid of more images than this is unreadable and costly; larger runs must use --npy.
 MAX_GRID = 4096
@@ -138,6 +140,7 @@ def sample(
     """Decode n random latents to images: a PNG grid (--out) and/or an .npy array (--npy)."""
     with _errors():
         _check(n >= 1, f"--n must be >= 1, got {n}")
+        check_seed(seed)
         _check_common(precision, threads, batch_size, nrow)
         png = _outputs(out, npy, "samples.png", n)
         vae = _load(model, precision, threads, batch_size, decoder_only=True)  # sampling needs no encoder
@@ -162,6 +165,7 @@ def encode(
     """Encode images to latents: mu by default, or a reparameterized sample with --sample."""
     with _errors():
         _check_common(precision, threads, batch_size)
+        check_seed(seed)
         npys = [p for p in inputs if p.suffix.lower() == ".npy"]
         _check(not npys or len(inputs) == 1, "give either image files or one .npy file, not both or several .npy")
         if out.suffix.lower() in (".png", ".jpg", ".jpeg"):

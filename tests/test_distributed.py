@@ -52,7 +52,8 @@ def test_two_processes_equal_one_process_with_the_same_global_batch(ddp_run, tmp
 @pytest.mark.slow
 def test_only_rank_0_writes_and_its_checkpoint_holds_the_plain_module(ddp_run):
     run = ddp_run / "ddp"
-    assert {p.name for p in run.iterdir()} == {"model.pt", "last.pt", "metrics.jsonl", "samples.png", "reconstructions.png"}
+    assert {p.name for p in run.iterdir()} == {"model.pt", "last.pt", "metrics.jsonl", "curves.png", "samples.png",
+                                               "reconstructions.png"}
     assert len((run / "metrics.jsonl").read_text().splitlines()) == 1
     state = checkpoint.load(run / "model.pt")["state_dict"]
     assert not any(k.startswith("module.") for k in state)

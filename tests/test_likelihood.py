@@ -12,10 +12,12 @@ import torch
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from conftest import blobs, run_cli
+from vae_edge.train import evaluation
 from vae_edge.train import step as step_mod
 from vae_edge.train import train as train_mod
 from vae_edge.train.config import Config
 from vae_edge.train.data import load_data, pixels
+from vae_edge.train.devices import Ranks
 from vae_edge.train.iwae import iwae_log_likelihood, iwae_objective, onnx_session, pick_backend
 from vae_edge.train.likelihood import cb_log_norm, cb_mean, log_prob
 from vae_edge.train.model import VAE, elbo_terms
@@ -341,10 +343,10 @@ def test_binarized_test_pixels_are_drawn_once_and_are_the_same_for_every_run():
 
 def test_test_elbo_and_iwae_score_the_same_binarized_test_set(tmp_path, tiny_npy, monkeypatch):
     seen = {}
-    real_eval, real_iwae = train_mod.evaluate, train_mod.iwae_sum
+    real_eval, real_iwae = train_mod.evaluate, evaluation.iwae_sum
     monkeypatch.setattr(train_mod, "evaluate", lambda model, x, *a, **k: seen.setdefault("elbo", []).append(x.clone())
                         or real_eval(model, x, *a, **k))
-    monkeypatch.setattr(train_mod, "iwae_sum", lambda model, x, *a, **k: seen.setdefault("iwae", []).append(x.clone())
+    monkeypatch.setattr(evaluation, "iwae_sum", lambda model, x, *a, **k: seen.setdefault("iwae", []).append(x.clone())
                         or real_iwae(model, x, *a, **k))
     train(small_cfg(tmp_path, tiny_npy, binarize=True, epochs=2, iwae_k=5), quiet=True)
     bits = pixels(load_data(str(tiny_npy)).test, True)
@@ -427,9 +429,9 @@ def test_a_short_run_of_the_recipe_beats_the_mlp_and_its_iwae_sits_above_its_elb
         model, history = train(Config(name=name, **common, **kw), quiet=True)
         test_loss[name] = history[-1]["test_loss"]
         bits = pixels(load_data("fashion-mnist").test[:500], True)
-        iwae = {backend: train_mod.iwae_sum(model, bits, 200, seed=1, backend=backend, show_progress=False)[0] / 500
+        iwae = {backend: evaluation.iwae_sum(model, bits, 200, seed=1, backend=backend, show_progress=False)[0] / 500
                 for backend in ("auto", "torch")}
-        elbo = -train_mod.evaluate(model, bits, Config(**common, **kw), train_mod.Ranks(), torch.device("cpu"))["test_loss"]
+        elbo = -evaluation.evaluate(model, bits, Config(**common, **kw), Ranks(), torch.device("cpu"))["test_loss"]
         result = dict(elbo=-history[-1]["test_loss"], elbo_500=elbo, **iwae)
         assert math.isfinite(iwae["auto"]) and abs(iwae["auto"] - iwae["torch"]) < 1e-3, (name, result)
         assert iwae["auto"] > elbo, (name, result)

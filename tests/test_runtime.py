@@ -329,6 +329,34 @@ def test_a_corrupt_onnx_file_with_a_matching_hash_is_refused(mlp, tmp_path):
         VAE.load(folder)
 
 
+@pytest.mark.parametrize("key", ["encoder", "decoder"])
+def test_a_few_bytes_with_a_matching_hash_are_not_a_model_rather_than_a_swapped_file(mlp, tmp_path, key):
+    """b':\\x00' is an empty graph to a protobuf reader: no IR version, no opset, so not an ONNX model."""
+    folder = copy_export(mlp[1], tmp_path)
+    (folder / f"{key}.onnx").write_bytes(b":\x00")
+    rehash(folder, key)
+    with pytest.raises(ModelFolderError, match=f"{key}.onnx is not a loadable ONNX model") as e:
+        VAE.load(folder)
+    assert "swapped" not in str(e.value)
+
+
+@pytest.mark.parametrize("model", [{"input_shape": [1, 28], "latent_dim": 20},
+                                   {"input_shape": [1, 28, 28], "latent_dim": 0},
+                                   {"input_shape": [1, 28, 28], "latent_dim": 20.5}])
+def test_vae_json_is_checked_under_python_dash_o_too(mlp, tmp_path, model):
+    """The checks are real ones, not asserts, which `python -O` removes."""
+    import subprocess
+    import sys
+
+    folder = copy_export(mlp[1], tmp_path)
+    meta = json.loads((folder / "vae.json").read_text())
+    (folder / "vae.json").write_text(json.dumps({**meta, "model": {**meta["model"], **model}}))
+    probe = ("import sys; from vae_edge.runtime import ModelFolderError, read_meta\n"
+             "try: read_meta(sys.argv[1])\nexcept ModelFolderError as e: print(e)")
+    r = subprocess.run([sys.executable, "-O", "-c", probe, str(folder)], capture_output=True, text=True)
+    assert r.returncode == 0 and "lacks valid model.input_shape, model.latent_dim or files" in r.stdout, r
+
+
 def test_a_corrupt_vae_json_is_refused(mlp, tmp_path):
     folder = copy_export(mlp[1], tmp_path)
     (folder / "vae.json").write_text('{"format": "vae-edge-onnx", ')
@@ -380,7 +408,7 @@ def test_a_file_path_outside_the_folder_is_refused(mlp, tmp_path):
     meta = json.loads((folder / "vae.json").read_text())
     meta["files"]["decoder"]["path"] = "../elsewhere.onnx"
     (folder / "vae.json").write_text(json.dumps(meta))
-    with pytest.raises(ModelFolderError, match="leaves the model folder"):
+    with pytest.raises(ModelFolderError, match="is not a plain path inside the model folder"):
         VAE.load(folder)
 
 
@@ -422,8 +450,8 @@ def test_bad_latents_raise_a_one_line_value_error(mlp, z, message):
     ({"n": 0}, "n must be >= 1, got 0"),
     ({"n": -5}, "n must be >= 1, got -5"),
     ({"n": 2.5}, "n must be an int"),
-    ({"n": 4, "temperature": -1.0}, "temperature must be finite and >= 0"),
-    ({"n": 4, "temperature": float("nan")}, "temperature must be finite and >= 0"),
+    ({"n": 4, "temperature": -1.0}, "temperature must be a finite number >= 0"),
+    ({"n": 4, "temperature": float("nan")}, "temperature must be a finite number >= 0"),
 ])
 def test_bad_sample_arguments_raise_before_any_work(mlp, kwargs, message):
     vae = VAE.load(mlp[1])

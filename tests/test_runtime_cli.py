@@ -115,11 +115,13 @@ def test_sample_int8_precision(mlp, work):
 @pytest.mark.parametrize("args,message", [
     (["--n", 0], "--n must be >= 1, got 0"),
     (["--n", -3], "--n must be >= 1, got -3"),
-    (["--temperature", -1], "temperature must be finite and >= 0"),
-    (["--temperature", "nan"], "temperature must be finite and >= 0"),
+    (["--temperature", -1], "temperature must be a finite number >= 0"),
+    (["--temperature", "nan"], "temperature must be a finite number >= 0"),
     (["--nrow", 0], "--nrow must be >= 1"),
     (["--batch-size", 0], "--batch-size must be >= 1"),
     (["--precision", "fp16"], "--precision must be one of fp32, int8"),
+    (["--seed", -1], "seed must be an integer in [0, 2^53), got -1"),
+    (["--seed", 2**53], "seed must be an integer in [0, 2^53)"),
     (["--n", MAX_GRID + 1], f"too many for one image grid (at most {MAX_GRID}); write them with --npy FILE alone"),
     (["--out", "samples.txt"], "use a name ending in .png"),
     (["--out", "same.png", "--npy", "same.png"], "name the same file"),
@@ -234,6 +236,23 @@ def test_encode_sample_draws_z_with_the_seed(conv, work, tmp_path):
 def test_encode_bad_npy_fails_cleanly(mlp, work, tmp_path, array, message):
     np.save(tmp_path / "x.npy", array)
     assert_fails(run(encode_app, tmp_path / "x.npy", "--model", mlp), message, work)
+
+
+@pytest.mark.parametrize("args", [["--sample", "--seed", "-1"], ["--seed", "-1"]])
+def test_encode_refuses_a_negative_seed_cleanly(mlp, work, tmp_path, args):
+    np.save(tmp_path / "x.npy", np.full((2, 784), 0.5, np.float32))
+    assert_fails(run(encode_app, tmp_path / "x.npy", "--model", mlp, *args),
+                 "seed must be an integer in [0, 2^53), got -1", work)
+
+
+@pytest.mark.parametrize("script", ["vae-sample", "vae-encode"])
+def test_the_installed_scripts_refuse_a_negative_seed_in_one_line(mlp, tmp_path, script):
+    """The plain parser's path (not typer's): the seed reaches the API, which refuses it before numpy sees it."""
+    np.save(tmp_path / "x.npy", np.full((2, 784), 0.5, np.float32))
+    args = ["--n", "4"] if script == "vae-sample" else [tmp_path / "x.npy", "--sample"]
+    r = subprocess.run([BIN / script, *args, "--model", mlp, "--seed", "-1"], capture_output=True, text=True,
+                       cwd=tmp_path)
+    assert (r.returncode, r.stderr.splitlines()) == (2, ["error: seed must be an integer in [0, 2^53), got -1"])
 
 
 def test_encode_refuses_a_pickled_npy(mlp, work, tmp_path):

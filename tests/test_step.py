@@ -115,7 +115,8 @@ def test_a_training_run_imports_neither_torch_dynamo_nor_torchvision(tmp_path, t
 
 
 def test_a_refused_capture_falls_back_to_eager_with_a_one_line_note():
-    from vae_edge.train.train import _capture, _Clock
+    from vae_edge.train.clock import Clock
+    from vae_edge.train.step import capture
 
     class Refusing:
         graph = "stale"
@@ -125,7 +126,7 @@ def test_a_refused_capture_falls_back_to_eager_with_a_one_line_note():
 
     said = []
     step = Refusing()
-    assert _capture(step, None, None, _Clock(None), said.append) is False
+    assert capture(step, None, None, Clock(None), said.append) is False
     assert step.graph is None
     assert len(said) == 1 and said[0].startswith("note: the training step could not be captured as a CUDA graph")
     assert "(operation not permitted when stream is capturing)" in said[0] and said[0].endswith("training eagerly")

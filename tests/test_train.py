@@ -6,6 +6,7 @@ import math
 import os
 import signal
 import subprocess
+import sys
 import time
 
 import numpy as np
@@ -174,11 +175,38 @@ def test_floats_outside_the_unit_range_are_refused(tmp_path):
 def test_training_writes_model_metrics_and_pictures(tmp_path, tiny_npy):
     _, history = train(small_cfg(tmp_path, tiny_npy), quiet=True)
     out = tmp_path / "runs" / "t"
-    assert {p.name for p in out.iterdir()} == {"model.pt", "last.pt", "metrics.jsonl", "samples.png", "reconstructions.png"}
+    assert {p.name for p in out.iterdir()} == {"model.pt", "last.pt", "metrics.jsonl", "curves.png", "samples.png",
+                                               "reconstructions.png"}
     lines = [json.loads(s) for s in (out / "metrics.jsonl").read_text().splitlines()]
     assert lines == history and [m["epoch"] for m in lines] == [1, 2]
     assert {"train_loss", "test_loss", "test_rec", "test_kl", "seconds", "examples_per_s"} <= set(lines[0])
     assert lines[0]["test_loss"] == pytest.approx(lines[0]["test_rec"] + lines[0]["test_kl"])
+
+
+def test_the_learning_curves_are_redrawn_from_the_records_of_each_epoch(tmp_path):
+    """curves.png plots train and test -ELBO and the KL per epoch: another epoch's record, another picture."""
+    from PIL import Image
+
+    from vae_edge.train.curves import draw
+
+    record = lambda e: {"epoch": e, "train_loss": 200.0 / e, "test_loss": 210.0 / e, "test_kl": 5.0 + e}  # noqa: E731
+    draw([record(1)], tmp_path / "one.png")
+    draw([record(1), record(2), record(3)], tmp_path / "three.png")
+    one, three = (np.asarray(Image.open(tmp_path / f"{n}.png").convert("L")) for n in ("one", "three"))
+    assert one.shape == three.shape and one.shape[1] > one.shape[0] > 200
+    assert (one != three).mean() > 0.01
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary file left
+
+
+def test_a_run_writes_its_pictures_without_onnxruntime(tmp_path, tiny_npy):
+    """The grids and curves come from the runtime's PNG writer and matplotlib, not through onnxruntime."""
+    code = (f"import sys; from vae_edge.train.config import Config; from vae_edge.train.train import train; "
+            f"train(Config(dataset={str(tiny_npy)!r}, epochs=1, hidden_dim=16, latent_dim=2, "
+            f"out_dir={str(tmp_path)!r}), quiet=True); print('onnxruntime' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip().splitlines()[-1] == "False"
+    assert len(list(tmp_path.glob("*/curves.png"))) == 1
 
 
 def test_checkpoint_is_a_plain_dict_that_loads_with_weights_only(tmp_path, tiny_npy):

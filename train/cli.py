@@ -104,7 +104,9 @@ def eval_cmd(
     from .data import DataError, load_data, pixels
     from .iwae import pick_backend
     from .model import VAE
-    from .train import Ranks, TrainError, describe, evaluate, iwae, pick_device
+    from .devices import Ranks, pick_device
+    from .errors import TrainError
+    from .evaluation import describe, evaluate, iwae
 
     try:
         ckpt = checkpoint.load(model)
@@ -141,7 +143,7 @@ def eval_cmd(
         text = f"{v:.3f}" if isinstance(v, float) else str(v)
         typer.echo(f"{k:>16}: {text}" + (f"  ({how[k]})" if k in how else ""))
     if json_out:
-        from .train import atomic_write_text
+        from .run_folder import atomic_write_text
 
         atomic_write_text(json_out, json.dumps(result, indent=2) + "\n")
 

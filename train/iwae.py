@@ -16,7 +16,6 @@ from __future__ import annotations
 import copy
 import logging
 import math
-import sys
 import warnings
 
 import numpy as np
@@ -25,6 +24,7 @@ from torch import nn
 
 from . import likelihood as lik
 from .model import VAE
+from .progress import Bar
 
 LOG_2PI = math.log(2 * math.pi)
 BACKENDS = ("auto", "torch", "onnxruntime")
@@ -169,7 +169,7 @@ def iwae_sum(model: VAE, x: torch.Tensor, k: int, seed: int, backend: str = "aut
     g = torch.Generator(x.device).manual_seed(seed + 3)
     session = onnx_session(model) if backend == "onnxruntime" else None
     total = 0.0
-    with _Progress(x.shape[0] * k, f"IWAE k={k} ({backend})", show_progress) as bar:
+    with Bar(x.shape[0] * k, f"IWAE k={k} ({backend})", show_progress, unit="decodes") as bar:
         for i in range(0, x.shape[0], IMAGES_PER_BATCH):
             batch = x[i:i + IMAGES_PER_BATCH]
             chunk = max(1, DECODES_PER_CALL // batch.shape[0])
@@ -178,31 +178,3 @@ def iwae_sum(model: VAE, x: torch.Tensor, k: int, seed: int, backend: str = "aut
             bar.advance(batch.shape[0] * k)
     return total, x.shape[0]
 
-
-class _Progress:
-    """A rich progress bar (decodes done, rate, time left) on a terminal; nothing otherwise."""
-
-    def __init__(self, total: int, label: str, show: bool):
-        self.total, self.label = total, label
-        self.show = show and sys.stderr.isatty()
-
-    def __enter__(self):
-        if self.show:
-            from rich.console import Console
-            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-            self.bar = Progress(TextColumn("{task.description}"), BarColumn(),
-                                TextColumn("{task.completed:,}/{task.total:,} decodes"),
-                                TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
-                                console=Console(stderr=True), transient=True)
-            self.bar.__enter__()
-            self.task = self.bar.add_task(self.label, total=self.total)
-        return self
-
-    def advance(self, n: int) -> None:
-        if self.show:
-            self.bar.advance(self.task, n)
-
-    def __exit__(self, *exc):
-        if self.show:
-            self.bar.__exit__(*exc)

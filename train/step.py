@@ -177,3 +177,21 @@ def load_state(opt: torch.optim.Optimizer, state: dict) -> None:
             if "step" in st:
                 st["step"] = st["step"].to(p.device if on_device else "cpu", torch.float32)
     set_learning_rate(opt, lr)
+
+
+def capture(step: Step, inputs: Inputs, side, clock, say) -> bool:
+    """Capture the step as a CUDA graph; False (eager from here on, with a note) where capture is refused."""
+    clock.lap("training")
+    try:
+        if side is not None:  # the warm-up steps ran on this side stream
+            torch.cuda.current_stream().wait_stream(side)
+        step.capture(inputs)
+    except Exception as e:  # an op that cannot be captured, a compiled model that refuses it, ...
+        step.graph = None
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        say(f"note: the training step could not be captured as a CUDA graph ({why[:160]}); training eagerly")
+        return False
+    clock.lap("graph capture")
+    return True

@@ -10,16 +10,18 @@
 //
 // Built in a temporary folder beside the target, then swapped into place: never half-written.
 
-import { createHash } from 'node:crypto';
 import { chmod, cp, mkdir, mkdtemp, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { ModelFolderError } from './src/errors.js';
+import { checkFile, filePath, PRECISIONS, readMeta } from './src/folder.js';
 
 const WEB = path.dirname(fileURLToPath(import.meta.url));
 const REPO = path.dirname(WEB);
 const ORT_DIST = path.join(WEB, 'node_modules', 'onnxruntime-web', 'dist');
 const ORT_FILES = ['ort.wasm.min.mjs', 'ort-wasm-simd-threaded.mjs', 'ort-wasm-simd-threaded.wasm'];
-const LIBRARY = ['browser.js', 'vae.js', 'random.js', 'sha256.js'];
+// The library: the browser entry and every module it imports (all of src/ but the Node entry).
+const LIBRARY = async () => (await readdir(path.join(WEB, 'src'))).filter((f) => f.endsWith('.js') && f !== 'node.js');
 const PAGE = ['index.html', 'app.js', 'style.css'];
 // The bundled model of the Python package where it ships one, else what `make demo` writes.
 const DEFAULT_MODELS = [path.join(REPO, 'runtime', 'models', 'fashion-mnist'), path.join(REPO, 'vae-onnx')];
@@ -35,32 +37,17 @@ async function defaultModel() {
   throw new BuildError('no model to put in the site: run `make demo` (it writes vae-onnx/) or pass MODEL=path/to/export');
 }
 
-/** vae.json and each file it lists, sha256-checked; unknown keys are carried along untouched. */
+/** vae.json and each file it lists, read and checked by the library's own reader (src/folder.js, the rules of
+ * docs/format.md); unknown keys are carried along untouched. */
 async function copyModel(model, dst) {
-  const metaPath = path.join(model, 'vae.json');
-  let meta;
-  try {
-    meta = JSON.parse(await readFile(metaPath, 'utf8'));
-  } catch (e) {
-    throw new BuildError(e.code === 'ENOENT' ? `no exported model at ${model} (no vae.json)` : `${metaPath} is not readable JSON: ${e.message}`);
-  }
-  if (meta?.format !== 'vae-edge-onnx' || typeof meta.files !== 'object' || !meta.files?.decoder) {
-    throw new BuildError(`${metaPath} is not a vae-edge ONNX export`);
-  }
+  const reader = { join: path.join, read: async (where) => new Uint8Array(await readFile(where)) };
+  const meta = await readMeta(reader, model);
+  for (const key of PRECISIONS.fp32) filePath(reader, model, meta, key); // the page loads both
+  const files = [];
+  for (const key of Object.keys(meta.files)) files.push([meta.files[key].path, await checkFile(reader, model, meta, key)]);
   await mkdir(dst);
-  await writeFile(path.join(dst, 'vae.json'), await readFile(metaPath));
-  for (const [key, entry] of Object.entries(meta.files)) {
-    const name = String(entry?.path);
-    if (path.isAbsolute(name) || name.split(/[/\\]/).includes('..')) throw new BuildError(`${metaPath}: ${key} path ${name} leaves the folder`);
-    let bytes;
-    try {
-      bytes = await readFile(path.join(model, name));
-    } catch {
-      throw new BuildError(`${metaPath} lists ${name} (${key}) but it is missing`);
-    }
-    if (createHash('sha256').update(bytes).digest('hex') !== entry.sha256) {
-      throw new BuildError(`${path.join(model, name)} does not match the sha256 in vae.json (tampered or corrupt)`);
-    }
+  await writeFile(path.join(dst, 'vae.json'), await readFile(path.join(model, 'vae.json')));
+  for (const [name, bytes] of files) {
     await mkdir(path.dirname(path.join(dst, name)), { recursive: true });
     await writeFile(path.join(dst, name), bytes);
   }
@@ -89,7 +76,7 @@ export async function build({ model, out = path.join(REPO, 'site') } = {}) {
   try {
     await chmod(tmp, 0o755); // mkdtemp makes it private; a site is an ordinary folder
     for (const f of PAGE) await cp(path.join(WEB, 'page', f), path.join(tmp, f));
-    for (const f of LIBRARY) await cp(path.join(WEB, 'src', f), path.join(tmp, 'vae-edge', f));
+    for (const f of await LIBRARY()) await cp(path.join(WEB, 'src', f), path.join(tmp, 'vae-edge', f));
     for (const f of ORT_FILES) await cp(path.join(ORT_DIST, f), path.join(tmp, 'ort', f));
     const meta = await copyModel(model, path.join(tmp, 'model'));
     const ortVersion = JSON.parse(await readFile(path.join(ORT_DIST, '..', 'package.json'), 'utf8')).version;
@@ -137,7 +124,7 @@ async function main(argv) {
 
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
   main(process.argv.slice(2)).catch((e) => {
-    console.error(`error: ${e instanceof BuildError ? e.message : e.stack}`);
+    console.error(`error: ${e instanceof BuildError || e instanceof ModelFolderError ? e.message : e.stack}`);
     process.exit(2);
   });
 }

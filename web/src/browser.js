@@ -8,6 +8,7 @@
 // elsewhere it runs one. Its thread count is set once, by the first load.
 
 import * as ort from 'onnxruntime-web';
+import { sessionOptions } from './sessions.js';
 import { VAE as BaseVAE, fetchBytes } from './vae.js';
 
 export { ModelFolderError, RuntimeInputError } from './vae.js';
@@ -20,7 +21,7 @@ export class VAE extends BaseVAE {
     read: fetchBytes,
     session: (bytes, threads) => {
       if (threads) ort.env.wasm.numThreads = threads;
-      return ort.InferenceSession.create(bytes, { executionProviders: ['wasm'], logSeverityLevel: 3 });
+      return ort.InferenceSession.create(bytes, sessionOptions(['wasm']));
     },
   };
 }

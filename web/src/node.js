@@ -8,16 +8,13 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-node';
+import { sessionOptions } from './sessions.js';
 import { VAE as BaseVAE, fetchBytes } from './vae.js';
 
 export { ModelFolderError, RuntimeInputError } from './vae.js';
 export { ort };
 
 const isUrl = (where) => /^https?:\/\//i.test(where);
-
-// As the Python runtime does (runtime/model.py, SESSION_CONFIG): onnxruntime's threads spin 100 µs after a
-// run, not longer, so the encoder's idle threads do not hold the cores the decoder needs next.
-const SESSION_CONFIG = { session: { intra_op: { spin_duration_us: '100' } } };
 
 export class VAE extends BaseVAE {
   static backend = {
@@ -27,11 +24,6 @@ export class VAE extends BaseVAE {
       return path.join(folder.startsWith('file:') ? fileURLToPath(folder) : folder, name);
     },
     read: async (where) => (isUrl(where) ? fetchBytes(where) : new Uint8Array(await readFile(where))),
-    session: (bytes, threads) => ort.InferenceSession.create(bytes, {
-      executionProviders: ['cpu'],
-      logSeverityLevel: 3, // errors only: warnings from the graph optimizer are noise for users
-      ...(threads !== undefined && { intraOpNumThreads: threads, interOpNumThreads: 1 }),
-      extra: SESSION_CONFIG,
-    }),
+    session: (bytes, threads) => ort.InferenceSession.create(bytes, sessionOptions(['cpu'], threads)),
   };
 }

@@ -2,43 +2,20 @@
 // load with sha256 checks, then decode, encode, sample, reconstruct, interpolate. This file knows no backend;
 // node.js binds it to onnxruntime-node and the file system, browser.js to onnxruntime-web and fetch.
 //
+// Loading goes down the layers, as in Python: folder.js (vae.json and the files' sha256), sessions.js
+// (onnxruntime), graph.js (the networks fit vae.json); inputs.js checks what the caller passes.
 // Arrays are flat Float32Arrays in the Python runtime's layouts: z is (n, latent_dim), images (n, C, H, W).
 
-import { gaussian, randomSeed } from './random.js';
-import { sha256 } from './sha256.js';
+import { ModelFolderError, RuntimeInputError, show } from './errors.js';
+import { checkFile, filePath, precisionFiles, PRECISIONS, readMeta } from './folder.js';
+import { checkPair } from './graph.js';
+import { checkCount, checkSeed, checkTemperature, images, latents } from './inputs.js';
+import { gaussian } from './random.js';
+import { openSession } from './sessions.js';
 
-export const FORMAT = 'vae-edge-onnx';
-export const FORMAT_VERSION = 1;
-export const PRECISIONS = { fp32: ['encoder', 'decoder'], int8: ['encoder_int8', 'decoder_int8'] };
+export { ModelFolderError, RuntimeInputError } from './errors.js';
+export { FORMAT, FORMAT_VERSION, PRECISIONS, fetchBytes } from './folder.js';
 export const DEFAULT_BATCH_SIZE = 1024;
-
-/** Bad input from the caller (length, NaN/inf, n <= 0, ...); the message is one line. */
-export class RuntimeInputError extends Error {
-  name = 'RuntimeInputError';
-}
-
-/** A model folder that is missing, tampered with, corrupt or inconsistent; the message is one line. */
-export class ModelFolderError extends Error {
-  name = 'ModelFolderError';
-}
-
-const oneLine = (e) => String(e?.message ?? e).trim().split('\n')[0].slice(0, 300) || 'unknown error';
-
-/** Read a file over http(s) as bytes; a missing one is a ModelFolderError. Both backends use it for URLs. */
-export async function fetchBytes(url) {
-  let response;
-  try {
-    response = await fetch(url);
-  } catch (e) {
-    throw new ModelFolderError(`cannot read ${url}: ${oneLine(e)}`);
-  }
-  if (!response.ok) {
-    const e = new ModelFolderError(`cannot read ${url}: HTTP ${response.status}`);
-    e.status = response.status;
-    throw e;
-  }
-  return new Uint8Array(await response.arrayBuffer());
-}
 
 export class VAE {
   /** Set by the backend's subclass (node.js, browser.js): {ort, join, read, session}. */
@@ -62,20 +39,9 @@ export class VAE {
     checkCount(batchSize, 'batchSize');
     folder = String(folder).replace(/\/+$/, '') || '.';
     const meta = await readMeta(backend, folder);
-    const [encKey, decKey] = PRECISIONS[precision];
-    if (precision === 'int8' && !(meta.files[encKey] && meta.files[decKey])) {
-      throw new ModelFolderError(`${folder} has no int8 files; re-export with \`vae-export ... --quantize int8\` ` +
-        "or use precision 'fp32'");
-    }
-    const session = async (key) => {
-      const bytes = await checkFile(backend, folder, meta, key);
-      try {
-        return await backend.session(bytes, threads);
-      } catch (e) {
-        throw new ModelFolderError(`${backend.join(folder, meta.files[key].path)} is not a loadable ONNX model ` +
-          `(corrupt?): ${oneLine(e)}`);
-      }
-    };
+    const [encKey, decKey] = precisionFiles(folder, meta, precision);
+    const session = async (key) => openSession(backend, await checkFile(backend, folder, meta, key), threads,
+      filePath(backend, folder, meta, key));
     const decoder = await session(decKey);
     const encoder = decoderOnly ? null : await session(encKey);
     return new this(encoder, decoder, meta, { precision, batchSize, name: folder });
@@ -90,8 +56,7 @@ export class VAE {
     this._shape = meta.model.input_shape.map(Number);
     this._latent = Number(meta.model.latent_dim);
     this._pixels = this._shape.reduce((a, b) => a * b);
-    checkDecoder(decoder, this._shape, this._latent, name);
-    if (encoder) checkEncoder(encoder, this._shape, this._latent, name);
+    checkPair(encoder, decoder, this._shape, this._latent, name);
   }
 
   // -- facts --------------------------------------------------------------------------------------------
@@ -112,7 +77,7 @@ export class VAE {
   // -- the networks -------------------------------------------------------------------------------------
   /** z (n x latent_dim numbers) -> pixel probabilities, n x C x H x W float32 in [0, 1]. */
   async decode(z, n) {
-    z = this._checkZ(z, n);
+    z = latents(z, n, this._latent);
     const count = z.length / this._latent;
     const out = new Float32Array(count * this._pixels);
     for (let i = 0; i < count; i += this.batchSize) {
@@ -125,7 +90,7 @@ export class VAE {
   /** x (n images: floats in [0, 1], or a Uint8Array of 0..255) -> {mu, logvar}, each n x latent_dim float32. */
   async encode(x, n) {
     if (!this.encoder) throw new RuntimeInputError('this VAE was loaded with decoderOnly: true; load it without to encode');
-    x = this._checkX(x, n);
+    x = images(x, n, this._shape);
     const count = x.length / this._pixels;
     const mu = new Float32Array(count * this._latent), logvar = new Float32Array(count * this._latent);
     for (let i = 0; i < count; i += this.batchSize) {
@@ -163,8 +128,8 @@ export class VAE {
   async interpolate(a, b, steps = 8) {
     steps = checkCount(steps, 'steps');
     if (steps < 2) throw new RuntimeInputError(`steps must be >= 2 (both ends are included), got ${steps}`);
-    a = this._checkX(a, undefined, 'a');
-    b = this._checkX(b, undefined, 'b');
+    a = images(a, undefined, this._shape, 'a');
+    b = images(b, undefined, this._shape, 'b');
     if (a.length !== b.length) {
       throw new RuntimeInputError(`a and b hold different numbers of images: ${a.length / this._pixels} vs ${b.length / this._pixels}`);
     }
@@ -189,186 +154,6 @@ export class VAE {
     const { Tensor } = this.constructor.backend.ort;
     const out = await this.encoder.run({ [this.encoder.inputNames[0]]: new Tensor('float32', x, [m, ...this._shape]) });
     return { mu: out.mu.data, logvar: out.logvar.data };
-  }
-
-  // -- input checks -------------------------------------------------------------------------------------
-  _checkZ(z, n) {
-    const d = this._latent;
-    z = toFloat32(z, 'z', d, `latent_dim ${d}`);
-    checkLength(z.length, n, d, 'z', `latent vectors of latent_dim ${d}`);
-    if (!z.every(Number.isFinite)) throw new RuntimeInputError('z contains NaN or inf');
-    return z;
-  }
-
-  _checkX(x, n, what = 'x') {
-    const d = this._pixels, [c, h, w] = this._shape;
-    const bytes = x instanceof Uint8Array || x instanceof Uint8ClampedArray;
-    const data = bytes ? x : toFloat32(x, what, d, `C x H x W = ${c}x${h}x${w}`);
-    checkLength(data.length, n, d, what, `images of ${c}x${h}x${w} = ${d} pixels`);
-    if (bytes) return Float32Array.from(data, (v) => v / 255);
-    let lo = Infinity, hi = -Infinity;
-    for (const v of data) {
-      if (!Number.isFinite(v)) throw new RuntimeInputError(`${what} contains NaN or inf`);
-      if (v < lo) lo = v;
-      if (v > hi) hi = v;
-    }
-    if (lo < 0 || hi > 1) {
-      throw new RuntimeInputError(`${what} has values in [${lo}, ${hi}]; floats must lie in [0, 1] (or pass a Uint8Array of 0..255)`);
-    }
-    return data;
-  }
-}
-
-// -- the model folder ---------------------------------------------------------------------------------------
-
-async function readMeta(backend, folder) {
-  const where = backend.join(folder, 'vae.json');
-  let bytes, meta;
-  try {
-    bytes = await backend.read(where);
-  } catch (e) {
-    if (e?.code === 'ENOENT' || e?.code === 'ENOTDIR' || e?.status === 404) {
-      throw new ModelFolderError(`no exported model at ${folder}; run \`vae-export model.pt --out ${folder}\` first`);
-    }
-    throw e instanceof ModelFolderError ? e : new ModelFolderError(`cannot read ${where}: ${oneLine(e)}`);
-  }
-  try {
-    meta = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
-  } catch (e) {
-    throw new ModelFolderError(`${where} is not readable JSON (corrupt?): ${oneLine(e)}`);
-  }
-  if (meta?.format !== FORMAT) throw new ModelFolderError(`${where} is not a vae-edge ONNX export (format should be '${FORMAT}')`);
-  if (meta.format_version !== FORMAT_VERSION) {
-    throw new ModelFolderError(`${where} has format_version ${show(meta.format_version)}; this runtime reads version ${FORMAT_VERSION}`);
-  }
-  const shape = meta.model?.input_shape, latent = meta.model?.latent_dim;
-  const positive = (v) => Number.isInteger(v) && v > 0;
-  if (!(Array.isArray(shape) && shape.length === 3 && shape.every(positive) && positive(latent)
-    && meta.files && typeof meta.files === 'object')) {
-    throw new ModelFolderError(`${where} lacks valid model.input_shape, model.latent_dim or files`);
-  }
-  return meta;
-}
-
-/** The bytes of files[key], refusing a missing file or one whose sha256 differs from vae.json. */
-async function checkFile(backend, folder, meta, key) {
-  const entry = meta.files[key];
-  const where = backend.join(folder, 'vae.json');
-  if (!entry || typeof entry.path !== 'string' || typeof entry.sha256 !== 'string') {
-    throw new ModelFolderError(`${where} lists no ${key} file`);
-  }
-  // The path comes from a file we do not control: keep it inside the folder.
-  const name = entry.path;
-  if (/^([a-z][a-z0-9+.-]*:|[/\\])/i.test(name) || name.split(/[/\\]/).includes('..')) {
-    throw new ModelFolderError(`${where}: ${key} path '${name}' leaves the model folder`);
-  }
-  const path = backend.join(folder, name);
-  let bytes;
-  try {
-    bytes = await backend.read(path);
-  } catch (e) {
-    throw e instanceof ModelFolderError ? e : new ModelFolderError(`cannot read ${path}: ${oneLine(e)}`);
-  }
-  if ((await sha256(bytes)) !== entry.sha256) {
-    throw new ModelFolderError(`${path} does not match the sha256 in vae.json (tampered or corrupt); refusing to load it`);
-  }
-  return bytes;
-}
-
-// Static dims of an input or output past the batch axis; a symbolic dim is null.
-const dims = (m) => (m?.shape ?? []).slice(1).map((d) => (typeof d === 'number' && d >= 0 ? d : null));
-const same = (a, b) => a.length === b.length && a.every((v, i) => v === b[i]);
-
-function checkDecoder(decoder, shape, latent, name) {
-  if (decoder.inputNames.length !== 1 || decoder.outputNames.length !== 1) {
-    throw new ModelFolderError(`${name}: the decoder file is not a decoder (z -> x); encoder and decoder swapped?`);
-  }
-  const [zIn] = decoder.inputMetadata, [xOut] = decoder.outputMetadata;
-  if (!same(dims(xOut), shape)) {
-    throw new ModelFolderError(`${name}: the decoder returns x of shape [${xOut.shape}] but vae.json says input_shape [${shape}]`);
-  }
-  if (!same(dims(zIn), [latent])) {
-    throw new ModelFolderError(`${name}: the decoder and vae.json disagree on latent_dim: vae.json says ${latent}, ` +
-      `the decoder takes [${dims(zIn)}]`);
-  }
-}
-
-function checkEncoder(encoder, shape, latent, name) {
-  if (encoder.inputNames.length !== 1 || !same([...encoder.outputNames].sort(), ['logvar', 'mu'])) {
-    throw new ModelFolderError(`${name}: the encoder file is not an encoder (x -> mu, logvar); encoder and decoder swapped?`);
-  }
-  const [xIn] = encoder.inputMetadata;
-  if (!same(dims(xIn), shape)) {
-    throw new ModelFolderError(`${name}: the encoder takes x of shape [${xIn.shape}] but vae.json says input_shape [${shape}]`);
-  }
-  for (const out of encoder.outputMetadata) {
-    if (!same(dims(out), [latent])) {
-      throw new ModelFolderError(`${name}: the encoder and vae.json disagree on latent_dim: vae.json says ${latent}, ` +
-        `the encoder gives ${out.name} of [${dims(out)}]`);
-    }
-  }
-}
-
-// -- argument checks ----------------------------------------------------------------------------------------
-
-function show(v) {
-  if (typeof v === 'string') return `'${v}'`;
-  if (Array.isArray(v)) return `an array of ${v.length}`;
-  if (ArrayBuffer.isView(v)) return `a ${v.constructor.name} of ${v.length}`;
-  return typeof v === 'object' && v !== null ? `an object (${v.constructor?.name ?? 'Object'})` : String(v);
-}
-
-function checkCount(n, what) {
-  if (!Number.isInteger(n)) throw new RuntimeInputError(`${what} must be an integer, got ${show(n)}`);
-  if (n <= 0) throw new RuntimeInputError(`${what} must be >= 1, got ${n}`);
-  return n;
-}
-
-function checkTemperature(t) {
-  if (typeof t !== 'number' || !Number.isFinite(t) || t < 0) {
-    throw new RuntimeInputError(`temperature must be a finite number >= 0, got ${show(t)}`);
-  }
-  return t;
-}
-
-function checkSeed(seed) {
-  if (seed === undefined || seed === null) return randomSeed();
-  if (!Number.isSafeInteger(seed) || seed < 0) {
-    throw new RuntimeInputError(`seed must be an integer in [0, 2^53), got ${show(seed)}`);
-  }
-  return seed;
-}
-
-/** A Float32Array from a typed array, an array of numbers, or an array of rows (each `row` numbers long). */
-function toFloat32(v, what, row, rowText) {
-  if (v instanceof Float32Array) return v;
-  if (ArrayBuffer.isView(v) && !(v instanceof DataView) && typeof v[0] !== 'bigint') return Float32Array.from(v);
-  if (!Array.isArray(v)) {
-    throw new RuntimeInputError(`${what} must be a Float32Array, an array of numbers or an array of rows, got ${show(v)}`);
-  }
-  if (v.length > 0 && (Array.isArray(v[0]) || ArrayBuffer.isView(v[0]))) {
-    const out = new Float32Array(v.length * row);
-    v.forEach((r, i) => {
-      if (!(Array.isArray(r) || ArrayBuffer.isView(r)) || r.length !== row) {
-        throw new RuntimeInputError(`${what}[${i}] has ${Array.isArray(r) || ArrayBuffer.isView(r) ? r.length : show(r)} ` +
-          `numbers; each row holds ${row} (${rowText})`);
-      }
-      out.set(r, i * row);
-    });
-    return out;
-  }
-  if (!v.every((x) => typeof x === 'number')) throw new RuntimeInputError(`${what} must hold only numbers`);
-  return Float32Array.from(v);
-}
-
-function checkLength(length, n, row, what, rows) {
-  if (length === 0) throw new RuntimeInputError(`${what} is empty`);
-  if (length % row !== 0) {
-    throw new RuntimeInputError(`${what} has ${length} numbers; expected a multiple of ${row} (${rows})`);
-  }
-  if (n !== undefined) {
-    checkCount(n, 'n');
-    if (n * row !== length) throw new RuntimeInputError(`${what} has ${length} numbers but n is ${n}: expected ${n * row} (${rows})`);
   }
 }
 

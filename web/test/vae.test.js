@@ -219,7 +219,7 @@ describe('model folders', () => {
   test('a file path that leaves the folder', () => {
     const folder = copy();
     editMeta(folder, (m) => { m.files.decoder.path = '../decoder.onnx'; });
-    return refuses(() => VAE.load(folder), /leaves the model folder/);
+    return refuses(() => VAE.load(folder), /is not a plain path inside the model folder/);
   });
   test('a listed file that is missing', () => {
     const folder = copy();
@@ -235,7 +235,7 @@ describe('model folders', () => {
   test('encoder and decoder swapped', () => {
     const folder = copy();
     editMeta(folder, (m) => { [m.files.encoder, m.files.decoder] = [m.files.decoder, m.files.encoder]; });
-    return refuses(() => VAE.load(folder), /is not a decoder \(z -> x\); encoder and decoder swapped\?/);
+    return refuses(() => VAE.load(folder), /is not a decoder \(z -> x\).*; encoder and decoder swapped\?/);
   });
   test('a latent_dim in vae.json that the decoder does not take', () => {
     const folder = copy();

@@ -1,0 +1,22 @@
+"""The runtime's two errors, each one line: bad input from the caller, and a model folder that cannot be used."""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class RuntimeInputError(ValueError):
+    """Bad input from the caller (shape, dtype, NaN/inf, n <= 0, ...); the message is one line."""
+
+
+class ModelFolderError(ValueError):
+    """A model folder that is missing, corrupt, tampered with or inconsistent; the message is one line."""
+
+
+def one_line(e: BaseException) -> str:
+    """The first line of an exception's message (at most 300 characters), or its type's name."""
+    s = str(e).strip().splitlines()
+    return s[0][:300] if s else type(e).__name__
+
+
+def missing_model_message(folder: Path) -> str:
+    return f"no exported model at {folder}; run `vae-export model.pt --out {folder}` first"

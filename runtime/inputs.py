@@ -1,0 +1,92 @@
+"""The caller's input, checked before any work: images x, latents z, counts, the temperature and the seed.
+Each bad value is a RuntimeInputError of one line; tests/conformance/ holds the rules JavaScript shares."""
+from __future__ import annotations
+
+import math
+from numbers import Integral, Real
+
+import numpy as np
+
+from .errors import RuntimeInputError
+
+SEED_LIMIT = 2**53  # seeds are integers in [0, 2^53): what JavaScript's numbers hold exactly
+
+
+def check_count(n, what: str) -> int:
+    if isinstance(n, bool) or not isinstance(n, Integral):
+        raise RuntimeInputError(f"{what} must be an integer, got {n!r}")
+    if n <= 0:
+        raise RuntimeInputError(f"{what} must be >= 1, got {n}")
+    return int(n)
+
+
+def check_temperature(t) -> float:
+    """A finite number >= 0: an int or a float (numpy's too); not a string, not a bool."""
+    if isinstance(t, bool) or not isinstance(t, Real) or not math.isfinite(t) or t < 0:
+        raise RuntimeInputError(f"temperature must be a finite number >= 0, got {t!r}")
+    return float(t)
+
+
+def check_seed(seed) -> int | None:
+    """None (a fresh seed from the operating system) or an integer in [0, 2^53)."""
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, Integral) or not 0 <= seed < SEED_LIMIT:
+        raise RuntimeInputError(f"seed must be an integer in [0, 2^53), got {seed!r}")
+    return int(seed)
+
+
+def images(x, shape: tuple) -> tuple[np.ndarray, bool]:
+    """Check x's shape and dtype; return it as an array and whether it is flat (N, C*H*W)."""
+    x = np.asarray(x)
+    c, h, w = shape
+    d = c * h * w
+    if x.dtype != np.uint8 and not np.issubdtype(x.dtype, np.floating):
+        raise RuntimeInputError(f"x has dtype {x.dtype}; pass floats in [0, 1] or uint8 in [0, 255]")
+    if x.ndim == 4 and x.shape[1:] == shape:
+        flat = False
+    elif x.ndim == 2 and x.shape[1] == d:
+        flat = True
+    else:
+        hint = "; add a batch axis (x[None])" if x.shape in (shape, (d,)) else ""
+        raise RuntimeInputError(f"x has shape {tuple(x.shape)}; expected (N, {c}, {h}, {w}) or (N, {d}){hint}")
+    if x.shape[0] == 0:
+        raise RuntimeInputError("x holds no images (N = 0)")
+    return x, flat
+
+
+def pixels(x: np.ndarray, shape: tuple) -> np.ndarray:
+    """One chunk of checked images -> float32 (N, C, H, W) in [0, 1]."""
+    x = x.reshape(x.shape[0], *shape)
+    if x.dtype == np.uint8:
+        return x.astype(np.float32) / np.float32(255)
+    x = x.astype(np.float32, copy=False)
+    if not np.isfinite(x).all():
+        raise RuntimeInputError("x contains NaN or inf")
+    lo, hi = float(x.min()), float(x.max())
+    if lo < 0.0 or hi > 1.0:
+        raise RuntimeInputError(f"x has values in [{lo:g}, {hi:g}]; floats must lie in [0, 1] "
+                                f"(or pass uint8 in [0, 255])")
+    return np.ascontiguousarray(x)
+
+
+def latents(z, latent_dim: int) -> np.ndarray:
+    """Check z's shape and dtype: floats (N, latent_dim)."""
+    z = np.asarray(z)
+    if not np.issubdtype(z.dtype, np.floating):
+        raise RuntimeInputError(f"z has dtype {z.dtype}; latents must be floats")
+    if z.ndim != 2 or z.shape[1] != latent_dim:
+        hint = "; add a batch axis (z[None])" if z.shape == (latent_dim,) else ""
+        raise RuntimeInputError(f"z has shape {tuple(z.shape)}; expected (N, {latent_dim}) "
+                                f"(latent_dim is {latent_dim}){hint}")
+    if z.shape[0] == 0:
+        raise RuntimeInputError("z holds no latents (N = 0)")
+    return z
+
+
+def finite_latents(z: np.ndarray) -> np.ndarray:
+    """One chunk of checked latents -> contiguous float32, refusing NaN and inf."""
+    z = np.ascontiguousarray(z, dtype=np.float32)
+    if not np.isfinite(z).all():
+        raise RuntimeInputError("z contains NaN or inf")
+    return z

@@ -1,0 +1,136 @@
+"""onnxruntime: imported with a diagnosis when it cannot be, and the sessions that run a model folder's files.
+
+A file is checked before onnxruntime reads it: that it is ONNX at all, and that the installed onnxruntime reads
+its IR version and opset (compat.py). The encoder's session can wait until something encodes (LaterSession).
+"""
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+
+from . import compat
+from .errors import ModelFolderError, one_line
+from .folder import check_file, file_path
+
+
+def _import_onnxruntime():
+    """import onnxruntime; an older release built for numpy 1.x under numpy 2 fails here, so say which is which."""
+    try:
+        import onnxruntime
+    except ImportError as e:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            ort_version = version("onnxruntime")
+        except PackageNotFoundError:
+            raise ImportError("onnxruntime is not installed: pip install onnxruntime") from None
+        if int(np.__version__.split(".")[0]) >= 2 and compat.parse_version(ort_version) < (1, 19):
+            raise ImportError(f"onnxruntime {ort_version} was built for numpy 1.x, and numpy {np.__version__} is "
+                              f"installed: pip install 'numpy<2', or onnxruntime >= 1.19") from None
+        raise ImportError(f"cannot import onnxruntime {ort_version}: {one_line(e)}") from None
+    return onnxruntime
+
+
+ort = _import_onnxruntime()
+
+# Each session has its own thread pool, whose threads spin after a run waiting for more work; by default
+# long enough to hold a core the next session needs (reconstruct runs the encoder, then the decoder: 2.3x
+# slower at batch 1024 on 2 cores) or another process needs. 100 µs still bridges back-to-back calls, so
+# batch-1 latency is unchanged (bench/runtime.py measures both). Versions without the key ignore it.
+SESSION_CONFIG = {"session.intra_op.spin_duration_us": "100"}
+
+
+def check_readable(data: bytes, name: str) -> None:
+    """Refuse a file that is not ONNX (no IR version or opset: damage, or a few stray bytes), and, in one line
+    that names both versions, a file newer than the installed onnxruntime reads."""
+    try:
+        ir_version, opset = compat.onnx_versions(data)
+    except ValueError as e:
+        raise ModelFolderError(f"{name} is not a loadable ONNX model (corrupt?): {e}") from None
+    problem = compat.problem(ir_version, opset, ort.__version__)
+    if problem:
+        raise ModelFolderError(f"{name} {problem}")
+
+
+def session(path: Path, data: bytes, threads: int | None, providers: list,
+            ort_format: bool = False) -> ort.InferenceSession:
+    """A session for the file at path, whose bytes (data) check_file has checked. onnxruntime reads the file
+    again from disk (the page cache): handed the bytes, it keeps a copy of its own beside ours while it builds
+    the session, 3.3 MiB more peak memory for the bundled decoder (bench/cold_start.py)."""
+    name = str(path)
+    so = ort.SessionOptions()
+    if ort_format:
+        so.add_session_config_entry("session.load_model_format", "ORT")
+    else:
+        check_readable(data, name)
+    del data  # the caller holds no other reference: freed before onnxruntime allocates
+    so.log_severity_level = 3  # errors only: warnings from the graph optimizer are noise for users
+    for key, value in SESSION_CONFIG.items():
+        so.add_session_config_entry(key, value)
+    if threads is not None:
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+    try:
+        return ort.InferenceSession(name, sess_options=so, providers=providers)
+    except Exception as e:  # onnxruntime raises its own exception types (InvalidProtobuf, Fail, ...)
+        raise ModelFolderError(f"{name} is not a loadable ONNX model (corrupt?): {one_line(e)}") from None
+
+
+class LaterSession:
+    """An encoder checked from its file's bytes at load, whose onnxruntime session is made on its first run.
+
+    VAE.load checks the encoder against vae.json and the decoder from the graph's inputs and outputs, read from
+    the file's bytes (compat.onnx_signature, the same facts the session would give); the session, about
+    12 ms and 7 MiB for the bundled encoder, waits until something encodes. The file's sha256 is checked again
+    then, as onnxruntime reads it once more. Thread-safe: the first run makes the one session under a lock."""
+
+    def __init__(self, make, signature: tuple[list, list, dict]):
+        self._make, self._session, self._lock = make, None, threading.Lock()
+        inputs, outputs, _ = signature
+        arg = lambda name_dims: SimpleNamespace(name=name_dims[0], shape=name_dims[1])  # noqa: E731 (a NodeArg)
+        self._inputs, self._outputs = [arg(i) for i in inputs], [arg(o) for o in outputs]
+
+    def get_inputs(self):
+        return self._inputs
+
+    def get_outputs(self):
+        return self._outputs
+
+    def run(self, *args, **kwargs):
+        if self._session is None:
+            with self._lock:
+                if self._session is None:
+                    self._session = self._make()
+        return self._session.run(*args, **kwargs)
+
+
+def later(make, data: bytes, name: str):
+    """The session that make() returns, made on first use (a LaterSession); the file's bytes (data) are checked
+    now. Made now where the graph does not parse: then onnxruntime's own error speaks at load."""
+    check_readable(data, name)
+    try:
+        signature = compat.onnx_signature(data)
+    except ValueError:
+        return make()
+    return LaterSession(make, signature)
+
+
+def check_ort_format(folder: Path, meta: dict, *keys: str) -> None:
+    """ORT-format files must be there, and the installed onnxruntime as new as the one that wrote them."""
+    if not all(k in meta["files"] for k in keys):
+        raise ModelFolderError(f"{folder} has no ORT-format files; re-export with `vae-export ... --ort`")
+    made = (meta.get("ort_format") or {}).get("made_by_onnxruntime")
+    if made and compat.parse_version(ort.__version__) < compat.parse_version(made):
+        raise ModelFolderError(f"{folder}: the .ort files need onnxruntime >= {made} (installed: {ort.__version__}), "
+                               f"which wrote them; upgrade onnxruntime, or load the .onnx files")
+
+
+def open_file(folder: Path, meta: dict, key: str, threads: int | None, providers: list, ort_format: bool = False,
+              lazy: bool = False):
+    """The session of files[key], its bytes checked against vae.json first; lazy: a LaterSession."""
+    path = file_path(folder, meta, key)
+    make = lambda: session(path, check_file(folder, meta, key), threads, providers, ort_format)  # noqa: E731
+    return later(make, check_file(folder, meta, key), str(path)) if lazy else make()

@@ -1,0 +1,257 @@
+"""Write the conformance cases (tests/conformance/README.md): small model folders and cases.json, the outcome each
+reader of a model folder (Python, JavaScript, C) must give for each. Deterministic: run it again and git shows no
+change. Needs the onnx package (`pip install -e .[train]`).
+
+    python tests/conformance/make_cases.py
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+HERE = Path(__file__).resolve().parent
+SHAPE, LATENT = [1, 2, 3], 2  # images of 1 x 2 x 3 pixels, 2 latents: files of a few hundred bytes
+FOLDER_ERROR, INPUT_ERROR = "ModelFolderError", "RuntimeInputError"
+
+
+def _model(nodes, inputs, outputs, weights, role: str, ir_version: int = 8) -> bytes:
+    graph = helper.make_graph(nodes, role, inputs, outputs, [numpy_helper.from_array(w, n) for n, w in weights])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], producer_name="make_cases.py")
+    helper.set_model_props(model, {"role": role})
+    onnx.checker.check_model(model)
+    model.ir_version = ir_version  # after the check: 99 is newer than any checker or onnxruntime reads
+    return model.SerializeToString()
+
+
+def _tensor(name: str, dims: list):
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, ["batch", *dims])
+
+
+def decoder(latent: int = LATENT, shape: list = SHAPE, role: str = "decoder", ir_version: int = 8) -> bytes:
+    """z [batch, latent] -> x = sigmoid(z W) [batch, C, H, W]"""
+    w = np.random.default_rng(1).standard_normal((latent, int(np.prod(shape)))).astype(np.float32)
+    nodes = [helper.make_node("MatMul", ["z", "W"], ["h"]), helper.make_node("Sigmoid", ["h"], ["p"]),
+             helper.make_node("Reshape", ["p", "shape"], ["x"])]
+    weights = [("W", w), ("shape", np.array([-1, *shape], np.int64))]
+    return _model(nodes, [_tensor("z", [latent])], [_tensor("x", shape)], weights, role, ir_version)
+
+
+def encoder(latent: int = LATENT, outputs: tuple = ("mu", "logvar")) -> bytes:
+    """x [batch, C, H, W] -> mu = flat(x) A, logvar = flat(x) B"""
+    rng = np.random.default_rng(2)
+    a, b = (rng.standard_normal((int(np.prod(SHAPE)), latent)).astype(np.float32) for _ in range(2))
+    nodes = [helper.make_node("Flatten", ["x"], ["f"], axis=1), helper.make_node("MatMul", ["f", "A"], [outputs[0]]),
+             helper.make_node("MatMul", ["f", "B"], [outputs[1]])]
+    return _model(nodes, [_tensor("x", SHAPE)], [_tensor(o, [latent]) for o in outputs], [("A", a), ("B", b)],
+                  "encoder")
+
+
+def vae_json(blobs: dict[str, tuple[str, bytes]], **changes) -> dict:
+    """vae.json as vae-export writes it (fewer facts), for blobs key -> (path, bytes); changes replace keys."""
+    meta = {"format": "vae-edge-onnx", "format_version": 1,
+            "model": {"arch": "mlp", "input_shape": SHAPE, "hidden_dim": 4, "latent_dim": LATENT,
+                      "likelihood": "bernoulli"},
+            "dataset": None, "recipe": None, "metrics": None, "opset": 13,
+            "onnx": {"ir_version": 8, "opset": 13, "min_onnxruntime": "1.12"},
+            "files": {key: {"path": path, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+                      for key, (path, data) in blobs.items()}}
+    return {**meta, **changes}
+
+
+FP32 = {"encoder": ("encoder.onnx", encoder()), "decoder": ("decoder.onnx", decoder())}
+INT8 = {**FP32, "encoder_int8": ("encoder.int8.onnx", encoder()), "decoder_int8": ("decoder.int8.onnx", decoder())}
+
+
+def with_model(**changes) -> dict:
+    return vae_json(FP32, model={**vae_json(FP32)["model"], **changes})
+
+
+def with_path(key: str, path: str) -> dict:
+    meta = vae_json(FP32)
+    meta["files"][key]["path"] = path
+    return meta
+
+
+def replaced(key: str, data: bytes) -> dict:
+    """A folder whose files[key] holds data, with a matching sha256 in vae.json."""
+    return {"files": {**FP32, key: (FP32[key][0], data)}}
+
+
+# name -> (the rule, what the folder holds, how it is loaded, the outcome). A folder is a dict: "files" (key ->
+# (path, bytes); default FP32), "meta" (vae.json as a dict) or "raw" (vae.json's bytes), "extra" (path -> bytes
+# written but not listed).
+ACCEPTED = None
+FOLDERS = {
+    "valid": ("a folder as vae-export writes it loads", {}, {}, ACCEPTED),
+    "valid-int8": ("precision int8 loads encoder_int8 and decoder_int8", {"files": INT8}, {"precision": "int8"},
+                   ACCEPTED),
+    "missing": ("a folder that is not there", None, {}, (FOLDER_ERROR, "no exported model at")),
+    "json-broken": ("vae.json must be JSON", {"raw": b'{"format": "vae-edge-onnx", '}, {},
+                    (FOLDER_ERROR, "is not readable JSON")),
+    "json-bom": ("vae.json is UTF-8 without a byte order mark",
+                 {"raw": b"\xef\xbb\xbf" + json.dumps(vae_json(FP32)).encode()}, {},
+                 (FOLDER_ERROR, "is not readable JSON")),
+    "json-nan": ("vae.json is strict JSON: NaN and Infinity are not JSON, wherever they are",
+                 {"raw": json.dumps(vae_json(FP32, metrics={"test_loss": float("nan")})).encode()}, {},
+                 (FOLDER_ERROR, "is not readable JSON")),
+    "json-array": ("vae.json is an object", {"raw": b"[1, 2]"}, {}, (FOLDER_ERROR, "is not a vae-edge ONNX export")),
+    "format-other": ("format must be vae-edge-onnx", {"meta": vae_json(FP32, format="something-else")}, {},
+                     (FOLDER_ERROR, "is not a vae-edge ONNX export")),
+    "format-version-newer": ("a format_version newer than the reader's is refused, naming both",
+                             {"meta": vae_json(FP32, format_version=2)}, {},
+                             (FOLDER_ERROR, "has format_version 2; this runtime reads version 1")),
+    "format-version-true": ("format_version is a number, not true", {"meta": vae_json(FP32, format_version=True)}, {},
+                            (FOLDER_ERROR, "has format_version")),
+    "format-version-string": ("format_version is a number, not a string",
+                              {"meta": vae_json(FP32, format_version="1")}, {}, (FOLDER_ERROR, "has format_version")),
+    "unknown-keys": ("keys a reader does not know, and files it does not load, are ignored (not even their sha256)",
+                     {"meta": {**vae_json(FP32), "prior": {"kind": "flow"},
+                               "files": {**vae_json(FP32)["files"],
+                                         "prior": {"path": "prior.onnx", "sha256": "0" * 64, "bytes": 1}}}},
+                     {}, ACCEPTED),
+    "latent-dim-fraction": ("latent_dim is an integer: 2.9 is refused, not read as 2",
+                            {"meta": with_model(latent_dim=2.9)}, {},
+                            (FOLDER_ERROR, "lacks valid model.input_shape, model.latent_dim or files")),
+    "latent-dim-integral-float": ("an integral number written 2.0 is the integer 2 (JSON does not tell them apart)",
+                                  {"meta": with_model(latent_dim=2.0)}, {}, ACCEPTED),
+    "latent-dim-string": ("latent_dim is a number, not a string", {"meta": with_model(latent_dim="2")}, {},
+                          (FOLDER_ERROR, "lacks valid model.input_shape")),
+    "latent-dim-huge": ("sizes are below 2^31", {"meta": with_model(latent_dim=2**31)}, {},
+                        (FOLDER_ERROR, "lacks valid model.input_shape")),
+    "input-shape-two-dims": ("input_shape is [C, H, W]", {"meta": with_model(input_shape=[2, 3])}, {},
+                             (FOLDER_ERROR, "lacks valid model.input_shape")),
+    "input-shape-zero": ("sizes are >= 1", {"meta": with_model(input_shape=[0, 2, 3])}, {},
+                         (FOLDER_ERROR, "lacks valid model.input_shape")),
+    "input-shape-boolean": ("sizes are numbers, not true", {"meta": with_model(input_shape=[True, 2, 3])}, {},
+                            (FOLDER_ERROR, "lacks valid model.input_shape")),
+    "files-array": ("files is an object", {"meta": vae_json(FP32, files=[])}, {},
+                    (FOLDER_ERROR, "lacks valid model.input_shape, model.latent_dim or files")),
+    "model-missing": ("model is required", {"meta": {k: v for k, v in vae_json(FP32).items() if k != "model"}}, {},
+                      (FOLDER_ERROR, "lacks valid model.input_shape")),
+    "decoder-not-listed": ("a file that is loaded must be listed",
+                           {"meta": {**vae_json(FP32), "files": {"encoder": vae_json(FP32)["files"]["encoder"]}}},
+                           {}, (FOLDER_ERROR, "lists no decoder file")),
+    "path-number": ("path and sha256 are strings",
+                    {"meta": {**vae_json(FP32), "files": {**vae_json(FP32)["files"],
+                                                          "decoder": {"path": 7, "sha256": "0" * 64}}}},
+                    {}, (FOLDER_ERROR, "lists no decoder file")),
+    "path-parent": ("a path never leaves the folder", {"meta": with_path("decoder", "../decoder.onnx")}, {},
+                    (FOLDER_ERROR, "is not a plain path inside the model folder")),
+    "path-absolute": ("a path is relative", {"meta": with_path("decoder", "/tmp/decoder.onnx")}, {},
+                      (FOLDER_ERROR, "is not a plain path inside the model folder")),
+    "path-backslash": ("parts are joined by / on every system", {"meta": with_path("decoder", "sub\\decoder.onnx")},
+                       {}, (FOLDER_ERROR, "is not a plain path inside the model folder")),
+    "path-url": ("a path is not a URL", {"meta": with_path("decoder", "https://example.org/decoder.onnx")}, {},
+                 (FOLDER_ERROR, "is not a plain path inside the model folder")),
+    "path-dot": ("no part starts with a dot", {"meta": with_path("decoder", "./decoder.onnx")}, {},
+                 (FOLDER_ERROR, "is not a plain path inside the model folder")),
+    "path-subfolder": ("a path may name a file in a subfolder",
+                       {"files": {**FP32, "decoder": ("nets/decoder.onnx", FP32["decoder"][1])}}, {}, ACCEPTED),
+    "file-missing": ("a listed file that is loaded must be there",
+                     {"files": FP32, "skip": ["decoder"]}, {}, (FOLDER_ERROR, "cannot read")),
+    "sha256-mismatch": ("a changed byte fails the sha256 check",
+                        {"meta": vae_json(FP32), "files": {**FP32, "decoder": ("decoder.onnx",
+                                                                              FP32["decoder"][1][:-1] + b"\x01")}},
+                        {}, (FOLDER_ERROR, "does not match the sha256 in vae.json")),
+    "sha256-uppercase": ("sha256 is 64 lowercase hex digits, compared as text",
+                         {"meta": {**vae_json(FP32), "files": {**vae_json(FP32)["files"], "decoder": {
+                             **vae_json(FP32)["files"]["decoder"],
+                             "sha256": vae_json(FP32)["files"]["decoder"]["sha256"].upper()}}}},
+                         {}, (FOLDER_ERROR, "does not match the sha256 in vae.json")),
+    "decoder-few-bytes": ("a few bytes with a matching sha256 are not an ONNX model", replaced("decoder", b":\x00"),
+                          {}, (FOLDER_ERROR, "decoder.onnx is not a loadable ONNX model")),
+    "encoder-few-bytes": ("the encoder too", replaced("encoder", b":\x00"), {},
+                          (FOLDER_ERROR, "encoder.onnx is not a loadable ONNX model")),
+    "decoder-not-onnx": ("text is not an ONNX model", replaced("decoder", b"not an onnx model"), {},
+                         (FOLDER_ERROR, "decoder.onnx is not a loadable ONNX model")),
+    "decoder-ir-too-new": ("a file newer than the installed onnxruntime reads is refused, naming the file",
+                           replaced("decoder", decoder(ir_version=99)), {}, (FOLDER_ERROR, "decoder.onnx")),
+    "swapped": ("the networks are told apart by their inputs and outputs",
+                {"files": {"encoder": ("encoder.onnx", FP32["decoder"][1]),
+                           "decoder": ("decoder.onnx", FP32["encoder"][1])}},
+                {}, (FOLDER_ERROR, "encoder and decoder swapped?")),
+    "role-tag-ignored": ("the role in a file's metadata is informative: readers do not check it",
+                         replaced("decoder", decoder(role="encoder")), {}, ACCEPTED),
+    "encoder-output-names": ("the encoder's outputs are named mu and logvar",
+                             replaced("encoder", encoder(outputs=("mean", "log_variance"))), {},
+                             (FOLDER_ERROR, "expected mu and logvar")),
+    "latent-dim-disagrees": ("the networks take and give latent_dim numbers", {"meta": with_model(latent_dim=3)}, {},
+                             (FOLDER_ERROR, "disagree on latent_dim")),
+    "input-shape-disagrees": ("the decoder gives images of input_shape", {"meta": with_model(input_shape=[1, 3, 2])},
+                              {}, (FOLDER_ERROR, "but vae.json says input_shape")),
+    "decoder-only-skips-encoder": ("decoder_only reads the decoder alone: a broken encoder is not read",
+                                   replaced("encoder", b"not an onnx model"), {"decoder_only": True}, ACCEPTED),
+    "int8-missing": ("int8 needs both int8 files", {}, {"precision": "int8"},
+                     (FOLDER_ERROR, "has no int8 files; re-export")),
+    "int8-over-bound": ("an export that kept no int8 files because they missed the bound says so",
+                        {"meta": vae_json(FP32, int8={"bound": {"mu_mean_abs": 0.02}})}, {"precision": "int8"},
+                        (FOLDER_ERROR, "their error against fp32 was over the bound")),
+    "precision-unknown": ("precision is fp32 or int8", {}, {"precision": "fp16"},
+                          (INPUT_ERROR, "precision must be one of fp32, int8")),
+}
+
+SEED = "seed must be an integer in [0, 2^53)"
+TEMPERATURE = "temperature must be a finite number >= 0"
+# name -> (the rule, sample's arguments on the valid folder, the outcome)
+SAMPLES = {
+    "sample": ("n images from a seed", {"n": 2, "seed": 0}, ACCEPTED),
+    "sample-no-seed": ("no seed (null): a fresh one", {"n": 2, "seed": None}, ACCEPTED),
+    "seed-largest": ("the largest seed is 2^53 - 1", {"n": 1, "seed": 2**53 - 1}, ACCEPTED),
+    "seed-negative": ("a seed is >= 0", {"n": 1, "seed": -1}, (INPUT_ERROR, SEED)),
+    "seed-too-large": ("a seed is below 2^53 (exact in every language)", {"n": 1, "seed": 2**53}, (INPUT_ERROR, SEED)),
+    "seed-fraction": ("a seed is an integer", {"n": 1, "seed": 2.5}, (INPUT_ERROR, SEED)),
+    "seed-string": ("a seed is a number, not a string", {"n": 1, "seed": "3"}, (INPUT_ERROR, SEED)),
+    "seed-boolean": ("a seed is a number, not true", {"n": 1, "seed": True}, (INPUT_ERROR, SEED)),
+    "temperature-zero": ("temperature 0 decodes z = 0", {"n": 1, "seed": 0, "temperature": 0}, ACCEPTED),
+    "temperature-string": ("a temperature is a number, not a string", {"n": 1, "temperature": "0.7"},
+                           (INPUT_ERROR, TEMPERATURE)),
+    "temperature-negative": ("a temperature is >= 0", {"n": 1, "temperature": -1}, (INPUT_ERROR, TEMPERATURE)),
+    "temperature-boolean": ("a temperature is a number, not true", {"n": 1, "temperature": True},
+                            (INPUT_ERROR, TEMPERATURE)),
+    "n-zero": ("n >= 1", {"n": 0}, (INPUT_ERROR, "n must be >= 1")),
+    "n-fraction": ("n is an integer", {"n": 2.5}, (INPUT_ERROR, "n must be an integer")),
+    "n-string": ("n is a number, not a string", {"n": "2"}, (INPUT_ERROR, "n must be an integer")),
+}
+
+
+def _outcome(outcome) -> dict:
+    return {"outcome": "accepted"} if outcome is ACCEPTED else \
+        {"outcome": "refused", "error": outcome[0], "message": outcome[1]}
+
+
+def write_folder(folder: Path, spec: dict) -> None:
+    files = spec.get("files", FP32)
+    for key, (path, data) in files.items():
+        if key not in spec.get("skip", []):
+            (folder / path).parent.mkdir(parents=True, exist_ok=True)
+            (folder / path).write_bytes(data)
+    if "raw" in spec:
+        raw = spec["raw"]
+    else:
+        raw = (json.dumps(spec.get("meta", vae_json(files)), indent=2) + "\n").encode()
+    (folder / "vae.json").write_bytes(raw)
+
+
+def main() -> None:
+    shutil.rmtree(HERE / "folders", ignore_errors=True)
+    cases = []
+    for name, (rule, spec, load, outcome) in FOLDERS.items():
+        if spec is not None:
+            (HERE / "folders" / name).mkdir(parents=True)
+            write_folder(HERE / "folders" / name, spec)
+        cases.append({"name": name, "rule": rule, "folder": f"folders/{name}", **load, **_outcome(outcome)})
+    for name, (rule, args, outcome) in SAMPLES.items():
+        cases.append({"name": name, "rule": rule, "folder": "folders/valid", "sample": args, **_outcome(outcome)})
+    (HERE / "cases.json").write_text(json.dumps({"format": "vae-edge-conformance", "version": 1, "cases": cases},
+                                                indent=1) + "\n")
+    print(f"wrote {len(cases)} cases to {HERE / 'cases.json'}")
+
+
+if __name__ == "__main__":
+    main()

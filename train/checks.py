@@ -1,0 +1,26 @@
+"""What a run refuses before it starts, each in one line: settings that do not make sense together."""
+from __future__ import annotations
+
+from .config import Config
+from .errors import TrainError
+from .likelihood import LIKELIHOODS
+from .schedule import LR_SCHEDULES
+
+
+def check_config(cfg: Config, world: int) -> None:
+    """Refuse a Config that no run can use; world: the number of processes that share each batch."""
+    if cfg.epochs < 1 or cfg.batch_size < 1 or cfg.lr <= 0:
+        raise TrainError("--epochs and --batch-size must be at least 1, and --lr positive")
+    if cfg.lr_schedule not in LR_SCHEDULES:
+        raise TrainError(f"unknown --lr-schedule {cfg.lr_schedule!r}; choose one of {', '.join(LR_SCHEDULES)}")
+    if cfg.likelihood not in LIKELIHOODS:
+        raise TrainError(f"unknown --likelihood {cfg.likelihood!r}; choose one of {', '.join(LIKELIHOODS)}")
+    if cfg.binarize and cfg.likelihood != "bernoulli":
+        raise TrainError(f"--binarize makes every pixel 0 or 1, where the {cfg.likelihood} density does not "
+                         f"apply; use --likelihood bernoulli with --binarize")
+    if cfg.beta < 0 or cfg.kl_warmup < 0:
+        raise TrainError("--beta and --kl-warmup must not be negative")
+    if cfg.train_k < 1:
+        raise TrainError(f"--train-k must be at least 1, got {cfg.train_k}")
+    if cfg.batch_size % world:
+        raise TrainError(f"--batch-size {cfg.batch_size} must divide evenly across {world} processes")

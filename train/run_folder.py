@@ -1,0 +1,83 @@
+"""A run's folder (runs/NAME/): model.pt at the end; after each epoch last.pt (to resume), metrics.jsonl, the
+learning curves (curves.png) and the pictures (samples.png, reconstructions.png). Every file is written
+atomically; the PNGs by the runtime's writer (vae_edge.runtime.images, on runtime/png.py: no onnxruntime, no
+torchvision)."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+
+from . import checkpoint, curves
+from .config import Config
+from .errors import TrainError
+from .model import VAE
+from .step import portable_state
+
+
+def run_dir(cfg: Config) -> Path:
+    return Path(cfg.out_dir) / cfg.name
+
+
+def load_resumable(resume: str) -> tuple[dict, Path]:
+    """(the checkpoint, its path) of the run to continue: a run folder (its last.pt) or a last.pt."""
+    last = Path(resume) / "last.pt" if Path(resume).is_dir() else Path(resume)
+    if not last.is_file():
+        raise TrainError(f"nothing to resume: {last} does not exist")
+    state = checkpoint.load(last)
+    if not checkpoint.is_vae_edge(state) or "optimizer" not in state:
+        raise TrainError(f"{last} is not a resumable vae-train checkpoint")
+    return state, last
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    checkpoint.publish(tmp, path)
+
+
+def save_grid(images: torch.Tensor, path: Path, nrow: int = 8) -> None:
+    """A PNG grid laid out as torchvision's save_image does (importing torchvision would cost a second)."""
+    from vae_edge.runtime.images import save_grid as write_grid
+
+    write_grid(images.float().cpu().numpy(), path, nrow=nrow)
+
+
+def final_checkpoint(model: VAE, cfg: Config, history: list[dict]) -> dict:
+    """The exportable checkpoint: config, weights and metrics, no training state."""
+    return {"format": checkpoint.FORMAT, "version": checkpoint.VERSION, "config": cfg.to_dict(),
+            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "metrics": history}
+
+
+def resume_state(model, opt, cfg, history, epoch, step, perm_state, noise_gen, sums) -> dict:
+    """final_checkpoint plus what continuing needs: the optimizer, where the loop is, the generators, the sums
+    of the epoch so far."""
+    ckpt = final_checkpoint(model, cfg, history)
+    ckpt.update(optimizer=portable_state(opt), epoch=epoch, step=step, perm_rng=perm_state,
+                noise_rng=noise_gen.get_state(), partial=sums)
+    return ckpt
+
+
+def save_epoch(out: Path, model, opt, cfg, history, epoch, perm_gen, noise_gen, test_images, device, clock) -> None:
+    """After an epoch: last.pt, metrics.jsonl, curves.png, samples.png and reconstructions.png."""
+    checkpoint.save(resume_state(model, opt, cfg, history, epoch + 1, 0, perm_gen.get_state(), noise_gen, [0.0, 0.0]),
+                    out / "last.pt")
+    atomic_write_text(out / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in history))
+    clock.lap("checkpoints")
+    curves.draw(history, out / "curves.png")
+    model.eval()
+    with torch.no_grad():
+        g = torch.Generator(device).manual_seed(cfg.seed)  # the same 64 z every epoch, to watch them improve
+        z = torch.randn((64, cfg.latent_dim), generator=g, device=device)
+        save_grid(model.probs(z), out / "samples.png")
+        x = test_images[:32].float() / 255
+        recon = model.probs(model.encode(x)[0])
+        # Rows of 8 originals, each above its row of reconstructions.
+        rows = [r for pair in zip(x.split(8), recon.split(8)) for r in pair]
+        save_grid(torch.cat(rows), out / "reconstructions.png", nrow=min(8, x.shape[0]))
+    clock.lap("pictures")

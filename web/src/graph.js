@@ -1,0 +1,53 @@
+// The graph contract (docs/format.md), as runtime/graph.py: the decoder maps z [batch, latent_dim] -> x [batch, C,
+// H, W], the encoder x -> mu, logvar [batch, latent_dim] (outputs named so), with the sizes vae.json says.
+
+import { ModelFolderError } from './errors.js';
+
+// Static dims of an input or output past the batch axis; a symbolic dim is null.
+const dims = (m) => (m?.shape ?? []).slice(1).map((d) => (typeof d === 'number' && d >= 0 ? d : null));
+const same = (a, b) => a.length === b.length && a.every((v, i) => v === b[i]);
+
+function checkDecoder(decoder, shape, name) {
+  const [ins, outs] = [decoder.inputNames.length, decoder.outputNames.length];
+  if (ins !== 1 || outs !== 1) {
+    throw new ModelFolderError(`${name}: the decoder file is not a decoder (z -> x): it has ${ins} inputs and ${outs} ` +
+      `outputs${ins === 1 && outs === 2 ? '; encoder and decoder swapped?' : ''}`);
+  }
+  const [xOut] = decoder.outputMetadata;
+  if (!same(dims(xOut), shape)) {
+    throw new ModelFolderError(`${name}: the decoder returns x of shape [${xOut.shape}] but vae.json says input_shape [${shape}]`);
+  }
+  return dims(decoder.inputMetadata[0]);
+}
+
+function checkEncoder(encoder, shape, name) {
+  const [ins, outs] = [encoder.inputNames.length, encoder.outputNames.length];
+  if (ins !== 1 || outs !== 2) {
+    throw new ModelFolderError(`${name}: the encoder file is not an encoder (x -> mu, logvar): it has ${ins} inputs ` +
+      `and ${outs} outputs${ins === 1 && outs === 1 ? '; encoder and decoder swapped?' : ''}`);
+  }
+  const names = [...encoder.outputNames].sort();
+  if (!same(names, ['logvar', 'mu'])) {
+    throw new ModelFolderError(`${name}: the encoder's outputs are named ${names.join(', ')}; expected mu and logvar`);
+  }
+  const [xIn] = encoder.inputMetadata;
+  if (!same(dims(xIn), shape)) {
+    throw new ModelFolderError(`${name}: the encoder takes x of shape [${xIn.shape}] but vae.json says input_shape [${shape}]`);
+  }
+  return encoder.outputMetadata.map((out) => [out.name, dims(out)]);
+}
+
+/** Refuse networks that disagree with vae.json (shape [C, H, W], latent) or with each other; encoder may be null. */
+export function checkPair(encoder, decoder, shape, latent, name) {
+  const zDims = checkDecoder(decoder, shape, name);
+  if (!same(zDims, [latent])) {
+    throw new ModelFolderError(`${name}: the decoder and vae.json disagree on latent_dim: vae.json says ${latent}, ` +
+      `the decoder takes [${zDims}]`);
+  }
+  for (const [out, d] of encoder ? checkEncoder(encoder, shape, name) : []) {
+    if (!same(d, [latent])) {
+      throw new ModelFolderError(`${name}: the encoder and vae.json disagree on latent_dim: vae.json says ${latent}, ` +
+        `the encoder gives ${out} of [${d}]`);
+    }
+  }
+}

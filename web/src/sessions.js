@@ -1,0 +1,27 @@
+// onnxruntime sessions for a model folder's files (as runtime/sessions.py): the same options in Node and the
+// browser, and a file onnxruntime cannot load refused as a ModelFolderError.
+
+import { ModelFolderError, oneLine } from './errors.js';
+
+// onnxruntime's threads spin 100 µs after a run, not longer, so the encoder's idle threads do not hold the cores
+// the decoder needs next (bench/runtime.py measures it in Python).
+const SESSION_CONFIG = { session: { intra_op: { spin_duration_us: '100' } } };
+
+/** The session options for executionProviders and threads (undefined: onnxruntime decides). */
+export function sessionOptions(executionProviders, threads) {
+  return {
+    executionProviders,
+    logSeverityLevel: 3, // errors only: warnings from the graph optimizer are noise for users
+    ...(threads !== undefined && { intraOpNumThreads: threads, interOpNumThreads: 1 }),
+    extra: SESSION_CONFIG,
+  };
+}
+
+/** backend.session(bytes, threads), where is the file's path or URL for the message. */
+export async function openSession(backend, bytes, threads, where) {
+  try {
+    return await backend.session(bytes, threads);
+  } catch (e) {
+    throw new ModelFolderError(`${where} is not a loadable ONNX model (corrupt?): ${oneLine(e)}`);
+  }
+}
