@@ -48,6 +48,7 @@ ort = _import_onnxruntime()
 FORMAT, FORMAT_VERSION = "vae-edge-onnx", 1
 PRECISIONS = {"fp32": ("encoder", "decoder"), "int8": ("encoder_int8", "decoder_int8")}
 DEFAULT_BATCH_SIZE = 1024
+MAX_THREADS = 1024  # onnxruntime starts every thread asked for: 10^5 would hang the load, 2^31 overflow its int
 
 
 class RuntimeInputError(ValueError):
@@ -84,6 +85,9 @@ def read_meta(path: str | os.PathLike = "vae-onnx") -> dict:
         assert len(shape) == 3 and min(shape) > 0 and latent_dim > 0 and isinstance(files, dict)
     except (KeyError, TypeError, ValueError, AssertionError):
         raise ModelFolderError(f"{meta_path} lacks valid model.input_shape, model.latent_dim or files") from None
+    for key, entry in files.items():
+        if not (isinstance(entry, dict) and isinstance(entry.get("path"), str) and isinstance(entry.get("sha256"), str)):
+            raise ModelFolderError(f"{meta_path}: files[{key!r}] should be {{\"path\": ..., \"sha256\": ...}}")
     return meta
 
 
@@ -99,7 +103,7 @@ def check_file(folder: Path, meta: dict, key: str) -> bytes:
     path = folder / name
     try:
         data = path.read_bytes()
-    except OSError as e:
+    except (OSError, ValueError) as e:  # ValueError: a NUL in the path
         raise ModelFolderError(f"cannot read {path}: {_one_line(e)}") from None
     digest = hashlib.sha256(data).hexdigest()
     if digest != entry["sha256"]:
@@ -249,8 +253,10 @@ class VAE:
         """
         if precision not in PRECISIONS:
             raise RuntimeInputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 0):
-            raise RuntimeInputError(f"threads must be a non-negative int (0: onnxruntime decides), got {threads!r}")
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
+                                    or not 0 <= threads <= MAX_THREADS):
+            raise RuntimeInputError(f"threads must be an int from 0 (onnxruntime decides) to {MAX_THREADS}, "
+                                    f"got {threads!r}")
         providers = list(providers) if providers is not None else ["CPUExecutionProvider"]
         available = ort.get_available_providers()
         for p in providers:
@@ -262,7 +268,7 @@ class VAE:
         meta = read_meta(folder)
         enc_key, dec_key = (f"{k}_ort" if ort_format else k for k in PRECISIONS[precision])
         if precision == "int8" and not (enc_key in meta["files"] and dec_key in meta["files"]):
-            if meta.get("int8") and "method" not in meta["int8"]:
+            if isinstance(meta.get("int8"), dict) and "method" not in meta["int8"]:
                 raise ModelFolderError(f"{folder} has no int8 files: at export their error against fp32 was over "
                                        f"the bound (vae-info shows it); use precision='fp32'")
             raise ModelFolderError(f"{folder} has no int8 files; re-export with `vae-export ... --quantize int8` "
@@ -271,8 +277,8 @@ class VAE:
             _check_ort_format(folder, meta, enc_key, dec_key)
 
         def session(key):
-            return _session(folder / meta["files"][key]["path"], check_file(folder, meta, key), threads, providers,
-                            ort_format)
+            data = check_file(folder, meta, key)
+            return _session(folder / meta["files"][key]["path"], data, threads, providers, ort_format)
 
         encoder = None if decoder_only else session(enc_key) if ort_format else _later(session, enc_key, folder, meta)
         vae = cls(encoder, session(dec_key), meta, precision, batch_size, name=str(folder))

@@ -98,3 +98,18 @@ def trained(model, steps: int = 5, seed: int = 0):
         loss.backward()
         opt.step()
     return model.eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tmp_path_factory) -> Path:
+    """A small MLP VAE (1 x 8 x 8 images, latent_dim 3) exported with int8 files: fast to load, to copy and to
+    tamper with. Read-only: copy it before changing anything."""
+    import torch
+
+    from vae_edge.export import export_model
+    from vae_edge.train.model import VAE
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("tiny") / "vae-onnx"
+    export_model(trained(VAE("mlp", (1, 8, 8), 16, 3)), folder, quantize="int8", force_int8=True)
+    return folder
