@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 FMNIST_DEBIAN := /usr/share/datasets/fashion-mnist
 
-.PHONY: setup data demo test test-fast bench model dist clean web-deps web serve-web test-web bench-web
+.PHONY: setup data demo test test-fast fuzz mutants bench model dist clean web-deps web serve-web test-web bench-web
 
 setup: $(STAMP)
 
@@ -54,6 +54,15 @@ test: setup web-deps
 
 test-fast: setup
 	$(BIN)/pytest -q -m "not slow"
+
+# The fuzz test (tests/test_fuzz.py) with FUZZ_CASES cases of each kind instead of make test's 60.
+FUZZ_CASES ?= 2000
+fuzz: setup web-deps
+	VAE_EDGE_FUZZ_CASES=$(FUZZ_CASES) $(BIN)/pytest -q tests/test_fuzz.py --durations=0
+
+# Bugs that once slipped through, applied one at a time: the tests must catch each (tests/mutants.py).
+mutants: setup
+	$(BIN)/python tests/mutants.py
 
 bench: setup
 	$(BIN)/python bench/runtime.py

@@ -17,9 +17,10 @@ CHECK_IMAGES = 1000
 SEED = 0  # which images and which noise: the same export gives the same int8 files
 
 
-def calibration(model: VAE, spec: int | str | Path | None, recipe: dict | None) -> Calibration:
+def calibration(model: VAE, spec: int | str | Path | None, recipe: dict | None, say=None) -> Calibration:
     """spec: a number of training images (of the dataset in `recipe`), an .npy of images, or None (the default
-    number). Without a recipe or its data, the error is measured on random inputs and nothing is calibrated."""
+    number). Without a recipe, the error is measured on random inputs and nothing is calibrated; so too when the
+    recipe's data is not on this machine (nothing is downloaded), and `say` is told so in one line."""
     spec = DEFAULT_IMAGES if spec is None else spec
     if isinstance(spec, (str, Path)) and str(spec).endswith(".npy"):
         images = _read_npy(Path(spec), model.input_shape)
@@ -37,10 +38,13 @@ def calibration(model: VAE, spec: int | str | Path | None, recipe: dict | None) 
 
     try:
         data = load_data(recipe["dataset"], recipe.get("data_dir", "data"), recipe.get("image_size", 28),
-                         recipe.get("channels", 1), recipe.get("test_fraction", 0.1), recipe.get("seed", 1))
+                         recipe.get("channels", 1), recipe.get("test_fraction", 0.1), recipe.get("seed", 1),
+                         download=False)
     except DataError as e:
         out = random_inputs(model.input_shape, model.latent_dim)
         out.source += f"; {recipe['dataset']} not found here: {first_line(e)}"
+        (say or (lambda _: None))(f"note: int8 measured on random inputs, not calibrated: {first_line(e)} "
+                                  f"(--calibration FILE.npy gives images)")
         return out
     if tuple(data.shape) != tuple(model.input_shape):
         raise ExportError(f"{recipe['dataset']} has images of {data.shape}; the model takes {model.input_shape}")

@@ -59,7 +59,7 @@ def export_model(model: VAE, out: str | os.PathLike = "vae-onnx", *, facts: dict
     protos = {"encoder": ("encoder.onnx", enc), "decoder": ("decoder.onnx", dec)}
     int8 = None
     if quantize == "int8":
-        data = calibration_data(model, calibration, facts.get("recipe"))
+        data = calibration_data(model, calibration, facts.get("recipe"), say)
         layout = (lambda: decoder_graph(model, opset, int8_layout=True)) if PhaseUpsampler.fits(model) else None
         expected = torch_outputs(model, data.x_check, data.z_check)
         enc8, dec8, int8 = quantize_int8(enc, dec, data, expected, force=force_int8, decoder_int8_layout=layout)

@@ -107,7 +107,9 @@ def _read_npy(path: Path) -> np.ndarray:
         return np.load(path, mmap_mode="r", allow_pickle=False)
     except FileNotFoundError:
         raise RuntimeInputError(f"no such file: {path}") from None
-    except (OSError, ValueError, EOFError) as e:
+    except MemoryError:
+        raise
+    except Exception as e:  # noqa: BLE001 (a damaged header makes numpy raise SyntaxError, tokenize's errors, ...)
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise RuntimeInputError(f"{path} is not a readable .npy array: {first[:200]}") from None
 
@@ -209,7 +211,7 @@ def requirement(meta: dict) -> str:
     """What the files need, against what is installed: 'onnxruntime >= 1.12 (installed: 1.32.0, ok)'."""
     import onnxruntime
 
-    onnx_facts = meta.get("onnx") or {}
+    onnx_facts = meta.get("onnx") if isinstance(meta.get("onnx"), dict) else {}
     need = onnx_facts.get("min_onnxruntime")
     if not need:
         return f"not recorded (exported before vae-edge recorded it); opset {meta.get('opset')}"

@@ -22,6 +22,7 @@ from .folder import PRECISIONS, input_shape, latent_dim, read_meta
 from .sessions import check_ort_format, open_file, ort
 
 DEFAULT_BATCH_SIZE = 1024
+MAX_THREADS = 1024  # onnxruntime starts every thread asked for: 10^5 would hang the load, 2^31 overflow its int
 
 
 class VAE:
@@ -55,8 +56,10 @@ class VAE:
         """
         if precision not in PRECISIONS:
             raise RuntimeInputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 0):
-            raise RuntimeInputError(f"threads must be a non-negative int (0: onnxruntime decides), got {threads!r}")
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
+                                    or not 0 <= threads <= MAX_THREADS):
+            raise RuntimeInputError(f"threads must be an int from 0 (onnxruntime decides) to {MAX_THREADS}, "
+                                    f"got {threads!r}")
         providers = list(providers) if providers is not None else ["CPUExecutionProvider"]
         available = ort.get_available_providers()
         for p in providers:

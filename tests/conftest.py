@@ -98,3 +98,80 @@ def trained(model, steps: int = 5, seed: int = 0):
         loss.backward()
         opt.step()
     return model.eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_export(tmp_path_factory) -> Path:
+    """A small MLP VAE (1 x 8 x 8 images, latent_dim 3) exported with int8 files: fast to load, to copy and to
+    tamper with. Read-only: copy it before changing anything."""
+    import torch
+
+    from vae_edge.export import export_model
+    from vae_edge.train.model import VAE
+
+    torch.manual_seed(0)
+    folder = tmp_path_factory.mktemp("tiny") / "vae-onnx"
+    export_model(trained(VAE("mlp", (1, 8, 8), 16, 3)), folder, quantize="int8", force_int8=True)
+    return folder
+
+
+# -- the package as users get it: built once a run, shared by test_bundled, test_compat and test_torch_free ------
+
+# Left out of the copy that gets built: environments, build output, data, caches, the web library's modules.
+NOT_SOURCE = shutil.ignore_patterns(".git", ".venv", ".cache", "build", "dist", "*.egg-info", "__pycache__",
+                                    ".pytest_cache", "data", "runs", "vae-onnx", "*.pt", "*.npy", "node_modules",
+                                    "site")
+UV_ENV = {**os.environ, "UV_CACHE_DIR": str(REPO / ".cache" / "uv")}
+
+
+def uv() -> str:
+    exe = shutil.which("uv", path=str(BIN)) or shutil.which("uv")
+    if exe is None:
+        pytest.fail("uv is not installed: pip install -e '.[dev]'")
+    return exe
+
+
+@pytest.fixture(scope="session")
+def dist(tmp_path_factory) -> Path:
+    """`uv build` of a copy of this checkout (the build writes nothing here): a wheel and an sdist, as `make dist`."""
+    src = tmp_path_factory.mktemp("src") / "vae-edge"
+    shutil.copytree(REPO, src, ignore=NOT_SOURCE)
+    out = tmp_path_factory.mktemp("dist")
+    r = subprocess.run([uv(), "build", "-q", "--out-dir", str(out), str(src)], capture_output=True, text=True,
+                       env=UV_ENV)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return out
+
+
+@pytest.fixture(scope="session")
+def wheel(dist) -> Path:
+    return next(dist.glob("*.whl"))
+
+
+@pytest.fixture(scope="session")
+def base_install(wheel, tmp_path_factory) -> tuple[Path, dict]:
+    """(bin folder, environment) of a fresh venv holding `pip install vae-edge`: the wheel and the runtime's
+    dependencies, never torch. Read-only: tests run its commands in folders of their own."""
+    venv = tmp_path_factory.mktemp("base-install") / "venv"
+    env = {k: v for k, v in UV_ENV.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+    subprocess.run([uv(), "venv", "-q", "--python", sys.executable, str(venv)], check=True, env=env)
+    r = subprocess.run([uv(), "pip", "install", "-q", "--python", str(venv / "bin" / "python"), str(wheel)],
+                       capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return venv / "bin", env
+
+
+@pytest.fixture(scope="session")
+def mlp_int8(tmp_path_factory):
+    """(torch model, export folder) of the reference MLP (28 x 28, hidden 400, latent 20) at init, exported with
+    int8 files; shared by test_runtime and test_torch_free. Read-only: copy_export it to tamper with it."""
+    import torch
+
+    from vae_edge.export import export_model
+    from vae_edge.train.model import VAE
+
+    torch.manual_seed(sum(map(ord, "mlp")))
+    model = VAE(arch="mlp").eval()
+    folder = tmp_path_factory.mktemp("mlp") / "vae-onnx"
+    export_model(model, folder, quantize="int8")
+    return model, folder

@@ -52,6 +52,22 @@ def test_amp_is_captured_too(npy, tmp_path, capsys):
     assert "graph capture" in out and np.isfinite(history[-1]["test_loss"])
 
 
+def test_amp_runs_the_captured_step_in_bfloat16(npy, tmp_path, capsys):
+    """--amp holds in the CUDA graph: every linear layer that runs while the step is captured gives bf16."""
+    seen = []
+
+    def record(module, args, output):
+        if isinstance(module, torch.nn.Linear) and torch.cuda.is_current_stream_capturing():
+            seen.append(output.dtype)
+
+    hook = torch.nn.modules.module.register_module_forward_hook(record)
+    try:
+        _, _, out = _train(npy, tmp_path, "amp-dtype", capsys, epochs=1, amp=True)
+    finally:
+        hook.remove()
+    assert "graph capture" in out and seen and set(seen) == {torch.bfloat16}, seen
+
+
 @pytest.mark.slow
 def test_a_seeded_fashion_mnist_run_with_graphs_ends_within_half_a_nat_of_eager(tmp_path, fashion_mnist):
     runs = {}

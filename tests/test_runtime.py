@@ -27,8 +27,8 @@ def _export(tmp_path_factory, name, quantize=None, **kw):
 
 
 @pytest.fixture(scope="module")
-def mlp(tmp_path_factory):
-    return _export(tmp_path_factory, "mlp", quantize="int8", arch="mlp")
+def mlp(mlp_int8):
+    return mlp_int8
 
 
 @pytest.fixture(scope="module")

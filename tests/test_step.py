@@ -7,6 +7,7 @@ import sys
 import torch
 
 from conftest import blobs
+from vae_edge.train.iwae import iwae_objective
 from vae_edge.train.model import VAE, elbo_terms
 from vae_edge.train.step import Inputs, Step, load_state, optimizer, portable_state, set_learning_rate
 
@@ -30,24 +31,39 @@ def test_fill_draws_the_bits_then_the_noise_from_the_generator():
     assert inputs.kl_weight.item() == 0.25
 
 
-def test_one_step_is_the_adam_update_of_the_summed_weighted_loss():
-    model, train_x, inputs = _setup()
+def _one_step_and_by_hand(train_k: int, kl_weight: float, loss_by_hand):
+    """Step.run once; then the same Adam step (lr 1e-2) by hand on a copy of the model as it was, minimising
+    loss_by_hand(copy, x, eps). The two models must end equal; returns the step and the hand-made loss."""
+    model, train_x, inputs = _setup(train_k=train_k)
     reference = VAE("mlp", (1, 8, 8), 16, 3)
     reference.load_state_dict(model.state_dict())
     inputs.fill(torch.randperm(40, generator=torch.Generator().manual_seed(1))[:8],
-                torch.Generator().manual_seed(2), 0.3)
+                torch.Generator().manual_seed(2), kl_weight)
     step = Step(model, optimizer(model.parameters(), 1e-2, torch.device("cpu"), graphs=False), train_x,
-                "bernoulli", 1)
+                "bernoulli", train_k)
     step.run(inputs)
 
-    x = train_x[inputs.idx].float() / 255  # the same step written out by hand
-    rec, kld = elbo_terms(reference, x, inputs.eps)
+    loss = loss_by_hand(reference, train_x[inputs.idx].float() / 255, inputs.eps)
     opt = torch.optim.Adam(reference.parameters(), lr=1e-2)
-    (rec + 0.3 * kld).sum().backward()
+    loss.sum().backward()
     opt.step()
     for (name, a), b in zip(model.named_parameters(), reference.parameters()):
         assert torch.allclose(a, b, atol=1e-6), name
-    assert abs(step.loss_sum.item() - (rec + 0.3 * kld).sum().item()) < 1e-3
+    assert abs(step.loss_sum.item() - loss.sum().item()) < 1e-3
+    return step, loss
+
+
+def test_one_step_is_the_adam_update_of_the_summed_weighted_loss():
+    def weighted_loss(net, x, eps):
+        rec, kld = elbo_terms(net, x, eps)
+        return rec + 0.3 * kld
+
+    _one_step_and_by_hand(1, 0.3, weighted_loss)
+
+
+def test_one_iwae_step_is_the_adam_update_of_the_summed_negative_iwae_bound():
+    step, _ = _one_step_and_by_hand(4, 0.5, lambda net, x, eps: -iwae_objective(net, x, eps, "bernoulli", 0.5))
+    assert (step.last > 0).all()  # minus a bound on log p(x) of 64 grey pixels: positive nats
 
 
 def test_the_device_loss_sum_adds_up_every_step_until_reset():

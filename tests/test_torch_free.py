@@ -2,10 +2,8 @@
 venv with the base install runs every runtime command without torch."""
 import ast
 import os
-import shutil
 import subprocess
 import sys
-import venv
 from pathlib import Path
 
 import pytest
@@ -14,9 +12,6 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 RUNTIME = REPO / "runtime"
 ALLOWED = {"numpy", "onnxruntime", "typer", "PIL"}
-# Left out of the copy that gets installed: environments, build output, data, caches.
-NOT_SOURCE = shutil.ignore_patterns(".git", ".venv", "build", "dist", "*.egg-info", "__pycache__", ".pytest_cache",
-                                    "data", "runs", "vae-onnx", "*.pt", "*.npy", ".whl", ".gl")
 
 
 PACKAGE = "vae_edge.runtime"
@@ -105,15 +100,8 @@ def test_the_import_check_allows_the_runtime_itself_its_dependencies_and_the_sta
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    torch = pytest.importorskip("torch")
-    from vae_edge.export import export_model
-    from vae_edge.train.model import VAE
-
-    torch.manual_seed(0)
-    folder = tmp_path_factory.mktemp("torch-free") / "vae-onnx"
-    export_model(VAE("mlp"), folder, quantize="int8")
-    return folder
+def exported(mlp_int8):
+    return mlp_int8[1]
 
 
 # What a plain run of a runtime command must not load: the training side and torch, and the CLI stack and
@@ -163,21 +151,11 @@ def test_help_and_usage_errors_are_typers(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_fresh_venv_with_the_base_install_runs_every_runtime_command_without_torch(exported, tmp_path):
+def test_a_fresh_venv_with_the_base_install_runs_every_runtime_command_without_torch(base_install, exported, tmp_path):
     import numpy as np
     from PIL import Image
 
-    # Install a copy of the source tree, so the build writes nothing into the checkout.
-    src = tmp_path / "src"
-    shutil.copytree(REPO, src, ignore=NOT_SOURCE)
-    env_dir = tmp_path / "venv"
-    venv.create(env_dir, with_pip=True, system_site_packages=False, clear=True)
-    bin_dir = env_dir / "bin"
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
-    pip = subprocess.run([bin_dir / "python", "-m", "pip", "install", "--disable-pip-version-check", "-q", str(src)],
-                         capture_output=True, text=True, env=env)
-    assert pip.returncode == 0, pip.stdout[-3000:] + pip.stderr[-3000:]
-
+    bin_dir, env = base_install
     no_torch = subprocess.run([bin_dir / "python", "-c", "import torch"], capture_output=True, text=True, env=env)
     assert no_torch.returncode != 0 and "No module named 'torch'" in no_torch.stderr
 

@@ -46,10 +46,11 @@ def pixels(images: torch.Tensor, binarize: bool, seed: int = TEST_BITS_SEED) -> 
 
 
 def load_data(dataset: str, data_dir: str = "data", image_size: int = 28, channels: int = 1,
-              test_fraction: float = 0.1, seed: int = 1) -> Data:
-    """Load `dataset`: a torchvision name, a folder of images, or an .npy file."""
+              test_fraction: float = 0.1, seed: int = 1, download: bool = True) -> Data:
+    """Load `dataset`: a torchvision name, a folder of images, or an .npy file. A named dataset that is not on
+    this machine is downloaded into data_dir, or with download=False refused (DataError)."""
     if dataset in TORCHVISION_CLASSES:
-        return _load_named(dataset, Path(data_dir))
+        return _load_named(dataset, Path(data_dir), download)
     path = Path(dataset)
     if not path.exists():
         names = ", ".join(TORCHVISION_CLASSES)
@@ -62,7 +63,7 @@ def load_data(dataset: str, data_dir: str = "data", image_size: int = 28, channe
     raise DataError(f"{path} is not a folder of images or an .npy file")
 
 
-def _load_named(name: str, data_dir: Path) -> Data:
+def _load_named(name: str, data_dir: Path, download: bool = True) -> Data:
     # Local IDX files first (ours, torchvision's raw layout, Debian's), so nothing downloads when they are there.
     cls = TORCHVISION_CLASSES[name]
     candidates = [data_dir, data_dir / name, data_dir / cls / "raw"]
@@ -72,13 +73,15 @@ def _load_named(name: str, data_dir: Path) -> Data:
         train, test = _find_idx(d, "train"), _find_idx(d, "t10k")
         if train and test:
             return Data(_read_idx(train), _read_idx(test), f"{name} from {d}")
+    tried = ", ".join(str(d) for d in candidates)
+    if not download:
+        raise DataError(f"{name} is not on this machine (looked in {tried})")
     try:
         import torchvision.datasets as tvd
 
         ds_train = getattr(tvd, cls)(root=str(data_dir), train=True, download=True)
         ds_test = getattr(tvd, cls)(root=str(data_dir), train=False, download=True)
     except Exception as e:  # offline, or a mirror down: one line, with what was tried
-        tried = ", ".join(str(d) for d in candidates)
         raise DataError(f"{name} not found locally (looked in {tried}) and the download failed: "
                         f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     return Data(ds_train.data.unsqueeze(1).contiguous(), ds_test.data.unsqueeze(1).contiguous(),

@@ -13,6 +13,8 @@ import { checkCount, checkSeed, checkTemperature, images, latents } from './inpu
 import { gaussian } from './random.js';
 import { openSession } from './sessions.js';
 
+const MAX_THREADS = 1024; // onnxruntime starts every thread asked for (as runtime/model.py)
+
 export { ModelFolderError, RuntimeInputError } from './errors.js';
 export { FORMAT, FORMAT_VERSION, PRECISIONS, fetchBytes } from './folder.js';
 export const DEFAULT_BATCH_SIZE = 1024;
@@ -33,8 +35,8 @@ export class VAE {
     if (!Object.hasOwn(PRECISIONS, precision)) {
       throw new RuntimeInputError(`precision must be one of ${Object.keys(PRECISIONS).join(', ')}, got ${show(precision)}`);
     }
-    if (threads !== undefined && !(Number.isInteger(threads) && threads >= 0)) {
-      throw new RuntimeInputError(`threads must be a non-negative integer (0: onnxruntime decides), got ${show(threads)}`);
+    if (threads !== undefined && !(Number.isInteger(threads) && threads >= 0 && threads <= MAX_THREADS)) {
+      throw new RuntimeInputError(`threads must be an integer from 0 (onnxruntime decides) to ${MAX_THREADS}, got ${show(threads)}`);
     }
     checkCount(batchSize, 'batchSize');
     folder = String(folder).replace(/\/+$/, '') || '.';

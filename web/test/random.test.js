@@ -47,6 +47,20 @@ test('the numbers are standard normal: mean, variance, tails', () => {
   }
 });
 
+test('the two numbers of a Box-Muller pair are independent: uncorrelated, and their squares too', () => {
+  const x = gaussian(200_000, 11), n = x.length / 2;
+  const corr = (f) => {
+    let sa = 0, sb = 0, sab = 0, saa = 0, sbb = 0;
+    for (let i = 0; i < n; i++) {
+      const a = f(x[2 * i]), b = f(x[2 * i + 1]);
+      sa += a; sb += b; sab += a * b; saa += a * a; sbb += b * b;
+    }
+    return (sab / n - (sa / n) * (sb / n)) / Math.sqrt((saa / n - (sa / n) ** 2) * (sbb / n - (sb / n) ** 2));
+  };
+  assert.ok(Math.abs(corr((v) => v)) < 0.01, `corr(x0, x1) = ${corr((v) => v)}`);
+  assert.ok(Math.abs(corr((v) => v * v)) < 0.01, `corr(x0^2, x1^2) = ${corr((v) => v * v)}`);
+});
+
 test('the plain SHA-256 equals node:crypto, across block boundaries', async () => {
   for (const n of [0, 1, 55, 56, 63, 64, 65, 119, 120, 1000, 100_003]) {
     const bytes = new Uint8Array(randomBytes(n));

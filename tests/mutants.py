@@ -1,0 +1,120 @@
+"""Mutations the tests must catch: bugs that once slipped through, each a text patch of one file.
+
+    python tests/mutants.py [NAME ...]     (make mutants)
+
+For each mutant: its tests run on the file as it is (they must pass), then with the patch applied (at least one
+must fail), then the file is put back, byte for byte and with its old modification time, even on Ctrl-C or
+SIGTERM. Prints one line a mutant (caught, MISSED, STALE: the patch no longer applies, or skipped with the
+reason) and exits 1 unless every mutant that ran was caught.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Mutant:
+    name: str
+    path: str  # relative to the repository
+    find: str  # the text replaced: it must occur exactly once
+    replace: str
+    tests: list[str]  # pytest node ids, or a command line (starting with "node")
+    gpu: bool = False  # its test needs a CUDA device
+
+
+MUTANTS = [
+    Mutant("iwae-sign", "train/step.py", "return -iwae_objective(", "return iwae_objective(",
+           ["tests/test_step.py::test_one_iwae_step_is_the_adam_update_of_the_summed_negative_iwae_bound"]),
+    Mutant("amp-off-in-the-captured-step", "train/step.py",
+           "        with torch.cuda.graph(graph):\n            self(inputs)",
+           "        self.amp = False\n        with torch.cuda.graph(graph):\n            self(inputs)",
+           ["tests/test_gpu.py::test_amp_runs_the_captured_step_in_bfloat16"], gpu=True),
+    Mutant("last-conv-rewrite-accepts-any-conv", "export/int8_decoder.py",
+           'if (any(attrs.get("pads", [0])) or set(attrs.get("strides", [1])) != {1} or attrs.get("group", 1) != 1\n'
+           '            or attrs.get("mode", b"DCR")',
+           'if (attrs.get("mode", b"DCR")',
+           ["tests/test_int8_guards.py::test_the_last_conv_rewrite_refuses_padding_strides_and_groups"]),
+    Mutant("int8-chooser-keeps-the-worst-way", "export/quantize.py",
+           "if best is None or err.mean() < best[2].mean():", "if best is None or err.mean() > best[2].mean():",
+           ["tests/test_int8_guards.py::test_forced_over_the_bound_each_graph_keeps_its_most_accurate_way"]),
+    Mutant("box-muller-cos-twice", "web/src/random.js", "out[i + 1] = r * Math.sin(", "out[i + 1] = r * Math.cos(",
+           ["node", "--test", "web/test/random.test.js"]),
+    Mutant("a-default-model-recipe-does-not-name", "train/config.py", "batch_size: int = 128", "batch_size: int = 256",
+           ["tests/test_bundled.py::test_vae_json_records_the_recipe_that_make_model_trains"]),
+]
+
+
+def run_tests(m: Mutant) -> subprocess.CompletedProcess:
+    cmd = m.tests if m.tests[0] == "node" else [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
+                                                 *m.tests]
+    if cmd[0] == "node":
+        cmd = [shutil.which("node") or "node", *cmd[1:]]
+    # no .pyc written: a mutant's bytecode must never outlive it
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+
+
+def skip_reason(m: Mutant) -> str | None:
+    if m.tests[0] == "node" and shutil.which("node") is None:
+        return "node is not installed"
+    if m.gpu:
+        import torch
+
+        if not torch.cuda.is_available():
+            return "needs a CUDA GPU: torch.cuda.is_available() is False here"
+    return None
+
+
+def check(m: Mutant) -> str:
+    path = REPO / m.path
+    original = path.read_bytes()
+    text = original.decode()
+    if text.count(m.find) != 1:
+        return f"STALE    {m.name}: the text to replace occurs {text.count(m.find)} times in {m.path}; update the mutant"
+    why = skip_reason(m)
+    if why:
+        return f"skipped  {m.name}: {why}"
+    control = run_tests(m)
+    if control.returncode != 0:
+        return f"BROKEN   {m.name}: its tests fail without the mutation:\n{control.stdout[-1500:]}{control.stderr[-1500:]}"
+    stat = path.stat()
+    try:
+        path.write_text(text.replace(m.find, m.replace))
+        mutated = run_tests(m)
+    finally:  # also on Ctrl-C and SIGTERM (raised as KeyboardInterrupt below)
+        path.write_bytes(original)
+        os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    if mutated.returncode == 1 or (m.tests[0] == "node" and mutated.returncode != 0):
+        return f"caught   {m.name} ({m.path})"
+    if mutated.returncode == 0:
+        return f"MISSED   {m.name} ({m.path}): every test passed with the mutation"
+    return f"BROKEN   {m.name}: pytest exited {mutated.returncode}:\n{mutated.stdout[-1500:]}{mutated.stderr[-1500:]}"
+
+
+def main(names: list[str]) -> int:
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # restore the file on SIGTERM as on Ctrl-C
+    unknown = set(names) - {m.name for m in MUTANTS}
+    if unknown:
+        print(f"unknown mutants: {', '.join(sorted(unknown))}; known: {', '.join(m.name for m in MUTANTS)}")
+        return 2
+    results = []
+    for m in [m for m in MUTANTS if not names or m.name in names]:
+        start = time.perf_counter()
+        results.append(check(m))
+        print(f"{results[-1]}  [{time.perf_counter() - start:.0f} s]", flush=True)
+    caught = sum(r.startswith("caught") for r in results)
+    ran = sum(not r.startswith("skipped") for r in results)
+    print(f"{caught} of {ran} mutants caught ({len(results) - ran} skipped)")
+    return 0 if caught == ran else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
