@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 FMNIST_DEBIAN := /usr/share/datasets/fashion-mnist
 
-.PHONY: setup data demo test test-fast bench model dist clean web-deps web serve-web test-web bench-web
+.PHONY: setup data demo test test-fast bench model dist clean web-deps web serve-web test-web bench-web native native-arm64
 
 setup: $(STAMP)
 
@@ -89,3 +89,45 @@ test-web: setup web-deps
 
 bench-web: setup web-deps
 	$(BIN)/python bench/web.py
+
+# C (native/): libvae_edge.a and vae-sample, by the system compiler. onnxruntime's C API header comes from Debian's
+# libonnxruntime-dev: the installed one, else fetched from a newer suite into .cache/native/ (never committed).
+# The library itself is loaded at run time (dlopen). native-arm64 cross-compiles with aarch64-linux-gnu-gcc
+# against Debian's arm64 libc and cJSON, unpacked into .cache/native/arm64-root (qemu-aarch64-static -L runs it).
+NATIVE_CACHE := .cache/native
+ORT_HEADER_DIR := $(firstword $(wildcard /usr/include/onnxruntime) $(NATIVE_CACHE)/onnxruntime-header/usr/include/onnxruntime)
+ORT_HEADER := $(ORT_HEADER_DIR)/onnxruntime_c_api.h
+ARM64_ROOT := $(NATIVE_CACHE)/arm64-root
+NATIVE_SRC := native/vae_edge.c native/random.c native/sha256.c
+CC ?= cc
+NATIVE_CFLAGS ?= -std=c99 -O2 -Wall -Wextra -Werror
+NATIVE_LIBS := -lcjson -ldl -lm
+
+# NATIVE_OUT and EXTRA_CFLAGS build variants (tests/test_native.py builds one with AddressSanitizer).
+NATIVE_OUT ?= build/native
+NATIVE_OBJ := $(patsubst native/%.c,$(NATIVE_OUT)/%.o,$(NATIVE_SRC))
+
+native: $(NATIVE_OUT)/vae-sample
+
+$(NATIVE_CACHE)/onnxruntime-header/usr/include/onnxruntime/onnxruntime_c_api.h:
+	native/debian-fetch.sh trixie amd64 $(NATIVE_CACHE)/onnxruntime-header libonnxruntime-dev
+
+$(NATIVE_OUT)/%.o: native/%.c native/vae_edge.h native/sha256.h $(ORT_HEADER)
+	@mkdir -p $(NATIVE_OUT)
+	$(CC) $(NATIVE_CFLAGS) $(EXTRA_CFLAGS) -I$(ORT_HEADER_DIR) -c $< -o $@
+
+$(NATIVE_OUT)/libvae_edge.a: $(NATIVE_OBJ)
+	ar rcs $@ $^
+
+$(NATIVE_OUT)/vae-sample: native/vae_sample.c $(NATIVE_OUT)/libvae_edge.a
+	$(CC) $(NATIVE_CFLAGS) $(EXTRA_CFLAGS) -Inative $^ $(NATIVE_LIBS) -o $@
+
+native-arm64: build/native-arm64/vae-sample
+
+$(ARM64_ROOT)/usr/include/cjson/cJSON.h:
+	native/debian-fetch.sh bookworm arm64 $(ARM64_ROOT) libc6 libgcc-s1 libstdc++6 libcjson1 libcjson-dev
+
+build/native-arm64/vae-sample: $(NATIVE_SRC) native/vae_sample.c native/vae_edge.h native/sha256.h $(ORT_HEADER) $(ARM64_ROOT)/usr/include/cjson/cJSON.h
+	@mkdir -p build/native-arm64
+	aarch64-linux-gnu-gcc $(NATIVE_CFLAGS) -I$(ORT_HEADER_DIR) -I$(ARM64_ROOT)/usr/include -Inative \
+		$(NATIVE_SRC) native/vae_sample.c -L$(ARM64_ROOT)/usr/lib/aarch64-linux-gnu $(NATIVE_LIBS) -o $@
