@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # debian-fetch.sh SUITE ARCH DEST PACKAGE...: download Debian packages of another suite or architecture with apt,
 # from this machine's own Debian mirror (its sources, with the suite and architecture changed), and unpack them
-# into DEST (dpkg-deb -x: nothing is installed). apt's lists and the .deb files stay in DEST/.apt, so a second
-# run with the same packages downloads nothing. Used for the onnxruntime C API header (libonnxruntime-dev, in
-# Debian's newer suites) and for the ARM64 root that qemu-aarch64-static runs programs in.
+# into DEST (dpkg-deb -x: nothing is installed). A stamp in DEST/.apt records what was unpacked, so
+# a second run with the same packages downloads nothing. Used for the onnxruntime C API header (libonnxruntime-dev, in
+# Debian's newer suites), for a newer qemu, and for the ARM64 root that qemu runs programs in.
 set -euo pipefail
 suite=$1 arch=$2 dest=$3
 shift 3
@@ -26,4 +26,5 @@ for pkg in "$@"; do
   [ -n "$deb" ] || { echo "debian-fetch: $pkg was not downloaded ($suite, $arch)" >&2; exit 2; }
   dpkg-deb -x "$deb" "$dest"
 done
+rm -rf "$dest/.apt/debs"/*.deb "$dest/.apt/lists"  # unpacked: what is kept is DEST itself
 touch "$stamp"

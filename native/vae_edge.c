@@ -225,7 +225,7 @@ static int release(const char *v) {
 }
 
 /* The newest C API this header and the loaded library share: a library serves every API version up to its own
- * release, so ask from the header's version down to the oldest supported. */
+ * release, so ask from the older of the two down to the oldest supported. */
 static const OrtApi *ort_api(const char *folder, const cJSON *meta, char *version, char *err) {
     const OrtApiBase *(*get_base)(void) = (const OrtApiBase *(*)(void))dlsym(ort_library, "OrtGetApiBase");
     if (!get_base) {
@@ -241,7 +241,10 @@ static const OrtApi *ort_api(const char *folder, const cJSON *meta, char *versio
              needs->valuestring, version, ort_library_path);
         return NULL;
     }
-    for (uint32_t v = ORT_API_VERSION; v >= VAE_OLDEST_ONNXRUNTIME_MINOR; v--) {
+    /* API version N came with release 1.N: ask for that first (older releases print a line for each refusal) */
+    int minor = release(version) - 1000;
+    uint32_t newest = minor > 0 && minor < ORT_API_VERSION ? (uint32_t)minor : ORT_API_VERSION;
+    for (uint32_t v = newest; v >= VAE_OLDEST_ONNXRUNTIME_MINOR; v--) {
         const OrtApi *api = base->GetApi(v);
         if (api) return api;
     }
@@ -436,18 +439,22 @@ int vae_decode(vae_model *vae, const float *z, size_t n, float *x, char err[VAE_
     return 0;
 }
 
-int vae_sample(vae_model *vae, size_t n, uint64_t seed, double temperature, float *x, char err[VAE_ERROR_SIZE]) {
+int vae_latents(const vae_model *vae, size_t n, uint64_t seed, double temperature, float *z, char err[VAE_ERROR_SIZE]) {
     if (n == 0) return fail(err, "n must be >= 1, got 0");
     if (!isfinite(temperature) || temperature < 0)
         return fail(err, "temperature must be finite and >= 0, got %g", temperature);
-    if (seed >= (uint64_t)1 << 53) return fail(err, "seed must be an integer in [0, 2^53), got %llu",
-                                               (unsigned long long)seed);
+    if (seed >= (uint64_t)1 << 53)
+        return fail(err, "seed must be an integer in [0, 2^53), got %llu", (unsigned long long)seed);
     size_t count = n * (size_t)vae->latent_dim;
-    float *z = malloc(count * sizeof *z);
-    if (!z) return fail(err, "out of memory for %zu latents", n);
     vae_gaussian(z, count, seed);
     for (size_t i = 0; i < count; i++) z[i] = (float)(z[i] * temperature);
-    int rc = vae_decode(vae, z, n, x, err);
+    return 0;
+}
+
+int vae_sample(vae_model *vae, size_t n, uint64_t seed, double temperature, float *x, char err[VAE_ERROR_SIZE]) {
+    float *z = malloc((n ? n : 1) * (size_t)vae->latent_dim * sizeof *z);
+    if (!z) return fail(err, "out of memory for %zu latents", n);
+    int rc = vae_latents(vae, n, seed, temperature, z, err) || vae_decode(vae, z, n, x, err) ? -1 : 0;
     free(z);
     return rc;
 }

@@ -25,8 +25,9 @@ extern "C" {
 #define VAE_ERROR_SIZE 512
 #define VAE_FORMAT "vae-edge-onnx"
 #define VAE_FORMAT_VERSION 1
-/* the oldest onnxruntime whose C API this program asks for (its API version is the minor release number) */
-#define VAE_OLDEST_ONNXRUNTIME_MINOR 12
+/* The oldest onnxruntime whose C API this program asks for (API version N is release 1.N): 1.19, the first whose
+ * Python wheel ships libonnxruntime.so (tests/test_native.py runs it, and the newest). */
+#define VAE_OLDEST_ONNXRUNTIME_MINOR 19
 
 typedef struct vae_model vae_model;
 
@@ -52,7 +53,11 @@ const char *vae_onnxruntime_version(const vae_model *vae);
 /* z: n x latent_dim floats -> x: n x C x H x W pixel probabilities in [0, 1]. 0 on success, else -1 and err. */
 int vae_decode(vae_model *vae, const float *z, size_t n, float *x, char err[VAE_ERROR_SIZE]);
 
-/* n images decoded from z = temperature * N(0, I), z drawn by vae_gaussian(seed): the browser's images for a seed. */
+/* n x latent_dim latents z = temperature * N(0, I) drawn by vae_gaussian(seed): the z that vae_sample decodes, and
+ * the browser's vae.latents(n, {seed, temperature}). */
+int vae_latents(const vae_model *vae, size_t n, uint64_t seed, double temperature, float *z, char err[VAE_ERROR_SIZE]);
+
+/* n images decoded from vae_latents(n, seed, temperature): the browser's images for a seed. */
 int vae_sample(vae_model *vae, size_t n, uint64_t seed, double temperature, float *x, char err[VAE_ERROR_SIZE]);
 
 /* count standard normal floats drawn in order from seed (< 2^53): xoshiro128** seeded through splitmix32, and

@@ -21,6 +21,7 @@ static const char USAGE[] =
     "      --z FILE.npy       decode these latents (float32 or float64, N x latent_dim) instead of drawing z\n"
     "  -o, --out FILE         image grid, .pgm (1 channel) or .ppm (3 channels) (default: samples.pgm or .ppm)\n"
     "      --npy FILE         also write the images as float32 .npy (N, C, H, W)\n"
+    "      --save-z FILE      also write the latents decoded as float32 .npy (N, latent_dim)\n"
     "      --no-image         write no image grid (with --npy)\n"
     "      --nrow K           images per row of the grid (default: 8)\n"
     "      --precision P      fp32 or int8 (default: fp32)\n"
@@ -52,10 +53,14 @@ static int close_temp(FILE *f, const char *tmp, const char *path, int ok) {
     return die("cannot write %s: %s", path, strerror(e ? e : EIO));
 }
 
-static int write_npy(const char *path, const float *x, size_t n, const int shape[3]) {
+/* float32 (n, shape[0]) if ndim is 2, else (n, shape[0], shape[1], shape[2]). */
+static int write_npy(const char *path, const float *x, size_t n, const int shape[3], int ndim) {
     char header[128], tmp[4200];
-    int len = snprintf(header, sizeof header, "{'descr': '<f4', 'fortran_order': False, 'shape': (%zu, %d, %d, %d), }",
-                       n, shape[0], shape[1], shape[2]);
+    int len = ndim == 2 ? snprintf(header, sizeof header, "{'descr': '<f4', 'fortran_order': False, 'shape': (%zu, %d), }",
+                                   n, shape[0])
+                        : snprintf(header, sizeof header,
+                                   "{'descr': '<f4', 'fortran_order': False, 'shape': (%zu, %d, %d, %d), }", n, shape[0],
+                                   shape[1], shape[2]);
     int total = (10 + len + 1 + 63) / 64 * 64; /* magic, version, length, header, newline: 64-byte aligned */
     memset(header + len, ' ', (size_t)(total - 10 - len - 1));
     header[total - 10 - 1] = '\n';
@@ -65,7 +70,7 @@ static int write_npy(const char *path, const float *x, size_t n, const int shape
     unsigned char lenbytes[2] = {(unsigned char)(hl & 0xff), (unsigned char)(hl >> 8)};
     int ok = fwrite("\x93NUMPY\x01\x00", 1, 8, f) == 8 && fwrite(lenbytes, 1, 2, f) == 2 &&
              fwrite(header, 1, (size_t)(total - 10), f) == (size_t)(total - 10);
-    size_t count = n * (size_t)shape[0] * shape[1] * shape[2];
+    size_t count = n * (size_t)shape[0] * (ndim == 2 ? 1 : (size_t)shape[1] * shape[2]);
     ok = ok && fwrite(x, sizeof *x, count, f) == count; /* little-endian hosts: x86-64 and ARM64 */
     return close_temp(f, tmp, path, ok);
 }
@@ -165,15 +170,15 @@ static int parse_count(const char *text, double *out, const char *name, double l
 }
 
 int main(int argc, char **argv) {
-    const char *model = "vae-onnx", *out = NULL, *npy = NULL, *zfile = NULL;
+    const char *model = "vae-onnx", *out = NULL, *npy = NULL, *zfile = NULL, *save_z = NULL;
     double n = 64, seed = 0, temperature = 1, nrow = 8, threads = 0;
     int check = 0, no_image = 0;
     vae_options options = {0};
-    enum { SEED = 256, Z, NPY, NO_IMAGE, NROW, PRECISION, THREADS, ONNXRUNTIME, CHECK };
+    enum { SEED = 256, Z, SAVE_Z, NPY, NO_IMAGE, NROW, PRECISION, THREADS, ONNXRUNTIME, CHECK };
     static const struct option longs[] = {
         {"model", required_argument, 0, 'm'}, {"n", required_argument, 0, 'n'},
         {"seed", required_argument, 0, SEED}, {"temperature", required_argument, 0, 't'},
-        {"z", required_argument, 0, Z}, {"out", required_argument, 0, 'o'}, {"npy", required_argument, 0, NPY},
+        {"z", required_argument, 0, Z}, {"save-z", required_argument, 0, SAVE_Z}, {"out", required_argument, 0, 'o'}, {"npy", required_argument, 0, NPY},
         {"no-image", no_argument, 0, NO_IMAGE}, {"nrow", required_argument, 0, NROW},
         {"precision", required_argument, 0, PRECISION}, {"threads", required_argument, 0, THREADS},
         {"onnxruntime", required_argument, 0, ONNXRUNTIME}, {"check", no_argument, 0, CHECK},
@@ -190,6 +195,7 @@ int main(int argc, char **argv) {
             if (!bad && temperature < 0) bad = die("--temperature must be >= 0, got %s%s", optarg, "");
             break;
         case Z: zfile = optarg; break;
+        case SAVE_Z: save_z = optarg; break;
         case 'o': out = optarg; break;
         case NPY: npy = optarg; break;
         case NO_IMAGE: no_image = 1; break;
@@ -221,23 +227,30 @@ int main(int argc, char **argv) {
         vae_free(vae);
         return die("images of %s channels have no PGM/PPM grid: pass --no-image with --npy%s", "other than 1 or 3", "");
     }
+    const char *suffix = out ? strrchr(out, '.') : NULL, *want = shape[0] == 1 ? ".pgm" : ".ppm";
+    if (!no_image && out && (!suffix || strcmp(suffix, want) != 0)) {
+        vae_free(vae);
+        return die("--out %s: this model's grid is written as %s (or pass --no-image)", out, want);
+    }
     size_t count = (size_t)n;
-    float *z = zfile ? read_z(zfile, vae_latent_dim(vae), &count) : NULL;
-    float *x = (!zfile || z) ? malloc(count * vae_image_size(vae) * sizeof *x) : NULL;
-    if (x) {
-        int failed = z ? vae_decode(vae, z, count, x, err) : vae_sample(vae, count, (uint64_t)seed, temperature, x, err);
-        if (failed) {
-            die("%s%s", err, "");
-        } else {
-            const char *grid = out ? out : shape[0] == 1 ? "samples.pgm" : "samples.ppm";
-            rc = npy && write_npy(npy, x, count, shape) ? 2 : 0;
-            if (!rc && !no_image) rc = write_grid(grid, x, count, shape, (int)nrow);
-            if (!rc)
-                printf("%zu images (%d x %d x %d) -> %s%s%s\n", count, shape[0], shape[1], shape[2],
-                       no_image ? "" : grid, npy && !no_image ? ", " : "", npy ? npy : "");
-        }
-    } else if (!zfile || z) {
+    const int latent = vae_latent_dim(vae), z_shape[3] = {latent, 1, 1};
+    float *z = zfile ? read_z(zfile, latent, &count) : malloc(count * latent * sizeof *z), *x = NULL;
+    if (!z) {
+        if (!zfile) die("out of memory for %s latents%s", "the", "");
+    } else if (!zfile && vae_latents(vae, count, (uint64_t)seed, temperature, z, err)) {
+        die("%s%s", err, "");
+    } else if (!(x = malloc(count * vae_image_size(vae) * sizeof *x))) {
         die("out of memory for %s images%s", "the", "");
+    } else if (vae_decode(vae, z, count, x, err)) {
+        die("%s%s", err, "");
+    } else {
+        const char *grid = out ? out : shape[0] == 1 ? "samples.pgm" : "samples.ppm";
+        rc = save_z && write_npy(save_z, z, count, z_shape, 2) ? 2 : 0;
+        if (!rc && npy) rc = write_npy(npy, x, count, shape, 4);
+        if (!rc && !no_image) rc = write_grid(grid, x, count, shape, (int)nrow);
+        if (!rc)
+            printf("%zu images (%d x %d x %d) -> %s%s%s\n", count, shape[0], shape[1], shape[2],
+                   no_image ? "" : grid, npy && !no_image ? ", " : "", npy ? npy : "");
     }
     free(x);
     free(z);
