@@ -35,6 +35,9 @@ def make(*args: str) -> None:
             arm64.missing(f"{why} is not installed: the C tests build native/")
     if not Path("/usr/include/cjson/cJSON.h").is_file():
         arm64.missing("cJSON is not installed: apt-get install libcjson-dev")
+    fetched = REPO / ".cache" / "native" / "onnxruntime-header"
+    if not (Path("/usr/include/onnxruntime").is_dir() or fetched.is_dir() or shutil.which("apt-get")):
+        arm64.missing("onnxruntime's C API header: install libonnxruntime-dev, or use Debian (make native fetches it)")
     r = subprocess.run(["make", "-s", *args], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr[-3000:]
 
