@@ -315,10 +315,11 @@ static int check_decoder(vae_model *vae, const char *folder, char *err) {
         return fail(err, "%s: the decoder returns x of shape %s but vae.json says input_shape [%d, %d, %d]", folder,
                     shown, vae->shape[0], vae->shape[1], vae->shape[2]);
     }
-    if (nz != 2 || z[1] != vae->latent_dim) {
-        show_dims(shown, sizeof shown, z + 1, nz - 1);
+    if (nz != 2 || z[1] != vae->latent_dim) { /* one dim shown as a number, several as a list (as Python does) */
+        if (nz == 2) snprintf(shown, sizeof shown, "%lld", (long long)z[1]);
+        else show_dims(shown, sizeof shown, z + 1, nz - 1);
         return fail(err, "%s: the decoder and vae.json disagree on latent_dim: vae.json says %d, the decoder takes %s",
-                    folder, vae->latent_dim, nz == 2 ? shown + 1 : shown);
+                    folder, vae->latent_dim, shown);
     }
     char *name;
     ORT(vae->ort->SessionGetInputName(vae->decoder, 0, alloc, &name), "onnxruntime");

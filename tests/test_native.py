@@ -188,7 +188,7 @@ BAD_FOLDERS = [
     ("no latent_dim", _edit_meta(lambda m: m["model"].pop("latent_dim")), "fp32", False,
      r"vae.json lacks valid model.input_shape, model.latent_dim or files", True),
     ("decoder of another latent size", _replace_decoder("decoder.onnx", from_other=True), "fp32", False,
-     r"the decoder and vae.json disagree on latent_dim: vae.json says 20, the decoder takes 8", True),
+     r"the decoder and vae.json disagree on latent_dim: vae.json says 20, the decoder takes 8$", True),
     ("encoder in the decoder's place", _replace_decoder("encoder.onnx", from_other=False), "fp32", False,
      r"the decoder file is not a decoder \(z -> x\); encoder and decoder swapped\?", True),
     ("path outside the folder", _edit_meta(lambda m: m["files"]["decoder"].update(path="../elsewhere.onnx")), "fp32",
