@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 FMNIST_DEBIAN := /usr/share/datasets/fashion-mnist
 
-.PHONY: setup data demo test test-fast fuzz mutants bench model dist clean web-deps web serve-web test-web bench-web
+.PHONY: setup data demo test test-fast fuzz mutants bench model dist clean web-deps web serve-web test-web bench-web native native-arm64 arm64
 
 setup: $(STAMP)
 
@@ -98,3 +98,56 @@ test-web: setup web-deps
 
 bench-web: setup web-deps
 	$(BIN)/python bench/web.py
+
+# C (native/): libvae_edge.a and vae-sample, by the system compiler. onnxruntime's C API header comes from Debian's
+# libonnxruntime-dev: the installed one, else fetched from a newer suite into .cache/native/ (never committed).
+# The library itself is loaded at run time (dlopen). native-arm64 cross-compiles with aarch64-linux-gnu-gcc
+# against Debian's arm64 libc and cJSON (make arm64).
+NATIVE_CACHE := .cache/native
+ORT_HEADER_DIR := $(firstword $(wildcard /usr/include/onnxruntime) $(NATIVE_CACHE)/onnxruntime-header/usr/include/onnxruntime)
+ORT_HEADER := $(ORT_HEADER_DIR)/onnxruntime_c_api.h
+NATIVE_SRC := native/vae_edge.c native/random.c native/sha256.c
+CC ?= cc
+NATIVE_CFLAGS ?= -std=c99 -O2 -Wall -Wextra -Werror
+NATIVE_LIBS := -lcjson -ldl -lm
+
+# NATIVE_OUT and EXTRA_CFLAGS build variants (tests/test_native.py builds one with AddressSanitizer).
+NATIVE_OUT ?= build/native
+NATIVE_OBJ := $(patsubst native/%.c,$(NATIVE_OUT)/%.o,$(NATIVE_SRC))
+
+native: $(NATIVE_OUT)/vae-sample
+
+$(NATIVE_CACHE)/onnxruntime-header/usr/include/onnxruntime/onnxruntime_c_api.h:
+	native/debian-fetch.sh trixie amd64 $(NATIVE_CACHE)/onnxruntime-header libonnxruntime-dev
+
+$(NATIVE_OUT)/%.o: native/%.c native/vae_edge.h native/sha256.h $(ORT_HEADER)
+	@mkdir -p $(NATIVE_OUT)
+	$(CC) $(NATIVE_CFLAGS) $(EXTRA_CFLAGS) -I$(ORT_HEADER_DIR) -c $< -o $@
+
+$(NATIVE_OUT)/libvae_edge.a: $(NATIVE_OBJ)
+	ar rcs $@ $^
+
+$(NATIVE_OUT)/vae-sample: native/vae_sample.c $(NATIVE_OUT)/libvae_edge.a
+	$(CC) $(NATIVE_CFLAGS) $(EXTRA_CFLAGS) -Inative $^ $(NATIVE_LIBS) -o $@
+
+# ARM64 on x86 (tests/test_native.py, tests/test_arm64.py): Debian's arm64 libc, cJSON and Python 3.11, unpacked
+# into a root that qemu runs programs in, and trixie's qemu-user (10.x): bookworm's qemu 7.2 shows ARM64 programs
+# the host's x86 /proc/cpuinfo, on which onnxruntime's cpuinfo crashes. Cached in .cache/arm64, as CI keeps .cache.
+ARM64_CACHE := .cache/arm64
+ARM64_ROOT := $(ARM64_CACHE)/root
+ARM64_QEMU := $(ARM64_CACHE)/qemu/usr/bin/qemu-aarch64
+ARM64_PACKAGES := libc6 libgcc-s1 libstdc++6 libcjson1 libcjson-dev python3.11-minimal libpython3.11-minimal \
+	libpython3.11-stdlib zlib1g libexpat1 libffi8 libssl3 libbz2-1.0 liblzma5 libuuid1 libsqlite3-0 \
+	libncursesw6 libtinfo6 libreadline8 libcrypt1
+
+arm64:
+	native/debian-fetch.sh bookworm arm64 $(ARM64_ROOT) $(ARM64_PACKAGES)
+	native/debian-fetch.sh trixie amd64 $(ARM64_CACHE)/qemu qemu-user
+	find $(ARM64_CACHE)/qemu/usr -type f ! -name qemu-aarch64 -delete
+
+native-arm64: arm64 build/native-arm64/vae-sample
+
+build/native-arm64/vae-sample: $(NATIVE_SRC) native/vae_sample.c native/vae_edge.h native/sha256.h $(ORT_HEADER)
+	@mkdir -p build/native-arm64
+	aarch64-linux-gnu-gcc $(NATIVE_CFLAGS) -I$(ORT_HEADER_DIR) -I$(ARM64_ROOT)/usr/include -Inative \
+		$(NATIVE_SRC) native/vae_sample.c -L$(ARM64_ROOT)/usr/lib/aarch64-linux-gnu $(NATIVE_LIBS) -o $@

@@ -1,0 +1,72 @@
+/* vae-edge in C: load an exported VAE folder (vae-export's files), check it, decode latents, sample images.
+ *
+ *     char err[VAE_ERROR_SIZE];
+ *     vae_model *vae = vae_load("vae-onnx", NULL, err);          // NULL options: fp32, onnxruntime found for us
+ *     if (!vae) { fprintf(stderr, "%s\n", err); return 2; }
+ *     float *x = malloc(64 * vae_image_size(vae) * sizeof(float));
+ *     if (vae_sample(vae, 64, 0, 1.0f, x, err)) { ... }         // 64 images (C x H x W each) in [0, 1]
+ *     vae_free(vae);
+ *
+ * The same checks as the Python runtime: vae.json's format and format_version, shapes and latent size, the
+ * sha256 of every file read, and the onnxruntime version against vae.json's onnx.min_onnxruntime. Every error
+ * is one line in err (VAE_ERROR_SIZE bytes). onnxruntime is loaded with dlopen (see vae_load); the decoder only:
+ * no encoder is read. A loaded model may be used from one thread at a time.
+ */
+#ifndef VAE_EDGE_H
+#define VAE_EDGE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define VAE_ERROR_SIZE 512
+#define VAE_FORMAT "vae-edge-onnx"
+#define VAE_FORMAT_VERSION 1
+/* The oldest onnxruntime whose C API this program asks for (API version N is release 1.N): 1.19, the first whose
+ * Python wheel ships libonnxruntime.so (tests/test_native.py runs it, and the newest). */
+#define VAE_OLDEST_ONNXRUNTIME_MINOR 19
+
+typedef struct vae_model vae_model;
+
+typedef struct {
+    const char *precision;        /* "fp32" (NULL means this) or "int8" */
+    const char *onnxruntime_path; /* libonnxruntime.so to dlopen; NULL: $VAE_EDGE_ONNXRUNTIME, else the one in
+                                     python3's onnxruntime package (onnxruntime/capi/), else the system's */
+    int threads;                  /* onnxruntime intra-op threads; 0: onnxruntime decides */
+} vae_options;
+
+/* Load and check the folder's vae.json and decoder; NULL (and err filled) on any problem. */
+vae_model *vae_load(const char *folder, const vae_options *options, char err[VAE_ERROR_SIZE]);
+
+/* Check every file vae.json lists against its sha256 (as vae-info does): 0 if all are intact, else the number of
+ * bad files, the first one's reason in err; -1 if vae.json itself is bad. */
+int vae_check(const char *folder, char err[VAE_ERROR_SIZE]);
+
+int vae_latent_dim(const vae_model *vae);
+void vae_input_shape(const vae_model *vae, int shape[3]); /* C, H, W */
+size_t vae_image_size(const vae_model *vae);              /* C * H * W floats per image */
+const char *vae_onnxruntime_version(const vae_model *vae);
+
+/* z: n x latent_dim floats -> x: n x C x H x W pixel probabilities in [0, 1]. 0 on success, else -1 and err. */
+int vae_decode(vae_model *vae, const float *z, size_t n, float *x, char err[VAE_ERROR_SIZE]);
+
+/* n x latent_dim latents z = temperature * N(0, I) drawn by vae_gaussian(seed): the z that vae_sample decodes, and
+ * the browser's vae.latents(n, {seed, temperature}). */
+int vae_latents(const vae_model *vae, size_t n, uint64_t seed, double temperature, float *z, char err[VAE_ERROR_SIZE]);
+
+/* n images decoded from vae_latents(n, seed, temperature): the browser's images for a seed. */
+int vae_sample(vae_model *vae, size_t n, uint64_t seed, double temperature, float *x, char err[VAE_ERROR_SIZE]);
+
+/* count standard normal floats drawn in order from seed (< 2^53): xoshiro128** seeded through splitmix32, and
+ * Box-Muller, as web/src/random.js draws them, so C and JavaScript give the same numbers for a seed. */
+void vae_gaussian(float *out, size_t count, uint64_t seed);
+
+void vae_free(vae_model *vae);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,259 @@
+/* vae-sample in C: images from an exported VAE, written as .npy and as a PGM/PPM grid, through vae_edge.h. */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "vae_edge.h"
+
+static const char USAGE[] =
+    "usage: vae-sample [options]\n"
+    "Sample images from an exported VAE (a vae-export folder) with onnxruntime's C API.\n\n"
+    "  -m, --model DIR        export folder (default: vae-onnx)\n"
+    "  -n, --n N              number of images (default: 64)\n"
+    "      --seed S           seed in [0, 2^53) of the generator that draws z; the browser's for the same seed\n"
+    "                         (default: 0)\n"
+    "  -t, --temperature T    z = T * N(0, I) (default: 1)\n"
+    "      --z FILE.npy       decode these latents (float32 or float64, N x latent_dim) instead of drawing z\n"
+    "  -o, --out FILE         image grid, .pgm (1 channel) or .ppm (3 channels) (default: samples.pgm or .ppm)\n"
+    "      --npy FILE         also write the images as float32 .npy (N, C, H, W)\n"
+    "      --save-z FILE      also write the latents decoded as float32 .npy (N, latent_dim)\n"
+    "      --no-image         write no image grid (with --npy)\n"
+    "      --nrow K           images per row of the grid (default: 8)\n"
+    "      --precision P      fp32 or int8 (default: fp32)\n"
+    "      --threads K        onnxruntime intra-op threads (default: onnxruntime decides)\n"
+    "      --onnxruntime LIB  libonnxruntime.so to load (default: $VAE_EDGE_ONNXRUNTIME, else python3's\n"
+    "                         onnxruntime package, else the system's)\n"
+    "      --check            verify every file vae.json lists against its sha256, print the result, exit\n"
+    "  -h, --help             this help\n";
+
+static int die(const char *fmt, const char *a, const char *b) {
+    fputs("vae-sample: ", stderr);
+    fprintf(stderr, fmt, a, b);
+    fputc('\n', stderr);
+    return 2;
+}
+
+/* Write through a temporary file renamed into place: a failed run leaves no partial file. */
+static FILE *open_temp(const char *path, char *tmp, size_t size) {
+    snprintf(tmp, size, "%s.tmp-%ld", path, (long)getpid());
+    return fopen(tmp, "wb");
+}
+
+static int close_temp(FILE *f, const char *tmp, const char *path, int ok) {
+    ok = !ferror(f) && ok;
+    ok = fclose(f) == 0 && ok;
+    if (ok && rename(tmp, path) == 0) return 0;
+    int e = errno;
+    remove(tmp);
+    return die("cannot write %s: %s", path, strerror(e ? e : EIO));
+}
+
+/* float32 (n, shape[0]) if ndim is 2, else (n, shape[0], shape[1], shape[2]). */
+static int write_npy(const char *path, const float *x, size_t n, const int shape[3], int ndim) {
+    char header[128], tmp[4200];
+    int len = ndim == 2 ? snprintf(header, sizeof header, "{'descr': '<f4', 'fortran_order': False, 'shape': (%zu, %d), }",
+                                   n, shape[0])
+                        : snprintf(header, sizeof header,
+                                   "{'descr': '<f4', 'fortran_order': False, 'shape': (%zu, %d, %d, %d), }", n, shape[0],
+                                   shape[1], shape[2]);
+    int total = (10 + len + 1 + 63) / 64 * 64; /* magic, version, length, header, newline: 64-byte aligned */
+    memset(header + len, ' ', (size_t)(total - 10 - len - 1));
+    header[total - 10 - 1] = '\n';
+    FILE *f = open_temp(path, tmp, sizeof tmp);
+    if (!f) return die("cannot write %s: %s", path, strerror(errno));
+    unsigned short hl = (unsigned short)(total - 10);
+    unsigned char lenbytes[2] = {(unsigned char)(hl & 0xff), (unsigned char)(hl >> 8)};
+    int ok = fwrite("\x93NUMPY\x01\x00", 1, 8, f) == 8 && fwrite(lenbytes, 1, 2, f) == 2 &&
+             fwrite(header, 1, (size_t)(total - 10), f) == (size_t)(total - 10);
+    size_t count = n * (size_t)shape[0] * (ndim == 2 ? 1 : (size_t)shape[1] * shape[2]);
+    ok = ok && fwrite(x, sizeof *x, count, f) == count; /* little-endian hosts: x86-64 and ARM64 */
+    return close_temp(f, tmp, path, ok);
+}
+
+/* A grid of images laid out as the Python runtime's make_grid (2 pixels of padding, floor(x * 255 + 0.5)). */
+static int write_grid(const char *path, const float *x, size_t n, const int shape[3], int nrow) {
+    const int pad = 2, c = shape[0], h = shape[1], w = shape[2];
+    size_t cols = n < (size_t)nrow ? n : (size_t)nrow, rows = (n + cols - 1) / cols;
+    size_t height = rows * (h + pad) + pad, width = cols * (w + pad) + pad;
+    unsigned char *px = calloc(height * width * c, 1);
+    if (!px) return die("out of memory for a grid of %s images%s", "these", "");
+    for (size_t k = 0; k < n; k++)
+        for (int ch = 0; ch < c; ch++)
+            for (int y = 0; y < h; y++)
+                for (int xx = 0; xx < w; xx++) {
+                    float v = x[((k * c + ch) * h + y) * w + xx] * 255.0f + 0.5f;
+                    size_t row = k / cols * (h + pad) + pad + y, col = k % cols * (w + pad) + pad + xx;
+                    px[(row * width + col) * c + ch] = (unsigned char)(v < 0 ? 0 : v > 255 ? 255 : v);
+                }
+    char tmp[4200];
+    FILE *f = open_temp(path, tmp, sizeof tmp);
+    if (!f) {
+        free(px);
+        return die("cannot write %s: %s", path, strerror(errno));
+    }
+    int ok = fprintf(f, "P%c\n%zu %zu\n255\n", c == 1 ? '5' : '6', width, height) > 0 &&
+             fwrite(px, 1, height * width * c, f) == height * width * c;
+    free(px);
+    return close_temp(f, tmp, path, ok);
+}
+
+/* Latents from a .npy file: float32 or float64, C order, (N, latent_dim). */
+static float *read_z(const char *path, int latent_dim, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    unsigned char head[10];
+    char header[4096], err[64];
+    if (!f) {
+        die("cannot read %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    size_t len = 0, rows = 0, cols = 0;
+    int ok = fread(head, 1, 10, f) == 10 && memcmp(head, "\x93NUMPY", 6) == 0 && head[6] == 1 &&
+             (len = head[8] | (size_t)head[9] << 8) < sizeof header && fread(header, 1, len, f) == len;
+    header[ok ? len : 0] = '\0';
+    int f8 = strstr(header, "'descr': '<f8'") != NULL, f4 = strstr(header, "'descr': '<f4'") != NULL;
+    const char *shape = strstr(header, "'shape': (");
+    ok = ok && (f4 || f8) && strstr(header, "'fortran_order': False") && shape &&
+         sscanf(shape, "'shape': (%zu, %zu)", &rows, &cols) == 2;
+    if (!ok) {
+        fclose(f);
+        die("%s is not a 2-D float32 or float64 .npy file (version 1.0, C order)%s", path, "");
+        return NULL;
+    }
+    if (cols != (size_t)latent_dim || rows == 0) {
+        fclose(f);
+        snprintf(err, sizeof err, "(%zu, %zu); expected (N, %d)", rows, cols, latent_dim);
+        die("z in %s has shape %s", path, err);
+        return NULL;
+    }
+    size_t count = rows * cols, size = f8 ? 8 : 4;
+    unsigned char *raw = malloc(count * size);
+    float *z = malloc(count * sizeof *z);
+    ok = raw && z && fread(raw, size, count, f) == count;
+    fclose(f);
+    for (size_t i = 0; ok && i < count; i++) {
+        double d;
+        float s;
+        if (f8) memcpy(&d, raw + 8 * i, 8); else memcpy(&s, raw + 4 * i, 4), d = s;
+        z[i] = (float)d;
+    }
+    free(raw);
+    if (!ok) {
+        free(z);
+        die("%s is truncated or unreadable%s", path, "");
+        return NULL;
+    }
+    *n = rows;
+    return z;
+}
+
+static int parse_number(const char *text, double *out, const char *name) {
+    char *end;
+    errno = 0;
+    *out = strtod(text, &end);
+    if (errno || end == text || *end || !isfinite(*out)) return die("%s must be a number, got '%s'", name, text);
+    return 0;
+}
+
+static int parse_count(const char *text, double *out, const char *name, double lo, double hi) {
+    if (parse_number(text, out, name)) return 2;
+    if (*out != floor(*out) || *out < lo || *out > hi) {
+        char range[64];
+        snprintf(range, sizeof range, "an integer in [%.0f, %.0f], got %s", lo, hi, text);
+        return die("%s must be %s", name, range);
+    }
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    const char *model = "vae-onnx", *out = NULL, *npy = NULL, *zfile = NULL, *save_z = NULL;
+    double n = 64, seed = 0, temperature = 1, nrow = 8, threads = 0;
+    int check = 0, no_image = 0;
+    vae_options options = {0};
+    enum { SEED = 256, Z, SAVE_Z, NPY, NO_IMAGE, NROW, PRECISION, THREADS, ONNXRUNTIME, CHECK };
+    static const struct option longs[] = {
+        {"model", required_argument, 0, 'm'}, {"n", required_argument, 0, 'n'},
+        {"seed", required_argument, 0, SEED}, {"temperature", required_argument, 0, 't'},
+        {"z", required_argument, 0, Z}, {"save-z", required_argument, 0, SAVE_Z}, {"out", required_argument, 0, 'o'}, {"npy", required_argument, 0, NPY},
+        {"no-image", no_argument, 0, NO_IMAGE}, {"nrow", required_argument, 0, NROW},
+        {"precision", required_argument, 0, PRECISION}, {"threads", required_argument, 0, THREADS},
+        {"onnxruntime", required_argument, 0, ONNXRUNTIME}, {"check", no_argument, 0, CHECK},
+        {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
+    opterr = 0;
+    for (int opt; (opt = getopt_long(argc, argv, ":m:n:t:o:h", longs, NULL)) != -1;) {
+        int bad = 0;
+        switch (opt) {
+        case 'm': model = optarg; break;
+        case 'n': bad = parse_count(optarg, &n, "--n", 1, 1e9); break;
+        case SEED: bad = parse_count(optarg, &seed, "--seed", 0, 9007199254740991.0); break;
+        case 't':
+            bad = parse_number(optarg, &temperature, "--temperature");
+            if (!bad && temperature < 0) bad = die("--temperature must be >= 0, got %s%s", optarg, "");
+            break;
+        case Z: zfile = optarg; break;
+        case SAVE_Z: save_z = optarg; break;
+        case 'o': out = optarg; break;
+        case NPY: npy = optarg; break;
+        case NO_IMAGE: no_image = 1; break;
+        case NROW: bad = parse_count(optarg, &nrow, "--nrow", 1, 1e6); break;
+        case PRECISION: options.precision = optarg; break;
+        case THREADS: bad = parse_count(optarg, &threads, "--threads", 0, 1024); break;
+        case ONNXRUNTIME: options.onnxruntime_path = optarg; break;
+        case CHECK: check = 1; break;
+        case 'h': fputs(USAGE, stdout); return 0;
+        case ':': return die("option %s needs a value (see --help)%s", argv[optind - 1], "");
+        default: return die("unknown option %s (see --help)%s", argv[optind - 1], "");
+        }
+        if (bad) return 2;
+    }
+    if (optind < argc) return die("unexpected argument '%s' (see --help)%s", argv[optind], "");
+    char err[VAE_ERROR_SIZE];
+    if (check) {
+        int bad = vae_check(model, err);
+        if (bad != 0) return die("%s%s", err, "");
+        printf("%s: every file matches its sha256 in vae.json\n", model);
+        return 0;
+    }
+    options.threads = (int)threads;
+    vae_model *vae = vae_load(model, &options, err);
+    if (!vae) return die("%s%s", err, "");
+    int shape[3], rc = 2;
+    vae_input_shape(vae, shape);
+    if (!no_image && shape[0] != 1 && shape[0] != 3) {
+        vae_free(vae);
+        return die("images of %s channels have no PGM/PPM grid: pass --no-image with --npy%s", "other than 1 or 3", "");
+    }
+    const char *suffix = out ? strrchr(out, '.') : NULL, *want = shape[0] == 1 ? ".pgm" : ".ppm";
+    if (!no_image && out && (!suffix || strcmp(suffix, want) != 0)) {
+        vae_free(vae);
+        return die("--out %s: this model's grid is written as %s (or pass --no-image)", out, want);
+    }
+    size_t count = (size_t)n;
+    const int latent = vae_latent_dim(vae), z_shape[3] = {latent, 1, 1};
+    float *z = zfile ? read_z(zfile, latent, &count) : malloc(count * latent * sizeof *z), *x = NULL;
+    if (!z) {
+        if (!zfile) die("out of memory for %s latents%s", "the", "");
+    } else if (!zfile && vae_latents(vae, count, (uint64_t)seed, temperature, z, err)) {
+        die("%s%s", err, "");
+    } else if (!(x = malloc(count * vae_image_size(vae) * sizeof *x))) {
+        die("out of memory for %s images%s", "the", "");
+    } else if (vae_decode(vae, z, count, x, err)) {
+        die("%s%s", err, "");
+    } else {
+        const char *grid = out ? out : shape[0] == 1 ? "samples.pgm" : "samples.ppm";
+        rc = save_z && write_npy(save_z, z, count, z_shape, 2) ? 2 : 0;
+        if (!rc && npy) rc = write_npy(npy, x, count, shape, 4);
+        if (!rc && !no_image) rc = write_grid(grid, x, count, shape, (int)nrow);
+        if (!rc)
+            printf("%zu images (%d x %d x %d) -> %s%s%s\n", count, shape[0], shape[1], shape[2],
+                   no_image ? "" : grid, npy && !no_image ? ", " : "", npy ? npy : "");
+    }
+    free(x);
+    free(z);
+    vae_free(vae);
+    return rc;
+}

@@ -1,0 +1,327 @@
+"""native/: the C library and its vae-sample against the Python runtime: the browser's z for a seed, parity on the
+same z (fp32, and int8 against the Python runtime's int8), the Python runtime's bad folders refused in one line by
+both, a run under AddressSanitizer, and the same program cross-compiled for ARM64 and run by qemu on two CPUs.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import onnxruntime
+import pytest
+import torch
+
+import arm64
+from conftest import REPO, copy_export, rehash
+from vae_edge.export import export_model
+from vae_edge.runtime import VAE, ModelFolderError, verify_files
+from vae_edge.runtime.images import make_grid
+from vae_edge.train.model import VAE as TorchVAE
+
+TOL = 1e-5
+BUNDLED = REPO / "runtime" / "models" / "fashion-mnist"
+ORT_LIBRARY = next((Path(onnxruntime.__file__).parent / "capi").glob("libonnxruntime.so.*"))
+X86_ONNXRUNTIME = ["manylinux_2_27_x86_64", "manylinux_2_28_x86_64"]
+
+
+def make(*args: str) -> None:
+    for tool, why in (("make", "make"), ("cc", "a C compiler (cc)")):
+        if shutil.which(tool) is None:
+            arm64.missing(f"{why} is not installed: the C tests build native/")
+    if not Path("/usr/include/cjson/cJSON.h").is_file():
+        arm64.missing("cJSON is not installed: apt-get install libcjson-dev")
+    fetched = REPO / ".cache" / "native" / "onnxruntime-header"
+    if not (Path("/usr/include/onnxruntime").is_dir() or fetched.is_dir() or shutil.which("apt-get")):
+        arm64.missing("onnxruntime's C API header: install libonnxruntime-dev, or use Debian (make native fetches it)")
+    r = subprocess.run(["make", "-s", *args], cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+
+
+@pytest.fixture(scope="module")
+def native() -> Path:
+    make("native")
+    return REPO / "build" / "native" / "vae-sample"
+
+
+def vae_sample(exe: Path, *args, library: Path = ORT_LIBRARY, runner=subprocess.run, **kw):
+    return runner([str(exe), "--onnxruntime", str(library), *map(str, args)], capture_output=True, text=True,
+                  timeout=600, **kw)
+
+
+# onnxruntime's own line on qemu's "max" CPU, whose ID names no vendor: printed before any of our code speaks
+QEMU_MAX_NOISE = "onnxruntime cpuid_info warning: Unknown CPU vendor"
+
+
+def refused(r: subprocess.CompletedProcess) -> str:
+    """The one line a refused run prints; no traceback, exit status 2."""
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    lines = [line for line in r.stderr.strip().splitlines() if not line.startswith(QEMU_MAX_NOISE)]
+    assert len(lines) == 1 and lines[0].startswith("vae-sample: "), r.stderr
+    return lines[0]
+
+
+def _export(tmp_path_factory, name, quantize=None, **kw) -> Path:
+    torch.manual_seed(sum(map(ord, name)))
+    folder = tmp_path_factory.mktemp(name) / "vae-onnx"
+    export_model(TorchVAE(**kw).eval(), folder, quantize=quantize)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def mlp(tmp_path_factory) -> Path:
+    return _export(tmp_path_factory, "mlp", quantize="int8", arch="mlp")
+
+
+@pytest.fixture(scope="module")
+def mlp_latent8(tmp_path_factory) -> Path:
+    return _export(tmp_path_factory, "mlp8", arch="mlp", hidden_dim=32, latent_dim=8)
+
+
+def fresh_seed() -> int:
+    return int(np.random.default_rng().integers(0, 2**53))
+
+
+# -- the browser's z, parity with the Python runtime ------------------------------------------------------
+
+def test_c_draws_the_browsers_latents_for_a_seed(native, tmp_path):
+    if shutil.which("node") is None:
+        arm64.missing("Node.js is not installed: it prints the browser's latents")
+    seed, n, t = fresh_seed(), 37, float(np.random.default_rng().uniform(0.5, 1.5))
+    r = vae_sample(native, "--model", BUNDLED, "--n", n, "--seed", seed, "--temperature", repr(t), "--save-z",
+                   tmp_path / "z.npy", "--no-image")
+    assert r.returncode == 0, r.stderr
+    js = subprocess.run(["node", "--input-type=module", "-e",
+                         "import {VAE} from './src/vae.js'; const [n, seed, t, latent] = process.argv.slice(1).map(Number);"
+                         "const z = VAE.prototype.latents.call({_latent: latent}, n, {seed, temperature: t});"
+                         "process.stdout.write(Buffer.from(z.buffer));", str(n), str(seed), repr(t), "32"],
+                        cwd=REPO / "web", capture_output=True, timeout=60)
+    assert js.returncode == 0, js.stderr.decode()
+    np.testing.assert_array_equal(np.load(tmp_path / "z.npy"), np.frombuffer(js.stdout, np.float32).reshape(n, 32))
+
+
+@pytest.mark.parametrize("model,precision", [("bundled", "fp32"), ("bundled", "int8"), ("mlp", "fp32"),
+                                             ("mlp", "int8")])
+def test_c_samples_equal_the_python_runtime_decoding_the_same_z(native, mlp, tmp_path, model, precision):
+    folder = BUNDLED if model == "bundled" else mlp
+    r = vae_sample(native, "--model", folder, "--n", 70, "--seed", fresh_seed(), "--precision", precision,
+                   "--save-z", tmp_path / "z.npy", "--npy", tmp_path / "x.npy", "--no-image")
+    assert r.returncode == 0, r.stderr
+    z, x = np.load(tmp_path / "z.npy"), np.load(tmp_path / "x.npy")
+    assert z.shape == (70, VAE.load(folder).latent_dim) and x.shape == (70, 1, 28, 28)
+    np.testing.assert_allclose(x, VAE.load(folder, precision=precision).decode(z), rtol=0, atol=TOL)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_c_decodes_given_latents_like_the_python_runtime(native, mlp, tmp_path, dtype):
+    z = np.random.default_rng().standard_normal((9, 20)).astype(dtype)
+    np.save(tmp_path / "z.npy", z)
+    r = vae_sample(native, "--model", mlp, "--z", tmp_path / "z.npy", "--npy", tmp_path / "x.npy", "--no-image")
+    assert r.returncode == 0, r.stderr
+    np.testing.assert_allclose(np.load(tmp_path / "x.npy"), VAE.load(mlp).decode(z), rtol=0, atol=TOL)
+
+
+def test_the_grid_is_the_python_runtimes_grid_of_the_same_images(native, tmp_path):
+    r = vae_sample(native, "--model", BUNDLED, "--n", 11, "--nrow", 4, "--npy", tmp_path / "x.npy", "--out",
+                   tmp_path / "grid.pgm")
+    assert r.returncode == 0, r.stderr
+    want = make_grid(np.load(tmp_path / "x.npy"), nrow=4)
+    header = f"P5\n{want.shape[1]} {want.shape[0]}\n255\n".encode()
+    data = (tmp_path / "grid.pgm").read_bytes()
+    assert data[:len(header)] == header
+    np.testing.assert_array_equal(np.frombuffer(data[len(header):], np.uint8).reshape(want.shape[:2]), want[..., 0])
+
+
+# -- bad folders: each case is refused by the Python runtime and by the C program with the same words --------
+
+def _flip_byte(name):
+    def tamper(folder, _):
+        data = bytearray((folder / name).read_bytes())
+        data[len(data) // 2] ^= 0x01
+        (folder / name).write_bytes(bytes(data))
+    return tamper
+
+
+def _edit_meta(edit):
+    def change(folder, _):
+        meta = json.loads((folder / "vae.json").read_text())
+        edit(meta)
+        (folder / "vae.json").write_text(json.dumps(meta))
+    return change
+
+
+def _replace_decoder(source: str, from_other: bool):
+    """decoder.onnx replaced by `source` of this folder or of the other export (latent_dim 8), rehashed."""
+    def swap(folder, other):
+        shutil.copyfile((other if from_other else folder) / source, folder / "decoder.onnx")
+        rehash(folder, "decoder")
+    return swap
+
+
+def _corrupt_decoder(folder, _):
+    (folder / "decoder.onnx").write_bytes(b"not an onnx model")
+    rehash(folder, "decoder")
+
+
+# (name, how the mlp folder is damaged, precision, --check?, the message, whether the Python runtime checks it)
+BAD_FOLDERS = [
+    ("missing folder", lambda f, _: shutil.rmtree(f), "fp32", False, r"run `vae-export model.pt --out .*` first", True),
+    ("tampered decoder", _flip_byte("decoder.onnx"), "fp32", False,
+     r"decoder.onnx does not match the sha256 in vae.json", True),
+    ("tampered int8 decoder", _flip_byte("decoder.int8.onnx"), "int8", False,
+     r"decoder.int8.onnx does not match the sha256 in vae.json", True),
+    ("tampered encoder, checked", _flip_byte("encoder.onnx"), "fp32", True,
+     r"encoder.onnx does not match the sha256 in vae.json", True),
+    ("missing decoder", lambda f, _: (f / "decoder.onnx").unlink(), "fp32", False, r"cannot read .*decoder.onnx", True),
+    ("corrupt decoder, matching hash", _corrupt_decoder, "fp32", False,
+     r"decoder.onnx is not a loadable ONNX model", True),
+    ("corrupt vae.json", lambda f, _: (f / "vae.json").write_text('{"format": "vae-edge-onnx", '), "fp32", False,
+     r"vae.json is not readable JSON", True),
+    ("other format", _edit_meta(lambda m: m.update(format="something-else")), "fp32", False,
+     r"vae.json is not a vae-edge ONNX export \(format should be 'vae-edge-onnx'\)", True),
+    ("newer format_version", _edit_meta(lambda m: m.update(format_version=2)), "fp32", False,
+     r"vae.json has format_version 2; this runtime reads version 1", True),
+    ("no latent_dim", _edit_meta(lambda m: m["model"].pop("latent_dim")), "fp32", False,
+     r"vae.json lacks valid model.input_shape, model.latent_dim or files", True),
+    ("decoder of another latent size", _replace_decoder("decoder.onnx", from_other=True), "fp32", False,
+     r"the decoder and vae.json disagree on latent_dim: vae.json says 20, the decoder takes 8$", True),
+    ("encoder in the decoder's place", _replace_decoder("encoder.onnx", from_other=False), "fp32", False,
+     r"the decoder file is not a decoder \(z -> x\); encoder and decoder swapped\?", True),
+    ("path outside the folder", _edit_meta(lambda m: m["files"]["decoder"].update(path="../elsewhere.onnx")), "fp32",
+     False, r"decoder path '../elsewhere.onnx' leaves the model folder", True),
+    ("no int8 files", _edit_meta(lambda m: [m["files"].pop(k) for k in ("encoder_int8", "decoder_int8")]), "int8",
+     False, r"has no int8 files; re-export with `vae-export ... --quantize int8`", True),
+    ("newer onnxruntime needed", _edit_meta(lambda m: m["onnx"].update(min_onnxruntime="99.0")), "fp32", False,
+     rf"needs onnxruntime >= 99.0 \(installed: {onnxruntime.__version__} at", False),
+]
+
+
+@pytest.mark.parametrize("case", BAD_FOLDERS, ids=[c[0] for c in BAD_FOLDERS])
+def test_a_bad_folder_is_refused_in_one_line_as_the_python_runtime_refuses_it(native, mlp, mlp_latent8, tmp_path,
+                                                                              case):
+    _, damage, precision, check, message, python_checks = case
+    folder = copy_export(mlp, tmp_path)
+    damage(folder, mlp_latent8)
+    args = ["--check"] if check else ["--precision", precision, "--n", 2, "--npy", tmp_path / "x.npy"]
+    r = vae_sample(native, "--model", folder, *args, cwd=tmp_path)
+    assert re.search(message, refused(r)), r.stderr
+    assert [p.name for p in tmp_path.iterdir() if p.name != "model-copy"] == []  # nothing written
+    if python_checks:
+        if check:
+            assert any(why and re.search(message, why) for _, _, why in verify_files(folder))
+        else:
+            with pytest.raises(ModelFolderError, match=message):
+                VAE.load(folder, precision=precision, decoder_only=True)
+
+
+def test_check_passes_an_intact_folder(native):
+    r = vae_sample(native, "--model", BUNDLED, "--check")
+    assert r.returncode == 0 and "every file matches its sha256" in r.stdout, r.stderr
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--n", "0"], r"--n must be an integer in \[1, "),
+    (["--seed", "-1"], r"--seed must be an integer in \[0, 9007199254740991\]"),
+    (["--temperature", "nan"], r"--temperature must be a number, got 'nan'"),
+    (["--precision", "fp16"], r"precision must be one of fp32, int8, got 'fp16'"),
+    (["--out", "grid.png"], r"--out grid.png: this model's grid is written as .pgm"),
+    (["--bogus"], r"unknown option --bogus"),
+    (["--z", "missing.npy"], r"cannot read missing.npy"),
+])
+def test_bad_arguments_are_refused_in_one_line(native, tmp_path, args, message):
+    r = vae_sample(native, "--model", BUNDLED, *args, cwd=tmp_path)
+    assert re.search(message, refused(r))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_latents_of_the_wrong_size_are_refused(native, tmp_path):
+    np.save(tmp_path / "z.npy", np.ones((3, 7), np.float32))
+    r = vae_sample(native, "--model", BUNDLED, "--z", tmp_path / "z.npy", cwd=tmp_path)
+    assert re.search(r"z in .*z.npy has shape \(3, 7\); expected \(N, 32\)", refused(r))
+
+
+def test_an_output_that_cannot_be_written_leaves_no_partial_file(native, tmp_path):
+    (tmp_path / "x.npy").mkdir()  # rename onto a folder fails after the data is written
+    r = vae_sample(native, "--model", BUNDLED, "--n", 3, "--npy", tmp_path / "x.npy", "--no-image", cwd=tmp_path)
+    assert re.search(r"cannot write .*x.npy", refused(r))
+    assert [p.name for p in tmp_path.iterdir()] == ["x.npy"] and not list((tmp_path / "x.npy").iterdir())
+
+
+def test_no_onnxruntime_is_a_one_line_error(native, tmp_path):
+    r = vae_sample(native, "--model", BUNDLED, library=tmp_path / "libonnxruntime.so")
+    assert re.search(r"cannot load onnxruntime .*pass --onnxruntime PATH/libonnxruntime.so", refused(r))
+
+
+@pytest.mark.slow
+def test_the_oldest_onnxruntime_declared_runs_the_c_program_at_parity(native, tmp_path):
+    header = (REPO / "native" / "vae_edge.h").read_text()
+    oldest = re.search(r"#define VAE_OLDEST_ONNXRUNTIME_MINOR (\d+)", header)[1]
+    assert arm64.ONNXRUNTIME_C["lowest"] == f"onnxruntime==1.{oldest}.*"
+    site = arm64.wheels([arm64.ONNXRUNTIME_C["lowest"]], X86_ONNXRUNTIME, deps=False)
+    r = vae_sample(native, "--model", BUNDLED, "--n", 20, "--seed", fresh_seed(), "--save-z", tmp_path / "z.npy",
+                   "--npy", tmp_path / "x.npy", "--no-image", library=arm64.onnxruntime_library(site))
+    assert r.returncode == 0, r.stderr
+    np.testing.assert_allclose(np.load(tmp_path / "x.npy"), VAE.load(BUNDLED).decode(np.load(tmp_path / "z.npy")),
+                               rtol=0, atol=TOL)
+
+
+# -- AddressSanitizer ---------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_no_leak_or_invalid_access_under_address_sanitizer(mlp, tmp_path):
+    make("native", "NATIVE_OUT=build/native-asan", "EXTRA_CFLAGS=-fsanitize=address -fno-omit-frame-pointer -g")
+    exe = REPO / "build" / "native-asan" / "vae-sample"
+    # No suppressions: onnxruntime's process-wide allocations stay reachable at exit (vae_free never dlcloses it),
+    # so LeakSanitizer reports only what is lost, ours or onnxruntime's.
+    env = {**os.environ, "ASAN_OPTIONS": "detect_leaks=1:exitcode=99"}
+    bad = copy_export(mlp, tmp_path)
+    _flip_byte("decoder.onnx")(bad, None)
+    runs = [("--model", BUNDLED, "--n", 70, "--precision", "int8", "--npy", tmp_path / "x.npy", "--out",
+             tmp_path / "g.pgm"), ("--model", mlp, "--n", 3, "--no-image"), ("--model", bad, "--n", 3),
+            ("--model", tmp_path / "nowhere",), ("--model", BUNDLED, "--check")]
+    for args in runs:
+        r = vae_sample(exe, *args, env=env, cwd=tmp_path)
+        assert "AddressSanitizer" not in r.stderr and "LeakSanitizer" not in r.stderr, r.stderr[-4000:]
+        assert r.returncode in (0, 2), r.stderr[-2000:]
+
+
+# -- ARM64, cross-compiled, run by qemu -----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def native_arm64() -> Path:
+    if shutil.which("aarch64-linux-gnu-gcc") is None:
+        arm64.missing("aarch64-linux-gnu-gcc is not installed: apt-get install gcc-aarch64-linux-gnu")
+    arm64.provision()
+    make("native-arm64")
+    return REPO / "build" / "native-arm64" / "vae-sample"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("onnxruntime_release", ["lowest", "newest"])
+@pytest.mark.parametrize("cpu", list(arm64.CPUS))
+def test_arm64_c_samples_equal_the_python_runtime_on_x86(native_arm64, mlp, tmp_path, cpu, onnxruntime_release):
+    site = arm64.wheels([arm64.ONNXRUNTIME_C[onnxruntime_release]], deps=False)
+    library = arm64.onnxruntime_library(site)
+    for folder, precision in [(BUNDLED, "fp32"), (BUNDLED, "int8"), (mlp, "int8")]:
+        r = vae_sample(native_arm64, "--model", folder, "--n", 64, "--seed", fresh_seed(), "--precision", precision,
+                       "--save-z", tmp_path / "z.npy", "--npy", tmp_path / "x.npy", "--no-image", library=library,
+                       runner=lambda argv, **kw: arm64.run(cpu, *argv, timeout=kw["timeout"]))
+        assert r.returncode == 0, r.stderr[-2000:]
+        z, x = np.load(tmp_path / "z.npy"), np.load(tmp_path / "x.npy")
+        x86 = VAE.load(folder, precision=precision).decode(z)
+        if precision == "fp32":
+            np.testing.assert_allclose(x, x86, rtol=0, atol=TOL)
+        else:  # ARM's int8 kernels are not x86's: they may move pixels from x86's int8 by no more than the export
+            # lets int8 move them from fp32 (the C program against the Python runtime on the same ARM64 CPU, within
+            # 1e-5, is tests/test_arm64.py's)
+            bound = json.loads((folder / "vae.json").read_text())["int8"]["bound"]["x_mean_abs"]
+            assert np.abs(x - x86).mean() <= bound
+    bad = copy_export(mlp, tmp_path)
+    _flip_byte("decoder.int8.onnx")(bad, None)
+    r = vae_sample(native_arm64, "--model", bad, "--precision", "int8", library=library,
+                   runner=lambda argv, **kw: arm64.run(cpu, *argv, timeout=kw["timeout"]))
+    assert "decoder.int8.onnx does not match the sha256 in vae.json" in refused(r)
