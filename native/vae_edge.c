@@ -5,6 +5,7 @@
 
 #include <cjson/cJSON.h>
 #include <dlfcn.h>
+#include <ctype.h>
 #include <errno.h>
 #include <glob.h>
 #include <math.h>
@@ -119,7 +120,26 @@ static cJSON *read_meta(const char *folder, int shape[3], int *latent_dim, char 
     return NULL;
 }
 
-/* The bytes of files[key], refused if missing, outside the folder, or not matching vae.json's sha256. */
+/* docs/format.md's plain path: parts of letters, digits, . _ - joined by /, none starting with . or - (so no
+   "..", no absolute path, no backslash, no URL), as runtime/folder.py's PLAIN_PATH and web/src/folder.js. */
+static int plain_path(const char *p) {
+    int start = 1;
+    if (!*p) return 0;
+    for (; *p; p++) {
+        int word = isalnum((unsigned char)*p) || *p == '_';
+        if (start) {
+            if (!word) return 0;
+            start = 0;
+        } else if (*p == '/') {
+            start = 1;
+        } else if (!(word || *p == '.' || *p == '-')) {
+            return 0;
+        }
+    }
+    return !start;
+}
+
+/* The bytes of files[key], refused if missing, not a plain path in the folder, or not matching vae.json's sha256. */
 static unsigned char *check_file(const char *folder, const cJSON *meta, const char *key, size_t *len, char *path,
                                  char *err) {
     const cJSON *entry = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(meta, "files"), key);
@@ -130,10 +150,9 @@ static unsigned char *check_file(const char *folder, const cJSON *meta, const ch
         return NULL;
     }
     const char *p = name->valuestring; /* from a file we do not control: keep it inside the folder */
-    int leaves = p[0] == '/' || strcmp(p, "..") == 0 || strncmp(p, "../", 3) == 0 || strstr(p, "/../") ||
-                 (strlen(p) >= 3 && strcmp(p + strlen(p) - 3, "/..") == 0);
-    if (leaves) {
-        fail(err, "%s/vae.json: %s path '%s' leaves the model folder", folder, key, p);
+    if (!plain_path(p)) {
+        fail(err, "%s/vae.json: %s path '%s' is not a plain path inside the model folder (parts of letters, digits, "
+                  ". _ - joined by /)", folder, key, p);
         return NULL;
     }
     snprintf(path, 4096, "%s/%s", folder, p);
@@ -289,23 +308,17 @@ static void show_dims(char *out, size_t size, const int64_t *dims, int count) {
     if (n < size) snprintf(out + n, size - n, "]");
 }
 
-/* The decoder must map z [batch, latent_dim] -> x [batch, C, H, W], and not be tagged as another role. */
+/* The decoder must map z [batch, latent_dim] -> x [batch, C, H, W]. Its "role" metadata is informative only
+   (docs/format.md): the graph's inputs and outputs decide, as in the Python and JavaScript readers. */
 static int check_decoder(vae_model *vae, const char *folder, char *err) {
     OrtAllocator *alloc;
     size_t inputs, outputs;
-    OrtModelMetadata *meta;
-    char *role = NULL;
     ORT(vae->ort->GetAllocatorWithDefaultOptions(&alloc), "onnxruntime");
     ORT(vae->ort->SessionGetInputCount(vae->decoder, &inputs), "onnxruntime");
     ORT(vae->ort->SessionGetOutputCount(vae->decoder, &outputs), "onnxruntime");
-    ORT(vae->ort->SessionGetModelMetadata(vae->decoder, &meta), "onnxruntime");
-    OrtStatus *status = vae->ort->ModelMetadataLookupCustomMetadataMap(meta, alloc, "role", &role);
-    vae->ort->ReleaseModelMetadata(meta);
-    if (status) return ort_fail(vae->ort, status, err, "onnxruntime");
-    int swapped = inputs != 1 || outputs != 1 || (role && strcmp(role, "decoder") != 0);
-    if (role) alloc->Free(alloc, role);
-    if (swapped)
-        return fail(err, "%s: the decoder file is not a decoder (z -> x); encoder and decoder swapped?", folder);
+    if (inputs != 1 || outputs != 1)
+        return fail(err, "%s: the decoder file is not a decoder (z -> x): it has %zu inputs and %zu outputs%s", folder,
+                    inputs, outputs, inputs == 1 && outputs == 2 ? "; encoder and decoder swapped?" : "");
     int64_t z[8], x[8];
     int nz = io_dims(vae, 0, 0, z, err), nx;
     if (nz < 0 || (nx = io_dims(vae, 1, 0, x, err)) < 0) return -1;
