@@ -89,7 +89,9 @@ static cJSON *read_meta(const char *folder, int shape[3], int *latent_dim, char 
         fail(err, "no exported model at %s; run `vae-export model.pt --out %s` first", folder, folder);
         return NULL;
     }
-    cJSON *meta = cJSON_ParseWithLength((const char *)text, len);
+    /* strict JSON as docs/format.md says: UTF-8 without a byte order mark (cJSON would skip none, but say so) */
+    int bom = len >= 3 && text[0] == 0xEF && text[1] == 0xBB && text[2] == 0xBF;
+    cJSON *meta = bom ? NULL : cJSON_ParseWithLength((const char *)text, len);
     free(text);
     if (!meta) {
         fail(err, "%s is not readable JSON (corrupt?)", path);

@@ -19,7 +19,7 @@ import torch
 import arm64
 from conftest import REPO, copy_export, rehash
 from vae_edge.export import export_model
-from vae_edge.runtime import VAE, ModelFolderError, verify_files
+from vae_edge.runtime import VAE, ModelFolderError, RuntimeInputError, verify_files
 from vae_edge.runtime.images import make_grid
 from vae_edge.train.model import VAE as TorchVAE
 
@@ -217,6 +217,50 @@ def test_a_bad_folder_is_refused_in_one_line_as_the_python_runtime_refuses_it(na
         else:
             with pytest.raises(ModelFolderError, match=message):
                 VAE.load(folder, precision=precision, decoder_only=True)
+
+
+CONFORMANCE = REPO / "tests" / "conformance"
+CASES = json.loads((CONFORMANCE / "cases.json").read_text())["cases"]
+
+
+def _command_line(sample: dict) -> list | None:
+    """The case's sampling arguments as vae-sample options; None where a command line cannot say them (a string
+    seed is text on any command line: the API cases of that kind are the Python and JavaScript readers')."""
+    args = ["--n", sample.get("n", 1)]
+    for key in ("seed", "temperature"):
+        value = sample.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return None
+        args += [f"--{key}", repr(value) if isinstance(value, float) else value]
+    return args if isinstance(args[1], int) and not isinstance(args[1], bool) else None
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
+def test_the_c_program_reads_each_conformance_folder_as_the_python_runtime_reads_its_decoder(native, tmp_path, case):
+    """tests/conformance/: the C program reads the decoder alone, so on each case it must give what the Python
+    runtime gives with decoder_only=True (which passes every case): load and sample, or a refusal in one line,
+    for a folder with the case's message where the Python runtime's has it."""
+    precision, sample = case.get("precision", "fp32"), case.get("sample") or {"n": 1}
+    args = _command_line(sample)
+    if args is None or not isinstance(precision, str):
+        pytest.skip("not expressible on a command line")
+    folder = CONFORMANCE / case["folder"]
+    try:
+        VAE.load(folder, precision=precision, decoder_only=True).sample(
+            sample.get("n", 1), seed=sample.get("seed"), temperature=sample.get("temperature", 1.0))
+        python = None
+    except (ModelFolderError, RuntimeInputError) as e:
+        python = str(e)
+    r = vae_sample(native, "--model", folder, "--precision", precision, *args, "--npy", tmp_path / "x.npy",
+                   "--no-image", cwd=tmp_path)
+    if python is None:
+        assert r.returncode == 0, r.stderr
+    else:  # a folder's refusal in the format's words; a bad option in the command line's own (--seed ...)
+        line = refused(r)
+        if case.get("error") == "ModelFolderError" and case["message"] in python:
+            assert case["message"] in line, (python, line)
 
 
 def test_check_passes_an_intact_folder(native):
