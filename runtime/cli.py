@@ -19,6 +19,7 @@ from typing import List, Optional
 
 import numpy as np
 
+from .. import __version__
 from . import bundled, compat
 from .args import Argument, Option, run, typer_app
 from .images import image_format, load_images, save_grid, save_npy, save_npy_chunks
@@ -225,9 +226,12 @@ def info(
     model: Optional[str] = MODEL_OPT,
     as_json: bool = Option(False, "--json", help="Print vae.json as JSON instead of a summary."),
     list_bundled: bool = Option(False, "--list", help="List the models bundled with the package: metrics, sizes."),
+    version: bool = Option(False, "--version", help="Print the version of vae-edge and exit."),
 ) -> None:
     """Print the model's metadata, verify each file's sha256, and check encoder and decoder agree."""
     with _errors():
+        if version:
+            return _echo(f"vae-edge {__version__}")
         if list_bundled:
             return _list_bundled()
         model, _ = bundled.resolve(model)
