@@ -84,6 +84,7 @@ def _outputs(out: Optional[Path], npy: Optional[Path], default_png: str, n: Opti
 def _write_images(chunks, shape: tuple, png: Optional[Path], npy: Optional[Path], nrow: int) -> str:
     """Write decoded chunks as a PNG grid and/or .npy; streamed straight to disk when there is no grid."""
     if png is None:
+        assert npy is not None  # _outputs gives no PNG path only when --npy was asked for
         save_npy_chunks(chunks, npy, shape)
     else:
         x = np.concatenate(list(chunks))
@@ -234,18 +235,18 @@ def info(
             return _echo(f"vae-edge {__version__}")
         if list_bundled:
             return _list_bundled()
-        model, _ = bundled.resolve(model)
-        meta = read_meta(model)
+        folder, _ = bundled.resolve(model)
+        meta = read_meta(folder)
         if as_json:
             _echo(json.dumps(meta, indent=2, sort_keys=True))
         else:
-            _echo(f"folder:   {model}")
+            _echo(f"folder:   {folder}")
             _echo(f"format:   {meta['format']} v{meta['format_version']}")
             for key in ("model", "dataset", "metrics", "onnx", "versions", "parity", "int8"):
                 _echo(f"{key + ':':<9} {_fmt(meta.get(key))}")
             _echo(f"needs:    {requirement(meta)}")
             _echo("files:")
-        checks = verify_files(model)
+        checks = verify_files(folder)
         if not as_json:
             for key, path, problem in checks:
                 entry = meta["files"][key]
@@ -259,7 +260,7 @@ def info(
         # Hashes only prove the files are the exported ones; loading proves they fit together.
         for precision, keys in PRECISIONS.items():
             if all(k in meta["files"] for k in keys):
-                VAE.load(model, precision=precision)
+                VAE.load(folder, precision=precision)
         if not as_json:
             _echo(f"ok: {len(checks)} files verified")
 

@@ -13,7 +13,7 @@ import os
 import threading
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
@@ -44,6 +44,8 @@ def _import_onnxruntime():
 
 
 ort = _import_onnxruntime()
+if TYPE_CHECKING:
+    from onnxruntime import InferenceSession  # untyped: Any to a type checker
 
 FORMAT, FORMAT_VERSION = "vae-edge-onnx", 1
 PRECISIONS = {"fp32": ("encoder", "decoder"), "int8": ("encoder_int8", "decoder_int8")}
@@ -112,7 +114,7 @@ def verify_files(path: str | os.PathLike = "vae-onnx") -> list[tuple[str, str, s
     """Check every file listed in vae.json: (key, path, None if it is intact else the reason)."""
     folder = Path(path)
     meta = read_meta(folder)
-    out = []
+    out: list[tuple[str, str, str | None]] = []
     for key in meta["files"]:
         try:
             check_file(folder, meta, key)
@@ -143,7 +145,7 @@ def check_readable(data: bytes, name: str) -> None:
 
 
 def _session(path: Path, data: bytes, threads: int | None, providers: list,
-             ort_format: bool = False) -> ort.InferenceSession:
+             ort_format: bool = False) -> InferenceSession:
     """A session for the file at path, whose bytes (data) check_file has checked. onnxruntime reads the file
     again from disk (the page cache): handed the bytes, it keeps a copy of its own beside ours while it builds
     the session, 3.3 MiB more peak memory for the bundled decoder (bench/cold_start.py)."""
@@ -175,7 +177,8 @@ class _LaterSession:
     then, as onnxruntime reads it once more. Thread-safe: the first run makes the one session under a lock."""
 
     def __init__(self, make, signature: tuple[list, list, dict]):
-        self._make, self._session, self._lock = make, None, threading.Lock()
+        self._make, self._lock = make, threading.Lock()
+        self._session: InferenceSession | None = None
         inputs, outputs, meta = signature
         arg = lambda name_dims: SimpleNamespace(name=name_dims[0], shape=name_dims[1])  # noqa: E731 (a NodeArg)
         self._inputs, self._outputs = [arg(i) for i in inputs], [arg(o) for o in outputs]
@@ -210,14 +213,15 @@ def _dims(shape) -> list:
 class VAE:
     """An exported VAE on onnxruntime: encode, decode, sample, reconstruct, interpolate."""
 
-    def __init__(self, encoder: ort.InferenceSession | None, decoder: ort.InferenceSession, meta: dict,
+    def __init__(self, encoder: InferenceSession | None, decoder: InferenceSession, meta: dict,
                  precision: str = "fp32", batch_size: int = DEFAULT_BATCH_SIZE, name: str = "model"):
         self._enc, self._dec, self._meta = encoder, decoder, meta
         self.precision = precision
         self.folder: Path | None = None  # where it was loaded from, and the bundled model's name if it is one
         self.bundled: str | None = None
         self.batch_size = _check_count(batch_size, "batch_size")
-        self._shape = tuple(int(v) for v in meta["model"]["input_shape"])
+        c, h, w = (int(v) for v in meta["model"]["input_shape"])  # three, as read_meta checked
+        self._shape = (c, h, w)
         self._latent = int(meta["model"]["latent_dim"])
         dec_latent = self._check_decoder(name)
         enc_latent = self._check_encoder(name) if encoder is not None else None
@@ -293,6 +297,7 @@ class VAE:
 
     def _check_encoder(self, name: str) -> list:
         """The encoder must map x [batch, C, H, W] -> mu, logvar [batch, latent_dim]; returns mu's dims."""
+        assert self._enc is not None
         ein, eout = self._enc.get_inputs(), self._enc.get_outputs()
         tagged = self._enc.get_modelmeta().custom_metadata_map.get("role")
         if len(ein) != 1 or len(eout) != 2 or tagged not in (None, "encoder"):
@@ -374,6 +379,7 @@ class VAE:
 
     # -- the networks ----------------------------------------------------------------------------------
     def _encode_chunk(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        assert self._enc is not None  # encode refuses a decoder-only model before this
         return tuple(self._enc.run(self._enc_out, {self._x_name: self._to_float(x)}))
 
     def _decode_chunk(self, z: np.ndarray) -> np.ndarray:
