@@ -85,3 +85,29 @@ def test_readme_renders_as_the_pypi_description():
     text = README.read_text()
     assert "![" not in text and "<img" not in text
     assert render(text, variant="GFM") is not None
+
+
+def test_the_npm_package_is_public_and_leaves_the_onnxruntime_choice_to_the_app():
+    """A browser app installs onnxruntime-web alone; make release proves it resolves no onnxruntime-node."""
+    package = json.loads((REPO / "web" / "package.json").read_text())
+    assert "private" not in package
+    assert set(package["peerDependencies"]) == {"onnxruntime-node", "onnxruntime-web"}
+    assert all(package["peerDependenciesMeta"][name]["optional"] for name in package["peerDependencies"])
+    assert "dependencies" not in package
+
+
+def test_the_javascript_example_is_the_same_in_both_readmes():
+    """README.md (the repository, PyPI) and web/README.md (npm) show one example."""
+    block = lambda text: re.search(r"```js\n(.*?)```", text, re.S)[1]  # noqa: E731
+    assert block(README.read_text()) == block((REPO / "web" / "README.md").read_text())
+
+
+def test_the_model_card_gives_the_bundled_models_own_metrics():
+    card = (DOCS / "model-card.md").read_text()
+    meta = json.loads((REPO / "runtime" / "models" / "fashion-mnist" / "vae.json").read_text())
+    metrics, int8 = meta["metrics"], meta["int8"]
+    for figure in (f"{metrics['test_loss']:.2f}", f"{metrics['test_rec']:.2f}", f"{metrics['test_kl']:.2f}",
+                   f"{int8['x_mean_abs']:.5f}", f"{int8['mu_mean_abs']:.4f}", f"{meta['model']['latent_dim']} latent",
+                   f"--epochs {meta['recipe']['epochs']}", f"--seed {meta['recipe']['seed']}"):
+        assert figure in card, figure
+    assert "MIT" in card and "Zalando" in card
