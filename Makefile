@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 FMNIST_DEBIAN := /usr/share/datasets/fashion-mnist
 
-.PHONY: setup data demo test test-fast fuzz mutants bench model dist clean web-deps web serve-web test-web bench-web native native-arm64 arm64
+.PHONY: setup data demo test test-fast fuzz mutants bench model dist release clean web-deps web serve-web test-web bench-web native native-arm64 arm64
 
 setup: $(STAMP)
 
@@ -48,6 +48,15 @@ dist: setup
 	rm -rf dist
 	$(BIN)/uv build --out-dir dist
 	@ls -l dist
+
+# The wheel, the sdist and the npm tarball in dist/, each then checked as its user gets it: twine, the kept file
+# lists (release/files.txt), a fresh venv without torch, a fresh Node project (release/check.py). No publishing.
+release: setup web-deps
+	rm -rf dist
+	$(BIN)/python -m uv build --sdist --out-dir dist
+	$(BIN)/python -m uv build --wheel --out-dir dist
+	cd web && npm pack --pack-destination ../dist
+	$(BIN)/python release/check.py dist
 
 test: setup web-deps
 	$(BIN)/pytest -q

@@ -21,13 +21,10 @@ def versions() -> dict:
     import onnxruntime as ort
     import torch
 
-    try:
-        from importlib.metadata import version
-        vae_edge = version("vae-edge")
-    except Exception:
-        vae_edge = "unknown"
+    from .. import __version__
+
     return {"torch": torch.__version__, "onnx": onnx.__version__, "onnxruntime": ort.__version__,
-            "vae_edge": vae_edge}
+            "vae_edge": __version__}
 
 
 def with_metadata(proto: onnx.ModelProto, meta: dict, role: str) -> bytes:

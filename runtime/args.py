@@ -20,30 +20,40 @@ import re
 import sys
 import typing
 from pathlib import Path
+from typing import Any
 
 INT = re.compile(r"-?(0|[1-9][0-9]*)")
 FLOAT = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?")
 
 
-class Option:
+class OptionSpec:
     """An option with its default, its names (`--out`, `-o`) and its help; `--flag` alone when the type is bool."""
 
-    def __init__(self, default, *names: str, help: str = ""):
+    def __init__(self, default: Any, *names: str, help: str = ""):
         self.default, self.names, self.help = default, names, help
 
 
-class Argument:
+class ArgumentSpec:
     """A positional argument (a list type takes one or more)."""
 
-    def __init__(self, default=..., *, metavar: str, help: str = ""):
+    def __init__(self, default: Any = ..., *, metavar: str, help: str = ""):
         self.default, self.metavar, self.help = default, metavar, help
+
+
+# Typed as Any, as typer's own: `n: int = Option(64, "--n")` declares an int parameter to a type checker.
+def Option(default: Any, *names: str, help: str = "") -> Any:
+    return OptionSpec(default, *names, help=help)
+
+
+def Argument(default: Any = ..., *, metavar: str, help: str = "") -> Any:
+    return ArgumentSpec(default, metavar=metavar, help=help)
 
 
 class NotPlain(Exception):
     """The command line needs typer: help, a usage error, or a spelling the plain parser does not read."""
 
 
-def _params(command) -> list[tuple[str, Option | Argument, type, bool]]:
+def _params(command) -> list[tuple[str, OptionSpec | ArgumentSpec, type, bool]]:
     """(name, declaration, value type, is a list) for each parameter; Optional[X] gives X."""
     hints = typing.get_type_hints(command)
     out = []
@@ -71,7 +81,8 @@ def parse(command, argv: list[str]) -> dict:
     params = _params(command)
     if "--help" in argv:
         raise NotPlain("--help")
-    by_name = {name: (p, spec, tp) for p, spec, tp, _ in params if isinstance(spec, Option) for name in spec.names}
+    by_name = {name: (p, spec, tp) for p, spec, tp, _ in params if isinstance(spec, OptionSpec)
+               for name in spec.names}
     kwargs = {p: spec.default for p, spec, _, _ in params}
     positional = []
     args = iter(argv)
@@ -82,19 +93,20 @@ def parse(command, argv: list[str]) -> dict:
         name, eq, text = token.partition("=") if token.startswith("--") else (token, "", "")
         if name not in by_name:
             raise NotPlain(token)
-        p, spec, tp = by_name[name]
+        p, _, tp = by_name[name]
         if tp is bool:
             if eq:
                 raise NotPlain(token)
             kwargs[p] = True
             continue
         if not eq:
-            text = next(args, None)
-            if text is None:
+            value = next(args, None)
+            if value is None:
                 raise NotPlain(token)
+            text = value
         kwargs[p] = _value(text, tp)
     for p, spec, tp, is_list in params:
-        if not isinstance(spec, Argument):
+        if not isinstance(spec, ArgumentSpec):
             continue
         take = positional if is_list else positional[:1]
         if not take and spec.default is ...:
@@ -118,7 +130,7 @@ def typer_app(command):
     params = []
     for p in sig.parameters.values():
         spec = p.default
-        if isinstance(spec, Argument):
+        if isinstance(spec, ArgumentSpec):
             default = typer.Argument(spec.default, metavar=spec.metavar, help=spec.help)
         else:
             default = typer.Option(spec.default, *spec.names, help=spec.help)
@@ -128,7 +140,7 @@ def typer_app(command):
     def typed(**kwargs):
         return command(**kwargs)
 
-    typed.__signature__ = sig.replace(parameters=params)
+    typed.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]  # what typer reads
     app = typer.Typer(pretty_exceptions_enable=False, add_completion=False)
     app.command()(typed)
     return app

@@ -19,6 +19,7 @@ from typing import List, Optional
 
 import numpy as np
 
+from .. import __version__
 from . import bundled, compat
 from .args import Argument, Option, run, typer_app
 from .images import image_format, load_images, save_grid, save_npy, save_npy_chunks
@@ -85,6 +86,7 @@ def _outputs(out: Optional[Path], npy: Optional[Path], default_png: str, n: Opti
 def _write_images(chunks, shape: tuple, png: Optional[Path], npy: Optional[Path], nrow: int) -> str:
     """Write decoded chunks as a PNG grid and/or .npy; streamed straight to disk when there is no grid."""
     if png is None:
+        assert npy is not None  # _outputs gives no PNG path only when --npy was asked for
         save_npy_chunks(chunks, npy, shape)
     else:
         x = np.concatenate(list(chunks))
@@ -231,23 +233,26 @@ def info(
     model: Optional[str] = MODEL_OPT,
     as_json: bool = Option(False, "--json", help="Print vae.json as JSON instead of a summary."),
     list_bundled: bool = Option(False, "--list", help="List the models bundled with the package: metrics, sizes."),
+    version: bool = Option(False, "--version", help="Print the version of vae-edge and exit."),
 ) -> None:
     """Print the model's metadata, verify each file's sha256, and check encoder and decoder agree."""
     with _errors():
+        if version:
+            return _echo(f"vae-edge {__version__}")
         if list_bundled:
             return _list_bundled()
-        model, _ = bundled.resolve(model)
-        meta = read_meta(model)
+        folder, _ = bundled.resolve(model)
+        meta = read_meta(folder)
         if as_json:
             _echo(json.dumps(meta, indent=2, sort_keys=True))
         else:
-            _echo(f"folder:   {model}")
+            _echo(f"folder:   {folder}")
             _echo(f"format:   {meta['format']} v{meta['format_version']}")
             for key in ("model", "dataset", "metrics", "onnx", "versions", "parity", "int8"):
                 _echo(f"{key + ':':<9} {_fmt(meta.get(key))}")
             _echo(f"needs:    {requirement(meta)}")
             _echo("files:")
-        checks = verify_files(model)
+        checks = verify_files(folder)
         if not as_json:
             for key, path, problem in checks:
                 entry = meta["files"][key]
@@ -261,7 +266,7 @@ def info(
         # Hashes only prove the files are the exported ones; loading proves they fit together.
         for precision, keys in PRECISIONS.items():
             if all(k in meta["files"] for k in keys):
-                VAE.load(model, precision=precision)
+                VAE.load(folder, precision=precision)
         if not as_json:
             _echo(f"ok: {len(checks)} files verified")
 

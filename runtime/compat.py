@@ -8,6 +8,8 @@ Standard library only: the runtime imports this before onnxruntime is asked to r
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from typing import Any
 
 # (onnxruntime release, newest IR version it reads, newest ai.onnx opset it reads), oldest first.
 READS = (
@@ -56,7 +58,7 @@ def min_onnxruntime(ir_version: int, opset: int) -> tuple[int, int] | None:
 
 def newest_opset_for(onnxruntime_version: str) -> int:
     """The newest opset whose files (at their lowest IR version) this onnxruntime reads: what to re-export with."""
-    return min(reads(onnxruntime_version)[1], READS[-1][2])
+    return int(min(reads(onnxruntime_version)[1], READS[-1][2]))
 
 
 def problem(ir_version: int, opset: int, installed: str) -> str | None:
@@ -75,7 +77,7 @@ def problem(ir_version: int, opset: int, installed: str) -> str | None:
 # A ModelProto is a protobuf message: ir_version is field 1 (varint), opset_import field 8 (repeated
 # OperatorSetIdProto: domain = field 1, string; version = field 2, varint). Everything else is skipped.
 
-def _varint(data: bytes, i: int) -> tuple[int, int]:
+def _varint(data: bytes | memoryview, i: int) -> tuple[int, int]:
     shift = value = 0
     while True:
         if i >= len(data) or shift > 63:
@@ -88,9 +90,10 @@ def _varint(data: bytes, i: int) -> tuple[int, int]:
         shift += 7
 
 
-def _fields(data: bytes):
+def _fields(data: bytes | memoryview) -> Iterator[tuple[int, int, Any]]:
     """(field number, wire type, value) of a message's top-level fields; value is an int or a bytes slice."""
     i = 0
+    value: Any
     while i < len(data):
         key, i = _varint(data, i)
         field, wire = key >> 3, key & 7

@@ -141,7 +141,7 @@ def save_npy_chunks(chunks: Iterable[np.ndarray], path: str | os.PathLike, shape
             chunk = np.ascontiguousarray(chunk, dtype=dtype)
             if chunk.shape[1:] != tuple(shape[1:]):
                 raise RuntimeInputError(f"chunk of shape {chunk.shape} does not fit an array of shape {shape}")
-            f.write(memoryview(chunk).cast("B"))
+            f.write(chunk.data.cast("B"))
             rows += chunk.shape[0]
         if rows != shape[0]:
             raise RuntimeInputError(f"wrote {rows} rows but the array has {shape[0]}")

@@ -15,6 +15,7 @@ ALLOWED = {"numpy", "onnxruntime", "typer", "PIL"}
 
 
 PACKAGE = "vae_edge.runtime"
+VERSION = "vae_edge.__version__"  # `from .. import __version__`: vae_edge/__init__.py, which imports nothing
 DYNAMIC = {"import_module", "__import__"}  # importlib.import_module(name), __import__(name)
 
 
@@ -66,7 +67,7 @@ def _imported_modules(source: str, filename: str = "<runtime>") -> set[str]:
 
 def _not_allowed(names: set[str]) -> set[str]:
     return {n for n in names if not (n in ALLOWED or n in sys.stdlib_module_names or n == "__future__"
-                                     or n == PACKAGE or n.startswith(PACKAGE + "."))}
+                                     or n == PACKAGE or n.startswith(PACKAGE + ".") or n == VERSION)}
 
 
 def test_runtime_imports_only_numpy_onnxruntime_typer_pillow_and_the_standard_library():
@@ -75,6 +76,10 @@ def test_runtime_imports_only_numpy_onnxruntime_typer_pillow_and_the_standard_li
     for path in files:
         bad = _not_allowed(_imported_modules(path.read_text(), str(path)))
         assert not bad, f"{path.name} imports {sorted(bad)}"
+
+
+def test_the_package_root_that_holds_the_version_imports_nothing():
+    assert _imported_modules((REPO / "vae_edge" / "__init__.py").read_text()) == set()
 
 
 @pytest.mark.parametrize("source,caught", [

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import REPO
+from conftest import REPO, need as _need
 from vae_edge.export import export_model
 from vae_edge.runtime import VAE
 from vae_edge.train.model import VAE as TorchVAE
@@ -27,15 +27,6 @@ MODELS = {
     "conv": (dict(arch="conv", input_shape=(3, 16, 12), hidden_dim=32, latent_dim=6), dict(ort_format=True)),
 }
 INTERPOLATE_STEPS = 6
-
-
-def _need(ok: bool, msg: str) -> None:
-    """A missing tool fails the test in CI (which installs everything) and skips it elsewhere."""
-    if ok:
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail(msg)
-    pytest.skip(msg)
 
 
 @pytest.fixture(scope="module")

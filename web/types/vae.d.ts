@@ -1,0 +1,77 @@
+// The API shared by both entry points (src/vae.js): what `import { VAE } from 'vae-edge'` gives in Node.js
+// (node.d.ts) and in a browser (browser.d.ts). Arrays are flat, in the Python runtime's layouts: z is
+// (n, latentDim), images (n, C, H, W).
+
+/** Bad input from the caller (length, NaN/inf, n <= 0, ...); the message is one line. */
+export declare class RuntimeInputError extends Error {
+  name: 'RuntimeInputError';
+}
+
+/** A model folder that is missing, tampered with, corrupt or inconsistent; the message is one line. */
+export declare class ModelFolderError extends Error {
+  name: 'ModelFolderError';
+}
+
+export type Precision = 'fp32' | 'int8';
+
+/** Numbers to decode or encode: any array of numbers; images may also be a Uint8Array of 0..255. */
+export type Numbers = Float32Array | Float64Array | Uint8Array | ArrayLike<number>;
+
+export interface LoadOptions {
+  /** 'fp32' (default) or 'int8' (the export's int8 files). */
+  precision?: Precision;
+  /** onnxruntime's threads (0 or unset: its default). In a browser, threads need a cross-origin isolated page. */
+  threads?: number;
+  /** Images per onnxruntime run (default 1024). */
+  batchSize?: number;
+  /** Load and check the decoder alone: enough for decode and sample. */
+  decoderOnly?: boolean;
+}
+
+export interface SampleOptions {
+  /** The same seed gives the same images on every machine (not the same as that seed in Python). */
+  seed?: number;
+  /** z = temperature * N(0, I); default 1. */
+  temperature?: number;
+}
+
+/** vae.json: the keys every export has; others are kept as they are. */
+export interface ModelMeta {
+  format: 'vae-edge-onnx';
+  format_version: number;
+  model: { input_shape: [number, number, number]; latent_dim: number; arch?: string; [key: string]: unknown };
+  files: Record<string, { path: string; sha256: string; bytes?: number }>;
+  [key: string]: unknown;
+}
+
+export declare class VAE {
+  /**
+   * Load an export folder (a path in Node, a URL in the browser), refusing files whose sha256 differs from
+   * vae.json. Rejects with ModelFolderError or RuntimeInputError.
+   */
+  static load(folder?: string, options?: LoadOptions): Promise<VAE>;
+
+  readonly precision: Precision;
+  batchSize: number;
+  get latentDim(): number;
+  /** [C, H, W] */
+  get inputShape(): [number, number, number];
+  /** vae.json (a copy). */
+  get meta(): ModelMeta;
+
+  /** z (n x latentDim numbers) -> pixel probabilities, n x C x H x W in [0, 1]. n: checked against z's length. */
+  decode(z: Numbers, n?: number): Promise<Float32Array>;
+  /** n images (floats in [0, 1], or a Uint8Array of 0..255) -> mu and logvar, each n x latentDim. */
+  encode(x: Numbers, n?: number): Promise<{ mu: Float32Array; logvar: Float32Array }>;
+  /** n latents z = temperature * N(0, I) from a seeded generator: the z that sample(n, same options) decodes. */
+  latents(n: number, options?: SampleOptions): Float32Array;
+  /** n images, n x C x H x W in [0, 1], decoded from latents(n, options). */
+  sample(n: number, options?: SampleOptions): Promise<Float32Array>;
+  /** decode(mu(x)): probabilities of the same length as x. */
+  reconstruct(x: Numbers, n?: number): Promise<Float32Array>;
+  /**
+   * Decode `steps` points on the line from mu(a) to mu(b), both ends included: one image each
+   * (-> steps x C x H x W) or the same number of images (-> steps x n x C x H x W).
+   */
+  interpolate(a: Numbers, b: Numbers, steps?: number): Promise<Float32Array>;
+}
