@@ -213,7 +213,7 @@ def requirement(meta: dict) -> str:
     """What the files need, against what is installed: 'onnxruntime >= 1.12 (installed: 1.32.0, ok)'."""
     import onnxruntime
 
-    onnx_facts = meta.get("onnx") if isinstance(meta.get("onnx"), dict) else {}
+    onnx_facts: dict = meta["onnx"] if isinstance(meta.get("onnx"), dict) else {}
     need = onnx_facts.get("min_onnxruntime")
     if not need:
         return f"not recorded (exported before vae-edge recorded it); opset {meta.get('opset')}"

@@ -57,7 +57,8 @@ def read_meta(path: str | os.PathLike = "vae-onnx") -> dict:
 
 
 def input_shape(meta: dict) -> tuple[int, int, int]:
-    return tuple(_size(v) for v in meta["model"]["input_shape"])
+    c, h, w = (_size(v) for v in meta["model"]["input_shape"])
+    return c, h, w
 
 
 def latent_dim(meta: dict) -> int:
@@ -94,7 +95,7 @@ def verify_files(path: str | os.PathLike = "vae-onnx") -> list[tuple[str, str, s
     """Check every file listed in vae.json: (key, path, None if it is intact else the reason)."""
     folder = Path(path)
     meta = read_meta(folder)
-    out = []
+    out: list[tuple[str, str, str | None]] = []
     for key, entry in meta["files"].items():
         where = str(folder / entry["path"]) if isinstance(entry, dict) and isinstance(entry.get("path"), str) else key
         try:

@@ -31,7 +31,7 @@ def check_seed(seed) -> int | None:
     """None (a fresh seed from the operating system) or an integer in [0, 2^53)."""
     if seed is None:
         return None
-    if isinstance(seed, bool) or not isinstance(seed, Integral) or not 0 <= seed < SEED_LIMIT:
+    if isinstance(seed, bool) or not isinstance(seed, Integral) or not 0 <= int(seed) < SEED_LIMIT:
         raise RuntimeInputError(f"seed must be an integer in [0, 2^53), got {seed!r}")
     return int(seed)
 

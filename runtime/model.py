@@ -19,7 +19,7 @@ import numpy as np
 from . import bundled, graph, inputs
 from .errors import ModelFolderError, RuntimeInputError
 from .folder import PRECISIONS, input_shape, latent_dim, read_meta
-from .sessions import check_ort_format, open_file, ort
+from .sessions import InferenceSession, check_ort_format, open_file, ort
 
 DEFAULT_BATCH_SIZE = 1024
 MAX_THREADS = 1024  # onnxruntime starts every thread asked for: 10^5 would hang the load, 2^31 overflow its int
@@ -28,7 +28,7 @@ MAX_THREADS = 1024  # onnxruntime starts every thread asked for: 10^5 would hang
 class VAE:
     """An exported VAE on onnxruntime: encode, decode, sample, reconstruct, interpolate."""
 
-    def __init__(self, encoder: ort.InferenceSession | None, decoder: ort.InferenceSession, meta: dict,
+    def __init__(self, encoder: InferenceSession | None, decoder: InferenceSession, meta: dict,
                  precision: str = "fp32", batch_size: int = DEFAULT_BATCH_SIZE, name: str = "model"):
         self._enc, self._dec, self._meta = encoder, decoder, meta
         self.precision = precision
@@ -107,7 +107,10 @@ class VAE:
 
     # -- the networks ----------------------------------------------------------------------------------
     def _encode_chunk(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return tuple(self._enc.run(["mu", "logvar"], {self._x_name: inputs.pixels(x, self._shape)}))
+        if self._enc is None:
+            raise RuntimeInputError("this VAE was loaded with decoder_only=True; load it without to encode")
+        mu, logvar = self._enc.run(["mu", "logvar"], {self._x_name: inputs.pixels(x, self._shape)})
+        return mu, logvar
 
     def _decode_chunk(self, z: np.ndarray) -> np.ndarray:
         return self._dec.run(None, {self._z_name: inputs.finite_latents(z)})[0]

@@ -11,6 +11,8 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from typing import Any
+
 from . import compat
 from .errors import ModelFolderError, one_line
 from .folder import check_file, file_path
@@ -35,6 +37,7 @@ def _import_onnxruntime():
 
 
 ort = _import_onnxruntime()
+InferenceSession = Any  # onnxruntime ships no types: its sessions are Any to a type checker
 
 # Each session has its own thread pool, whose threads spin after a run waiting for more work; by default
 # long enough to hold a core the next session needs (reconstruct runs the encoder, then the decoder: 2.3x
@@ -56,7 +59,7 @@ def check_readable(data: bytes, name: str) -> None:
 
 
 def session(path: Path, data: bytes, threads: int | None, providers: list,
-            ort_format: bool = False) -> ort.InferenceSession:
+            ort_format: bool = False) -> InferenceSession:
     """A session for the file at path, whose bytes (data) check_file has checked. onnxruntime reads the file
     again from disk (the page cache): handed the bytes, it keeps a copy of its own beside ours while it builds
     the session, 3.3 MiB more peak memory for the bundled decoder (bench/cold_start.py)."""
@@ -88,7 +91,8 @@ class LaterSession:
     then, as onnxruntime reads it once more. Thread-safe: the first run makes the one session under a lock."""
 
     def __init__(self, make, signature: tuple[list, list, dict]):
-        self._make, self._session, self._lock = make, None, threading.Lock()
+        self._make, self._lock = make, threading.Lock()
+        self._session: Any = None
         inputs, outputs, _ = signature
         arg = lambda name_dims: SimpleNamespace(name=name_dims[0], shape=name_dims[1])  # noqa: E731 (a NodeArg)
         self._inputs, self._outputs = [arg(i) for i in inputs], [arg(o) for o in outputs]
