@@ -19,7 +19,6 @@ import torch
 
 import arm64
 from conftest import REPO
-from test_compat import wheel  # noqa: F401 (a fixture: the package as users get it, built from this checkout)
 from vae_edge.export import export_model
 from vae_edge.runtime import VAE
 from vae_edge.train.model import VAE as TorchVAE
