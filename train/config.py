@@ -4,7 +4,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 # Keys of the config that describe the network, as opposed to how it was trained.
-MODEL_KEYS = ("arch", "input_shape", "hidden_dim", "latent_dim", "likelihood")
+MODEL_KEYS = ("arch", "input_shape", "hidden_dim", "latent_dim", "likelihood", "prior", "prior_components",
+              "latent_layers")
 
 
 @dataclass
@@ -16,6 +17,9 @@ class Config:
     hidden_dim: int = 400
     latent_dim: int = 20
     likelihood: str = "bernoulli"  # bernoulli | continuous-bernoulli (likelihood.py)
+    prior: str = "gaussian"  # gaussian (N(0, I)) | vamp (prior.py)
+    prior_components: int = 500  # the VampPrior's pseudo-inputs K
+    latent_layers: int = 1  # 2: z = [z1, z2], latent_dim / 2 each (prior.py)
     input_shape: tuple[int, int, int] = (1, 28, 28)  # C, H, W; set from the data
     # data
     dataset: str = "fashion-mnist"  # fashion-mnist | mnist | kmnist | folder | file.npy

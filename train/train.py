@@ -338,6 +338,7 @@ def _save_epoch(out, model, opt, cfg, history, epoch, perm_gen, noise_gen, test_
     with torch.no_grad():
         g = torch.Generator(device).manual_seed(cfg.seed)  # the same 64 z every epoch, to watch them improve
         z = torch.randn((64, cfg.latent_dim), generator=g, device=device)
+        z = model.prior_sample(z, torch.rand(64, generator=g, device=device))  # z itself under N(0, I), one layer
         save_grid(model.probs(z), out / "samples.png")
         x = test_images[:32].float() / 255
         recon = model.probs(model.encode(x)[0])
@@ -373,7 +374,8 @@ def evaluate(model: VAE, test_x: torch.Tensor, cfg: Config, ranks: Ranks, device
 
 def describe(metrics: dict, binarize: bool) -> dict:
     """What each test figure is and the data it was computed on, to travel with the figures."""
-    how = {"test_loss": "negative ELBO (test_rec + test_kl): one z per image, analytic KL; nats per image"}
+    how = {"test_loss": "negative ELBO (test_rec + test_kl): one z per image, analytic KL (with a learned prior or "
+                        "two latent layers, the one-z Monte Carlo KL); nats per image"}
     for key in metrics:
         if key.startswith("test_iwae_"):
             how[key] = f"IWAE bound on log p(x), k={key.rsplit('_', 1)[1]} importance samples per image; nats per image"
