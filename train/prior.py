@@ -56,7 +56,10 @@ def log_mixture(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torc
     flat = z.reshape(-1, z.shape[-1])
     sq = flat.pow(2) @ prec.T - 2 * flat @ (mu * prec).T + (mu.pow(2) * prec).sum(-1)  # [M, K]
     log_comp = -0.5 * (sq + logvar.sum(-1) + z.shape[-1] * LOG_2PI)
-    return (torch.logsumexp(log_comp, dim=-1) - math.log(mu.shape[0])).reshape(z.shape[:-1])
+    # logsumexp by hand: onnx's version converter cannot take ReduceLogSumExp below opset 18
+    top = log_comp.amax(-1, keepdim=True)
+    lse = top.squeeze(-1) + torch.log(torch.exp(log_comp - top).sum(-1))
+    return (lse - math.log(mu.shape[0])).reshape(z.shape[:-1])
 
 
 def pick(u: torch.Tensor, k: int) -> torch.Tensor:
