@@ -17,7 +17,7 @@ from typing import Iterator
 
 import numpy as np
 
-from . import bundled, compat
+from . import bundled, compat, prior
 
 
 def _one_line(e: BaseException) -> str:
@@ -74,9 +74,8 @@ def read_meta(path: str | os.PathLike = "vae-onnx") -> dict:
         raise ModelFolderError(f"{meta_path} is not readable JSON (corrupt?): {_one_line(e)}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ModelFolderError(f"{meta_path} is not a vae-edge ONNX export (format should be {FORMAT!r})")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise ModelFolderError(f"{meta_path} has format_version {meta.get('format_version')!r}; "
-                               f"this runtime reads version {FORMAT_VERSION}")
+    if prior.format_problem(meta):
+        raise ModelFolderError(f"{meta_path} {prior.format_problem(meta)}")
     try:
         model, files = meta["model"], meta["files"]
         shape = tuple(int(v) for v in model["input_shape"])
@@ -216,6 +215,7 @@ class VAE:
         self.precision = precision
         self.folder: Path | None = None  # where it was loaded from, and the bundled model's name if it is one
         self.bundled: str | None = None
+        self._prior: prior.Prior | None = None  # a format-2 folder's prior.onnx and score.onnx (VAE.load)
         self.batch_size = _check_count(batch_size, "batch_size")
         self._shape = tuple(int(v) for v in meta["model"]["input_shape"])
         self._latent = int(meta["model"]["latent_dim"])
@@ -277,6 +277,9 @@ class VAE:
         encoder = None if decoder_only else session(enc_key) if ort_format else _later(session, enc_key, folder, meta)
         vae = cls(encoder, session(dec_key), meta, precision, batch_size, name=str(folder))
         vae.folder, vae.bundled = folder, bundled_name
+        if meta.get("prior"):  # prior.onnx and score.onnx stay fp32 at any precision
+            vae._prior = prior.Prior(meta, lambda key: _session(folder / meta["files"][key]["path"],
+                                                                check_file(folder, meta, key), threads, providers))
         return vae
 
     def _check_decoder(self, name: str) -> list:
@@ -434,13 +437,16 @@ class VAE:
     def _iter_samples(self, n: int, seed, temperature: float, bs: int) -> Iterator[np.ndarray]:
         # Generator.standard_normal fills values in order, so drawing (m, latent_dim) chunk after chunk
         # gives the same numbers as one (n, latent_dim) draw: the samples do not depend on bs.
-        rng = np.random.default_rng(seed)
+        noise = prior.Noise(seed)  # eps as default_rng(seed) draws it; a learned prior's u from a spawned stream
         for i in range(0, n, bs):
-            z = rng.standard_normal((min(bs, n - i), self._latent)) * temperature
+            z = noise.eps((min(bs, n - i), self._latent)) * temperature
+            if self._prior is not None:  # temperature scales eps, never the mixture's u
+                z = self._prior.z(z, noise.u(len(z)))
             yield self._decode_chunk(z)
 
     def sample(self, n: int, seed: int | None = None, temperature: float = 1.0) -> np.ndarray:
-        """n images (n, C, H, W) float32 decoded from z = temperature * N(0, I), z from default_rng(seed)."""
+        """n images (n, C, H, W) float32 decoded from z = temperature * N(0, I), z from default_rng(seed); with a
+        learned prior or two layers, z = prior.onnx(temperature * eps, u) (runtime/prior.py)."""
         n = _check_count(n, "n")
         out = np.empty((n, *self._shape), np.float32)
         i = 0
@@ -448,6 +454,26 @@ class VAE:
             out[i:i + len(chunk)] = chunk
             i += len(chunk)
         return out
+
+    @property
+    def prior(self) -> str:
+        """The prior's name: gaussian (N(0, I)) or vamp; vae.json's "prior" says more."""
+        return self._prior.name if self._prior is not None else "gaussian"
+
+    def from_noise(self, eps, u=None) -> np.ndarray:
+        """The z that sample() decodes for noise eps (N, latent_dim) and, for a mixture, u (N,) in [0, 1)."""
+        eps = self._check_z(eps)
+        return self._prior.z(eps, u) if self._prior is not None else eps.astype(np.float32)
+
+    def log_likelihood(self, x, k: int = 1000, seed: int | None = None, eps=None) -> np.ndarray:
+        """The IWAE estimate of log p(x) in nats, per image, with k samples, from score.onnx (format 2 folders);
+        x holds the pixels the likelihood is defined on (0/1 for a --binarize model); eps (k, N, latent_dim)
+        optional noise."""
+        if self._prior is None:
+            raise RuntimeInputError("this folder has no score.onnx (a format-1, Gaussian-prior export); "
+                                    "use vae-eval on its checkpoint")
+        x, _ = self._layout(x)
+        return self._prior.log_likelihood(self._to_float(x), _check_count(k, "k"), seed, eps)
 
     def reconstruct(self, x) -> np.ndarray:
         """decode(mu(x)): probabilities in the layout of x ((N, C, H, W) or (N, C*H*W)), float32."""

@@ -154,3 +154,57 @@ def test_a_model_that_cannot_be_built_says_why_in_one_line(bad, message):
         dict(arch="mlp", input_shape=SHAPE, hidden_dim=8, **bad)
     with pytest.raises(ValueError, match=message):
         VAE(**kw)
+
+
+# --- training with a learned prior or two layers ------------------------------------------------
+
+def _cfg(tmp_path, npy, name, **kw):
+    from vae_edge.train.config import Config
+
+    base = dict(dataset=str(npy), out_dir=str(tmp_path / "runs"), name=name, arch="mlp", hidden_dim=16,
+                latent_dim=4, batch_size=16, epochs=2, test_fraction=0.2, prior="vamp", prior_components=5,
+                latent_layers=2, binarize=True, kl_warmup=1.0, beta=0.9)
+    return Config(**{**base, **kw})
+
+
+@pytest.mark.parametrize("arch,train_k", [("mlp", 1), ("conv", 1), ("mlp", 3)])
+def test_a_vampprior_hierarchy_trains_with_binarize_warmup_beta_and_importance_samples(tmp_path, tiny_npy, arch,
+                                                                                       train_k):
+    from vae_edge.train.train import train
+
+    _, history = train(_cfg(tmp_path, tiny_npy, "run", arch=arch, train_k=train_k, iwae_k=20), quiet=True)
+    last = history[-1]
+    assert np.isfinite(last["train_loss"]) and last["test_iwae_20"] >= -last["test_loss"] - 1.0
+    assert (tmp_path / "runs" / "run" / "samples.png").is_file()
+
+
+def test_an_interrupted_vampprior_run_resumes_to_the_same_weights(tmp_path, tiny_npy, monkeypatch):
+    from vae_edge.train import checkpoint
+    from vae_edge.train import train as train_mod
+
+    straight, _ = train_mod.train(_cfg(tmp_path, tiny_npy, "straight"), quiet=True)
+    calls = {"n": 0}
+
+    def stop_at_step_7(stop, ranks, device):
+        calls["n"] += 1
+        return calls["n"] == 7
+
+    monkeypatch.setattr(train_mod, "_should_stop", stop_at_step_7)
+    with pytest.raises(train_mod.Interrupted):
+        train_mod.train(_cfg(tmp_path, tiny_npy, "broken"), quiet=True)
+    resumed, _ = train_mod.train(train_mod.Config(), resume=str(tmp_path / "runs" / "broken"), quiet=True)
+    a = checkpoint.load(tmp_path / "runs" / "straight" / "model.pt")["state_dict"]
+    b = checkpoint.load(tmp_path / "runs" / "broken" / "model.pt")["state_dict"]
+    assert "vamp.pseudo_inputs" in a and "ladder.q_mu.weight" in a
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_vae_train_refuses_an_odd_latent_dim_for_two_layers_in_one_line(tmp_path, tiny_npy):
+    from conftest import run_cli
+
+    r = run_cli("vae-train", "--dataset", tiny_npy, "--out-dir", tmp_path, "--latent-layers", "2", "--latent-dim", "5",
+                "--epochs", "1")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines() == ["error: two latent layers split latent_dim in halves (z1, z2): it must be "
+                                             "even, got 5"]
+    assert not (tmp_path / "vae").exists()
