@@ -19,7 +19,7 @@ const WEB = path.dirname(fileURLToPath(import.meta.url));
 const REPO = path.dirname(WEB);
 const ORT_DIST = path.join(WEB, 'node_modules', 'onnxruntime-web', 'dist');
 const ORT_FILES = ['ort.wasm.min.mjs', 'ort-wasm-simd-threaded.mjs', 'ort-wasm-simd-threaded.wasm'];
-const LIBRARY = ['browser.js', 'vae.js', 'random.js', 'sha256.js'];
+const LIBRARY = ['browser.js', 'vae.js', 'prior.js', 'random.js', 'sha256.js'];
 const PAGE = ['index.html', 'app.js', 'style.css'];
 // The bundled model of the Python package where it ships one, else what `make demo` writes.
 const DEFAULT_MODELS = [path.join(REPO, 'runtime', 'models', 'fashion-mnist'), path.join(REPO, 'vae-onnx')];

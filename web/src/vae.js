@@ -4,11 +4,12 @@
 //
 // Arrays are flat Float32Arrays in the Python runtime's layouts: z is (n, latent_dim), images (n, C, H, W).
 
-import { gaussian, randomSeed } from './random.js';
+import { Prior, formatProblem, noise } from './prior.js';
+import { randomSeed } from './random.js';
 import { sha256 } from './sha256.js';
 
 export const FORMAT = 'vae-edge-onnx';
-export const FORMAT_VERSION = 1;
+export { FORMAT_VERSIONS } from './prior.js';
 export const PRECISIONS = { fp32: ['encoder', 'decoder'], int8: ['encoder_int8', 'decoder_int8'] };
 export const DEFAULT_BATCH_SIZE = 1024;
 
@@ -78,11 +79,13 @@ export class VAE {
     };
     const decoder = await session(decKey);
     const encoder = decoderOnly ? null : await session(encKey);
-    return new this(encoder, decoder, meta, { precision, batchSize, name: folder });
+    const prior = meta.prior ? await session('prior') : null; // format 2: prior.onnx, fp32 at any precision
+    return new this(encoder, decoder, meta, { precision, batchSize, name: folder, prior });
   }
 
-  constructor(encoder, decoder, meta, { precision = 'fp32', batchSize = DEFAULT_BATCH_SIZE, name = 'model' } = {}) {
+  constructor(encoder, decoder, meta, { precision = 'fp32', batchSize = DEFAULT_BATCH_SIZE, name = 'model', prior = null } = {}) {
     this.encoder = encoder;
+    this._prior = prior ? new Prior(prior, meta) : null;
     this.decoder = decoder;
     this.precision = precision;
     this.batchSize = checkCount(batchSize, 'batchSize');
@@ -137,18 +140,32 @@ export class VAE {
     return { mu, logvar };
   }
 
-  /** n latents z = temperature * N(0, I) from a seeded generator: the z that sample(n, same options) decodes. */
-  latents(n, { seed, temperature = 1 } = {}) {
+  /** The prior's name: 'gaussian' (N(0, I)) or 'vamp'; vae.json's prior says more. */
+  get prior() {
+    return this._prior ? this._prior.name : 'gaussian';
+  }
+
+  /**
+   * n latents from a seeded generator: the z that sample(n, same options) decodes. z = temperature * N(0, I), or,
+   * with a learned prior or two layers, prior.onnx(temperature * eps, u) (prior.js). Async: it may run a graph.
+   */
+  async latents(n, { seed, temperature = 1 } = {}) {
     n = checkCount(n, 'n');
     temperature = checkTemperature(temperature);
-    const z = gaussian(n * this._latent, checkSeed(seed));
-    for (let i = 0; i < z.length; i++) z[i] *= temperature;
-    return z;
+    const { eps, u } = noise(n, this._latent, checkSeed(seed), temperature);
+    return this._prior ? this._prior.z(eps, u, n, this._latent, this.constructor.backend.ort.Tensor) : eps;
+  }
+
+  /** The z that sample() decodes for given noise: eps (n x latent_dim) and, for a mixture, u (n numbers in [0, 1)). */
+  async fromNoise(eps, u, n) {
+    eps = this._checkZ(eps, n);
+    if (!this._prior) return Float32Array.from(eps);
+    return this._prior.z(eps, u, eps.length / this._latent, this._latent, this.constructor.backend.ort.Tensor);
   }
 
   /** n images (n x C x H x W float32) decoded from z = temperature * N(0, I); the same seed gives the same images. */
   async sample(n, { seed, temperature = 1 } = {}) {
-    return this.decode(this.latents(n, { seed, temperature }));
+    return this.decode(await this.latents(n, { seed, temperature }));
   }
 
   /** decode(mu(x)): probabilities of the same length as x. */
@@ -238,9 +255,7 @@ async function readMeta(backend, folder) {
     throw new ModelFolderError(`${where} is not readable JSON (corrupt?): ${oneLine(e)}`);
   }
   if (meta?.format !== FORMAT) throw new ModelFolderError(`${where} is not a vae-edge ONNX export (format should be '${FORMAT}')`);
-  if (meta.format_version !== FORMAT_VERSION) {
-    throw new ModelFolderError(`${where} has format_version ${show(meta.format_version)}; this runtime reads version ${FORMAT_VERSION}`);
-  }
+  if (formatProblem(meta)) throw new ModelFolderError(`${where} ${formatProblem(meta)}`);
   const shape = meta.model?.input_shape, latent = meta.model?.latent_dim;
   const positive = (v) => Number.isInteger(v) && v > 0;
   if (!(Array.isArray(shape) && shape.length === 3 && shape.every(positive) && positive(latent)
