@@ -45,7 +45,7 @@ def _import_onnxruntime():
 
 ort = _import_onnxruntime()
 
-FORMAT, FORMAT_VERSION = "vae-edge-onnx", 1
+FORMAT = "vae-edge-onnx"  # the versions this runtime reads: prior.FORMAT_VERSIONS
 PRECISIONS = {"fp32": ("encoder", "decoder"), "int8": ("encoder_int8", "decoder_int8")}
 DEFAULT_BATCH_SIZE = 1024
 

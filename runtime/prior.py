@@ -25,9 +25,7 @@ def format_problem(meta: dict) -> str | None:
     if isinstance(version, int) and version > FORMAT_VERSIONS[-1]:
         need = meta.get("min_vae_edge")
         return (f"has format_version {version}, newer than this vae-edge reads (up to {FORMAT_VERSIONS[-1]}); "
-                f"it needs vae-edge >= {need}: pip install -U vae-edge" if need else
-                f"has format_version {version}, newer than this vae-edge reads (up to {FORMAT_VERSIONS[-1]}); "
-                f"upgrade vae-edge")
+                + (f"it needs vae-edge >= {need}: pip install -U vae-edge" if need else "upgrade vae-edge"))
     return f"has format_version {version!r}; this runtime reads versions {', '.join(map(str, FORMAT_VERSIONS))}"
 
 

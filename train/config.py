@@ -4,8 +4,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields
 
 # Keys of the config that describe the network, as opposed to how it was trained.
-MODEL_KEYS = ("arch", "input_shape", "hidden_dim", "latent_dim", "likelihood", "prior", "prior_components",
-              "latent_layers")
+MODEL_KEYS = ("arch", "input_shape", "hidden_dim", "latent_dim", "likelihood")
 
 
 @dataclass
@@ -49,7 +48,11 @@ class Config:
     def model(self) -> dict:
         """The architecture facts, as stored in checkpoints and ONNX metadata."""
         d = asdict(self)
-        return {k: (list(d[k]) if k == "input_shape" else d[k]) for k in MODEL_KEYS}
+        facts = {k: (list(d[k]) if k == "input_shape" else d[k]) for k in MODEL_KEYS}
+        if self.prior != "gaussian" or self.latent_layers != 1:  # named only where they differ from N(0, I), 1 layer
+            facts.update(prior=self.prior, prior_components=self.prior_components if self.prior == "vamp" else None,
+                         latent_layers=self.latent_layers)
+        return facts
 
     def to_dict(self) -> dict:
         d = asdict(self)
