@@ -148,3 +148,20 @@ def test_the_command_line_tools_work_on_a_learned_prior_folder(folder, tmp_path)
     assert r.returncode == 0, r.stderr
     r = run_cli("vae-decode", "--model", out, z, "--out", tmp_path / "d.png")
     assert r.returncode == 0, r.stderr
+
+
+def test_a_vampprior_checkpoint_exports_with_its_model_facts_and_recipe(tmp_path):
+    from vae_edge.export import export_checkpoint
+    from vae_edge.train import checkpoint
+    from vae_edge.train.config import Config
+    from vae_edge.train.train import final_checkpoint
+
+    cfg = Config(arch="conv", hidden_dim=16, latent_dim=4, input_shape=SHAPE, prior="vamp", prior_components=6,
+                 latent_layers=2)
+    torch.manual_seed(0)
+    model = TorchVAE.from_config(cfg.model())
+    checkpoint.save(final_checkpoint(model, cfg, []), tmp_path / "model.pt")
+    info = export_checkpoint(tmp_path / "model.pt", tmp_path / "out")
+    assert info["model"] == cfg.model()
+    assert (info["model"]["prior"], info["model"]["prior_components"], info["model"]["latent_layers"]) == ("vamp", 6, 2)
+    assert info["recipe"]["prior"] == "vamp" and info["format_version"] == 2
