@@ -18,12 +18,16 @@ from .graphs import DEFAULT_OPSET, PhaseUpsampler, decoder_graph, encoder_graph,
 from .load import jsonable, load_model
 from .ort_format import CONFIG, to_ort
 from .parity import check_parity, torch_outputs
+from . import prior_graph
 from .quantize import fallback_messages, over_bound_message, quantize_int8
 
 def model_facts(model: VAE) -> dict:
     """The architecture facts, as in Config.model()."""
-    return {"arch": model.arch, "input_shape": list(model.input_shape), "hidden_dim": model.hidden_dim,
-            "latent_dim": model.latent_dim, "likelihood": model.likelihood}
+    facts = {"arch": model.arch, "input_shape": list(model.input_shape), "hidden_dim": model.hidden_dim,
+             "latent_dim": model.latent_dim, "likelihood": model.likelihood}
+    if prior_graph.learned(model):
+        facts.update(prior=model.prior, prior_components=model.prior_components, latent_layers=model.latent_layers)
+    return facts
 
 def requirements(protos) -> dict:
     """vae.json's "onnx": the newest IR version and opset among the files, and the oldest onnxruntime that reads them."""
@@ -57,6 +61,15 @@ def export_model(model: VAE, out: str | os.PathLike = "vae-onnx", *, facts: dict
     parity = check_parity(model, enc.SerializeToString(), dec.SerializeToString())
 
     protos = {"encoder": ("encoder.onnx", enc), "decoder": ("decoder.onnx", dec)}
+    extra = {}
+    if prior_graph.learned(model):  # format 2: the prior's sampler and the IWAE scoring graph
+        prior, score = prior_graph.prior_graph(model, opset), prior_graph.score_graph(model, opset)
+        for proto in (prior, score):
+            onnx.checker.check_model(proto)
+        parity["prior"] = prior_graph.check_prior_parity(model, prior.SerializeToString(), score.SerializeToString())
+        protos.update(prior=("prior.onnx", prior), score=("score.onnx", score))
+        extra = {"format_version": prior_graph.FORMAT_VERSION, "min_vae_edge": prior_graph.MIN_VAE_EDGE,
+                 "prior": prior_graph.describe(model)}
     int8 = None
     if quantize == "int8":
         data = calibration_data(model, calibration, facts.get("recipe"), say)
@@ -75,7 +88,7 @@ def export_model(model: VAE, out: str | os.PathLike = "vae-onnx", *, facts: dict
             "dataset": facts.get("dataset"), "recipe": facts.get("recipe"), "metrics": facts.get("metrics"),
             "opset": opset_of(enc),
             "onnx": requirements([p for _, p in protos.values()]),
-            "versions": versions(), "parity": parity, "int8": int8}
+            "versions": versions(), "parity": parity, "int8": int8, **extra}
     blobs = {key: (name, with_metadata(proto, meta, key.split("_")[0])) for key, (name, proto) in protos.items()}
     if ort_format:
         ort_blobs, config = to_ort(blobs)

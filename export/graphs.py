@@ -170,6 +170,15 @@ def _second_phase_conv(t: nn.ConvTranspose2d) -> nn.Conv2d:
 def to_onnx(module: nn.Module, example: torch.Tensor, input_name: str, output_names: list[str],
             opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
     """torch.onnx.export (dynamo) with a symbolic batch axis named "batch", at `opset`, with the lowest IR version."""
+    proto = export_graph(module, (example,), [input_name], output_names, {input_name: {0: torch.export.Dim("batch")}},
+                         opset)
+    _name_batch_axis(proto)
+    return lowest_ir(proto)
+
+
+def export_graph(module: nn.Module, examples: tuple, input_names: list[str], output_names: list[str],
+                 dynamic_shapes: dict, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
+    """torch.onnx.export (dynamo) of module on examples, converted to `opset`; ExportError in one line."""
     if opset not in OPSETS:
         raise ExportError(f"cannot export at opset {opset}: vae-export writes opsets {OPSETS[0]} to {OPSETS[-1]} "
                           f"(default {DEFAULT_OPSET})")
@@ -180,14 +189,12 @@ def to_onnx(module: nn.Module, example: torch.Tensor, input_name: str, output_na
     unreadable = problem(helper.find_min_ir_version_for([helper.make_opsetid("", opset)]), opset, ort.__version__)
     if unreadable:
         raise ExportError(f"opset {opset} files cannot be checked for parity here: the file {unreadable}")
-    batch = torch.export.Dim("batch")
     logging.disable(logging.WARNING)  # a failed opset conversion logs a traceback; we say it in one line
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # onnxscript's optimizer prints what it rewrote
-            program = torch.onnx.export(module, (example,), dynamo=True, verbose=False,
-                                        input_names=[input_name], output_names=output_names,
-                                        dynamic_shapes={input_name: {0: batch}},
-                                        opset_version=max(opset, NATIVE_OPSET))
+            program = torch.onnx.export(module, examples, dynamo=True, verbose=False,
+                                        input_names=input_names, output_names=output_names,
+                                        dynamic_shapes=dynamic_shapes, opset_version=max(opset, NATIVE_OPSET))
     except Exception as e:  # the exporter raises many kinds; the user needs one line
         raise ExportError(f"torch.onnx.export failed: {first_line(e)}") from None
     finally:
@@ -198,8 +205,7 @@ def to_onnx(module: nn.Module, example: torch.Tensor, input_name: str, output_na
             proto = version_converter.convert_version(proto, opset)
         except Exception as e:
             raise ExportError(f"cannot convert this model to opset {opset}: {first_line(e)}") from None
-    _name_batch_axis(proto)
-    return lowest_ir(proto)
+    return proto
 
 
 def opset_of(proto: onnx.ModelProto) -> int:

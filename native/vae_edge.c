@@ -105,8 +105,16 @@ static cJSON *read_meta(const char *folder, int shape[3], int *latent_dim, char 
         fail(err, "%s is not a vae-edge ONNX export (format should be '%s')", path, VAE_FORMAT);
     } else if (!cJSON_IsNumber(version) || version->valuedouble != VAE_FORMAT_VERSION) {
         char *shown = version ? cJSON_PrintUnformatted(version) : NULL;
-        fail(err, "%s has format_version %s; this runtime reads version %d", path, shown ? shown : "None",
-             VAE_FORMAT_VERSION);
+        const cJSON *need = cJSON_GetObjectItemCaseSensitive(meta, "min_vae_edge");
+        double v = cJSON_IsNumber(version) ? version->valuedouble : 0;
+        if (v > VAE_FORMAT_NEWEST && v == (double)(long long)v) /* as every reader says it (docs/format.md) */
+            fail(err, "%s has format_version %s, newer than this vae-edge reads (up to %d); %s%s%s", path, shown,
+                 VAE_FORMAT_NEWEST, cJSON_IsString(need) ? "it needs vae-edge >= " : "upgrade vae-edge",
+                 cJSON_IsString(need) ? need->valuestring : "", "");
+        else
+            fail(err, "%s has format_version %s; this C reader reads version %d%s", path, shown ? shown : "None",
+                 VAE_FORMAT_VERSION,
+                 v == 2 ? " (format 2 is a learned prior's: its prior.onnx is not read in C yet)" : "");
         free(shown);
     } else if (!cJSON_IsArray(input_shape) || cJSON_GetArraySize(input_shape) != 3 ||
                !(shape[0] = positive_int(cJSON_GetArrayItem(input_shape, 0))) ||

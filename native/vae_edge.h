@@ -24,7 +24,8 @@ extern "C" {
 
 #define VAE_ERROR_SIZE 512
 #define VAE_FORMAT "vae-edge-onnx"
-#define VAE_FORMAT_VERSION 1
+#define VAE_FORMAT_VERSION 1 /* the folder format this C reader reads */
+#define VAE_FORMAT_NEWEST 2  /* the newest this vae-edge release reads (in Python and JavaScript): 2, a learned prior */
 /* The oldest onnxruntime whose C API this program asks for (API version N is release 1.N): 1.19, the first whose
  * Python wheel ships libonnxruntime.so (tests/test_native.py runs it, and the newest). */
 #define VAE_OLDEST_ONNXRUNTIME_MINOR 19

@@ -20,7 +20,7 @@ from typing import List, Optional
 import numpy as np
 
 from .. import __version__
-from . import bundled, compat
+from . import bundled, compat, prior
 from .args import Argument, Option, run, typer_app
 from .images import image_format, load_images, save_grid, save_npy, save_npy_chunks
 from .errors import ModelFolderError, RuntimeInputError
@@ -248,6 +248,7 @@ def info(
         else:
             _echo(f"folder:   {folder}")
             _echo(f"format:   {meta['format']} v{meta['format_version']}")
+            _echo(f"prior:    {prior.describe(meta)}")
             for key in ("model", "dataset", "metrics", "onnx", "versions", "parity", "int8"):
                 _echo(f"{key + ':':<9} {_fmt(meta.get(key))}")
             _echo(f"needs:    {requirement(meta)}")

@@ -11,7 +11,9 @@ from pathlib import Path
 
 from .errors import ModelFolderError, missing_model_message, one_line
 
-FORMAT, FORMAT_VERSION = "vae-edge-onnx", 1
+FORMAT = "vae-edge-onnx"
+FORMAT_VERSION = 1  # what a Gaussian-prior export writes
+FORMAT_VERSIONS = (1, 2)  # what this runtime reads: 2 adds prior.onnx and score.onnx (a learned prior)
 PRECISIONS = {"fp32": ("encoder", "decoder"), "int8": ("encoder_int8", "decoder_int8")}
 # A path in files[*].path: parts of letters, digits, '.', '_' and '-' (none starting with '.') joined by '/'.
 PLAIN_PATH = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*(/[A-Za-z0-9_][A-Za-z0-9._-]*)*")
@@ -42,9 +44,9 @@ def read_meta(path: str | os.PathLike = "vae-onnx") -> dict:
         raise ModelFolderError(f"{meta_path} is not readable JSON (corrupt?): {one_line(e)}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ModelFolderError(f"{meta_path} is not a vae-edge ONNX export (format should be {FORMAT!r})")
-    version = meta.get("format_version")
-    if isinstance(version, bool) or version != FORMAT_VERSION:
-        raise ModelFolderError(f"{meta_path} has format_version {version!r}; this runtime reads version {FORMAT_VERSION}")
+    problem = format_problem(meta)
+    if problem:
+        raise ModelFolderError(f"{meta_path} {problem}")
     try:
         model, files = meta["model"], meta["files"]
         shape = [_size(v) for v in model["input_shape"]]
@@ -53,7 +55,31 @@ def read_meta(path: str | os.PathLike = "vae-onnx") -> dict:
             raise ValueError(shape)
     except (KeyError, TypeError, ValueError):
         raise ModelFolderError(f"{meta_path} lacks valid model.input_shape, model.latent_dim or files") from None
+    if meta["format_version"] == 2 and not _prior_ok(meta.get("prior")):
+        raise ModelFolderError(f"{meta_path} has format_version 2 but no valid prior (name, and sample.inputs "
+                               f"naming eps) (docs/priors.md)")
     return meta
+
+
+def _prior_ok(prior) -> bool:
+    """A format-2 folder's "prior": its name and the noise inputs of prior.onnx, eps at least."""
+    if not isinstance(prior, dict) or not isinstance(prior.get("name"), str):
+        return False
+    sample = prior.get("sample")
+    noise = sample.get("inputs") if isinstance(sample, dict) else None
+    return isinstance(noise, dict) and isinstance(noise.get("eps"), dict) and set(noise) <= {"eps", "u"}
+
+
+def format_problem(meta: dict) -> str | None:
+    """Why this runtime cannot read the folder's format version (naming the vae-edge it needs), or None."""
+    version = meta.get("format_version")
+    if not isinstance(version, bool) and version in FORMAT_VERSIONS:
+        return None
+    if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSIONS[-1]:
+        need = meta.get("min_vae_edge")
+        return (f"has format_version {version}, newer than this vae-edge reads (up to {FORMAT_VERSIONS[-1]}); "
+                + (f"it needs vae-edge >= {need}: pip install -U vae-edge" if need else "upgrade vae-edge"))
+    return f"has format_version {version!r}; this vae-edge reads versions {', '.join(map(str, FORMAT_VERSIONS))}"
 
 
 def input_shape(meta: dict) -> tuple[int, int, int]:

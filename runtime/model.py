@@ -16,7 +16,7 @@ from typing import Iterator
 
 import numpy as np
 
-from . import bundled, graph, inputs
+from . import bundled, graph, inputs, prior
 from .errors import ModelFolderError, RuntimeInputError
 from .folder import PRECISIONS, input_shape, latent_dim, read_meta
 from .sessions import InferenceSession, check_ort_format, open_file, ort
@@ -34,6 +34,7 @@ class VAE:
         self.precision = precision
         self.folder: Path | None = None  # where it was loaded from, and the bundled model's name if it is one
         self.bundled: str | None = None
+        self._prior: prior.Prior | None = None  # a format-2 folder's prior.onnx and score.onnx (VAE.load)
         self.batch_size = inputs.check_count(batch_size, "batch_size")
         self._shape, self._latent = input_shape(meta), latent_dim(meta)
         self._x_name, self._z_name = graph.check_pair(encoder, decoder, self._shape, self._latent, name)
@@ -83,6 +84,8 @@ class VAE:
         vae = cls(encoder, open_file(folder, meta, dec_key, threads, providers, ort_format), meta, precision,
                   batch_size, name=str(folder))
         vae.folder, vae.bundled = folder, bundled_name
+        if meta["format_version"] == 2:  # prior.onnx and score.onnx, fp32 at any precision; format 1 ignores "prior"
+            vae._prior = prior.Prior(meta, lambda key: open_file(folder, meta, key, threads, providers))
         return vae
 
     # -- facts -----------------------------------------------------------------------------------------
@@ -106,10 +109,8 @@ class VAE:
                 f"{', decoder_only=True' if self._enc is None else ''})")
 
     # -- the networks ----------------------------------------------------------------------------------
-    def _encode_chunk(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        if self._enc is None:
-            raise RuntimeInputError("this VAE was loaded with decoder_only=True; load it without to encode")
-        mu, logvar = self._enc.run(["mu", "logvar"], {self._x_name: inputs.pixels(x, self._shape)})
+    def _encode_chunk(self, encoder: InferenceSession, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        mu, logvar = encoder.run(["mu", "logvar"], {self._x_name: inputs.pixels(x, self._shape)})
         return mu, logvar
 
     def _decode_chunk(self, z: np.ndarray) -> np.ndarray:
@@ -129,7 +130,7 @@ class VAE:
         mu = np.empty((n, self._latent), np.float32)
         logvar = np.empty((n, self._latent), np.float32)
         for i in range(0, n, bs):
-            mu[i:i + bs], logvar[i:i + bs] = self._encode_chunk(x[i:i + bs])
+            mu[i:i + bs], logvar[i:i + bs] = self._encode_chunk(self._enc, x[i:i + bs])
         if not sample:
             return mu, logvar
         rng = np.random.default_rng(seed)
@@ -159,14 +160,38 @@ class VAE:
     def _iter_samples(self, n: int, seed, temperature: float, bs: int) -> Iterator[np.ndarray]:
         # Generator.standard_normal fills values in order, so drawing (m, latent_dim) chunk after chunk
         # gives the same numbers as one (n, latent_dim) draw: the samples do not depend on bs.
-        rng = np.random.default_rng(seed)
+        noise = prior.Noise(seed)  # eps as default_rng(seed) draws it; a learned prior's u from a spawned stream
         for i in range(0, n, bs):
-            z = rng.standard_normal((min(bs, n - i), self._latent)) * temperature
+            z = noise.eps((min(bs, n - i), self._latent)) * temperature
+            if self._prior is not None:  # temperature scales eps, never the mixture's u
+                z = self._prior.z(z, noise.u(len(z)))
             yield self._decode_chunk(z)
 
     def sample(self, n: int, seed: int | None = None, temperature: float = 1.0) -> np.ndarray:
-        """n images (n, C, H, W) float32 decoded from z = temperature * N(0, I), z from default_rng(seed)."""
+        """n images (n, C, H, W) float32 decoded from z = temperature * N(0, I), z from default_rng(seed); with a
+        learned prior or two layers, z = prior.onnx(temperature * eps, u) (runtime/prior.py)."""
         return self._gather(self.iter_samples(n, seed, temperature), inputs.check_count(n, "n"))
+
+    @property
+    def prior(self) -> str:
+        """The prior's name: gaussian (N(0, I)) or vamp; vae.json's "prior" says more."""
+        return self._prior.name if self._prior is not None else "gaussian"
+
+    def from_noise(self, eps, u=None) -> np.ndarray:
+        """The z that sample() decodes for noise eps (N, latent_dim) and, for a mixture, u (N,) in [0, 1)."""
+        eps = inputs.finite_latents(inputs.latents(eps, self._latent))
+        return self._prior.z(eps, u) if self._prior is not None else eps.astype(np.float32)
+
+    def log_likelihood(self, x, k: int = 1000, seed: int | None = None, eps=None) -> np.ndarray:
+        """The IWAE estimate of log p(x) in nats, per image, with k samples, from score.onnx (format 2 folders);
+        x holds the pixels the likelihood is defined on (0/1 for a --binarize model); eps (k, N, latent_dim)
+        optional noise."""
+        if self._prior is None:
+            raise RuntimeInputError("this folder has no score.onnx (a format-1, Gaussian-prior export); "
+                                    "use vae-eval on its checkpoint")
+        x, _ = inputs.images(x, self._shape)
+        return self._prior.log_likelihood(inputs.pixels(x, self._shape), inputs.check_count(k, "k"),
+                                          inputs.check_seed(seed), eps)
 
     def _gather(self, chunks: Iterator[np.ndarray], n: int) -> np.ndarray:
         out = np.empty((n, *self._shape), np.float32)

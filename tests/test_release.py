@@ -42,9 +42,10 @@ def test_vae_info_prints_the_version():
 
 
 def test_changelog_has_an_entry_for_this_version():
-    headings = re.findall(r"^## (\S+)", (REPO / "CHANGELOG.md").read_text(), re.M)
-    assert vae_edge.__version__ in headings
-    assert headings[0] == "Unreleased"
+    """The newest entry is this version's: "## 0.2.0 (unreleased)" until it is released, then with its date."""
+    headings = re.findall(r"^## (\S+) \(([^)]*)\)", (REPO / "CHANGELOG.md").read_text(), re.M)
+    assert headings[0][0] == vae_edge.__version__
+    assert headings[0][1] == "unreleased" or re.fullmatch(r"\d{4}-\d\d-\d\d", headings[0][1])
 
 
 def test_license_is_mit_and_the_npm_package_carries_the_same_text():

@@ -25,6 +25,8 @@ CHROMIUM = Path(os.environ.get("CHROMIUM", "/usr/bin/chromium"))
 MODELS = {
     "mlp": (dict(arch="mlp", hidden_dim=64, latent_dim=12), dict(quantize="int8", force_int8=True)),
     "conv": (dict(arch="conv", input_shape=(3, 16, 12), hidden_dim=32, latent_dim=6), dict(ort_format=True)),
+    # a learned prior and two latent layers (format 2): prior.onnx turns the same noise into the same z
+    "vamp2": (dict(arch="mlp", hidden_dim=32, latent_dim=6, prior="vamp", prior_components=7, latent_layers=2), {}),
 }
 INTERPOLATE_STEPS = 6
 
@@ -51,6 +53,9 @@ def reference(tmp_path_factory) -> Path:
         inputs = {"z": rng.standard_normal((7, vae.latent_dim)).astype(np.float32),
                   "x": rng.random((5, *vae.input_shape), dtype=np.float32),
                   "x_uint8": rng.integers(0, 256, (3, *vae.input_shape), dtype=np.uint8)}
+        if vae.meta.get("prior"):  # the noise both sides feed to prior.onnx
+            inputs.update(eps=rng.standard_normal((9, vae.latent_dim)).astype(np.float32),
+                          u=rng.random(9, dtype=np.float32))
         _save(root / name / "inputs", inputs)
         for precision in ("fp32", "int8") if options.get("quantize") else ("fp32",):
             vae = VAE.load(folder, precision=precision)
@@ -58,7 +63,8 @@ def reference(tmp_path_factory) -> Path:
             _save(root / name / precision, {
                 "decode": vae.decode(inputs["z"]), "mu": mu, "logvar": logvar,
                 "mu_uint8": vae.encode(inputs["x_uint8"])[0], "reconstruct": vae.reconstruct(inputs["x"]),
-                "interpolate": vae.interpolate(inputs["x"][0], inputs["x"][1], steps=INTERPOLATE_STEPS)})
+                "interpolate": vae.interpolate(inputs["x"][0], inputs["x"][1], steps=INTERPOLATE_STEPS),
+                **({"from_noise": vae.from_noise(inputs["eps"], inputs["u"])} if "eps" in inputs else {})})
     return root
 
 
@@ -98,7 +104,8 @@ def site(node, reference, tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("isolated, name", [(True, "mlp"), (False, "conv")], ids=["threads-on-mlp", "threads-off-conv"])
+@pytest.mark.parametrize("isolated, name", [(True, "mlp"), (False, "conv"), (False, "vamp2")],
+                         ids=["threads-on-mlp", "threads-off-conv", "threads-off-vamp2"])
 def test_page_in_chromium_decodes_as_python_and_sliders_change_the_picture(node, reference, site, isolated, name,
                                                                              tmp_path):
     """The served page, with cross-origin isolation (WebAssembly threads) and without: window.vaeEdge.decode

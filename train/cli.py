@@ -33,7 +33,10 @@ def train_cmd(
     data_dir: Annotated[str, typer.Option(help="Where named datasets are looked for (and downloaded to when missing).")] = D.data_dir,
     arch: Annotated[str, typer.Option(help="mlp (the reference network) or conv (needs H and W divisible by 4).")] = D.arch,
     hidden_dim: Annotated[int, typer.Option(help="Width of the hidden layer.")] = D.hidden_dim,
-    latent_dim: Annotated[int, typer.Option(help="Size of z.")] = D.latent_dim,
+    latent_dim: Annotated[int, typer.Option(help="Size of z, the decoder's input; with --latent-layers 2, of [z1, z2] together (half each).")] = D.latent_dim,
+    prior: Annotated[str, typer.Option(help="gaussian: N(0, I); vamp: the VampPrior, a mixture of the encoder's posteriors at --prior-components learned pseudo-inputs.")] = D.prior,
+    prior_components: Annotated[int, typer.Option(help="--prior vamp: the number of pseudo-inputs K.")] = D.prior_components,
+    latent_layers: Annotated[int, typer.Option(help="1, or 2: a hierarchy p(z2) p(z1|z2) p(x|z1,z2) inferred as q(z2|x) q(z1|x,z2) (HVAE).")] = D.latent_layers,
     likelihood: Annotated[str, typer.Option(help="Pixel likelihood: bernoulli (the reference's BCE; a proper likelihood with --binarize), or continuous-bernoulli (a normalised density for grey levels).")] = D.likelihood,
     epochs: Annotated[int, typer.Option(help="Passes over the training set.")] = D.epochs,
     batch_size: Annotated[int, typer.Option(help="Examples per step (global, across torchrun processes).")] = D.batch_size,
@@ -65,7 +68,8 @@ def train_cmd(
     from .data import DataError
     from .train import Interrupted, TrainError, train
 
-    cfg = Config(arch=arch, hidden_dim=hidden_dim, latent_dim=latent_dim, likelihood=likelihood, dataset=dataset,
+    cfg = Config(arch=arch, hidden_dim=hidden_dim, latent_dim=latent_dim, likelihood=likelihood, prior=prior,
+                 prior_components=prior_components, latent_layers=latent_layers, dataset=dataset,
                  data_dir=data_dir, image_size=image_size, channels=channels, test_fraction=test_fraction,
                  binarize=binarize, epochs=epochs, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, beta=beta,
                  kl_warmup=kl_warmup, train_k=train_k, seed=seed, device=device, amp=amp, compile=compile, cuda_graphs=cuda_graphs,

@@ -16,6 +16,9 @@ class Config:
     hidden_dim: int = 400
     latent_dim: int = 20
     likelihood: str = "bernoulli"  # bernoulli | continuous-bernoulli (likelihood.py)
+    prior: str = "gaussian"  # gaussian (N(0, I)) | vamp (prior.py)
+    prior_components: int = 500  # the VampPrior's pseudo-inputs K
+    latent_layers: int = 1  # 2: z = [z1, z2], latent_dim / 2 each (prior.py)
     input_shape: tuple[int, int, int] = (1, 28, 28)  # C, H, W; set from the data
     # data
     dataset: str = "fashion-mnist"  # fashion-mnist | mnist | kmnist | folder | file.npy
@@ -45,7 +48,11 @@ class Config:
     def model(self) -> dict:
         """The architecture facts, as stored in checkpoints and ONNX metadata."""
         d = asdict(self)
-        return {k: (list(d[k]) if k == "input_shape" else d[k]) for k in MODEL_KEYS}
+        facts = {k: (list(d[k]) if k == "input_shape" else d[k]) for k in MODEL_KEYS}
+        if self.prior != "gaussian" or self.latent_layers != 1:  # named only where they differ from N(0, I), 1 layer
+            facts.update(prior=self.prior, prior_components=self.prior_components if self.prior == "vamp" else None,
+                         latent_layers=self.latent_layers)
+        return facts
 
     def to_dict(self) -> dict:
         d = asdict(self)

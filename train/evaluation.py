@@ -45,7 +45,8 @@ def iwae(model: VAE, test_x: torch.Tensor, k: int, seed: int, ranks: Ranks = Ran
 
 def describe(metrics: dict, binarize: bool) -> dict:
     """What each test figure is and the data it was computed on, to travel with the figures."""
-    how = {"test_loss": "negative ELBO (test_rec + test_kl): one z per image, analytic KL; nats per image"}
+    how = {"test_loss": "negative ELBO (test_rec + test_kl): one z per image, analytic KL (with a learned prior or "
+                        "two latent layers, the one-z Monte Carlo KL); nats per image"}
     for key in metrics:
         if key.startswith("test_iwae_"):
             how[key] = f"IWAE bound on log p(x), k={key.rsplit('_', 1)[1]} importance samples per image; nats per image"

@@ -57,18 +57,54 @@ class LogWeights(nn.Module):
         return log_weights(logits.reshape(m, n, -1), x, z, eps, logvar, self.vae.likelihood, for_export=self.for_export)
 
 
+class Score(nn.Module):
+    """(x [N,C,H,W], eps [m,N,D]) -> log w [m,N] for any prior and any number of latent layers: z ~ q(z|x) from
+    eps, then log p(x|z) + log p(z) - log q(z|x), each exact (prior.py). The VampPrior's components are computed
+    once, here; for_export as in LogWeights. This is score.onnx of a learned-prior or two-layer export."""
+
+    def __init__(self, vae: VAE, for_export: bool = False):
+        super().__init__()
+        self.vae, self.for_export = vae, for_export
+        self.decoder = None
+        if for_export:
+            from vae_edge.export.graphs import Decoder
+
+            self.decoder = Decoder(vae)
+        self.components = None
+        if vae.prior == "vamp":
+            with torch.no_grad():
+                mu, logvar = vae.vamp_components()
+            self.register_buffer("mu_k", mu.detach().clone())
+            self.register_buffer("logvar_k", logvar.detach().clone())
+            self.components = True
+
+    def forward(self, x, eps):
+        m, n = eps.shape[0], eps.shape[1]
+        z, log_q = self.vae.posterior_sample(self.vae.features(x), eps)
+        flat = z.reshape(m * n, -1)
+        logits = self.decoder.logits(flat) if self.decoder is not None else self.vae.decode(flat)
+        log_p = self.vae.log_prior(z, (self.mu_k, self.logvar_k) if self.components else None)
+        return weigh(logits, x, log_p - log_q, self.vae.likelihood, for_export=self.for_export)
+
+
 def log_weights(logits, x, z, eps, logvar, likelihood: str, kl_weight: float = 1.0,
                 for_export: bool = False) -> torch.Tensor:
-    """log w = log p(x|z) + kl_weight * (log p(z) - log q(z|x)), [m, N], from logits [m, N, ...] and z, eps [m, N, D].
+    """log w = log p(x|z) + kl_weight * (log p(z) - log q(z|x)), [m, N], from logits [m, N, ...] and z, eps [m, N, D]
+    of a standard model (N(0, I), one layer).
 
     kl_weight 1 is the IWAE's weight; below 1 it is the KL warm-up's, in training. for_export: see LogWeights.
     """
-    logits = logits.float().reshape(*eps.shape[:2], -1)
-    x = x.reshape(eps.shape[1], -1).expand_as(logits)
-    log_px_z = lik.log_prob(logits, x, likelihood, for_export=for_export).sum(-1)
     log_pz = -0.5 * (z.pow(2) + LOG_2PI).sum(-1)
     log_qz = -0.5 * (eps.pow(2) + logvar + LOG_2PI).sum(-1)  # log N(z; mu, exp(logvar)) at z = mu + std * eps
-    return log_px_z + kl_weight * (log_pz - log_qz)
+    return weigh(logits, x, log_pz - log_qz, likelihood, kl_weight, for_export)
+
+
+def weigh(logits, x, log_ratio, likelihood: str, kl_weight: float = 1.0, for_export: bool = False) -> torch.Tensor:
+    """log p(x|z) + kl_weight * log_ratio, [m, N], from logits [m, N, ...] and log_ratio = log p(z) - log q(z|x)."""
+    logits = logits.float().reshape(*log_ratio.shape[:2], -1)
+    x = x.reshape(log_ratio.shape[1], -1).expand_as(logits)
+    log_px_z = lik.log_prob(logits, x, likelihood, for_export=for_export).sum(-1)
+    return log_px_z + kl_weight * log_ratio
 
 
 def iwae_objective(net, x: torch.Tensor, eps: torch.Tensor, likelihood: str, kl_weight: float = 1.0) -> torch.Tensor:
@@ -76,9 +112,12 @@ def iwae_objective(net, x: torch.Tensor, eps: torch.Tensor, likelihood: str, kl_
 
     net(x, eps) is the VAE (or its DDP wrapper) given eps [k, N, D]: one encoding, k decodings.
     """
-    logits, mu, logvar = net(x, eps)
-    z = mu + eps * torch.exp(0.5 * logvar)
-    lw = log_weights(logits, x, z.float(), eps, logvar.float(), likelihood, kl_weight)
+    logits, a, b = net(x, eps)
+    if getattr(net, "module", net).standard:  # a, b: mu, logvar
+        z = a + eps * torch.exp(0.5 * b)
+        lw = log_weights(logits, x, z.float(), eps, b.float(), likelihood, kl_weight)
+    else:  # a, b: log q(z|x), log p(z)
+        lw = weigh(logits, x, b.float() - a.float(), likelihood, kl_weight)
     return torch.logsumexp(lw, dim=0) - math.log(eps.shape[0])
 
 
@@ -97,17 +136,22 @@ def iwae_log_likelihood(model: VAE, x: torch.Tensor, k: int, generator: torch.Ge
     mu, logvar = model.encode(x)
     if backend == "onnxruntime":
         session = session or onnx_session(model)
-        feed = {"x": x.float().numpy(), "mu": mu.float().numpy(), "logvar": logvar.float().numpy()}
-        weigh = lambda eps: torch.from_numpy(session.run(None, {**feed, "eps": eps.numpy()})[0])  # noqa: E731
-    else:
+        feed = {"x": x.float().numpy()}
+        if model.standard:
+            feed.update(mu=mu.float().numpy(), logvar=logvar.float().numpy())
+        log_w = lambda eps: torch.from_numpy(session.run(None, {**feed, "eps": eps.numpy()})[0])  # noqa: E731
+    elif model.standard:
         log_weights = LogWeights(model)
-        weigh = lambda eps: log_weights(x, mu, logvar, eps)  # noqa: E731
+        log_w = lambda eps: log_weights(x, mu, logvar, eps)  # noqa: E731
+    else:
+        score = Score(model)
+        log_w = lambda eps: score(x, eps)  # noqa: E731
     acc = torch.full((x.shape[0],), -math.inf, dtype=torch.float64, device=x.device)
     done = 0
     while done < k:
         m = min(chunk, k - done)
         eps = torch.randn((m, *mu.shape), generator=generator, device=mu.device)
-        acc = torch.logaddexp(acc, torch.logsumexp(weigh(eps).double(), dim=0))
+        acc = torch.logaddexp(acc, torch.logsumexp(log_w(eps).double(), dim=0))
         done += m
     return acc - math.log(k)
 
@@ -123,23 +167,29 @@ def onnx_session(model: VAE, threads: int | None = None):
     return ort.InferenceSession(log_weights_graph(model), sess_options=options, providers=["CPUExecutionProvider"])
 
 
-def log_weights_graph(model: VAE) -> bytes:
-    """LogWeights(model) as an ONNX model (symbolic sample and image axes), with the export's fast decoder."""
-    module = LogWeights(copy.deepcopy(model).float().cpu().eval(), for_export=True).eval()
+def log_weights_graph(model: VAE, opset: int | None = None) -> bytes:
+    """LogWeights(model) (a standard model) or Score(model) as an ONNX model (symbolic sample and image axes),
+    with the export's fast decoder; inputs x, (mu, logvar,) eps, output log_w."""
+    model = copy.deepcopy(model).float().cpu().eval()
+    module = (LogWeights if model.standard else Score)(model, for_export=True).eval()
     c, h, w = model.input_shape
     d = model.latent_dim
     gen = torch.Generator().manual_seed(0)
     example = (torch.rand(3, c, h, w, generator=gen), torch.randn(3, d, generator=gen),
                torch.randn(3, d, generator=gen), torch.randn(2, 3, d, generator=gen))
+    names = ["x", "mu", "logvar", "eps"]
+    if not model.standard:
+        example, names = (example[0], example[3]), ["x", "eps"]
     n, m = torch.export.Dim("n"), torch.export.Dim("m")
+    axes = {"x": {0: n}, "mu": {0: n}, "logvar": {0: n}, "eps": {0: m, 1: n}}
     logging.disable(logging.ERROR)  # the exporter is chatty; a failure is raised below
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             program = torch.onnx.export(module, example, dynamo=True, verbose=False,
-                                        input_names=["x", "mu", "logvar", "eps"], output_names=["log_w"],
-                                        dynamic_shapes={"x": {0: n}, "mu": {0: n}, "logvar": {0: n},
-                                                        "eps": {0: m, 1: n}})
+                                        input_names=names, output_names=["log_w"],
+                                        dynamic_shapes={k: axes[k] for k in names},
+                                        **({"opset_version": opset} if opset else {}))
     finally:
         logging.disable(logging.NOTSET)
     return program.model_proto.SerializeToString()

@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import likelihood as lik
+from . import prior as pr
 
 # exp(logvar) must neither underflow to 0 nor overflow; this range keeps training finite.
 LOGVAR_MIN, LOGVAR_MAX = -20.0, 10.0
@@ -15,24 +16,33 @@ ARCHS = ("mlp", "conv")
 
 
 class VAE(nn.Module):
-    """encode(x) -> (mu, logvar); decode(z) -> logits; probs(z) -> pixel probabilities."""
+    """encode(x) -> (mu, logvar); decode(z) -> logits; probs(z) -> pixel probabilities.
+
+    prior "gaussian" (N(0, I)) or "vamp" (prior.py), with 1 or 2 latent layers. latent_dim is the size of the
+    decoder's z: with two layers z = [z1, z2], latent_dim / 2 numbers each.
+    """
 
     def __init__(self, arch: str = "mlp", input_shape=(1, 28, 28), hidden_dim: int = 400,
-                 latent_dim: int = 20, likelihood: str = "bernoulli"):
+                 latent_dim: int = 20, likelihood: str = "bernoulli", prior: str = "gaussian",
+                 prior_components: int = pr.DEFAULT_COMPONENTS, latent_layers: int = 1):
         super().__init__()
         if arch not in ARCHS:
             raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHS)}")
         lik.check(likelihood)
+        pr.check(prior, prior_components, latent_layers, latent_dim)
         c, h, w = (int(v) for v in input_shape)
         if arch == "conv" and (h % 4 or w % 4):
             raise ValueError(f"the conv architecture needs H and W divisible by 4, got {h}x{w}")
         self.arch, self.input_shape = arch, (c, h, w)
         self.hidden_dim, self.latent_dim, self.likelihood = hidden_dim, latent_dim, likelihood
+        self.prior, self.latent_layers = prior, latent_layers
+        self.prior_components = prior_components if prior == "vamp" else None
+        top = latent_dim // latent_layers  # the size of z2 with two layers (fc21, fc22 give q(z2 | x))
         if arch == "mlp":
             d = c * h * w
             self.fc1 = nn.Linear(d, hidden_dim)
-            self.fc21 = nn.Linear(hidden_dim, latent_dim)
-            self.fc22 = nn.Linear(hidden_dim, latent_dim)
+            self.fc21 = nn.Linear(hidden_dim, top)
+            self.fc22 = nn.Linear(hidden_dim, top)
             self.fc3 = nn.Linear(latent_dim, hidden_dim)
             self.fc4 = nn.Linear(hidden_dim, d)
         else:
@@ -41,24 +51,95 @@ class VAE(nn.Module):
             self.enc_conv = nn.Sequential(
                 nn.Conv2d(c, 32, 4, 2, 1), nn.ReLU(), nn.Conv2d(32, 64, 4, 2, 1), nn.ReLU())
             self.fc1 = nn.Linear(d, hidden_dim)
-            self.fc21 = nn.Linear(hidden_dim, latent_dim)
-            self.fc22 = nn.Linear(hidden_dim, latent_dim)
+            self.fc21 = nn.Linear(hidden_dim, top)
+            self.fc22 = nn.Linear(hidden_dim, top)
             self.fc3 = nn.Linear(latent_dim, hidden_dim)
             self.fc4 = nn.Linear(hidden_dim, d)
             self.dec_conv = nn.Sequential(
                 nn.ConvTranspose2d(64, 32, 4, 2, 1), nn.ReLU(), nn.ConvTranspose2d(32, c, 4, 2, 1))
+        if latent_layers == 2:
+            self.ladder = pr.Ladder(hidden_dim, latent_dim - top, top)
+        if prior == "vamp":
+            self.vamp = pr.VampPrior(prior_components, self.input_shape)
 
     @classmethod
     def from_config(cls, model: dict) -> "VAE":
         """Build from the model facts stored in a checkpoint (Config.model())."""
         return cls(model["arch"], tuple(model["input_shape"]), model["hidden_dim"],
-                   model["latent_dim"], model.get("likelihood", "bernoulli"))
+                   model["latent_dim"], model.get("likelihood", "bernoulli"), model.get("prior", "gaussian"),
+                   model.get("prior_components") or pr.DEFAULT_COMPONENTS, model.get("latent_layers", 1))
+
+    @property
+    def standard(self) -> bool:
+        """One layer under N(0, I): the KL is analytic, and forward returns (logits, mu, logvar)."""
+        return self.prior == "gaussian" and self.latent_layers == 1
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The encoder's hidden layer h(x) [N, hidden_dim]."""
+        h = self.enc_conv(x) if self.arch == "conv" else x
+        return F.relu(self.fc1(h.flatten(1)))
+
+    def top(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """q(z | x) (one layer) or q(z2 | x) (two): mu, logvar from the features."""
+        return self.fc21(h), self.fc22(h).clamp(LOGVAR_MIN, LOGVAR_MAX)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """x: [N, C, H, W] in [0, 1] -> mu, logvar: [N, latent_dim]."""
-        h = self.enc_conv(x) if self.arch == "conv" else x
-        h = F.relu(self.fc1(h.flatten(1)))
-        return self.fc21(h), self.fc22(h).clamp(LOGVAR_MIN, LOGVAR_MAX)
+        """x: [N, C, H, W] in [0, 1] -> mu, logvar: [N, latent_dim].
+
+        Two layers: [z1, z2]'s mean path, q(z2 | x)'s mean and variance, then q(z1 | x, z2)'s at z2 = that mean."""
+        h = self.features(x)
+        mu, logvar = self.top(h)
+        if self.latent_layers == 1:
+            return mu, logvar
+        mu1, logvar1 = self.ladder.posterior(h, mu, LOGVAR_MIN, LOGVAR_MAX)
+        return torch.cat([mu1, mu], -1), torch.cat([logvar1, logvar], -1)
+
+    def posterior_sample(self, h: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """z ~ q(z | x) from the features h [N, H] and eps [N, D] or [k, N, D]: (z, log q(z | x)), exact."""
+        mu, logvar = self.top(h)
+        if self.latent_layers == 1:
+            return mu + eps * torch.exp(0.5 * logvar), pr.log_standard_normal(eps) - 0.5 * logvar.sum(-1)
+        d1 = self.latent_dim - mu.shape[-1]
+        eps1, eps2 = eps[..., :d1], eps[..., d1:]
+        z2 = mu + eps2 * torch.exp(0.5 * logvar)
+        mu1, logvar1 = self.ladder.posterior(h, z2, LOGVAR_MIN, LOGVAR_MAX)
+        z1 = mu1 + eps1 * torch.exp(0.5 * logvar1)
+        log_q = pr.log_standard_normal(eps) - 0.5 * (logvar.sum(-1) + logvar1.sum(-1))
+        return torch.cat([z1, z2], -1), log_q
+
+    def vamp_components(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The VampPrior's K components (mu, logvar [K, top layer's size]): the posteriors at the pseudo-inputs."""
+        return self.top(self.features(self.vamp.inputs()))
+
+    def log_prior(self, z: torch.Tensor, components=None) -> torch.Tensor:
+        """log p(z) [...] of z [..., latent_dim], exact: log p(z2) + log p(z1 | z2) with two layers.
+
+        components: the VampPrior's (mu, logvar), where the caller computed them once (vamp_components())."""
+        top = z[..., self.latent_dim - self.fc21.out_features:]
+        if self.prior == "gaussian":
+            log_p = pr.log_standard_normal(top)
+        else:
+            log_p = pr.log_mixture(top, *(components or self.vamp_components()))
+        if self.latent_layers == 2:
+            mu1, logvar1 = self.ladder.conditional(top, LOGVAR_MIN, LOGVAR_MAX)
+            log_p = log_p + pr.log_normal(z[..., :mu1.shape[-1]], mu1, logvar1)
+        return log_p
+
+    def prior_sample(self, eps: torch.Tensor, u: torch.Tensor | None = None, components=None) -> torch.Tensor:
+        """z [N, latent_dim] from the prior, given eps [N, latent_dim] ~ N(0, I) and, for a VampPrior, u [N] ~ U[0, 1)
+        (the component is floor(u K)); components as in log_prior."""
+        d2 = self.fc21.out_features
+        eps1, eps2 = eps[..., :self.latent_dim - d2], eps[..., self.latent_dim - d2:]
+        if self.prior == "gaussian":
+            z2 = eps2
+        else:
+            mu, logvar = components or self.vamp_components()
+            k = pr.pick(u, mu.shape[0])
+            z2 = mu[k] + eps2 * torch.exp(0.5 * logvar[k])
+        if self.latent_layers == 1:
+            return z2
+        mu1, logvar1 = self.ladder.conditional(z2, LOGVAR_MIN, LOGVAR_MAX)
+        return torch.cat([mu1 + eps1 * torch.exp(0.5 * logvar1), z2], -1)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """z: [N, latent_dim] -> logits [N, C, H, W] of the pixel likelihood (see likelihood.py)."""
@@ -72,11 +153,16 @@ class VAE(nn.Module):
         return lik.mean(self.decode(z), self.likelihood)
 
     def forward(self, x: torch.Tensor, eps: torch.Tensor):
-        """One reparameterized pass with given noise: returns logits, mu, logvar.
+        """One reparameterized pass with given noise: returns logits, mu, logvar (a standard model), or
+        logits, log q(z | x), log p(z) at the drawn z (a learned prior or two layers).
 
         eps [N, latent_dim] gives logits [N, C, H, W]; eps [k, N, latent_dim] decodes k samples of z for
         each image (one encoding) and gives logits [k, N, C, H, W].
         """
+        if not self.standard:
+            z, log_q = self.posterior_sample(self.features(x), eps)
+            logits = self.decode(z.reshape(-1, z.shape[-1])).view(*z.shape[:-1], *self.input_shape)
+            return logits, log_q, self.log_prior(z)
         mu, logvar = self.encode(x)
         z = mu + eps * torch.exp(0.5 * logvar)
         if z.dim() == 2:
@@ -95,7 +181,11 @@ def kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 
 
 def elbo_terms(model: VAE, x: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-example reconstruction NLL and KL; the negative ELBO is rec + kl."""
-    logits, mu, logvar = model(x, eps)
-    likelihood = getattr(model, "module", model).likelihood  # under DDP the VAE is .module
-    return recon_nll(logits.float(), x, likelihood), kl(mu.float(), logvar.float())
+    """Per-example reconstruction NLL and KL; the negative ELBO is rec + kl.
+
+    The KL is analytic for a standard model; with a learned prior or two layers it is the one-sample Monte Carlo
+    estimate log q(z | x) - log p(z) at the drawn z, both exact log densities."""
+    vae = getattr(model, "module", model)  # under DDP the VAE is .module
+    logits, a, b = model(x, eps)
+    kld = kl(a.float(), b.float()) if vae.standard else a.float() - b.float()
+    return recon_nll(logits.float(), x, vae.likelihood), kld

@@ -157,7 +157,7 @@ async function main() {
   };
   const renderSamples = latest(async () => {
     const n = int('n'), seed = int('seed'), temperature = Number($('temperature').value);
-    const z = vae.latents(n, { seed, temperature }); // what vae.sample(n, {seed, temperature}) decodes
+    const z = await vae.latents(n, { seed, temperature }); // what vae.sample(n, {seed, temperature}) decodes
     images = await vae.decode(z, n);
     Object.assign(state, { sampleZ: z, n, picks: n > 1 ? [0, 1] : [0, 0] });
     drawGrid();
@@ -185,7 +185,7 @@ async function main() {
     renderStrip();
   });
   $('zero').addEventListener('click', () => setSliders(new Float32Array(latent)));
-  $('randomize').addEventListener('click', () => setSliders(vae.latents(1)));
+  $('randomize').addEventListener('click', async () => setSliders(await vae.latents(1)));
 
   const encoded = setupEncoder(vae, shape, (mu) => { state.encoded = mu; });
   $('edit-encoded').addEventListener('click', () => state.encoded && setSliders(state.encoded));

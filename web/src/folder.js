@@ -6,7 +6,20 @@ import { ModelFolderError, oneLine, show } from './errors.js';
 import { sha256 } from './sha256.js';
 
 export const FORMAT = 'vae-edge-onnx';
-export const FORMAT_VERSION = 1;
+export const FORMAT_VERSION = 1; // what a Gaussian-prior export writes
+export const FORMAT_VERSIONS = [1, 2]; // what this library reads: 2 adds prior.onnx and score.onnx
+
+/** Why this library cannot read the folder's format version (naming the vae-edge it needs), or null. */
+export function formatProblem(meta) {
+  const v = meta.format_version;
+  if (FORMAT_VERSIONS.includes(v)) return null;
+  const newest = FORMAT_VERSIONS.at(-1);
+  if (Number.isInteger(v) && v > newest) {
+    return `has format_version ${v}, newer than this vae-edge reads (up to ${newest}); ` +
+      (meta.min_vae_edge ? `it needs vae-edge >= ${meta.min_vae_edge}` : 'upgrade vae-edge');
+  }
+  return `has format_version ${show(v)}; this vae-edge reads versions ${FORMAT_VERSIONS.join(', ')}`;
+}
 export const PRECISIONS = { fp32: ['encoder', 'decoder'], int8: ['encoder_int8', 'decoder_int8'] };
 // A path in files[*].path: parts of letters, digits, '.', '_' and '-' (none starting with '.') joined by '/'.
 const PLAIN_PATH = /^[A-Za-z0-9_][A-Za-z0-9._-]*(\/[A-Za-z0-9_][A-Za-z0-9._-]*)*$/;
@@ -48,13 +61,16 @@ export async function readMeta(backend, folder) {
     throw new ModelFolderError(`${where} is not readable JSON (corrupt?): ${oneLine(e)}`);
   }
   if (meta?.format !== FORMAT) throw new ModelFolderError(`${where} is not a vae-edge ONNX export (format should be '${FORMAT}')`);
-  if (meta.format_version !== FORMAT_VERSION) {
-    throw new ModelFolderError(`${where} has format_version ${show(meta.format_version)}; this runtime reads version ${FORMAT_VERSION}`);
-  }
+  if (formatProblem(meta)) throw new ModelFolderError(`${where} ${formatProblem(meta)}`);
   const shape = meta.model?.input_shape;
   if (!(Array.isArray(shape) && shape.length === 3 && shape.every(size) && size(meta.model.latent_dim)
     && meta.files && typeof meta.files === 'object' && !Array.isArray(meta.files))) {
     throw new ModelFolderError(`${where} lacks valid model.input_shape, model.latent_dim or files`);
+  }
+  const noise = meta.prior?.sample?.inputs;
+  if (meta.format_version === 2 && !(typeof meta.prior?.name === 'string' && noise && typeof noise === 'object'
+    && noise.eps && typeof noise.eps === 'object' && Object.keys(noise).every((k) => k === 'eps' || k === 'u'))) {
+    throw new ModelFolderError(`${where} has format_version 2 but no valid prior (name, and sample.inputs naming eps) (docs/priors.md)`);
   }
   return meta;
 }

@@ -15,9 +15,9 @@ function splitmix32(state) {
   };
 }
 
-/** A generator of uniform uint32s from a seed (an integer in [0, 2^53)). */
-export function xoshiro128(seed) {
-  const lo = splitmix32(seed % TWO_32), hi = splitmix32(Math.floor(seed / TWO_32));
+/** A generator of uniform uint32s from a seed (an integer in [0, 2^53)); another stream gives other numbers. */
+export function xoshiro128(seed, stream = 0) {
+  const lo = splitmix32(stream ? (seed % TWO_32) ^ stream : seed % TWO_32), hi = splitmix32(Math.floor(seed / TWO_32));
   const s = new Uint32Array(4).map(() => lo() ^ hi());
   if (!(s[0] | s[1] | s[2] | s[3])) s[0] = 1; // the all-zero state would stay zero
   return () => {
@@ -55,4 +55,10 @@ export function gaussian(count, seed) {
     if (i + 1 < count) out[i + 1] = r * Math.sin(2 * Math.PI * u2);
   }
   return out;
+}
+
+/** `count` uniform numbers in [0, 1) (float32) drawn in order from `seed`, on a stream apart from gaussian's. */
+export function uniform(count, seed) {
+  const next = xoshiro128(seed, 0x5bd1e995);
+  return Float32Array.from({ length: count }, () => (next() >>> 8) / 16777216); // 24 bits: exact in float32
 }

@@ -10,13 +10,13 @@ import { ModelFolderError, RuntimeInputError, show } from './errors.js';
 import { checkFile, filePath, precisionFiles, PRECISIONS, readMeta } from './folder.js';
 import { checkPair } from './graph.js';
 import { checkCount, checkSeed, checkTemperature, images, latents } from './inputs.js';
-import { gaussian } from './random.js';
+import { Prior, noise } from './prior.js';
 import { openSession } from './sessions.js';
 
 const MAX_THREADS = 1024; // onnxruntime starts every thread asked for (as runtime/model.py)
 
 export { ModelFolderError, RuntimeInputError } from './errors.js';
-export { FORMAT, FORMAT_VERSION, PRECISIONS, fetchBytes } from './folder.js';
+export { FORMAT, FORMAT_VERSION, FORMAT_VERSIONS, PRECISIONS, fetchBytes } from './folder.js';
 export const DEFAULT_BATCH_SIZE = 1024;
 
 export class VAE {
@@ -46,10 +46,12 @@ export class VAE {
       filePath(backend, folder, meta, key));
     const decoder = await session(decKey);
     const encoder = decoderOnly ? null : await session(encKey);
-    return new this(encoder, decoder, meta, { precision, batchSize, name: folder });
+    const prior = meta.format_version === 2 ? await session('prior') : null; // prior.onnx, fp32 at any precision
+    return new this(encoder, decoder, meta, { precision, batchSize, name: folder, prior });
   }
 
-  constructor(encoder, decoder, meta, { precision = 'fp32', batchSize = DEFAULT_BATCH_SIZE, name = 'model' } = {}) {
+  constructor(encoder, decoder, meta, { precision = 'fp32', batchSize = DEFAULT_BATCH_SIZE, name = 'model', prior = null } = {}) {
+    this._prior = prior ? new Prior(prior, meta) : null;
     this.encoder = encoder;
     this.decoder = decoder;
     this.precision = precision;
@@ -104,18 +106,32 @@ export class VAE {
     return { mu, logvar };
   }
 
-  /** n latents z = temperature * N(0, I) from a seeded generator: the z that sample(n, same options) decodes. */
-  latents(n, { seed, temperature = 1 } = {}) {
-    n = checkCount(n, 'n');
-    temperature = checkTemperature(temperature);
-    const z = gaussian(n * this._latent, checkSeed(seed));
-    for (let i = 0; i < z.length; i++) z[i] *= temperature;
-    return z;
+  /** The prior's name: 'gaussian' (N(0, I)) or 'vamp'; vae.json's prior says more. */
+  get prior() {
+    return this._prior ? this._prior.name : 'gaussian';
   }
 
-  /** n images (n x C x H x W float32) decoded from z = temperature * N(0, I); the same seed gives the same images. */
+  /**
+   * n latents from a seeded generator: the z that sample(n, same options) decodes. z = temperature * N(0, I), or,
+   * with a learned prior or two layers, prior.onnx(temperature * eps, u) (prior.js). Async: it may run a graph.
+   */
+  async latents(n, { seed, temperature = 1 } = {}) {
+    n = checkCount(n, 'n');
+    temperature = checkTemperature(temperature);
+    const { eps, u } = noise(n, this._latent, checkSeed(seed), temperature);
+    return this._prior ? this._prior.z(eps, u, n, this._latent, this.constructor.backend.ort.Tensor) : eps;
+  }
+
+  /** The z that sample() decodes for given noise: eps (n x latent_dim) and, for a mixture, u (n numbers in [0, 1)). */
+  async fromNoise(eps, u, n) {
+    eps = latents(eps, n, this._latent);
+    if (!this._prior) return Float32Array.from(eps);
+    return this._prior.z(eps, u, eps.length / this._latent, this._latent, this.constructor.backend.ort.Tensor);
+  }
+
+  /** n images (n x C x H x W float32) decoded from z (above); the same seed gives the same images. */
   async sample(n, { seed, temperature = 1 } = {}) {
-    return this.decode(this.latents(n, { seed, temperature }));
+    return this.decode(await this.latents(n, { seed, temperature }));
   }
 
   /** decode(mu(x)): probabilities of the same length as x. */

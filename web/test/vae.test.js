@@ -59,6 +59,17 @@ for (const name of MODELS) {
         const steps = want('interpolate').shape[0];
         assertClose(await vae.interpolate(x.subarray(0, d), x.subarray(d, 2 * d), steps), want('interpolate'), 'interpolate');
       });
+      if (existsSync(path.join(dir, 'inputs', 'eps.npy'))) {
+        test('the prior graph turns the same noise into the same z', async () => {
+          const eps = inputs('eps'), u = inputs('u');
+          assertClose(await vae.fromNoise(eps.data, u.data, eps.shape[0]), want('from_noise'), 'z from noise');
+        });
+        test('sample decodes latents(n, same options): the prior graph on temperature-scaled eps', async () => {
+          const z = await vae.latents(3, { seed: 4, temperature: 0.7 });
+          assert.deepEqual(await vae.sample(3, { seed: 4, temperature: 0.7 }), await vae.decode(z));
+          assert.equal(vae.prior, 'vamp');
+        });
+      }
     });
   }
 }
@@ -90,9 +101,9 @@ describe('the loaded model', () => {
     assert.equal(a.length, 5 * vae.inputShape.reduce((x, y) => x * y));
   });
   test('sample decodes latents(n, same options), scaled by the temperature', async () => {
-    const z = vae.latents(4, { seed: 3, temperature: 0.5 });
+    const z = await vae.latents(4, { seed: 3, temperature: 0.5 });
     assert.deepEqual(await vae.sample(4, { seed: 3, temperature: 0.5 }), await vae.decode(z));
-    const z1 = vae.latents(4, { seed: 3 });
+    const z1 = await vae.latents(4, { seed: 3 });
     z1.forEach((v, i) => assert.equal(z[i], Math.fround(v * 0.5)));
   });
   test('temperature 0 decodes z = 0 for every sample', async () => {
@@ -213,8 +224,8 @@ describe('model folders', () => {
   });
   test('a newer format_version', () => {
     const folder = copy();
-    editMeta(folder, (m) => { m.format_version = 2; });
-    return refuses(() => VAE.load(folder), /format_version 2; this runtime reads version 1/);
+    editMeta(folder, (m) => { m.format_version = 3; m.min_vae_edge = '0.9.0'; });
+    return refuses(() => VAE.load(folder), /format_version 3, newer than this vae-edge reads \(up to 2\); it needs vae-edge >= 0\.9\.0/);
   });
   test('a file path that leaves the folder', () => {
     const folder = copy();

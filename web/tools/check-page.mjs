@@ -6,7 +6,8 @@
 //
 //   node tools/check-page.mjs --site SITE --reference DIR [--no-isolation] [--screenshot page.png]
 //
-// DIR holds inputs/{z,x}.npy, fp32/{decode,mu}.npy and optionally int8/ for the site's model (tests/test_web.py
+// DIR holds inputs/{z,x}.npy, fp32/{decode,mu}.npy, for a learned prior inputs/{eps,u}.npy and fp32/from_noise.npy,
+// and optionally int8/ for the site's model (tests/test_web.py
 // writes them). Exit code 0 when all holds, else 1.
 
 import { existsSync } from 'node:fs';
@@ -40,6 +41,7 @@ async function compare(page, what, precision, input, want) {
     // the page's own model, or the same folder loaded again at the other precision
     const model = precision === vae.precision ? vae : await vae.constructor.load('model', { precision });
     const data = new Float32Array(values);
+    if (what === 'from_noise') return Array.from(await model.fromNoise(data.subarray(0, n * vae.latentDim), data.subarray(n * vae.latentDim), n));
     return Array.from(what === 'decode' ? await model.decode(data, n) : (await model.encode(data, n)).mu);
   }, [what, precision, Array.from(input.data), input.shape[0]]);
   check(got.length === want.data.length, `${what} (${precision}) gave ${got.length} numbers, the Python runtime ${want.data.length}`);
@@ -78,6 +80,11 @@ async function main() {
     const worst = {};
     worst.decode = await compare(page, 'decode', 'fp32', z, want);
     worst.mu = await compare(page, 'mu', 'fp32', x, loadNpy(path.join(opts.reference, 'fp32', 'mu.npy')));
+    if (existsSync(path.join(opts.reference, 'inputs', 'eps.npy'))) { // a learned prior: the same noise, the same z
+      const eps = loadNpy(path.join(opts.reference, 'inputs', 'eps.npy')), u = loadNpy(path.join(opts.reference, 'inputs', 'u.npy'));
+      const noise = { data: Float32Array.of(...eps.data, ...u.data), shape: eps.shape };
+      worst.fromNoise = await compare(page, 'from_noise', 'fp32', noise, loadNpy(path.join(opts.reference, 'fp32', 'from_noise.npy')));
+    }
     if (existsSync(path.join(opts.reference, 'int8'))) {
       worst.decodeInt8 = await compare(page, 'decode', 'int8', z, loadNpy(path.join(opts.reference, 'int8', 'decode.npy')));
       worst.muInt8 = await compare(page, 'mu', 'int8', x, loadNpy(path.join(opts.reference, 'int8', 'mu.npy')));

@@ -8,7 +8,9 @@ const [c, h, w]: [number, number, number] = vae.inputShape;
 const images: Float32Array = await vae.sample(64, { seed: 0, temperature: 0.8 });
 const { mu, logvar }: { mu: Float32Array; logvar: Float32Array } = await vae.encode(images);
 const x: Float32Array = await vae.decode(mu, 64);
-const z: Float32Array = vae.latents(4, { seed: 1 });
+const z: Float32Array = await vae.latents(4, { seed: 1 });
+const prior: string = vae.prior;
+const z0: Float32Array = await vae.fromNoise(new Float32Array(vae.latentDim), null, 1);
 const recon: Float32Array = await vae.reconstruct(new Uint8Array(c * h * w));
 const frames: Float32Array = await vae.interpolate(images.subarray(0, c * h * w), x.subarray(0, c * h * w), 8);
 const sizes: number[] = [vae.latentDim, vae.batchSize, logvar.length, z.length, recon.length, frames.length];
@@ -25,4 +27,4 @@ const browserTensor: browser.ort.Tensor = new browser.ort.Tensor('float32', awai
 await VAE.load('vae-onnx', { precision: 'fp16' });
 // @ts-expect-error: sample's options are an object
 await vae.sample(4, 0);
-console.log(sizes, files, tensor.dims, browserTensor.dims);
+console.log(sizes, files, tensor.dims, browserTensor.dims, prior, z0.length);

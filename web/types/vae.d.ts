@@ -63,8 +63,15 @@ export declare class VAE {
   decode(z: Numbers, n?: number): Promise<Float32Array>;
   /** n images (floats in [0, 1], or a Uint8Array of 0..255) -> mu and logvar, each n x latentDim. */
   encode(x: Numbers, n?: number): Promise<{ mu: Float32Array; logvar: Float32Array }>;
-  /** n latents z = temperature * N(0, I) from a seeded generator: the z that sample(n, same options) decodes. */
-  latents(n: number, options?: SampleOptions): Float32Array;
+  /** The prior: 'gaussian' (N(0, I)) or 'vamp' (a format-2 folder's learned prior); vae.json's prior says more. */
+  readonly prior: string;
+  /**
+   * n latents from a seeded generator: the z that sample(n, same options) decodes. z = temperature * N(0, I), or,
+   * with a learned prior or two layers, prior.onnx(temperature * eps, u). Async: it may run a graph.
+   */
+  latents(n: number, options?: SampleOptions): Promise<Float32Array>;
+  /** The z that sample() decodes for given noise: eps (n x latentDim) and, for a mixture, u (n numbers in [0, 1)). */
+  fromNoise(eps: Numbers, u?: Numbers | null, n?: number): Promise<Float32Array>;
   /** n images, n x C x H x W in [0, 1], decoded from latents(n, options). */
   sample(n: number, options?: SampleOptions): Promise<Float32Array>;
   /** decode(mu(x)): probabilities of the same length as x. */

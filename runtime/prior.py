@@ -1,0 +1,95 @@
+"""A format-2 folder's learned prior in the runtime: prior.onnx turns noise into the decoder's z, score.onnx gives the
+IWAE log-weights of images, so that sample() and log_likelihood() need nothing but the exported files.
+
+Noise, from one seed: eps ~ N(0, I) from numpy.random.default_rng(seed), the numbers a Gaussian-prior model's
+sample() decodes as they are; u ~ U[0, 1) (a mixture's component, floor(u K)) from a generator spawned from the
+same seed. Both are drawn in order, so samples do not depend on batch_size. temperature scales eps, never u.
+"""
+from __future__ import annotations
+
+import math
+import threading
+from typing import Any
+
+import numpy as np
+
+IMAGES_PER_SCORE = 100  # images per score.onnx run
+DECODES_PER_SCORE = 4096  # samples x images per run: as train/iwae.py
+
+
+def describe(meta: dict) -> str:
+    """One line for vae-info: which prior, how many latent layers."""
+    p = meta.get("prior")
+    if not p:
+        return "gaussian: N(0, I), one latent layer"
+    name = f"vamp: a mixture of the posteriors at {p['components']} pseudo-inputs" if p["name"] == "vamp" \
+        else "gaussian: N(0, I)"
+    layers = (f"two latent layers, z = [z1, z2] of {p['layer_sizes'][0]} + {p['layer_sizes'][1]}"
+              if p["latent_layers"] == 2 else "one latent layer")
+    return f"{name}, {layers} (prior.onnx: {', '.join(p['sample']['inputs'])} -> z)"
+
+
+class Noise:
+    """eps and u drawn in order from one seed (see the module's docstring)."""
+
+    def __init__(self, seed):
+        seq = np.random.SeedSequence(seed)
+        self._eps = np.random.default_rng(seq)
+        self._u = np.random.default_rng(seq.spawn(1)[0])
+
+    def eps(self, shape) -> np.ndarray:
+        return self._eps.standard_normal(shape)
+
+    def u(self, n: int) -> np.ndarray:
+        return self._u.random(n)
+
+
+class Prior:
+    """prior.onnx's session (made at load) and score.onnx's (made on first use, under a lock)."""
+
+    def __init__(self, meta: dict, session):
+        self.spec = meta["prior"]
+        self.inputs = list(self.spec["sample"]["inputs"])
+        self._sampler = session("prior")
+        self._make_scorer, self._lock = (lambda: session("score")), threading.Lock()
+        self._scorer: Any = None  # score.onnx's session, made on first use
+
+    @property
+    def name(self) -> str:
+        return self.spec["name"]
+
+    def z(self, eps: np.ndarray, u: np.ndarray | None = None) -> np.ndarray:
+        """The decoder's z [n, latent_dim] for noise eps [n, latent_dim] (and u [n] for a mixture)."""
+        feed = {"eps": np.ascontiguousarray(eps, dtype=np.float32)}
+        if "u" in self.inputs:
+            feed["u"] = np.ascontiguousarray(u, dtype=np.float32)
+        return self._sampler.run(["z"], feed)[0]
+
+    def log_weights(self, x: np.ndarray, eps: np.ndarray) -> np.ndarray:
+        """score.onnx: x [n, C, H, W] float32, eps [m, n, latent_dim] -> log w [m, n]."""
+        if self._scorer is None:
+            with self._lock:
+                if self._scorer is None:
+                    self._scorer = self._make_scorer()
+        return self._scorer.run(["log_w"], {"x": x, "eps": np.ascontiguousarray(eps, dtype=np.float32)})[0]
+
+    def log_likelihood(self, x: np.ndarray, k: int, seed=None, eps=None) -> np.ndarray:
+        """The IWAE estimate of log p(x) with k samples, per image (float64, nats); x float32 [N, C, H, W].
+
+        eps [k, N, latent_dim] (optional) is the noise to use; else drawn from default_rng(seed), image batch by
+        image batch. The sum over samples is a running logsumexp in float64, as train/iwae.py's."""
+        n, d = x.shape[0], self.spec["sample"]["inputs"]["eps"]["shape"][1]
+        rng = np.random.default_rng(seed)
+        out = np.empty(n)
+        for i in range(0, n, IMAGES_PER_SCORE):
+            xb = x[i:i + IMAGES_PER_SCORE]
+            chunk = max(1, DECODES_PER_SCORE // len(xb))
+            acc = np.full(len(xb), -np.inf)
+            for j in range(0, k, chunk):
+                m = min(chunk, k - j)
+                e = eps[j:j + m, i:i + len(xb)] if eps is not None else rng.standard_normal((m, len(xb), d))
+                lw = self.log_weights(xb, e).astype(np.float64)
+                top = lw.max(0)
+                acc = np.logaddexp(acc, top + np.log(np.exp(lw - top).sum(0)))
+            out[i:i + len(xb)] = acc - math.log(k)
+        return out

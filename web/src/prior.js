@@ -1,0 +1,30 @@
+// A format-2 folder's learned prior (prior.onnx), as runtime/prior.py in Python: noise in, the decoder's z out.
+//
+// prior.onnx takes eps (n x latent_dim, standard normal; temperature scales it) and, for a mixture (the
+// VampPrior), u (n, uniform in [0, 1); the component is floor(u K), never scaled by temperature). Here both come
+// from one seed: eps as a Gaussian-prior model's latents, u from a second stream of the same generator.
+
+import { gaussian, uniform } from './random.js';
+
+/** The noise of n samples from a seed: eps (temperature-scaled) and u. */
+export function noise(n, latent, seed, temperature) {
+  const eps = gaussian(n * latent, seed);
+  for (let i = 0; i < eps.length; i++) eps[i] *= temperature;
+  return { eps, u: uniform(n, seed) };
+}
+
+export class Prior {
+  /** session: prior.onnx's onnxruntime session; meta: vae.json. */
+  constructor(session, meta) {
+    this.session = session;
+    this.name = meta.prior.name;
+    this.inputs = Object.keys(meta.prior.sample.inputs);
+  }
+
+  /** z (n x latent) for noise eps (n x latent) and u (n). */
+  async z(eps, u, n, latent, Tensor) {
+    const feed = { eps: new Tensor('float32', eps, [n, latent]) };
+    if (this.inputs.includes('u')) feed.u = new Tensor('float32', Float32Array.from(u), [n]);
+    return (await this.session.run(feed)).z.data;
+  }
+}
