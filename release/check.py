@@ -18,7 +18,7 @@ line and exit code 1:
 """
 from __future__ import annotations
 
-import hashlib
+import importlib.util
 import json
 import os
 import secrets
@@ -223,10 +223,16 @@ def _floats(path: Path) -> list[float]:
     return values.tolist()
 
 
-def main(dist: Path) -> None:
-    sys.path.insert(0, str(REPO))
-    from vae_edge import __version__ as version
+def checkout_version() -> str:
+    """vae_edge.__version__ as this checkout has it (version/__init__.py), whichever vae_edge is installed."""
+    spec = importlib.util.spec_from_file_location("version", REPO / "version" / "__init__.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.__version__
 
+
+def main(dist: Path) -> None:
+    version = checkout_version()
     paths = artifacts(dist, version)
     contents = {kind: files(kind, path) for kind, path in paths.items()}
     check_twine(paths)

@@ -15,7 +15,7 @@ ALLOWED = {"numpy", "onnxruntime", "typer", "PIL"}
 
 
 PACKAGE = "vae_edge.runtime"
-VERSION = "vae_edge.__version__"  # `from .. import __version__`: vae_edge/__init__.py, which imports nothing
+VERSION = "vae_edge.__version__"  # `from .. import __version__`: version/__init__.py, which imports nothing
 DYNAMIC = {"import_module", "__import__"}  # importlib.import_module(name), __import__(name)
 
 
@@ -79,7 +79,7 @@ def test_runtime_imports_only_numpy_onnxruntime_typer_pillow_and_the_standard_li
 
 
 def test_the_package_root_that_holds_the_version_imports_nothing():
-    assert _imported_modules((REPO / "vae_edge" / "__init__.py").read_text()) == set()
+    assert _imported_modules((REPO / "version" / "__init__.py").read_text()) == set()
 
 
 @pytest.mark.parametrize("source,caught", [

@@ -15,7 +15,7 @@ def test_the_runtime_passes_mypy(tmp_path):
     need(importlib.util.find_spec("mypy") is not None, "mypy is not installed (pip install -e '.[dev]')")
     package = tmp_path / "vae_edge"
     package.mkdir()
-    shutil.copy(REPO / "vae_edge" / "__init__.py", package)
+    shutil.copy(REPO / "version" / "__init__.py", package)
     (package / "runtime").symlink_to(REPO / "runtime")
     r = subprocess.run([sys.executable, "-m", "mypy", "--config-file", str(REPO / "pyproject.toml"),
                         "--cache-dir", str(tmp_path / ".mypy_cache"), "-p", "vae_edge.runtime"],
