@@ -80,6 +80,9 @@ def _outputs(out: Optional[Path], npy: Optional[Path], default_png: str, n: Opti
                                     f"write them with --npy FILE alone")
     if png is not None and npy is not None and os.path.abspath(png) == os.path.abspath(npy):
         raise RuntimeInputError("--out and --npy name the same file")
+    for path in (png, npy):  # refused before anything is written: else the grid is written, then the .npy fails
+        if path is not None and Path(path).is_dir():
+            raise RuntimeInputError(f"{path} is a folder; --out and --npy take file names")
     return png
 
 

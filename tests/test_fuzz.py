@@ -374,6 +374,13 @@ def test_command_lines_succeed_or_exit_2_with_one_line_and_write_nothing_half(ti
             assert after - before <= {"d"} and not any((tmp / "d").glob("*")), (args, after - before)
 
 
+def test_a_folder_given_as_npy_is_refused_before_the_grid_is_written(tiny_export, tmp_path):
+    """Found by `make fuzz`: the grid was written, then the .npy failed, and the failed command left the grid."""
+    code, _, err = cli(sample_main, "--model", tiny_export, "--n", 3, "--out", tmp_path / "o.png", "--npy", tmp_path)
+    assert code == 2 and err.strip() == f"error: {tmp_path} is a folder; --out and --npy take file names"
+    only(tmp_path, set())
+
+
 # -- the JavaScript library --------------------------------------------------------------------------------------
 
 def test_the_javascript_loader_loads_or_throws_its_own_one_line_error_on_the_same_folders(model, tmp_path):
