@@ -97,7 +97,7 @@ def test_c_draws_the_browsers_latents_for_a_seed(native, tmp_path):
     assert r.returncode == 0, r.stderr
     js = subprocess.run(["node", "--input-type=module", "-e",
                          "import {VAE} from './src/vae.js'; const [n, seed, t, latent] = process.argv.slice(1).map(Number);"
-                         "const z = VAE.prototype.latents.call({_latent: latent}, n, {seed, temperature: t});"
+                         "const z = await VAE.prototype.latents.call({_latent: latent}, n, {seed, temperature: t});"
                          "process.stdout.write(Buffer.from(z.buffer));", str(n), str(seed), repr(t), "32"],
                         cwd=REPO / "web", capture_output=True, timeout=60)
     assert js.returncode == 0, js.stderr.decode()

@@ -185,11 +185,13 @@ def test_an_interrupted_vampprior_run_resumes_to_the_same_weights(tmp_path, tiny
     straight, _ = train_mod.train(_cfg(tmp_path, tiny_npy, "straight"), quiet=True)
     calls = {"n": 0}
 
-    def stop_at_step_7(stop, ranks, device):
+    def stop_at_step_7(flag, ranks, device):
         calls["n"] += 1
         return calls["n"] == 7
 
-    monkeypatch.setattr(train_mod, "_should_stop", stop_at_step_7)
+    from vae_edge.train import stop
+
+    monkeypatch.setattr(stop.StopFlag, "should_stop", stop_at_step_7)
     with pytest.raises(train_mod.Interrupted):
         train_mod.train(_cfg(tmp_path, tiny_npy, "broken"), quiet=True)
     resumed, _ = train_mod.train(train_mod.Config(), resume=str(tmp_path / "runs" / "broken"), quiet=True)
