@@ -32,6 +32,7 @@ from typing import Callable
 
 import numpy as np
 import onnx
+import onnxruntime as ort
 import onnx.numpy_helper
 
 from .errors import ExportError, first_line
@@ -103,7 +104,7 @@ def quantize_int8(encoder: onnx.ModelProto, decoder: onnx.ModelProto, data: Cali
     report.update(method={"encoder": ew, "decoder": dw},
                   mu_max_abs=ee["max_abs"], mu_mean_abs=ee["mean_abs"],
                   x_max_abs=de["max_abs"], x_mean_abs=de["mean_abs"],
-                  this_cpu={"cpu": cpu_name(), "onnxruntime": _ort_version(),
+                  this_cpu={"cpu": cpu_name(), "onnxruntime": ort.__version__,
                             "mu_max_abs": this_cpu["encoder"]["max_abs"],
                             "mu_mean_abs": this_cpu["encoder"]["mean_abs"],
                             "x_max_abs": this_cpu["decoder"]["max_abs"],
@@ -118,12 +119,6 @@ WEIGHT_BITS = ("int8 weights in 7 bits (reduce_range), the static decoder's last
 def _error(got: np.ndarray, expected: np.ndarray) -> dict:
     err = np.abs(got.astype(np.float64) - expected.astype(np.float64))
     return {"mean_abs": float(err.mean()), "max_abs": float(err.max())}
-
-
-def _ort_version() -> str:
-    import onnxruntime
-
-    return onnxruntime.__version__
 
 
 def fallback_messages(report: dict) -> list[str]:
