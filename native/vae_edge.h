@@ -65,6 +65,10 @@ int vae_sample(vae_model *vae, size_t n, uint64_t seed, double temperature, floa
  * Box-Muller, as web/src/random.js draws them, so C and JavaScript give the same numbers for a seed. */
 void vae_gaussian(float *out, size_t count, uint64_t seed);
 
+/* count uniform floats in [0, 1) (24 bits each) drawn in order from seed (< 2^53), on another xoshiro128** stream
+ * than vae_gaussian's, as web/src/random.js's uniform: a learned prior's u (a mixture's component floor(u K)). */
+void vae_uniform(float *out, size_t count, uint64_t seed);
+
 void vae_free(vae_model *vae);
 
 #ifdef __cplusplus
