@@ -1,5 +1,6 @@
 /* vae-edge in C: vae.json read with cJSON and checked as the Python runtime checks it (runtime/model.py), the
- * decoder run by onnxruntime's C API from a library loaded with dlopen. */
+ * decoder (and a format-2 folder's prior.onnx, as runtime/prior.py) run by onnxruntime's C API from a library
+ * loaded with dlopen. */
 #define _POSIX_C_SOURCE 200809L
 #include "vae_edge.h"
 
@@ -24,6 +25,8 @@ struct vae_model {
     const OrtApi *ort;
     OrtEnv *env;
     OrtSession *decoder;
+    OrtSession *prior; /* format 2: prior.onnx, noise -> z; NULL in format 1 (z is the noise itself) */
+    int prior_u;       /* prior.onnx takes u (a mixture's component) besides eps */
     OrtMemoryInfo *cpu;
     char *z_name, *x_name;
     char ort_version[32];
@@ -79,7 +82,21 @@ static int positive_int(const cJSON *v) {
     return cJSON_IsNumber(v) && v->valuedouble >= 1 && v->valuedouble == (int)v->valuedouble ? (int)v->valuedouble : 0;
 }
 
-/* vae.json parsed and checked (format, format_version, input_shape, latent_dim, files); NULL and err if bad. */
+/* A format-2 folder's "prior": its name and prior.onnx's noise inputs, eps and maybe u, nothing else (as
+   runtime/folder.py's _prior_ok and web/src/folder.js). */
+static int prior_ok(const cJSON *prior) {
+    const cJSON *noise = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(prior, "sample"), "inputs");
+    const cJSON *input;
+    if (!cJSON_IsObject(prior) || !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(prior, "name")) ||
+        !cJSON_IsObject(noise) || !cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(noise, "eps")))
+        return 0;
+    cJSON_ArrayForEach(input, noise)
+        if (strcmp(input->string, "eps") != 0 && strcmp(input->string, "u") != 0) return 0;
+    return 1;
+}
+
+/* vae.json parsed and checked (format, format_version, input_shape, latent_dim, files, and format 2's prior);
+   NULL and err if bad. */
 static cJSON *read_meta(const char *folder, int shape[3], int *latent_dim, char *err) {
     char path[4096];
     snprintf(path, sizeof path, "%s/vae.json", folder);
@@ -101,20 +118,19 @@ static cJSON *read_meta(const char *folder, int shape[3], int *latent_dim, char 
     const cJSON *version = cJSON_GetObjectItemCaseSensitive(meta, "format_version");
     const cJSON *model = cJSON_GetObjectItemCaseSensitive(meta, "model");
     const cJSON *input_shape = cJSON_GetObjectItemCaseSensitive(model, "input_shape");
+    double v = cJSON_IsNumber(version) ? version->valuedouble : 0; /* 0: not a number, never a version */
     if (!cJSON_IsString(format) || strcmp(format->valuestring, VAE_FORMAT) != 0) {
         fail(err, "%s is not a vae-edge ONNX export (format should be '%s')", path, VAE_FORMAT);
-    } else if (!cJSON_IsNumber(version) || version->valuedouble != VAE_FORMAT_VERSION) {
+    } else if (v != 1 && v != VAE_FORMAT_VERSION) { /* the versions this reader reads: 1 and 2 */
         char *shown = version ? cJSON_PrintUnformatted(version) : NULL;
         const cJSON *need = cJSON_GetObjectItemCaseSensitive(meta, "min_vae_edge");
-        double v = cJSON_IsNumber(version) ? version->valuedouble : 0;
-        if (v > VAE_FORMAT_NEWEST && v == (double)(long long)v) /* as every reader says it (docs/format.md) */
+        if (v > VAE_FORMAT_VERSION && v == (double)(long long)v) /* as every reader says it (docs/format.md) */
             fail(err, "%s has format_version %s, newer than this vae-edge reads (up to %d); %s%s%s", path, shown,
-                 VAE_FORMAT_NEWEST, cJSON_IsString(need) ? "it needs vae-edge >= " : "upgrade vae-edge",
+                 VAE_FORMAT_VERSION, cJSON_IsString(need) ? "it needs vae-edge >= " : "upgrade vae-edge",
                  cJSON_IsString(need) ? need->valuestring : "", "");
         else
-            fail(err, "%s has format_version %s; this C reader reads version %d%s", path, shown ? shown : "None",
-                 VAE_FORMAT_VERSION,
-                 v == 2 ? " (format 2 is a learned prior's: its prior.onnx is not read in C yet)" : "");
+            fail(err, "%s has format_version %s; this C reader reads versions 1, %d", path, shown ? shown : "None",
+                 VAE_FORMAT_VERSION);
         free(shown);
     } else if (!cJSON_IsArray(input_shape) || cJSON_GetArraySize(input_shape) != 3 ||
                !(shape[0] = positive_int(cJSON_GetArrayItem(input_shape, 0))) ||
@@ -123,6 +139,9 @@ static cJSON *read_meta(const char *folder, int shape[3], int *latent_dim, char 
                !(*latent_dim = positive_int(cJSON_GetObjectItemCaseSensitive(model, "latent_dim"))) ||
                !cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(meta, "files"))) {
         fail(err, "%s lacks valid model.input_shape, model.latent_dim or files", path);
+    } else if (v == 2 && !prior_ok(cJSON_GetObjectItemCaseSensitive(meta, "prior"))) {
+        fail(err, "%s has format_version 2 but no valid prior (name, and sample.inputs naming eps) (docs/priors.md)",
+             path);
     } else {
         return meta;
     }
@@ -354,9 +373,9 @@ static int check_decoder(vae_model *vae, const char *folder, char *err) {
     return vae->z_name && vae->x_name ? 0 : fail(err, "out of memory");
 }
 
-/* The decoder's session, from the bytes whose sha256 was checked (onnxruntime never reads the file again). */
-static int open_decoder(vae_model *vae, const char *folder, const cJSON *meta, const char *key, int threads,
-                        char *err) {
+/* The session of files[key], from the bytes whose sha256 was checked (onnxruntime never reads the file again). */
+static int open_session(vae_model *vae, const char *folder, const cJSON *meta, const char *key, int threads,
+                        OrtSession **session, char *err) {
     char path[4096];
     size_t len;
     unsigned char *data = check_file(folder, meta, key, &len, path, err);
@@ -371,7 +390,7 @@ static int open_decoder(vae_model *vae, const char *folder, const cJSON *meta, c
         if (options) vae->ort->ReleaseSessionOptions(options);
         return ort_fail(vae->ort, status, err, "onnxruntime");
     }
-    status = vae->ort->CreateSessionFromArray(vae->env, data, len, options, &vae->decoder);
+    status = vae->ort->CreateSessionFromArray(vae->env, data, len, options, session);
     vae->ort->ReleaseSessionOptions(options);
     free(data);
     if (status) {
@@ -379,7 +398,7 @@ static int open_decoder(vae_model *vae, const char *folder, const cJSON *meta, c
         vae->ort->ReleaseStatus(status);
         return -1;
     }
-    return check_decoder(vae, folder, err);
+    return 0;
 }
 
 vae_model *vae_load(const char *folder, const vae_options *options, char err[VAE_ERROR_SIZE]) {
@@ -420,7 +439,16 @@ vae_model *vae_load(const char *folder, const vae_options *options, char err[VAE
         ort_fail(vae->ort, status, err, "onnxruntime");
         goto fail;
     }
-    if (open_decoder(vae, folder, meta, key, options->threads, err) != 0) goto fail;
+    if (open_session(vae, folder, meta, key, options->threads, &vae->decoder, err) != 0 ||
+        check_decoder(vae, folder, err) != 0)
+        goto fail;
+    if (cJSON_GetObjectItemCaseSensitive(meta, "format_version")->valuedouble == 2) { /* fp32 at any precision */
+        const cJSON *prior = cJSON_GetObjectItemCaseSensitive(meta, "prior");
+        const cJSON *noise = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(prior, "sample"),
+                                                              "inputs");
+        vae->prior_u = cJSON_GetObjectItemCaseSensitive(noise, "u") != NULL;
+        if (open_session(vae, folder, meta, "prior", options->threads, &vae->prior, err) != 0) goto fail;
+    }
     cJSON_Delete(meta);
     return vae;
 fail:
@@ -463,6 +491,45 @@ int vae_decode(vae_model *vae, const float *z, size_t n, float *x, char err[VAE_
     return 0;
 }
 
+/* z [n, latent_dim] = prior.onnx(eps [n, latent_dim], u [n]): one run of a batch, eps and u fed by name. */
+static int prior_batch(const vae_model *vae, const float *eps, const float *u, size_t n, float *z, char *err) {
+    int64_t z_shape[2] = {(int64_t)n, vae->latent_dim};
+    size_t bytes = n * vae->latent_dim * sizeof(float);
+    OrtValue *in[2] = {NULL, NULL}, *zv = NULL;
+    const char *names[2] = {"eps", "u"}, *out[1] = {"z"};
+    OrtStatus *status = vae->ort->CreateTensorWithDataAsOrtValue(vae->cpu, (void *)eps, bytes, z_shape, 2,
+                                                                 ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, &in[0]);
+    if (!status && vae->prior_u)
+        status = vae->ort->CreateTensorWithDataAsOrtValue(vae->cpu, (void *)u, n * sizeof(float), z_shape, 1,
+                                                          ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, &in[1]);
+    if (!status) /* z's buffer given: onnxruntime refuses a z of another shape rather than write past it */
+        status = vae->ort->CreateTensorWithDataAsOrtValue(vae->cpu, z, bytes, z_shape, 2,
+                                                          ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, &zv);
+    if (!status)
+        status = vae->ort->Run(vae->prior, NULL, names, (const OrtValue *const *)in, vae->prior_u ? 2 : 1, out, 1,
+                               &zv);
+    for (int i = 0; i < 2; i++)
+        if (in[i]) vae->ort->ReleaseValue(in[i]);
+    if (zv) vae->ort->ReleaseValue(zv);
+    return status ? ort_fail(vae->ort, status, err, "prior.onnx failed") : 0;
+}
+
+/* The noise eps in z replaced by prior.onnx(eps, u), u = vae_uniform(n, seed), BATCH latents a run. */
+static int prior_z(const vae_model *vae, size_t n, uint64_t seed, float *z, char *err) {
+    size_t d = (size_t)vae->latent_dim, m = n < BATCH ? n : BATCH;
+    float *eps = malloc(m * d * sizeof *eps), *u = malloc(n * sizeof *u);
+    int rc = eps && u ? 0 : fail(err, "out of memory for %zu latents", n);
+    if (!rc) vae_uniform(u, n, seed);
+    for (size_t i = 0; !rc && i < n; i += BATCH) {
+        m = n - i < BATCH ? n - i : BATCH;
+        memcpy(eps, z + i * d, m * d * sizeof *eps); /* onnxruntime's input and output must not overlap */
+        rc = prior_batch(vae, eps, u + i, m, z + i * d, err);
+    }
+    free(eps);
+    free(u);
+    return rc;
+}
+
 int vae_latents(const vae_model *vae, size_t n, uint64_t seed, double temperature, float *z, char err[VAE_ERROR_SIZE]) {
     if (n == 0) return fail(err, "n must be >= 1, got 0");
     if (!isfinite(temperature) || temperature < 0)
@@ -472,7 +539,7 @@ int vae_latents(const vae_model *vae, size_t n, uint64_t seed, double temperatur
     size_t count = n * (size_t)vae->latent_dim;
     vae_gaussian(z, count, seed);
     for (size_t i = 0; i < count; i++) z[i] = (float)(z[i] * temperature);
-    return 0;
+    return vae->prior ? prior_z(vae, n, seed, z, err) : 0; /* temperature scales eps, never u */
 }
 
 int vae_sample(vae_model *vae, size_t n, uint64_t seed, double temperature, float *x, char err[VAE_ERROR_SIZE]) {
@@ -486,6 +553,7 @@ int vae_sample(vae_model *vae, size_t n, uint64_t seed, double temperature, floa
 void vae_free(vae_model *vae) {
     if (!vae) return;
     if (vae->decoder) vae->ort->ReleaseSession(vae->decoder);
+    if (vae->prior) vae->ort->ReleaseSession(vae->prior);
     if (vae->cpu) vae->ort->ReleaseMemoryInfo(vae->cpu);
     if (vae->env) vae->ort->ReleaseEnv(vae->env);
     free(vae->z_name);

@@ -7,10 +7,11 @@
  *     if (vae_sample(vae, 64, 0, 1.0f, x, err)) { ... }         // 64 images (C x H x W each) in [0, 1]
  *     vae_free(vae);
  *
- * The same checks as the Python runtime: vae.json's format and format_version, shapes and latent size, the
- * sha256 of every file read, and the onnxruntime version against vae.json's onnx.min_onnxruntime. Every error
- * is one line in err (VAE_ERROR_SIZE bytes). onnxruntime is loaded with dlopen (see vae_load); the decoder only:
- * no encoder is read. A loaded model may be used from one thread at a time.
+ * The same checks as the Python runtime: vae.json's format and format_version (1, or 2: a learned prior, whose
+ * prior.onnx turns noise into z), shapes and latent size, the sha256 of every file read, and the onnxruntime
+ * version against vae.json's onnx.min_onnxruntime. Every error is one line in err (VAE_ERROR_SIZE bytes).
+ * onnxruntime is loaded with dlopen (see vae_load); the decoder and a format-2 folder's prior.onnx only: no
+ * encoder (nor score.onnx) is read. A loaded model may be used from one thread at a time.
  */
 #ifndef VAE_EDGE_H
 #define VAE_EDGE_H
@@ -24,8 +25,7 @@ extern "C" {
 
 #define VAE_ERROR_SIZE 512
 #define VAE_FORMAT "vae-edge-onnx"
-#define VAE_FORMAT_VERSION 1 /* the folder format this C reader reads */
-#define VAE_FORMAT_NEWEST 2  /* the newest this vae-edge release reads (in Python and JavaScript): 2, a learned prior */
+#define VAE_FORMAT_VERSION 2 /* the newest folder format this C reader reads (as Python and JavaScript): 1, and 2 */
 /* The oldest onnxruntime whose C API this program asks for (API version N is release 1.N): 1.19, the first whose
  * Python wheel ships libonnxruntime.so (tests/test_native.py runs it, and the newest). */
 #define VAE_OLDEST_ONNXRUNTIME_MINOR 19
@@ -39,7 +39,7 @@ typedef struct {
     int threads;                  /* onnxruntime intra-op threads; 0: onnxruntime decides */
 } vae_options;
 
-/* Load and check the folder's vae.json and decoder; NULL (and err filled) on any problem. */
+/* Load and check the folder's vae.json, decoder and (format 2) prior.onnx; NULL (and err filled) on any problem. */
 vae_model *vae_load(const char *folder, const vae_options *options, char err[VAE_ERROR_SIZE]);
 
 /* Check every file vae.json lists against its sha256 (as vae-info does): 0 if all are intact, else the number of
@@ -54,8 +54,9 @@ const char *vae_onnxruntime_version(const vae_model *vae);
 /* z: n x latent_dim floats -> x: n x C x H x W pixel probabilities in [0, 1]. 0 on success, else -1 and err. */
 int vae_decode(vae_model *vae, const float *z, size_t n, float *x, char err[VAE_ERROR_SIZE]);
 
-/* n x latent_dim latents z = temperature * N(0, I) drawn by vae_gaussian(seed): the z that vae_sample decodes, and
- * the browser's vae.latents(n, {seed, temperature}). */
+/* n x latent_dim latents: the z that vae_sample decodes, and the browser's vae.latents(n, {seed, temperature}).
+ * z = temperature * eps, eps = vae_gaussian(n * latent_dim, seed); in a format-2 folder (a learned prior)
+ * z = prior.onnx(temperature * eps, u), u = vae_uniform(n, seed) (never scaled by temperature). */
 int vae_latents(const vae_model *vae, size_t n, uint64_t seed, double temperature, float *z, char err[VAE_ERROR_SIZE]);
 
 /* n images decoded from vae_latents(n, seed, temperature): the browser's images for a seed. */

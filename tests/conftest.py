@@ -109,6 +109,33 @@ def trained(model, steps: int = 5, seed: int = 0):
     return model.eval()
 
 
+def learned_prior_model(prior="vamp", layers=2, latent=4, shape=(1, 8, 8), seed=0, components=5):
+    """A small MLP VAE with a learned prior (format 2 when exported): its VampPrior's components apart from one
+    another, so that u (which component) changes a sample."""
+    import torch
+
+    from vae_edge.train.model import VAE
+
+    torch.manual_seed(seed)
+    m = VAE("mlp", shape, 32, latent, prior=prior, prior_components=components, latent_layers=layers)
+    with torch.no_grad():
+        if prior == "vamp":
+            m.vamp.pseudo_inputs.copy_(torch.rand_like(m.vamp.pseudo_inputs))
+        m.fc21.weight.mul_(4)  # components apart from one another
+    return trained(m, steps=3).eval()
+
+
+@pytest.fixture(scope="session")
+def vamp_export(tmp_path_factory) -> Path:
+    """learned_prior_model() (a VampPrior of 5 components, two latent layers, latent_dim 4, 1 x 8 x 8 images)
+    exported with int8 files: a format-2 folder (prior.onnx, score.onnx). Read-only: copy it before changing it."""
+    from vae_edge.export import export_model
+
+    folder = tmp_path_factory.mktemp("vamp") / "vae-onnx"
+    export_model(learned_prior_model(), folder, quantize="int8", force_int8=True)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def tiny_export(tmp_path_factory) -> Path:
     """A small MLP VAE (1 x 8 x 8 images, latent_dim 3) exported with int8 files: fast to load, to copy and to

@@ -1,6 +1,7 @@
 """native/: the C library and its vae-sample against the Python runtime: the browser's z for a seed, parity on the
-same z (fp32, and int8 against the Python runtime's int8), the Python runtime's bad folders refused in one line by
-both, a run under AddressSanitizer, and the same program cross-compiled for ARM64 and run by qemu on two CPUs.
+same z (fp32, and int8 against the Python runtime's int8), in format 1 and in format 2 (a learned prior's
+prior.onnx), the Python runtime's bad folders refused in one line by both, a run under AddressSanitizer, and the
+same program cross-compiled for ARM64 and run by qemu on two CPUs.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from vae_edge.train.model import VAE as TorchVAE
 TOL = 1e-5
 BUNDLED = REPO / "runtime" / "models" / "fashion-mnist"
 ORT_LIBRARY = next((Path(onnxruntime.__file__).parent / "capi").glob("libonnxruntime.so.*"))
+WEB = REPO / "web"
 X86_ONNXRUNTIME = ["manylinux_2_27_x86_64", "manylinux_2_28_x86_64"]
 
 
@@ -88,32 +90,49 @@ def fresh_seed() -> int:
 
 # -- the browser's z, parity with the Python runtime ------------------------------------------------------
 
-def test_c_draws_the_browsers_latents_for_a_seed(native, tmp_path):
+def node_onnxruntime() -> Path:
+    """The libonnxruntime that the JavaScript library's onnxruntime-node loads (skips where Node or it is missing)."""
     if shutil.which("node") is None:
         arm64.missing("Node.js is not installed: it prints the browser's latents")
+    found = sorted((WEB / "node_modules" / "onnxruntime-node" / "bin").glob("napi-v*/linux/x64/libonnxruntime.so*"))
+    if not found:
+        arm64.missing("web/node_modules has no onnxruntime-node for linux x64: run `make web-deps`")
+    return found[-1]
+
+
+@pytest.mark.parametrize("model", ["bundled", "vamp"])
+def test_c_draws_the_browsers_latents_for_a_seed(native, vamp_export, tmp_path, model):
+    """The browser's vae.latents: z = temperature * eps in format 1; in format 2 (vamp: a VampPrior's folder)
+    prior.onnx of that and of u, run here by the onnxruntime Node runs, so that the two agree bit for bit."""
+    folder, library = BUNDLED if model == "bundled" else vamp_export, node_onnxruntime()
     seed, n, t = fresh_seed(), 37, float(np.random.default_rng().uniform(0.5, 1.5))
-    r = vae_sample(native, "--model", BUNDLED, "--n", n, "--seed", seed, "--temperature", repr(t), "--save-z",
-                   tmp_path / "z.npy", "--no-image")
+    r = vae_sample(native, "--model", folder, "--n", n, "--seed", seed, "--temperature", repr(t), "--save-z",
+                   tmp_path / "z.npy", "--no-image", library=library)
     assert r.returncode == 0, r.stderr
     js = subprocess.run(["node", "--input-type=module", "-e",
-                         "import {VAE} from './src/vae.js'; const [n, seed, t, latent] = process.argv.slice(1).map(Number);"
-                         "const z = await VAE.prototype.latents.call({_latent: latent}, n, {seed, temperature: t});"
-                         "process.stdout.write(Buffer.from(z.buffer));", str(n), str(seed), repr(t), "32"],
-                        cwd=REPO / "web", capture_output=True, timeout=60)
+                         "import {VAE} from './src/node.js'; const [folder, n, seed, t] = process.argv.slice(1);"
+                         "const vae = await VAE.load(folder, {decoderOnly: true});"
+                         "const z = await vae.latents(Number(n), {seed: Number(seed), temperature: Number(t)});"
+                         "process.stdout.write(Buffer.from(z.buffer, z.byteOffset, z.byteLength));",
+                         str(folder), str(n), str(seed), repr(t)], cwd=WEB, capture_output=True, timeout=60)
     assert js.returncode == 0, js.stderr.decode()
-    np.testing.assert_array_equal(np.load(tmp_path / "z.npy"), np.frombuffer(js.stdout, np.float32).reshape(n, 32))
+    z = np.load(tmp_path / "z.npy")
+    np.testing.assert_array_equal(z, np.frombuffer(js.stdout, np.float32).reshape(z.shape))
 
 
 @pytest.mark.parametrize("model,precision", [("bundled", "fp32"), ("bundled", "int8"), ("mlp", "fp32"),
-                                             ("mlp", "int8")])
-def test_c_samples_equal_the_python_runtime_decoding_the_same_z(native, mlp, tmp_path, model, precision):
-    folder = BUNDLED if model == "bundled" else mlp
+                                             ("mlp", "int8"), ("vamp", "fp32"), ("vamp", "int8")])
+def test_c_samples_equal_the_python_runtime_decoding_the_same_z(native, mlp, vamp_export, tmp_path, model,
+                                                                precision):
+    """--save-z saves the z that was decoded: in a format-2 folder (vamp), prior.onnx's z, not the noise."""
+    folder = {"bundled": BUNDLED, "mlp": mlp, "vamp": vamp_export}[model]
     r = vae_sample(native, "--model", folder, "--n", 70, "--seed", fresh_seed(), "--precision", precision,
                    "--save-z", tmp_path / "z.npy", "--npy", tmp_path / "x.npy", "--no-image")
     assert r.returncode == 0, r.stderr
     z, x = np.load(tmp_path / "z.npy"), np.load(tmp_path / "x.npy")
-    assert z.shape == (70, VAE.load(folder).latent_dim) and x.shape == (70, 1, 28, 28)
-    np.testing.assert_allclose(x, VAE.load(folder, precision=precision).decode(z), rtol=0, atol=TOL)
+    python = VAE.load(folder, precision=precision)
+    assert z.shape == (70, python.latent_dim) and x.shape == (70, *python.input_shape)
+    np.testing.assert_allclose(x, python.decode(z), rtol=0, atol=TOL)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -185,8 +204,8 @@ BAD_FOLDERS = [
      r"vae.json is not a vae-edge ONNX export \(format should be 'vae-edge-onnx'\)", True),
     ("newer format_version", _edit_meta(lambda m: m.update(format_version=3)), "fp32", False,
      r"vae.json has format_version 3", True),
-    ("a learned prior's format", _edit_meta(lambda m: m.update(format_version=2)), "fp32", False,
-     r"vae.json has format_version 2; this C reader reads version 1 \(format 2 is a learned prior's", False),
+    ("format 2 without its prior", _edit_meta(lambda m: m.update(format_version=2)), "fp32", False,
+     r"vae.json has format_version 2 but no valid prior \(name, and sample.inputs naming eps\)", True),
     ("no latent_dim", _edit_meta(lambda m: m["model"].pop("latent_dim")), "fp32", False,
      r"vae.json lacks valid model.input_shape, model.latent_dim or files", True),
     ("decoder of another latent size", _replace_decoder("decoder.onnx", from_other=True), "fp32", False,
@@ -221,6 +240,21 @@ def test_a_bad_folder_is_refused_in_one_line_as_the_python_runtime_refuses_it(na
                 VAE.load(folder, precision=precision, decoder_only=True)
 
 
+@pytest.mark.parametrize("damage,message", [
+    (lambda folder: (folder / "prior.onnx").unlink(), r"cannot read .*prior.onnx"),
+    (lambda folder: _flip_byte("prior.onnx")(folder, None), r"prior.onnx does not match the sha256 in vae.json"),
+], ids=["missing", "altered"])
+def test_a_format_2_folder_without_its_own_prior_graph_is_refused_in_one_line_as_the_python_runtime_refuses_it(
+        native, vamp_export, tmp_path, damage, message):
+    folder = copy_export(vamp_export, tmp_path)
+    damage(folder)
+    r = vae_sample(native, "--model", folder, "--n", 2, "--npy", tmp_path / "x.npy", cwd=tmp_path)
+    assert re.search(message, refused(r)), r.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["model-copy"]  # nothing written
+    with pytest.raises(ModelFolderError, match=message):
+        VAE.load(folder, decoder_only=True)
+
+
 CONFORMANCE = REPO / "tests" / "conformance"
 CASES = json.loads((CONFORMANCE / "cases.json").read_text())["cases"]
 
@@ -241,8 +275,8 @@ def _command_line(sample: dict) -> list | None:
 
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
 def test_the_c_program_reads_each_conformance_folder_as_the_python_runtime_reads_its_decoder(native, tmp_path, case):
-    """tests/conformance/: the C program reads the decoder alone, so on each case it must give what the Python
-    runtime gives with decoder_only=True (which passes every case): load and sample, or a refusal in one line,
+    """tests/conformance/: the C program reads the decoder (and a format-2 folder's prior.onnx) alone, so on each
+    case it must give what the Python runtime gives with decoder_only=True (which passes every case): load and sample, or a refusal in one line,
     for a folder with the case's message where the Python runtime's has it."""
     precision, sample = case.get("precision", "fp32"), case.get("sample") or {"n": 1}
     args = _command_line(sample)
@@ -257,13 +291,7 @@ def test_the_c_program_reads_each_conformance_folder_as_the_python_runtime_reads
         python = str(e)
     r = vae_sample(native, "--model", folder, "--precision", precision, *args, "--npy", tmp_path / "x.npy",
                    "--no-image", cwd=tmp_path)
-    try:
-        version = json.loads((folder / "vae.json").read_text()).get("format_version")
-    except (OSError, ValueError, AttributeError):
-        version = None
-    if version == 2:  # a learned prior's folder: not read in C yet, and C says so
-        assert "this C reader reads version 1" in refused(r)
-    elif python is None:
+    if python is None:
         assert r.returncode == 0, r.stderr
     else:  # a folder's refusal in the format's words; a bad option in the command line's own (--seed ...)
         line = refused(r)
@@ -325,7 +353,7 @@ def test_the_oldest_onnxruntime_declared_runs_the_c_program_at_parity(native, tm
 # -- AddressSanitizer ---------------------------------------------------------------------------------------
 
 @pytest.mark.slow
-def test_no_leak_or_invalid_access_under_address_sanitizer(mlp, tmp_path):
+def test_no_leak_or_invalid_access_under_address_sanitizer(mlp, vamp_export, tmp_path):
     make("native", "NATIVE_OUT=build/native-asan", "EXTRA_CFLAGS=-fsanitize=address -fno-omit-frame-pointer -g")
     exe = REPO / "build" / "native-asan" / "vae-sample"
     # No suppressions: onnxruntime's process-wide allocations stay reachable at exit (vae_free never dlcloses it),
@@ -335,7 +363,8 @@ def test_no_leak_or_invalid_access_under_address_sanitizer(mlp, tmp_path):
     _flip_byte("decoder.onnx")(bad, None)
     runs = [("--model", BUNDLED, "--n", 70, "--precision", "int8", "--npy", tmp_path / "x.npy", "--out",
              tmp_path / "g.pgm"), ("--model", mlp, "--n", 3, "--no-image"), ("--model", bad, "--n", 3),
-            ("--model", tmp_path / "nowhere",), ("--model", BUNDLED, "--check")]
+            ("--model", tmp_path / "nowhere",), ("--model", BUNDLED, "--check"),
+            ("--model", vamp_export, "--n", 3, "--precision", "int8", "--no-image")]
     for args in runs:
         r = vae_sample(exe, *args, env=env, cwd=tmp_path)
         assert "AddressSanitizer" not in r.stderr and "LeakSanitizer" not in r.stderr, r.stderr[-4000:]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import copy_export, run_cli, trained
+from conftest import copy_export, learned_prior_model as _model, run_cli
 from vae_edge.export import export_model
 from vae_edge.runtime import VAE, ModelFolderError
 from vae_edge.runtime.prior import Noise
@@ -15,16 +15,6 @@ from vae_edge.train.iwae import iwae_log_likelihood
 from vae_edge.train.model import VAE as TorchVAE
 
 SHAPE = (1, 8, 8)
-
-
-def _model(prior="vamp", layers=2, latent=4, shape=SHAPE, seed=0, components=5):
-    torch.manual_seed(seed)
-    m = TorchVAE("mlp", shape, 32, latent, prior=prior, prior_components=components, latent_layers=layers)
-    with torch.no_grad():
-        if prior == "vamp":
-            m.vamp.pseudo_inputs.copy_(torch.rand_like(m.vamp.pseudo_inputs))
-        m.fc21.weight.mul_(4)  # components apart from one another
-    return trained(m, steps=3).eval()
 
 
 @pytest.fixture(scope="module")
