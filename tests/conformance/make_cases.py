@@ -52,6 +52,18 @@ def encoder(latent: int = LATENT, outputs: tuple = ("mu", "logvar")) -> bytes:
                   "encoder")
 
 
+def prior(components: int = 3) -> bytes:
+    """A VampPrior's prior.onnx in miniature: eps [batch, latent], u [batch] -> z = eps S + M[min(floor(u K), K - 1)]"""
+    means = np.random.default_rng(3).standard_normal((components, LATENT)).astype(np.float32)
+    nodes = [helper.make_node("Mul", ["u", "K"], ["uk"]), helper.make_node("Floor", ["uk"], ["k"]),
+             helper.make_node("Min", ["k", "last"], ["kf"]), helper.make_node("Cast", ["kf"], ["i"], to=TensorProto.INT64),
+             helper.make_node("Gather", ["M", "i"], ["mu"], axis=0), helper.make_node("Mul", ["eps", "S"], ["e"]),
+             helper.make_node("Add", ["e", "mu"], ["z"])]
+    weights = [("K", np.float32(components)), ("last", np.float32(components - 1)), ("M", means),
+               ("S", np.full(LATENT, 0.5, np.float32))]
+    return _model(nodes, [_tensor("eps", [LATENT]), _tensor("u", [])], [_tensor("z", [LATENT])], weights, "prior")
+
+
 def vae_json(blobs: dict[str, tuple[str, bytes]], **changes) -> dict:
     """vae.json as vae-export writes it (fewer facts), for blobs key -> (path, bytes); changes replace keys."""
     meta = {"format": "vae-edge-onnx", "format_version": 1,
@@ -66,6 +78,19 @@ def vae_json(blobs: dict[str, tuple[str, bytes]], **changes) -> dict:
 
 FP32 = {"encoder": ("encoder.onnx", encoder()), "decoder": ("decoder.onnx", decoder())}
 INT8 = {**FP32, "encoder_int8": ("encoder.int8.onnx", encoder()), "decoder_int8": ("decoder.int8.onnx", decoder())}
+
+
+PRIOR = {**FP32, "prior": ("prior.onnx", prior())}
+# vae.json's "prior" of a format-2 folder (docs/priors.md), for PRIOR's prior.onnx
+VAMP = {"name": "vamp", "components": 3, "latent_layers": 1, "layer_sizes": [LATENT], "z_layout": "z",
+        "sample": {"file": "prior", "output": "z", "inputs": {
+            "eps": {"shape": ["batch", LATENT], "distribution": "standard normal", "temperature": "multiplies eps"},
+            "u": {"shape": ["batch"], "distribution": "uniform on [0, 1)", "use": "the mixture component floor(u * 3)"}}}}
+
+
+def format_2(blobs: dict = PRIOR) -> dict:
+    """A format-2 folder's vae.json (a learned prior), with the files in blobs."""
+    return vae_json(blobs, format_version=2, min_vae_edge="0.2.0", prior=VAMP)
 
 
 def with_model(**changes) -> dict:
@@ -112,6 +137,14 @@ FOLDERS = {
     "format-2-without-prior": ("a format-2 folder describes its prior (name, sample.inputs with eps)",
                                {"meta": vae_json(FP32, format_version=2, min_vae_edge="0.2.0")}, {},
                                (FOLDER_ERROR, "has format_version 2 but no valid prior")),
+    "format-2": ("a format-2 folder (a learned prior) loads, and samples through its prior.onnx",
+                 {"files": PRIOR, "meta": format_2()}, {"sample": {"n": 3, "seed": 5, "temperature": 0.5}}, ACCEPTED),
+    "format-2-prior-not-listed": ("a format-2 folder's prior.onnx is loaded, so it must be listed",
+                                  {"meta": format_2(FP32)}, {}, (FOLDER_ERROR, "lists no prior file")),
+    "format-2-prior-tampered": ("a changed byte of prior.onnx fails the sha256 check",
+                                {"meta": format_2(), "files": {**PRIOR, "prior": ("prior.onnx",
+                                                                                  PRIOR["prior"][1][:-1] + b"\x01")}},
+                                {}, (FOLDER_ERROR, "prior.onnx does not match the sha256 in vae.json")),
     "format-version-true": ("format_version is a number, not true", {"meta": vae_json(FP32, format_version=True)}, {},
                             (FOLDER_ERROR, "has format_version")),
     "format-version-string": ("format_version is a number, not a string",
