@@ -224,6 +224,17 @@ def requirement(meta: dict) -> str:
     return f"onnxruntime >= {need} (installed: {onnxruntime.__version__}, {'ok' if ok else 'TOO OLD'})"
 
 
+def likelihood(meta: dict) -> str:
+    """metrics.iwae (vae-eval FOLDER --record) in one line: '226.10 nats (IWAE k=5000, 10000 test images, ...)'."""
+    m = meta.get("metrics")
+    iwae = m.get("iwae") if isinstance(m, dict) else None
+    if not isinstance(iwae, dict) or not isinstance(iwae.get("nll"), (int, float)):
+        return "not recorded (vae-eval FOLDER --iwae-k 5000 --record computes it)"
+    return (f"{iwae['nll']:.2f} nats = -log p(x) per image (IWAE k={iwae.get('k')}, {iwae.get('images')} "
+            f"{iwae.get('split', 'test')} images; {iwae.get('route', '?')}; {iwae.get('seconds', '?')} s on "
+            f"{iwae.get('cpu', '?')})")
+
+
 def _fmt(v) -> str:
     if isinstance(v, dict) and v:
         return ", ".join(f"{k}={_fmt(x)}" for k, x in v.items())
@@ -252,8 +263,12 @@ def info(
             _echo(f"folder:   {folder}")
             _echo(f"format:   {meta['format']} v{meta['format_version']}")
             _echo(f"prior:    {prior.describe(meta)}")
+            _echo(f"nll:      {likelihood(meta)}")
             for key in ("model", "dataset", "metrics", "onnx", "versions", "parity", "int8"):
-                _echo(f"{key + ':':<9} {_fmt(meta.get(key))}")
+                value = meta.get(key)
+                if key == "metrics" and isinstance(value, dict):  # its iwae has the line above
+                    value = {k: v for k, v in value.items() if k != "iwae"}
+                _echo(f"{key + ':':<9} {_fmt(value)}")
             _echo(f"needs:    {requirement(meta)}")
             _echo("files:")
         checks = verify_files(folder)
@@ -284,6 +299,9 @@ def _list_bundled() -> None:
         m, metrics = meta["model"], meta.get("metrics") or {}
         sizes = ", ".join(f"{f['path']} {f['bytes'] / 2**20:.2f} MiB" for f in meta["files"].values())
         scores = ", ".join(f"{k} {v:.2f}" for k, v in metrics.items() if k.startswith("test_") and isinstance(v, float))
+        iwae = metrics.get("iwae") if isinstance(metrics, dict) else None
+        if isinstance(iwae, dict) and isinstance(iwae.get("nll"), (int, float)):
+            scores += f", NLL {iwae['nll']:.2f} (IWAE k={iwae.get('k')})"
         _echo(f"{name}{' (default)' if name == bundled.DEFAULT else ''}: {m['arch']} VAE, "
               f"{'x'.join(map(str, m['input_shape']))} images, latent_dim {m['latent_dim']}, "
               f"trained on {meta.get('dataset')}; {scores}")

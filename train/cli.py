@@ -19,7 +19,7 @@ D = Config()  # the defaults live in one place
 train_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
                         help="Fit the VAE and write runs/<name>/model.pt.")
 eval_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
-                       help="Evaluate a saved model.pt on its test split.")
+                       help="Evaluate a saved model.pt, or an exported folder, on its test split.")
 
 
 def _fail(msg: str, code: int = 2):
@@ -88,7 +88,7 @@ def train_cmd(
 
 @eval_app.command()
 def eval_cmd(
-    model: Annotated[Path, typer.Argument(help="A model.pt (or last.pt) written by vae-train.")],
+    model: Annotated[Path, typer.Argument(help="A model.pt (or last.pt) written by vae-train, or a folder written by vae-export (format 2: scored from its score.onnx alone).")],
     iwae_k: Annotated[int, typer.Option(help="Importance samples per test example for log p(x) (0: ELBO only; published binarized-MNIST figures use 5000).")] = 1000,
     iwae_backend: Annotated[str, typer.Option(help="auto (onnxruntime on the CPU, else torch), torch or onnxruntime: the same estimate from the same noise.")] = "auto",
     dataset: Annotated[Optional[str], typer.Option(help="Evaluate on this dataset instead of the one it was trained on.")] = None,
@@ -96,11 +96,13 @@ def eval_cmd(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     limit: Annotated[int, typer.Option(help="Use only the first LIMIT test examples (0: all).")] = 0,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the results to this JSON file.")] = None,
+    record: Annotated[bool, typer.Option(help="A folder: write the IWAE figure, and how it was computed, into its vae.json's metrics (vae-info prints it).")] = False,
 ):
     """Test negative ELBO and, with --iwae-k, the importance-sampled log-likelihood of a saved model.
 
     Both are computed on the pixels the model's likelihood is defined on: for a --binarize model, the test
-    set binarized once with a fixed seed (the bits vae-train evaluated on).
+    set binarized once with a fixed seed (the bits vae-train evaluated on). An exported folder gets the IWAE
+    alone, from its own files (train/score.py).
     """
     import time
 
@@ -112,6 +114,10 @@ def eval_cmd(
     from .errors import TrainError
     from .evaluation import describe, evaluate, iwae
 
+    if model.is_dir():
+        return _eval_folder(model, iwae_k, data_dir, limit, json_out, record)
+    if record:
+        _fail("--record writes into an exported folder's vae.json; give the folder, not a checkpoint")
     try:
         ckpt = checkpoint.load(model)
         if not checkpoint.is_vae_edge(ckpt):
@@ -140,7 +146,31 @@ def eval_cmd(
         result["iwae_seconds"] = time.perf_counter() - t0
         result["iwae_backend"] = backend
     result.update(describe(result, cfg.binarize))
-    how = result["estimators"]
+    _report(result, json_out)
+
+
+def _eval_folder(folder: Path, k: int, data_dir, limit: int, json_out, record: bool) -> None:
+    from vae_edge.runtime import ModelFolderError, RuntimeInputError
+
+    from .data import DataError
+    from .errors import TrainError
+    from .score import score_folder
+
+    if k < 1:
+        _fail(f"an exported folder is scored by the IWAE alone: --iwae-k must be 1 or more, got {k}")
+    if record and limit:
+        _fail("--record keeps the whole test set's figure: drop --limit")
+    try:
+        result = score_folder(folder, k, data_dir, limit, record)
+    except (ModelFolderError, RuntimeInputError, DataError, TrainError) as e:
+        _fail(str(e).splitlines()[0])
+    _report(result, json_out)
+    if record:
+        typer.echo(f"recorded in {folder / 'vae.json'} (metrics.iwae)")
+
+
+def _report(result: dict, json_out) -> None:
+    how = result.get("estimators", {})
     for k, v in result.items():
         if k == "estimators":
             continue

@@ -1,0 +1,89 @@
+"""The IWAE estimate of log p(x) of an exported folder from its files alone (score.onnx through the runtime, no torch
+model), on the test split its recipe names, and its record in vae.json's metrics: `vae-eval FOLDER [--record]`.
+
+The noise: image batch b (BATCH images) draws its eps [k, BATCH, latent_dim] from numpy's default_rng seeded with
+SeedSequence(seed).spawn(...)[b], so an image's figure depends on its batch alone, never on how many images are
+scored: the first SUBSET images (whole batches) of a full run are scored as a run of SUBSET images scores them. The record
+keeps their mean too, for a test to recompute on a subset (tests/test_bundled.py).
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from vae_edge.runtime import VAE as Folder, read_meta
+
+from .data import load_data, pixels
+from .errors import TrainError
+from .progress import Bar
+from .run_folder import atomic_write_text
+
+BATCH = 100  # images per draw of noise
+SUBSET = 500  # the first images, whose mean is recorded apart
+SEED = 0
+
+
+def test_pixels(folder: Path, data_dir: str | None = None, limit: int = 0) -> np.ndarray:
+    """The folder's test images as its likelihood is defined on them (binarized once, as vae-train scored them)."""
+    recipe = read_meta(folder).get("recipe")
+    if not isinstance(recipe, dict) or "dataset" not in recipe:
+        raise TrainError(f"{folder}/vae.json has no training recipe: its test split is unknown")
+    data = load_data(recipe["dataset"], data_dir or recipe.get("data_dir", "data"), recipe.get("image_size", 28),
+                     recipe.get("channels", 1), recipe.get("test_fraction", 0.1), recipe.get("seed", 1),
+                     download=False)
+    x = pixels(data.test, bool(recipe.get("binarize"))).numpy()
+    return x[:limit] if limit > 0 else x
+
+
+def log_likelihoods(vae: Folder, x: np.ndarray, k: int, seed: int = SEED, show_progress: bool = True) -> np.ndarray:
+    """Per-image IWAE estimates of log p(x) (float64, nats) with k samples, batch by batch (see the docstring)."""
+    d, batches = vae.latent_dim, -(-len(x) // BATCH)
+    seeds = np.random.SeedSequence(seed).spawn(batches)
+    out = np.empty(len(x))
+    with Bar(len(x) * k, f"IWAE k={k} (score.onnx)", show_progress, unit="decodes") as bar:
+        for b in range(batches):
+            xb = x[b * BATCH:(b + 1) * BATCH]
+            eps = np.random.default_rng(seeds[b]).standard_normal((k, len(xb), d), dtype=np.float32)
+            out[b * BATCH:b * BATCH + len(xb)] = vae.log_likelihood(xb, k, eps=eps)
+            bar.advance(len(xb) * k, note=lambda: f"NLL so far {-out[:(b + 1) * BATCH].mean():.2f}")
+    return out
+
+
+def record(folder: Path, lls: np.ndarray, k: int, seconds: float, cpu: str, onnxruntime: str) -> dict:
+    """Write metrics.iwae into the folder's vae.json (atomically; the sha256s list the .onnx files, not vae.json)."""
+    meta = json.loads((folder / "vae.json").read_text())
+    entry = {"nll": float(-lls.mean()), "k": k, "images": len(lls), "split": "test",
+             "route": f"score.onnx in onnxruntime {onnxruntime} (vae_edge.runtime VAE.log_likelihood): the exported "
+                      "files, float32 log-weights summed in float64",
+             "noise": f"image batch b of {BATCH}: numpy default_rng(SeedSequence({SEED}).spawn(...)[b])",
+             "subset": {"images": min(SUBSET, len(lls)), "nll": float(-lls[:SUBSET].mean()),
+                        "what": f"the first {min(SUBSET, len(lls))} test images' mean of the same per-image figures"},
+             "seconds": round(seconds, 1), "cpu": cpu}
+    meta["metrics"] = {**(meta.get("metrics") or {}), "iwae": entry}
+    atomic_write_text(folder / "vae.json", json.dumps(meta, indent=2, allow_nan=False) + "\n")
+    return entry
+
+
+def score_folder(folder: Path, k: int, data_dir: str | None, limit: int, write: bool) -> dict:
+    """`vae-eval FOLDER`: the folder's NLL at k samples an image; with write, recorded in its vae.json."""
+    import onnxruntime
+
+    from vae_edge.export.cpu import cpu_name
+
+    vae = Folder.load(folder)
+    if vae.meta["format_version"] < 2:
+        raise TrainError(f"{folder} is a format-1 (Gaussian-prior) folder and has no score.onnx: "
+                         "score its model.pt with vae-eval instead")
+    x = test_pixels(folder, data_dir, limit)
+    t0 = time.perf_counter()
+    lls = log_likelihoods(vae, x, k)
+    seconds = time.perf_counter() - t0
+    result = {"model": str(folder), "examples": len(x), f"test_nll_iwae_{k}": float(-lls.mean()),
+              f"test_nll_iwae_{k}_first_{min(SUBSET, len(x))}": float(-lls[:SUBSET].mean()), "iwae_seconds": seconds,
+              "iwae_route": "score.onnx (onnxruntime)"}
+    if write:
+        record(folder, lls, k, seconds, cpu_name(), onnxruntime.__version__)
+    return result
