@@ -57,6 +57,9 @@ def _from_checkpoint(obj: dict, path) -> tuple[VAE, dict]:
     _load_state(model, state, path)
     metrics = obj.get("metrics")
     final = metrics[-1] if isinstance(metrics, list) and metrics and isinstance(metrics[-1], dict) else None
+    epochs = [m.get("seconds") for m in metrics] if final is not None else []
+    if epochs and all(isinstance(t, (int, float)) for t in epochs):  # the run's time, its epochs summed
+        final = {**final, "training_seconds": float(sum(epochs))}
     recipe = {k: v for k, v in config.items() if k not in ("out_dir", "name")}  # every training option
     return model, {"dataset": config.get("dataset"), "metrics": jsonable(final), "recipe": jsonable(recipe)}
 

@@ -264,6 +264,16 @@ def test_metadata_in_each_file_equals_vae_json(exports, case):
         assert json.loads(meta["parity"]) == info["parity"] and json.loads(meta["model"]) == info["model"]
 
 
+def test_the_runs_training_time_travels_into_the_export_as_its_epochs_summed(tmp_path):
+    cfg = Config(arch="mlp", hidden_dim=32, latent_dim=4, dataset="fashion-mnist")
+    model = trained(VAE.from_config(cfg.model()), steps=2)
+    metrics = [{"epoch": 1, "test_loss": 290.0, "seconds": 31.5}, {"epoch": 2, "test_loss": 275.25, "seconds": 29.25}]
+    checkpoint.save({"format": checkpoint.FORMAT, "version": checkpoint.VERSION, "config": cfg.to_dict(),
+                     "state_dict": model.state_dict(), "metrics": metrics}, tmp_path / "model.pt")
+    info = export_checkpoint(tmp_path / "model.pt", tmp_path / "out")
+    assert info["metrics"] == {**metrics[-1], "training_seconds": 60.75}
+
+
 def test_checkpoint_dataset_and_final_metrics_travel_into_the_export(tmp_path):
     cfg = Config(arch="mlp", hidden_dim=32, latent_dim=4, dataset="fashion-mnist")
     model = trained(VAE.from_config(cfg.model()), steps=2)
