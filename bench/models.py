@@ -1,8 +1,9 @@
 """Trained models side by side: export sizes and decoder throughput, for the README's model-quality table.
 
-For each export folder (from vae-export --quantize int8): the bytes of each file, and images/s of
-VAE.decode at batch 1024 in fp32 and int8, measured in interleaved rounds in one run, with each
-model's ratio to the first folder's fp32 decoder.
+For each export folder (from vae-export --quantize int8): the bytes of each file, images/s of VAE.decode
+at batch 1024 in fp32 and int8, and of VAE.sample(1024) in fp32 (noise, prior.onnx where the folder has one,
+then the decoder: what a user's sample call costs), measured in interleaved rounds in one run, with each
+model's ratio to the first folder's.
     python bench/models.py FOLDER [FOLDER ...] [--threads N] [--seconds S]
 """
 from __future__ import annotations
@@ -20,7 +21,7 @@ from common import OtherLoad, header, interleaved, load_before, median, rate, ra
 from vae_edge.runtime import VAE  # noqa: E402
 
 BATCH = 1024
-FILES = ("encoder", "decoder", "encoder_int8", "decoder_int8")
+FILES = ("encoder", "decoder", "encoder_int8", "decoder_int8", "prior", "score")
 
 
 def main() -> None:
@@ -35,24 +36,28 @@ def main() -> None:
     fns, sizes = {}, {}
     for folder in args.folders:
         meta = json.loads((folder / "vae.json").read_text())
-        sizes[folder] = {k: meta["files"][k]["bytes"] for k in FILES if k in meta["files"]}
+        sizes[folder] = {k: f["bytes"] for k, f in meta["files"].items()}
         z = rng.standard_normal((BATCH, int(meta["model"]["latent_dim"])), dtype=np.float32)
         for precision in ("fp32", "int8"):
             vae = VAE.load(folder, precision=precision, threads=args.threads, batch_size=BATCH)
             fns[(folder, precision)] = lambda vae=vae, z=z: vae.decode(z)
+        vae = VAE.load(folder, threads=args.threads, batch_size=BATCH)
+        fns[(folder, "sample")] = lambda vae=vae: vae.sample(BATCH, seed=0)
     load = OtherLoad()
     times = interleaved(fns, args.seconds)
     print(f"Other processes' CPU use during the measurement: {load.text()}\n")
     base = BATCH / (median(times[(args.folders[0], "fp32")]) / 1e9)
+    sample_base = BATCH / (median(times[(args.folders[0], "sample")]) / 1e9)
     rows = []
     for folder in args.folders:
         s = sizes[folder]
-        speed = {p: BATCH / (median(times[(folder, p)]) / 1e9) for p in ("fp32", "int8")}
+        speed = {p: BATCH / (median(times[(folder, p)]) / 1e9) for p in ("fp32", "int8", "sample")}
         rows.append([str(folder), *(f"{s[k] / 1e6:.2f} MB" if k in s else "-" for k in FILES),
                      f"{sum(s.values()) / 1e6:.2f} MB", rate(speed["fp32"]), rate(speed["int8"]),
-                     ratio(speed["fp32"] / base)])
-    print(table(["export", "encoder", "decoder", "encoder int8", "decoder int8", "total",
-                 f"decode img/s fp32 (batch {BATCH})", "int8", "fp32 vs first"], rows))
+                     ratio(speed["fp32"] / base), rate(speed["sample"]), ratio(speed["sample"] / sample_base)])
+    print(table(["export", "encoder", "decoder", "encoder int8", "decoder int8", "prior", "score", "all files",
+                 f"decode img/s fp32 (batch {BATCH})", "int8", "fp32 vs first", f"sample({BATCH}) img/s fp32",
+                 "vs first"], rows))
 
 
 if __name__ == "__main__":
