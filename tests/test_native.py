@@ -383,6 +383,7 @@ def native_arm64() -> Path:
 
 
 @pytest.mark.slow
+@pytest.mark.emulated
 @pytest.mark.parametrize("onnxruntime_release", ["lowest", "newest"])
 @pytest.mark.parametrize("cpu", list(arm64.CPUS))
 def test_arm64_c_samples_equal_the_python_runtime_on_x86(native_arm64, mlp, tmp_path, cpu, onnxruntime_release):
