@@ -58,9 +58,12 @@ release: setup web-deps
 	cd web && npm pack --pack-destination ../dist
 	$(BIN)/python release/check.py dist
 
-# make test: every test but those run under qemu (another CPU's emulator), which make test-emulated runs; CI runs both.
+# make test: every test but those run under qemu (another CPU's emulator), which make test-emulated runs. CI: both.
+# pytest-xdist runs it on TEST_WORKERS processes (this machine's two cores), each test file whole on one of them,
+# so that a file's module fixtures are made once; the wheel and the fresh venv are made once for all (conftest.py).
+TEST_WORKERS ?= 2
 test: setup web-deps
-	$(BIN)/pytest -q -m "not emulated"
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not emulated"
 
 test-emulated: setup web-deps
 	$(BIN)/pytest -q -m emulated

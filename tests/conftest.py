@@ -1,12 +1,14 @@
 """Shared fixtures: small synthetic data, the real Fashion-MNIST where present, and CLI runners."""
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -167,16 +169,35 @@ def uv() -> str:
     return exe
 
 
+def once_per_run(tmp_path_factory, name: str, make: Callable[[Path], None]) -> Path:
+    """A folder that make(folder) fills once per pytest run, shared by pytest-xdist's workers (make test runs two):
+    the first worker to ask makes it in place (a venv cannot move) while the others wait on a lock, then all read
+    it. A make that fails is not marked done, so each worker that asks tries again and fails with make's message."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's folder, above each worker's own
+    folder, done = root / name, root / f"{name}.done"
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            make(folder)
+            done.touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def dist(tmp_path_factory) -> Path:
     """`uv build` of a copy of this checkout (the build writes nothing here): a wheel and an sdist, as `make dist`."""
-    src = tmp_path_factory.mktemp("src") / "vae-edge"
-    shutil.copytree(REPO, src, ignore=NOT_SOURCE)
-    out = tmp_path_factory.mktemp("dist")
-    r = subprocess.run([uv(), "build", "-q", "--out-dir", str(out), str(src)], capture_output=True, text=True,
-                       env=UV_ENV)
-    assert r.returncode == 0, r.stderr[-2000:]
-    return out
+    def build(out: Path) -> None:
+        src = tmp_path_factory.mktemp("src") / "vae-edge"
+        shutil.copytree(REPO, src, ignore=NOT_SOURCE)
+        r = subprocess.run([uv(), "build", "-q", "--out-dir", str(out), str(src)], capture_output=True, text=True,
+                           env=UV_ENV)
+        assert r.returncode == 0, r.stderr[-2000:]
+
+    return once_per_run(tmp_path_factory, "dist", build)
 
 
 @pytest.fixture(scope="session")
@@ -187,14 +208,18 @@ def wheel(dist) -> Path:
 @pytest.fixture(scope="session")
 def base_install(wheel, tmp_path_factory) -> tuple[Path, dict]:
     """(bin folder, environment) of a fresh venv holding `pip install vae-edge`: the wheel and the runtime's
-    dependencies, never torch. Read-only: tests run its commands in folders of their own."""
-    venv = tmp_path_factory.mktemp("base-install") / "venv"
+    dependencies, never torch. One a run, shared by the workers. Read-only: tests run its commands in folders of
+    their own."""
     env = {k: v for k, v in UV_ENV.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
-    subprocess.run([uv(), "venv", "-q", "--python", sys.executable, str(venv)], check=True, env=env)
-    r = subprocess.run([uv(), "pip", "install", "-q", "--python", str(venv / "bin" / "python"), str(wheel)],
-                       capture_output=True, text=True, env=env)
-    assert r.returncode == 0, r.stderr[-2000:]
-    return venv / "bin", env
+
+    def install(folder: Path) -> None:
+        venv = folder / "venv"
+        subprocess.run([uv(), "venv", "-q", "--python", sys.executable, str(venv)], check=True, env=env)
+        r = subprocess.run([uv(), "pip", "install", "-q", "--python", str(venv / "bin" / "python"), str(wheel)],
+                           capture_output=True, text=True, env=env)
+        assert r.returncode == 0, r.stderr[-2000:]
+
+    return once_per_run(tmp_path_factory, "base-install", install) / "venv" / "bin", env
 
 
 @pytest.fixture(scope="session")
