@@ -225,14 +225,14 @@ def base_install(wheel, tmp_path_factory) -> tuple[Path, dict]:
 @pytest.fixture(scope="session")
 def mlp_int8(tmp_path_factory):
     """(torch model, export folder) of the reference MLP (28 x 28, hidden 400, latent 20) at init, exported with
-    int8 files; shared by test_runtime and test_torch_free. Read-only: copy_export it to tamper with it."""
+    int8 files once a run; shared by test_runtime, test_torch_free and test_native. Read-only: copy_export it to
+    tamper with it."""
     import torch
 
     from vae_edge.export import export_model
     from vae_edge.train.model import VAE
 
     torch.manual_seed(sum(map(ord, "mlp")))
-    model = VAE(arch="mlp").eval()
-    folder = tmp_path_factory.mktemp("mlp") / "vae-onnx"
-    export_model(model, folder, quantize="int8")
-    return model, folder
+    model = VAE(arch="mlp").eval()  # the same weights in every worker: the seed decides them
+    folder = once_per_run(tmp_path_factory, "mlp", lambda out: export_model(model, out / "vae-onnx", quantize="int8"))
+    return model, folder / "vae-onnx"

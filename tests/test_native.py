@@ -75,8 +75,8 @@ def _export(tmp_path_factory, name, quantize=None, **kw) -> Path:
 
 
 @pytest.fixture(scope="module")
-def mlp(tmp_path_factory) -> Path:
-    return _export(tmp_path_factory, "mlp", quantize="int8", arch="mlp")
+def mlp(mlp_int8) -> Path:
+    return mlp_int8[1]
 
 
 @pytest.fixture(scope="module")
