@@ -60,10 +60,11 @@ release: setup web-deps
 
 # make test: every test but those run under qemu (another CPU's emulator), which make test-emulated runs. CI: both.
 # pytest-xdist runs it on TEST_WORKERS processes (this machine's two cores), each test file whole on one of them,
-# so that a file's module fixtures are made once; the wheel and the fresh venv are made once for all (conftest.py).
+# so that a file's module fixtures are made once, the longest files first (conftest.py: LONGEST_FIRST); the wheel
+# and the fresh venv are made once for all (conftest.py: once_per_run).
 TEST_WORKERS ?= 2
 test: setup web-deps
-	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile -m "not emulated"
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not emulated"
 
 test-emulated: setup web-deps
 	$(BIN)/pytest -q -m emulated

@@ -15,12 +15,22 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+
 BIN = Path(sys.executable).parent  # the venv's console scripts sit beside its python
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 
+# The files that take longest (the slowest tests of a full run), run first: make test's workers take whole files
+# from a queue in collection order (--no-loadscope-reorder), so that no worker is left with a long file at the end
+# while the other waits. The rest follow in alphabetical order.
+LONGEST_FIRST = ("test_likelihood.py", "test_compat.py", "test_train.py", "test_web.py", "test_runtime_cli.py",
+                 "test_distributed.py", "test_prior_folder.py", "test_export.py", "test_int8.py", "test_native.py")
+
+
 def pytest_collection_modifyitems(config, items):
-    """Tests marked gpu are skipped, with the reason, where torch sees no CUDA device."""
+    """The longest files first; tests marked gpu skipped, with the reason, where torch sees no CUDA device."""
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each file's own order is kept
     gpu = [item for item in items if item.get_closest_marker("gpu")]
     if not gpu:
         return
