@@ -16,6 +16,13 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 
+# Under make test's pytest-xdist workers, each worker's torch (and the commands it starts) takes its share of the
+# cores, not all of them: two workers of two threads each on two cores would stall each other's parallel loops.
+# An OMP_NUM_THREADS already set wins. Set before torch is first imported (no test module has been yet).
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
+    os.environ.setdefault("OMP_NUM_THREADS",
+                          str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
+
 BIN = Path(sys.executable).parent  # the venv's console scripts sit beside its python
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
