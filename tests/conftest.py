@@ -172,10 +172,11 @@ def tiny_export(tmp_path_factory) -> Path:
 
 # -- the package as users get it: built once a run, shared by test_bundled, test_compat and test_torch_free ------
 
-# Left out of the copy that gets built: environments, build output, data, caches, the web library's modules.
+# Left out of the copy that gets built: environments, build output, data, caches (hypothesis's too, which the other
+# worker may be writing while this copy is made), the web library's modules.
 NOT_SOURCE = shutil.ignore_patterns(".git", ".venv", ".cache", "build", "dist", "*.egg-info", "__pycache__",
-                                    ".pytest_cache", "data", "runs", "vae-onnx", "*.pt", "*.npy", "node_modules",
-                                    "site")
+                                    ".pytest_cache", ".hypothesis", "data", "runs", "vae-onnx", "*.pt", "*.npy",
+                                    "node_modules", "site")
 UV_ENV = {**os.environ, "UV_CACHE_DIR": str(REPO / ".cache" / "uv")}
 
 
