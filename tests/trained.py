@@ -30,6 +30,7 @@ from vae_edge.train.model import VAE
 from vae_edge.train.train import train
 
 CACHE = REPO / ".cache" / "trained"
+KEEP = 16  # runs kept, the most recently used: each change to the package makes new ones (a few MB each)
 
 
 def cpu_name() -> str:
@@ -62,12 +63,16 @@ def train_cached(cfg: Config) -> tuple[VAE, list[dict]]:
     """train(cfg, quiet=True): the model (from its model.pt, in eval mode) and the metrics of each epoch; the
     model.pt is kept in .cache/trained/ and read instead of training when the key matches."""
     kept = CACHE / f"{run_key(cfg)}.pt"
-    if not kept.is_file():
+    if kept.is_file():
+        kept.touch()  # used now: the last to be dropped
+    else:
         train(cfg, quiet=True)
         CACHE.mkdir(parents=True, exist_ok=True)
         part = kept.with_suffix(f".{os.getpid()}.part")
         shutil.copyfile(Path(cfg.out_dir) / cfg.name / "model.pt", part)
         os.replace(part, kept)  # whole or absent
+        for old in sorted(CACHE.glob("*.pt"), key=lambda p: p.stat().st_mtime, reverse=True)[KEEP:]:
+            old.unlink(missing_ok=True)
     ckpt = checkpoint.load(kept)
     model = VAE.from_config(Config.from_dict(ckpt["config"]).model())
     model.load_state_dict(ckpt["state_dict"])
