@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 FMNIST_DEBIAN := /usr/share/datasets/fashion-mnist
 
-.PHONY: setup data demo test test-fast fuzz mutants bench model dist release clean web-deps web serve-web test-web bench-web native native-arm64 arm64
+.PHONY: setup data demo test test-emulated test-fast fuzz mutants bench model dist release clean web-deps web serve-web test-web bench-web native native-arm64 arm64
 
 setup: $(STAMP)
 
@@ -58,8 +58,16 @@ release: setup web-deps
 	cd web && npm pack --pack-destination ../dist
 	$(BIN)/python release/check.py dist
 
+# make test: every test but those run under qemu (another CPU's emulator), which make test-emulated runs. CI: both.
+# pytest-xdist runs it on TEST_WORKERS processes (this machine's two cores), each test file whole on one of them,
+# so that a file's module fixtures are made once, the longest files first (conftest.py: LONGEST_FIRST); the wheel
+# and the fresh venv are made once for all (conftest.py: once_per_run).
+TEST_WORKERS ?= 2
 test: setup web-deps
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not emulated"
+
+test-emulated: setup web-deps
+	$(BIN)/pytest -q -m emulated
 
 test-fast: setup
 	$(BIN)/pytest -q -m "not slow"

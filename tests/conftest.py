@@ -1,24 +1,43 @@
 """Shared fixtures: small synthetic data, the real Fashion-MNIST where present, and CLI runners."""
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+
+# Under make test's pytest-xdist workers, each worker's torch (and the commands it starts) takes its share of the
+# cores, not all of them: two workers of two threads each on two cores would stall each other's parallel loops.
+# An OMP_NUM_THREADS already set wins. Set before torch is first imported (no test module has been yet).
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
+    os.environ.setdefault("OMP_NUM_THREADS",
+                          str(max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))))
+
 BIN = Path(sys.executable).parent  # the venv's console scripts sit beside its python
 FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
 
+# The files that take longest (the slowest tests of a full run), run first: make test's workers take whole files
+# from a queue in collection order (--no-loadscope-reorder), so that no worker is left with a long file at the end
+# while the other waits. The rest follow in alphabetical order.
+LONGEST_FIRST = ("test_likelihood.py", "test_compat.py", "test_train.py", "test_web.py", "test_runtime_cli.py",
+                 "test_distributed.py", "test_prior_folder.py", "test_export.py", "test_int8.py", "test_native.py")
+
+
 def pytest_collection_modifyitems(config, items):
-    """Tests marked gpu are skipped, with the reason, where torch sees no CUDA device."""
+    """The longest files first; tests marked gpu skipped, with the reason, where torch sees no CUDA device."""
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each file's own order is kept
     gpu = [item for item in items if item.get_closest_marker("gpu")]
     if not gpu:
         return
@@ -153,10 +172,11 @@ def tiny_export(tmp_path_factory) -> Path:
 
 # -- the package as users get it: built once a run, shared by test_bundled, test_compat and test_torch_free ------
 
-# Left out of the copy that gets built: environments, build output, data, caches, the web library's modules.
+# Left out of the copy that gets built: environments, build output, data, caches (hypothesis's too, which the other
+# worker may be writing while this copy is made), the web library's modules.
 NOT_SOURCE = shutil.ignore_patterns(".git", ".venv", ".cache", "build", "dist", "*.egg-info", "__pycache__",
-                                    ".pytest_cache", "data", "runs", "vae-onnx", "*.pt", "*.npy", "node_modules",
-                                    "site")
+                                    ".pytest_cache", ".hypothesis", "data", "runs", "vae-onnx", "*.pt", "*.npy",
+                                    "node_modules", "site")
 UV_ENV = {**os.environ, "UV_CACHE_DIR": str(REPO / ".cache" / "uv")}
 
 
@@ -167,16 +187,35 @@ def uv() -> str:
     return exe
 
 
+def once_per_run(tmp_path_factory, name: str, make: Callable[[Path], None]) -> Path:
+    """A folder that make(folder) fills once per pytest run, shared by pytest-xdist's workers (make test runs two):
+    the first worker to ask makes it in place (a venv cannot move) while the others wait on a lock, then all read
+    it. A make that fails is not marked done, so each worker that asks tries again and fails with make's message."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's folder, above each worker's own
+    folder, done = root / name, root / f"{name}.done"
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+            make(folder)
+            done.touch()
+    return folder
+
+
 @pytest.fixture(scope="session")
 def dist(tmp_path_factory) -> Path:
     """`uv build` of a copy of this checkout (the build writes nothing here): a wheel and an sdist, as `make dist`."""
-    src = tmp_path_factory.mktemp("src") / "vae-edge"
-    shutil.copytree(REPO, src, ignore=NOT_SOURCE)
-    out = tmp_path_factory.mktemp("dist")
-    r = subprocess.run([uv(), "build", "-q", "--out-dir", str(out), str(src)], capture_output=True, text=True,
-                       env=UV_ENV)
-    assert r.returncode == 0, r.stderr[-2000:]
-    return out
+    def build(out: Path) -> None:
+        src = tmp_path_factory.mktemp("src") / "vae-edge"
+        shutil.copytree(REPO, src, ignore=NOT_SOURCE)
+        r = subprocess.run([uv(), "build", "-q", "--out-dir", str(out), str(src)], capture_output=True, text=True,
+                           env=UV_ENV)
+        assert r.returncode == 0, r.stderr[-2000:]
+
+    return once_per_run(tmp_path_factory, "dist", build)
 
 
 @pytest.fixture(scope="session")
@@ -187,27 +226,31 @@ def wheel(dist) -> Path:
 @pytest.fixture(scope="session")
 def base_install(wheel, tmp_path_factory) -> tuple[Path, dict]:
     """(bin folder, environment) of a fresh venv holding `pip install vae-edge`: the wheel and the runtime's
-    dependencies, never torch. Read-only: tests run its commands in folders of their own."""
-    venv = tmp_path_factory.mktemp("base-install") / "venv"
+    dependencies, never torch. One a run, shared by the workers. Read-only: tests run its commands in folders of
+    their own."""
     env = {k: v for k, v in UV_ENV.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
-    subprocess.run([uv(), "venv", "-q", "--python", sys.executable, str(venv)], check=True, env=env)
-    r = subprocess.run([uv(), "pip", "install", "-q", "--python", str(venv / "bin" / "python"), str(wheel)],
-                       capture_output=True, text=True, env=env)
-    assert r.returncode == 0, r.stderr[-2000:]
-    return venv / "bin", env
+
+    def install(folder: Path) -> None:
+        venv = folder / "venv"
+        subprocess.run([uv(), "venv", "-q", "--python", sys.executable, str(venv)], check=True, env=env)
+        r = subprocess.run([uv(), "pip", "install", "-q", "--python", str(venv / "bin" / "python"), str(wheel)],
+                           capture_output=True, text=True, env=env)
+        assert r.returncode == 0, r.stderr[-2000:]
+
+    return once_per_run(tmp_path_factory, "base-install", install) / "venv" / "bin", env
 
 
 @pytest.fixture(scope="session")
 def mlp_int8(tmp_path_factory):
     """(torch model, export folder) of the reference MLP (28 x 28, hidden 400, latent 20) at init, exported with
-    int8 files; shared by test_runtime and test_torch_free. Read-only: copy_export it to tamper with it."""
+    int8 files once a run; shared by test_runtime, test_torch_free and test_native. Read-only: copy_export it to
+    tamper with it."""
     import torch
 
     from vae_edge.export import export_model
     from vae_edge.train.model import VAE
 
     torch.manual_seed(sum(map(ord, "mlp")))
-    model = VAE(arch="mlp").eval()
-    folder = tmp_path_factory.mktemp("mlp") / "vae-onnx"
-    export_model(model, folder, quantize="int8")
-    return model, folder
+    model = VAE(arch="mlp").eval()  # the same weights in every worker: the seed decides them
+    folder = once_per_run(tmp_path_factory, "mlp", lambda out: export_model(model, out / "vae-onnx", quantize="int8"))
+    return model, folder / "vae-onnx"

@@ -23,7 +23,7 @@ from vae_edge.export import export_model
 from vae_edge.runtime import VAE
 from vae_edge.train.model import VAE as TorchVAE
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.emulated]
 TOL = 1e-5
 BUNDLED = "fashion-mnist"
 

@@ -298,6 +298,7 @@ def _need_qemu() -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.emulated
 def test_an_avx2_cpu_without_vnni_computes_what_the_exact_reference_computes(int8_exports, tmp_path):
     """Under qemu's Haswell (AVX2, no VNNI, no AVX-512) onnxruntime runs its saturating uint8 x int8 kernels: the
     int8 files give there what the exact reference gives. A file quantized the way vae-export did before (full

@@ -12,6 +12,7 @@ import torch
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from conftest import blobs, run_cli
+from trained import train_cached
 from vae_edge.train import evaluation
 from vae_edge.train import step as step_mod
 from vae_edge.train import train as train_mod
@@ -422,11 +423,12 @@ def test_a_short_run_of_the_recipe_beats_the_mlp_and_its_iwae_sits_above_its_elb
     the recipe's test ELBO must be better by a nat or more (measured: 246.20 against 249.46; with a cosine rate
     over the three epochs it was not, 251.54). Each IWAE must sit above its ELBO on the same bits (it did not when
     the IWAE scored grey pixels: -243.23 against an ELBO of -242.26), and the onnxruntime route that auto takes on
-    the CPU must agree with torch (it gave -inf on the recipe, whose logits pass -18)."""
+    the CPU must agree with torch (it gave -inf on the recipe, whose logits pass -18). Both runs are kept in
+    .cache/trained/ until the code, the data or the libraries change (tests/trained.py)."""
     common = dict(dataset="fashion-mnist", binarize=True, epochs=3, out_dir=str(tmp_path))
     test_loss = {}
     for name, kw in {"mlp": {}, "recipe": dict(arch="conv", hidden_dim=256, latent_dim=32)}.items():
-        model, history = train(Config(name=name, **common, **kw), quiet=True)
+        model, history = train_cached(Config(name=name, **common, **kw))
         test_loss[name] = history[-1]["test_loss"]
         bits = pixels(load_data("fashion-mnist").test[:500], True)
         iwae = {backend: evaluation.iwae_sum(model, bits, 200, seed=1, backend=backend, show_progress=False)[0] / 500

@@ -75,8 +75,8 @@ def _export(tmp_path_factory, name, quantize=None, **kw) -> Path:
 
 
 @pytest.fixture(scope="module")
-def mlp(tmp_path_factory) -> Path:
-    return _export(tmp_path_factory, "mlp", quantize="int8", arch="mlp")
+def mlp(mlp_int8) -> Path:
+    return mlp_int8[1]
 
 
 @pytest.fixture(scope="module")
@@ -383,6 +383,7 @@ def native_arm64() -> Path:
 
 
 @pytest.mark.slow
+@pytest.mark.emulated
 @pytest.mark.parametrize("onnxruntime_release", ["lowest", "newest"])
 @pytest.mark.parametrize("cpu", list(arm64.CPUS))
 def test_arm64_c_samples_equal_the_python_runtime_on_x86(native_arm64, mlp, tmp_path, cpu, onnxruntime_release):

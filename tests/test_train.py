@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from conftest import BIN, blobs, run_cli
+from trained import train_cached
 from vae_edge.train import checkpoint
 from vae_edge.train.config import Config
 from vae_edge.train.data import DataError, load_data
@@ -372,6 +373,7 @@ def test_vae_eval_refuses_a_plain_state_dict_in_one_line(tmp_path):
 
 @pytest.mark.slow
 def test_default_recipe_on_fashion_mnist_reaches_the_reference_loss(tmp_path, fashion_mnist):
-    _, history = train(Config(out_dir=str(tmp_path), name="fm"), quiet=True)
+    """The run is kept in .cache/trained/ until the code, the data or the libraries change (tests/trained.py)."""
+    _, history = train_cached(Config(out_dir=str(tmp_path), name="fm"))
     assert len(history) == 10
     assert history[-1]["test_loss"] <= 244.5
