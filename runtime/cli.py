@@ -224,11 +224,17 @@ def requirement(meta: dict) -> str:
     return f"onnxruntime >= {need} (installed: {onnxruntime.__version__}, {'ok' if ok else 'TOO OLD'})"
 
 
-def likelihood(meta: dict) -> str:
-    """metrics.iwae (vae-eval FOLDER --record) in one line: '226.10 nats (IWAE k=5000, 10000 test images, ...)'."""
+def recorded_iwae(meta: dict) -> dict | None:
+    """vae.json's metrics.iwae (vae-eval FOLDER --record) where it holds a figure, else None."""
     m = meta.get("metrics")
     iwae = m.get("iwae") if isinstance(m, dict) else None
-    if not isinstance(iwae, dict) or not isinstance(iwae.get("nll"), (int, float)):
+    return iwae if isinstance(iwae, dict) and isinstance(iwae.get("nll"), (int, float)) else None
+
+
+def likelihood(meta: dict) -> str:
+    """metrics.iwae in one line: '226.10 nats (IWAE k=5000, 10000 test images, ...)'."""
+    iwae = recorded_iwae(meta)
+    if iwae is None:
         return "not recorded (vae-eval FOLDER --iwae-k 5000 --record computes it)"
     return (f"{iwae['nll']:.2f} nats = -log p(x) per image (IWAE k={iwae.get('k')}, {iwae.get('images')} "
             f"{iwae.get('split', 'test')} images; {iwae.get('route', '?')}; {iwae.get('seconds', '?')} s on "
@@ -299,8 +305,8 @@ def _list_bundled() -> None:
         m, metrics = meta["model"], meta.get("metrics") or {}
         sizes = ", ".join(f"{f['path']} {f['bytes'] / 2**20:.2f} MiB" for f in meta["files"].values())
         scores = ", ".join(f"{k} {v:.2f}" for k, v in metrics.items() if k.startswith("test_") and isinstance(v, float))
-        iwae = metrics.get("iwae") if isinstance(metrics, dict) else None
-        if isinstance(iwae, dict) and isinstance(iwae.get("nll"), (int, float)):
+        iwae = recorded_iwae(meta)
+        if iwae is not None:
             scores += f", NLL {iwae['nll']:.2f} (IWAE k={iwae.get('k')})"
         _echo(f"{name}{' (default)' if name == bundled.DEFAULT else ''}: {m['arch']} VAE, "
               f"{'x'.join(map(str, m['input_shape']))} images, latent_dim {m['latent_dim']}, "

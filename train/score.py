@@ -3,8 +3,8 @@ model), on the test split its recipe names, and its record in vae.json's metrics
 
 The noise: image batch b (BATCH images) draws its eps [k, BATCH, latent_dim] from numpy's default_rng seeded with
 SeedSequence(seed).spawn(...)[b], so an image's figure depends on its batch alone, never on how many images are
-scored: the first SUBSET images (whole batches) of a full run are scored as a run of SUBSET images scores them. The record
-keeps their mean too, for a test to recompute on a subset (tests/test_bundled.py).
+scored: the first SUBSET images (whole batches) of a full run are scored as a run of SUBSET images scores them.
+The record keeps their mean too, for a test to recompute on a subset (tests/test_bundled.py).
 """
 from __future__ import annotations
 
