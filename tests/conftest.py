@@ -49,6 +49,26 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(why)
 
 
+def pytest_collection_finish(session):
+    """Where the tests import torch, torch.onnx.export reads its graphs from .cache/exported/ (tests/exported.py)."""
+    if "torch" in sys.modules:
+        import exported
+
+        exported.install()
+
+
+@pytest.fixture(autouse=True)
+def fresh_graphs(request):
+    """Tests marked fresh_graphs, which are about the exporter itself, export with torch.onnx.export each time."""
+    exported = sys.modules.get("exported")
+    if exported is None or not request.node.get_closest_marker("fresh_graphs"):
+        yield
+        return
+    exported.fresh = True
+    yield
+    exported.fresh = False
+
+
 def blobs(n: int = 96, size: int = 8, channels: int = 1, seed: int = 0) -> np.ndarray:
     """n uint8 images [n, C, size, size] of soft random blobs: learnable, unlike noise."""
     rng = np.random.default_rng(seed)

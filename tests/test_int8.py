@@ -41,6 +41,7 @@ def conv_and_images(tmp_path_factory):
     return model, d / "images.npy"
 
 
+@pytest.mark.fresh_graphs
 def test_a_calibrated_export_is_the_same_file_every_time(conv_and_images, tmp_path):
     model, images = conv_and_images
     a = export_model(model, tmp_path / "a", quantize="int8", calibration=str(images))
@@ -274,6 +275,7 @@ def test_the_recorded_int8_error_is_the_files_own_against_pytorch(int8_exports):
     assert q["this_cpu"]["x_mean_abs"] == pytest.approx(q["x_mean_abs"], abs=REFERENCE_MEAN["x"])
 
 
+@pytest.mark.fresh_graphs
 def test_an_export_without_images_makes_the_same_choice_and_graphs_every_time(tmp_path):
     """No dataset: the error is measured on random inputs drawn with a fixed seed, so whether int8 is kept, and
     how, does not change from one run to the next."""

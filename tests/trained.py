@@ -8,6 +8,7 @@ is empty (a fresh clone), each test trains.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -40,6 +41,17 @@ def cpu_name() -> str:
     return platform.machine()
 
 
+@functools.cache
+def source_digest() -> str:
+    """sha256 of every source file of vae_edge, as it stands when a test run first asks."""
+    h = hashlib.sha256()
+    for package in (vae_edge, vae_edge.train, vae_edge.export, vae_edge.runtime):
+        code = Path(package.__file__).parent
+        for path in sorted(code.glob("*.py")):
+            h.update(f"{package.__name__}/{path.name}".encode() + b"\0" + path.read_bytes())
+    return h.hexdigest()
+
+
 def run_key(cfg: Config) -> str:
     """sha256 of what decides the run: the config (less where it writes), every source file of vae_edge (the
     training code and what it imports from the export and the runtime), the images that load_data gives for the
@@ -47,10 +59,7 @@ def run_key(cfg: Config) -> str:
     h = hashlib.sha256()
     settings = {k: v for k, v in cfg.to_dict().items() if k not in ("out_dir", "name")}
     h.update(json.dumps(settings, sort_keys=True).encode())
-    for package in (vae_edge, vae_edge.train, vae_edge.export, vae_edge.runtime):
-        code = Path(package.__file__).parent
-        for path in sorted(code.glob("*.py")):
-            h.update(f"{package.__name__}/{path.name}".encode() + b"\0" + path.read_bytes())
+    h.update(source_digest().encode())
     data = load_data(cfg.dataset, cfg.data_dir, cfg.image_size, cfg.channels, cfg.test_fraction, cfg.seed,
                      download=False)
     for images in (data.train, data.test):
