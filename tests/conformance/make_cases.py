@@ -139,6 +139,10 @@ FOLDERS = {
                                (FOLDER_ERROR, "has format_version 2 but no valid prior")),
     "format-2": ("a format-2 folder (a learned prior) loads, and samples through its prior.onnx",
                  {"files": PRIOR, "meta": format_2()}, {"sample": {"n": 3, "seed": 5, "temperature": 0.5}}, ACCEPTED),
+    "format-2-eps-array": ("a format-2 folder's sample.inputs.eps is an object (its shape and distribution)",
+                           {"files": PRIOR, "meta": vae_json(PRIOR, format_version=2, min_vae_edge="0.2.0", prior={
+                               **VAMP, "sample": {**VAMP["sample"], "inputs": {"eps": [], "u": {}}}})}, {},
+                           (FOLDER_ERROR, "has format_version 2 but no valid prior")),
     "format-2-prior-not-listed": ("a format-2 folder's prior.onnx is loaded, so it must be listed",
                                   {"meta": format_2(FP32)}, {}, (FOLDER_ERROR, "lists no prior file")),
     "format-2-prior-tampered": ("a changed byte of prior.onnx fails the sha256 check",

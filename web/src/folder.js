@@ -42,6 +42,8 @@ export async function fetchBytes(url) {
 }
 
 const size = (v) => Number.isInteger(v) && v > 0 && v < SIZE_LIMIT;
+/** A JSON object: not null, not an array (Python's dict, C's cJSON_IsObject). */
+const isObject = (v) => v !== null && typeof v === 'object' && !Array.isArray(v);
 
 /** vae.json of a folder, checked: strict JSON (UTF-8, no byte order mark), this format and version, the sizes. */
 export async function readMeta(backend, folder) {
@@ -64,12 +66,12 @@ export async function readMeta(backend, folder) {
   if (formatProblem(meta)) throw new ModelFolderError(`${where} ${formatProblem(meta)}`);
   const shape = meta.model?.input_shape;
   if (!(Array.isArray(shape) && shape.length === 3 && shape.every(size) && size(meta.model.latent_dim)
-    && meta.files && typeof meta.files === 'object' && !Array.isArray(meta.files))) {
+    && isObject(meta.files))) {
     throw new ModelFolderError(`${where} lacks valid model.input_shape, model.latent_dim or files`);
   }
   const noise = meta.prior?.sample?.inputs;
-  if (meta.format_version === 2 && !(typeof meta.prior?.name === 'string' && noise && typeof noise === 'object'
-    && noise.eps && typeof noise.eps === 'object' && Object.keys(noise).every((k) => k === 'eps' || k === 'u'))) {
+  if (meta.format_version === 2 && !(typeof meta.prior?.name === 'string' && isObject(noise) && isObject(noise.eps)
+    && Object.keys(noise).every((k) => k === 'eps' || k === 'u'))) {
     throw new ModelFolderError(`${where} has format_version 2 but no valid prior (name, and sample.inputs naming eps) (docs/priors.md)`);
   }
   return meta;
