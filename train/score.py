@@ -52,15 +52,21 @@ def log_likelihoods(vae: Folder, x: np.ndarray, k: int, seed: int = SEED, show_p
     return out
 
 
+def first_images(lls: np.ndarray) -> tuple[int, float]:
+    """(how many, their NLL): the first SUBSET images' mean of the per-image figures."""
+    return min(SUBSET, len(lls)), float(-lls[:SUBSET].mean())
+
+
 def record(folder: Path, lls: np.ndarray, k: int, seconds: float, cpu: str, onnxruntime: str) -> dict:
     """Write metrics.iwae into the folder's vae.json (atomically; the sha256s list the .onnx files, not vae.json)."""
     meta = json.loads((folder / "vae.json").read_text())
+    images, nll = first_images(lls)
     entry = {"nll": float(-lls.mean()), "k": k, "images": len(lls), "split": "test",
              "route": f"score.onnx in onnxruntime {onnxruntime} (vae_edge.runtime VAE.log_likelihood): the exported "
                       "files, float32 log-weights summed in float64",
              "noise": f"image batch b of {BATCH}: numpy default_rng(SeedSequence({SEED}).spawn(...)[b])",
-             "subset": {"images": min(SUBSET, len(lls)), "nll": float(-lls[:SUBSET].mean()),
-                        "what": f"the first {min(SUBSET, len(lls))} test images' mean of the same per-image figures"},
+             "subset": {"images": images, "nll": nll,
+                        "what": f"the first {images} test images' mean of the same per-image figures"},
              "seconds": round(seconds, 1), "cpu": cpu}
     meta["metrics"] = {**(meta.get("metrics") or {}), "iwae": entry}
     atomic_write_text(folder / "vae.json", json.dumps(meta, indent=2, allow_nan=False) + "\n")
@@ -81,8 +87,9 @@ def score_folder(folder: Path, k: int, data_dir: str | None, limit: int, write: 
     t0 = time.perf_counter()
     lls = log_likelihoods(vae, x, k)
     seconds = time.perf_counter() - t0
+    images, nll = first_images(lls)
     result = {"model": str(folder), "examples": len(x), f"test_nll_iwae_{k}": float(-lls.mean()),
-              f"test_nll_iwae_{k}_first_{min(SUBSET, len(x))}": float(-lls[:SUBSET].mean()), "iwae_seconds": seconds,
+              f"test_nll_iwae_{k}_first_{images}": nll, "iwae_seconds": seconds,
               "iwae_route": "score.onnx (onnxruntime)"}
     if write:
         record(folder, lls, k, seconds, cpu_name(), onnxruntime.__version__)
