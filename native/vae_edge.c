@@ -477,7 +477,7 @@ static int decode_batch(vae_model *vae, const float *z, size_t n, float *x, char
     if (!status) status = vae->ort->Run(vae->decoder, NULL, in, (const OrtValue *const *)&zv, 1, out, 1, &xv);
     vae->ort->ReleaseValue(zv);
     if (xv) vae->ort->ReleaseValue(xv);
-    return status ? ort_fail(vae->ort, status, err, "the decoder failed") : 0;
+    return status ? ort_fail(vae->ort, status, err, "the decoder failed to run") : 0;
 }
 
 int vae_decode(vae_model *vae, const float *z, size_t n, float *x, char err[VAE_ERROR_SIZE]) {
@@ -511,7 +511,7 @@ static int prior_batch(const vae_model *vae, const float *eps, const float *u, s
     for (int i = 0; i < 2; i++)
         if (in[i]) vae->ort->ReleaseValue(in[i]);
     if (zv) vae->ort->ReleaseValue(zv);
-    return status ? ort_fail(vae->ort, status, err, "prior.onnx failed") : 0;
+    return status ? ort_fail(vae->ort, status, err, "prior.onnx failed to run") : 0;
 }
 
 /* The noise eps in z replaced by prior.onnx(eps, u), u = vae_uniform(n, seed), BATCH latents a run. */

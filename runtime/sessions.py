@@ -77,9 +77,33 @@ def session(path: Path, data: bytes, threads: int | None, providers: list,
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
     try:
-        return ort.InferenceSession(name, sess_options=so, providers=providers)
+        return FileSession(ort.InferenceSession(name, sess_options=so, providers=providers), name)
     except Exception as e:  # onnxruntime raises its own exception types (InvalidProtobuf, Fail, ...)
         raise ModelFolderError(f"{name} is not a loadable ONNX model (corrupt?): {one_line(e)}") from None
+
+
+class FileSession:
+    """An onnxruntime session whose failure to run is one line that names its file (ModelFolderError).
+
+    The runtime checks every input before a run, so a run that fails is a file that does not compute what it
+    declares: damage that still parses, passes onnxruntime's checks and has the right inputs and outputs, such
+    as a layer fed the wrong tensor (found by tests/test_fuzz.py)."""
+
+    def __init__(self, session: InferenceSession, name: str):
+        self._session, self._name = session, name
+
+    def __getattr__(self, name: str):  # get_inputs, get_outputs, get_providers, ...: the session's own
+        if name.startswith("_"):  # not set yet (a copy being made): not the session's either
+            raise AttributeError(name)
+        return getattr(self._session, name)
+
+    def run(self, *args, **kwargs):
+        try:
+            return self._session.run(*args, **kwargs)
+        except Exception as e:
+            if not type(e).__module__.startswith("onnxruntime"):
+                raise
+            raise ModelFolderError(f"{self._name} failed to run: {one_line(e)}") from None
 
 
 class LaterSession:

@@ -5,6 +5,7 @@ import shutil
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import onnx
 import pytest
 import torch
 
@@ -327,6 +328,21 @@ def test_a_corrupt_onnx_file_with_a_matching_hash_is_refused(mlp, tmp_path):
     rehash(folder, "decoder")
     with pytest.raises(ModelFolderError, match="decoder.onnx is not a loadable ONNX model"):
         VAE.load(folder)
+
+
+def test_a_file_that_loads_but_fails_to_run_says_so_in_one_line(mlp, tmp_path, rng):
+    """A bit that make fuzz flipped: the decoder's second Gemm reads its input transposed (transA), which the
+    symbolic batch hides from onnxruntime's checks at load, and which no batch but 400 (the hidden width) runs."""
+    folder = copy_export(mlp[1], tmp_path)
+    decoder = onnx.load(str(folder / "decoder.onnx"))
+    second_gemm = [n for n in decoder.graph.node if n.op_type == "Gemm"][1]
+    next(a for a in second_gemm.attribute if a.name == "transA").i = 1
+    onnx.save(decoder, str(folder / "decoder.onnx"))
+    rehash(folder, "decoder")
+    vae = VAE.load(folder)
+    with pytest.raises(ModelFolderError, match=r"decoder.onnx failed to run: .*Gemm") as e:
+        vae.decode(rng.standard_normal((2, vae.latent_dim), dtype=np.float32))
+    assert "\n" not in str(e.value)
 
 
 @pytest.mark.parametrize("key", ["encoder", "decoder"])

@@ -42,6 +42,16 @@ def decoder(latent: int = LATENT, shape: list = SHAPE, role: str = "decoder", ir
     return _model(nodes, [_tensor("z", [latent])], [_tensor("x", shape)], weights, role, ir_version)
 
 
+def decoder_failing_to_run() -> bytes:
+    """A decoder that loads but fails to run: x = sigmoid(z^T W) (Gemm's transA), which the symbolic batch hides
+    from the checks at load; it runs only where the batch is latent_dim."""
+    w = np.random.default_rng(1).standard_normal((LATENT, int(np.prod(SHAPE)))).astype(np.float32)
+    nodes = [helper.make_node("Gemm", ["z", "W"], ["h"], transA=1), helper.make_node("Sigmoid", ["h"], ["p"]),
+             helper.make_node("Reshape", ["p", "shape"], ["x"])]
+    weights = [("W", w), ("shape", np.array([-1, *SHAPE], np.int64))]
+    return _model(nodes, [_tensor("z", [LATENT])], [_tensor("x", SHAPE)], weights, "decoder")
+
+
 def encoder(latent: int = LATENT, outputs: tuple = ("mu", "logvar")) -> bytes:
     """x [batch, C, H, W] -> mu = flat(x) A, logvar = flat(x) B"""
     rng = np.random.default_rng(2)
@@ -149,6 +159,9 @@ FOLDERS = {
                                 {"meta": format_2(), "files": {**PRIOR, "prior": ("prior.onnx",
                                                                                   PRIOR["prior"][1][:-1] + b"\x01")}},
                                 {}, (FOLDER_ERROR, "prior.onnx does not match the sha256 in vae.json")),
+    "decoder-fails-to-run": ("a file that loads but fails to run on valid input is refused in one line",
+                             {"files": {**FP32, "decoder": ("decoder.onnx", decoder_failing_to_run())}},
+                             {"sample": {"n": 3, "seed": 0}}, (FOLDER_ERROR, "failed to run")),
     "format-version-true": ("format_version is a number, not true", {"meta": vae_json(FP32, format_version=True)}, {},
                             (FOLDER_ERROR, "has format_version")),
     "format-version-string": ("format_version is a number, not a string",

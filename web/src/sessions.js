@@ -19,9 +19,26 @@ export function sessionOptions(executionProviders, threads) {
 
 /** backend.session(bytes, threads), where is the file's path or URL for the message. */
 export async function openSession(backend, bytes, threads, where) {
+  let session;
   try {
-    return await backend.session(bytes, threads);
+    session = await backend.session(bytes, threads);
   } catch (e) {
     throw new ModelFolderError(`${where} is not a loadable ONNX model (corrupt?): ${oneLine(e)}`);
   }
+  return failingInOneLine(session, where);
+}
+
+/** The session, whose run fails with a ModelFolderError naming the file: the library checks every input first, so
+ * a run that fails is a file that does not compute what it declares (damage that loads, such as a layer fed the
+ * wrong tensor; conformance case decoder-fails-to-run). */
+function failingInOneLine(session, where) {
+  const run = session.run.bind(session);
+  session.run = async (...args) => {
+    try {
+      return await run(...args);
+    } catch (e) {
+      throw new ModelFolderError(`${where} failed to run: ${oneLine(e)}`);
+    }
+  };
+  return session;
 }
