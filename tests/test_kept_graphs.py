@@ -10,7 +10,8 @@ import exported
 from vae_edge.export.graphs import decoder_graph, encoder_graph
 from vae_edge.train.model import VAE
 
-MAKE = "import torch; from vae_edge.train.model import VAE; torch.manual_seed(7); m = VAE('conv', (1, 8, 8), 16, 3).eval()"
+MAKE = ("import torch; from vae_edge.train.model import VAE; torch.manual_seed(7); "
+        "m = VAE('conv', (1, 8, 8), 16, 3).eval()")
 
 
 def test_a_kept_graph_is_the_graph_a_fresh_process_exports(tmp_path):
