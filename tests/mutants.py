@@ -51,6 +51,11 @@ MUTANTS = [
            ["node", "--test", "web/test/random.test.js"]),
     Mutant("a-default-model-recipe-does-not-name", "train/config.py", "batch_size: int = 128", "batch_size: int = 256",
            ["tests/test_bundled.py::test_vae_json_records_the_recipe_that_make_model_trains"]),
+    Mutant("a-run-failure-escapes-as-onnxruntimes-own", "runtime/sessions.py",
+           'if not type(e).__module__.startswith("onnxruntime"):', "if True:",
+           ["tests/test_runtime.py::test_a_file_that_loads_but_fails_to_run_says_so_in_one_line"]),
+    Mutant("a-run-failure-escapes-in-javascript", "web/src/sessions.js", "  return failingInOneLine(session, where);",
+           "  return session;", ["node", "--test", "web/test/conformance.test.js"]),
 ]
 
 
