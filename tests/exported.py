@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
+
 import onnx
 import onnxruntime
 import onnxscript
 import torch
 
 from conftest import REPO
-from trained import source_digest
+from trained import keep, source_digest
 
 CACHE = REPO / ".cache" / "exported"
 KEEP = 400  # graphs kept, the most recently used (tens of KB to a few MB each)
@@ -64,12 +64,7 @@ def install() -> None:
             kept.touch()  # used now: the last to be dropped
             return Kept(onnx.load_from_string(kept.read_bytes()))
         program = export(module, args, **kwargs)
-        CACHE.mkdir(parents=True, exist_ok=True)
-        part = kept.with_suffix(f".{os.getpid()}.part")
-        part.write_bytes(program.model_proto.SerializeToString())
-        os.replace(part, kept)  # whole or absent
-        for old in sorted(CACHE.glob("*.onnx"), key=lambda p: p.stat().st_mtime, reverse=True)[KEEP:]:
-            old.unlink(missing_ok=True)
+        keep(kept, lambda part: part.write_bytes(program.model_proto.SerializeToString()), KEEP)
         return program
 
     cached_export.kept = True

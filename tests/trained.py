@@ -52,6 +52,17 @@ def source_digest() -> str:
     return h.hexdigest()
 
 
+def keep(kept: Path, write, most: int) -> None:
+    """write(part) makes the file, which then becomes `kept` whole (or not at all); of the files of its suffix in its
+    folder, the `most` most recently used stay."""
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    part = kept.with_suffix(f".{os.getpid()}.part")
+    write(part)
+    os.replace(part, kept)
+    for old in sorted(kept.parent.glob(f"*{kept.suffix}"), key=lambda p: p.stat().st_mtime, reverse=True)[most:]:
+        old.unlink(missing_ok=True)
+
+
 def run_key(cfg: Config) -> str:
     """sha256 of what decides the run: the config (less where it writes), every source file of vae_edge (the
     training code and what it imports from the export and the runtime), the images that load_data gives for the
@@ -76,12 +87,7 @@ def train_cached(cfg: Config) -> tuple[VAE, list[dict]]:
         kept.touch()  # used now: the last to be dropped
     else:
         train(cfg, quiet=True)
-        CACHE.mkdir(parents=True, exist_ok=True)
-        part = kept.with_suffix(f".{os.getpid()}.part")
-        shutil.copyfile(Path(cfg.out_dir) / cfg.name / "model.pt", part)
-        os.replace(part, kept)  # whole or absent
-        for old in sorted(CACHE.glob("*.pt"), key=lambda p: p.stat().st_mtime, reverse=True)[KEEP:]:
-            old.unlink(missing_ok=True)
+        keep(kept, lambda part: shutil.copyfile(Path(cfg.out_dir) / cfg.name / "model.pt", part), KEEP)
     ckpt = checkpoint.load(kept)
     model = VAE.from_config(Config.from_dict(ckpt["config"]).model())
     model.load_state_dict(ckpt["state_dict"])
