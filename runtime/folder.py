@@ -1,12 +1,15 @@
-"""The model folder (docs/format.md): vae.json, read and checked, and the files it lists, each checked against
-its sha256. Standard library only; tests/conformance/ holds the cases every reader (Python, JavaScript, C) must
+"""The model folder (docs/format.md): vae.json, read and checked, and the files it lists, each opened safely and
+checked against its size and sha256, in the order docs/format.md numbers (issue 31: a folder may come from a
+stranger). Standard library only; tests/conformance/ holds the cases every reader (Python, JavaScript, C) must
 accept or refuse alike."""
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import re
+import stat
 from pathlib import Path
 
 from .errors import ModelFolderError, missing_model_message, one_line
@@ -17,7 +20,14 @@ FORMAT_VERSIONS = (1, 2)  # what this runtime reads: 2 adds prior.onnx and score
 PRECISIONS = {"fp32": ("encoder", "decoder"), "int8": ("encoder_int8", "decoder_int8")}
 # A path in files[*].path: parts of letters, digits, '.', '_' and '-' (none starting with '.') joined by '/'.
 PLAIN_PATH = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*(/[A-Za-z0-9_][A-Za-z0-9._-]*)*")
-SIZE_LIMIT = 2**31  # input_shape and latent_dim: positive integers below this
+SIZE_LIMIT = 2**31  # input_shape and latent_dim: positive integers below this; files[*].bytes: below it too
+META_LIMIT = 1 << 20  # vae.json's size in bytes: at most 1 MiB
+DEPTH_LIMIT = 32  # vae.json's arrays and objects nest at most this deep (the top object is level 1)
+# A JSON string (backslash escapes honoured; one left open runs to the end) or a bracket: what the nesting scan sees.
+JSON_TOKEN = re.compile(rb'"(?:[^"\\]+|\\.)*"?|[\[\]{}]', re.S)
+# Read-only; a FIFO or a device opens without blocking; a symlink swapped in after the real path was checked is
+# refused (O_NOFOLLOW on the resolved path). Flags a system lacks are left out.
+OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
 
 
 def _refuse_constant(name: str):
@@ -33,14 +43,20 @@ def _size(v) -> int:
 
 
 def read_meta(path: str | os.PathLike = "vae-onnx") -> dict:
-    """Read and check vae.json of a model folder: strict JSON, this format and version, the model's sizes."""
+    """Read and check vae.json of a model folder: opened like every listed file (read_inside), at most 1 MiB and
+    nested at most 32 levels (scanned before the parser runs), strict JSON, this format and version, the sizes."""
     folder = Path(path)
     meta_path = folder / "vae.json"
-    if not folder.is_dir() or not meta_path.is_file():
+    if not folder.is_dir() or not meta_path.exists():
         raise ModelFolderError(missing_model_message(folder))
+    data = read_inside(folder, meta_path, limit=META_LIMIT)
+    if len(data) > META_LIMIT:
+        raise ModelFolderError(f"{meta_path} is larger than 1 MiB, the limit for vae.json")
+    if nesting(data) > DEPTH_LIMIT:
+        raise ModelFolderError(f"{meta_path} is nested deeper than {DEPTH_LIMIT} levels")
     try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"), parse_constant=_refuse_constant)
-    except (OSError, UnicodeDecodeError, ValueError) as e:
+        meta = json.loads(data.decode("utf-8"), parse_constant=_refuse_constant)
+    except (UnicodeDecodeError, ValueError) as e:
         raise ModelFolderError(f"{meta_path} is not readable JSON (corrupt?): {one_line(e)}") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ModelFolderError(f"{meta_path} is not a vae-edge ONNX export (format should be {FORMAT!r})")
@@ -59,6 +75,20 @@ def read_meta(path: str | os.PathLike = "vae-onnx") -> dict:
         raise ModelFolderError(f"{meta_path} has format_version 2 but no valid prior (name, and sample.inputs "
                                f"naming eps) (docs/priors.md)")
     return meta
+
+
+def nesting(data: bytes) -> int:
+    """How deep JSON text nests arrays and objects, brackets inside strings not counted: a scan that never
+    recurses, so that the parser is only handed what it can read without recursing deeper than DEPTH_LIMIT."""
+    depth = deepest = 0
+    for token in JSON_TOKEN.finditer(data):
+        bracket = token[0][:1]
+        if bracket in (b"[", b"{"):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif bracket in (b"]", b"}"):
+            depth -= 1
+    return deepest
 
 
 def _prior_ok(prior) -> bool:
@@ -92,10 +122,12 @@ def latent_dim(meta: dict) -> int:
 
 
 def file_path(folder: Path, meta: dict, key: str) -> Path:
-    """Where files[key] is, refusing an entry without a path and sha256, and a path that is not plain."""
+    """Where files[key] is, refusing an entry without a path, a sha256 and its bytes (a), and a path that is not
+    plain (b)."""
     entry = meta["files"].get(key)
-    if not isinstance(entry, dict) or not isinstance(entry.get("path"), str) or not isinstance(entry.get("sha256"), str):
-        raise ModelFolderError(f"{folder / 'vae.json'} lists no {key} file")
+    if (not isinstance(entry, dict) or not isinstance(entry.get("path"), str)
+            or not isinstance(entry.get("sha256"), str) or _byte_count(entry.get("bytes")) is None):
+        raise ModelFolderError(f"{folder / 'vae.json'} lists no {key} file (path, sha256 and bytes)")
     # The path comes from a file we do not control: keep it inside the folder, and the same on every system.
     name = entry["path"]
     if not PLAIN_PATH.fullmatch(name):
@@ -104,13 +136,64 @@ def file_path(folder: Path, meta: dict, key: str) -> Path:
     return folder / name
 
 
-def check_file(folder: Path, meta: dict, key: str) -> bytes:
-    """Return the bytes of files[key], refusing a missing file or one whose sha256 differs from vae.json."""
-    path = file_path(folder, meta, key)
+def _byte_count(v) -> int | None:
+    """files[*].bytes: an integer from 0 to 2^31 - 1 (1234.0 counts, as in _size); None for anything else."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or v != int(v) or not 0 <= v < SIZE_LIMIT:
+        return None
+    return int(v)
+
+
+def read_inside(folder: Path, path: Path, size: int | None = None, limit: int = 0) -> bytes:
+    """The bytes of the file at path, opened safely (c-e): its real path inside the folder's, a regular file,
+    opened without blocking, then, with size, exactly size bytes (fstat first, then the read); without it, at
+    most limit + 1 bytes (fstat refuses more first), so that the caller can tell a file over its limit."""
+    real, root = os.path.realpath(path), os.path.realpath(folder)
+    if os.path.commonpath([real, root]) != root:
+        raise ModelFolderError(f"{path} resolves outside the model folder")
     try:
-        data = path.read_bytes()
+        fd = os.open(real, OPEN_FLAGS)
+    except OSError as e:
+        if e.errno == errno.ENXIO:  # a socket, or a device with nothing behind it: opening it cannot succeed
+            raise ModelFolderError(f"{path} is not a regular file") from None
+        raise ModelFolderError(f"cannot read {path}: {one_line(e)}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ModelFolderError(f"{path} is not a regular file")
+        if size is None:
+            return _read_up_to(fd, min(st.st_size, limit) + 1, path)
+        if st.st_size != size:
+            raise ModelFolderError(f"{path} has {st.st_size} bytes; vae.json says {size}")
+        data = _read_up_to(fd, size, path)
+        if len(data) < size or _read_up_to(fd, 1, path):  # it shrank or grew since fstat
+            now = os.fstat(fd).st_size
+            raise ModelFolderError(f"{path} has {now if now != size else len(data)} bytes; vae.json says {size}")
+        return data
+    finally:
+        os.close(fd)
+
+
+def _read_up_to(fd: int, n: int, path: Path) -> bytes:
+    """Up to n bytes from fd: fewer only at the end of the file. One read gives a regular file's bytes whole,
+    with no copy; the loop is for a system that returns fewer (Linux: at most 2 GiB per read)."""
+    try:
+        data = os.read(fd, n)
+        if len(data) == n or not data:
+            return data
+        parts = [data]
+        while n > (got := sum(map(len, parts))) and (more := os.read(fd, n - got)):
+            parts.append(more)
+        return b"".join(parts)
     except OSError as e:
         raise ModelFolderError(f"cannot read {path}: {one_line(e)}") from None
+
+
+def check_file(folder: Path, meta: dict, key: str) -> bytes:
+    """The bytes of files[key], in the order docs/format.md numbers: the entry (a), a plain path (b), the file
+    opened safely and read at its declared size (c-e, read_inside), its sha256 (f). The bytes returned are the
+    bytes that run: sessions.py builds onnxruntime's session from them, never from the path again."""
+    path = file_path(folder, meta, key)
+    data = read_inside(folder, path, size=_byte_count(meta["files"][key]["bytes"]))
     if hashlib.sha256(data).hexdigest() != meta["files"][key]["sha256"]:
         raise ModelFolderError(f"{path} does not match the sha256 in vae.json (tampered or corrupt); "
                                f"refusing to load it")
