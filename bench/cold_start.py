@@ -80,6 +80,7 @@ def before_env(runtime: Path, d: Path) -> dict:
     if not pkg.exists():
         pkg.mkdir(parents=True)
         (pkg / "runtime").symlink_to(runtime.resolve(), target_is_directory=True)
+        (pkg / "__init__.py").symlink_to(REPO / "version" / "__init__.py")  # vae_edge.__version__, which cli imports
     return dict(ENV, PYTHONPATH=str(d / "before"))
 
 

@@ -58,18 +58,16 @@ def check_readable(data: bytes, name: str) -> None:
         raise ModelFolderError(f"{name} {problem}")
 
 
-def session(path: Path, data: bytes, threads: int | None, providers: list,
+def session(name: str, data: bytes, threads: int | None, providers: list,
             ort_format: bool = False) -> InferenceSession:
-    """A session for the file at path, whose bytes (data) check_file has checked. onnxruntime reads the file
-    again from disk (the page cache): handed the bytes, it keeps a copy of its own beside ours while it builds
-    the session, 3.3 MiB more peak memory for the bundled decoder (bench/cold_start.py)."""
-    name = str(path)
+    """A session built from data, the bytes of the file `name` that check_file verified: never from the path
+    again, so that a file replaced after its check never runs (issue 31). Its cost in peak memory against the
+    path-based load is in docs/performance.md (bench/cold_start.py)."""
     so = ort.SessionOptions()
     if ort_format:
         so.add_session_config_entry("session.load_model_format", "ORT")
     else:
         check_readable(data, name)
-    del data  # the caller holds no other reference: freed before onnxruntime allocates
     so.log_severity_level = 3  # errors only: warnings from the graph optimizer are noise for users
     for key, value in SESSION_CONFIG.items():
         so.add_session_config_entry(key, value)
@@ -77,7 +75,7 @@ def session(path: Path, data: bytes, threads: int | None, providers: list,
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
     try:
-        return FileSession(ort.InferenceSession(name, sess_options=so, providers=providers), name)
+        return FileSession(ort.InferenceSession(data, sess_options=so, providers=providers), name)
     except Exception as e:  # onnxruntime raises its own exception types (InvalidProtobuf, Fail, ...)
         raise ModelFolderError(f"{name} is not a loadable ONNX model (corrupt?): {one_line(e)}") from None
 
@@ -112,7 +110,9 @@ class LaterSession:
     VAE.load checks the encoder against vae.json and the decoder from the graph's inputs and outputs, read from
     the file's bytes (compat.onnx_signature, the same facts the session would give); the session, about
     12 ms and 7 MiB for the bundled encoder, waits until something encodes. The file's sha256 is checked again
-    then, as onnxruntime reads it once more. Thread-safe: the first run makes the one session under a lock."""
+    then, as it is read once more: its bytes are not kept meanwhile, so that sampling never holds them (their
+    size in memory), and the session is built from the bytes of that second read, verified again (check_file).
+    Thread-safe: the first run makes the one session under a lock."""
 
     def __init__(self, make, signature: tuple[list, list, dict]):
         self._make, self._lock = make, threading.Lock()
@@ -159,6 +159,6 @@ def check_ort_format(folder: Path, meta: dict, *keys: str) -> None:
 def open_file(folder: Path, meta: dict, key: str, threads: int | None, providers: list, ort_format: bool = False,
               lazy: bool = False):
     """The session of files[key], its bytes checked against vae.json first; lazy: a LaterSession."""
-    path = file_path(folder, meta, key)
-    make = lambda: session(path, check_file(folder, meta, key), threads, providers, ort_format)  # noqa: E731
-    return later(make, check_file(folder, meta, key), str(path)) if lazy else make()
+    name = str(file_path(folder, meta, key))
+    make = lambda: session(name, check_file(folder, meta, key), threads, providers, ort_format)  # noqa: E731
+    return later(make, check_file(folder, meta, key), name) if lazy else make()
