@@ -36,6 +36,8 @@ def test_the_schema_names_the_runtimes_format_version_sizes_and_paths():
     assert SCHEMA["properties"]["format"]["const"] == runtime_folder.FORMAT
     assert SCHEMA["properties"]["format_version"]["enum"] == list(runtime_folder.FORMAT_VERSIONS)
     assert SCHEMA["$defs"]["size"]["maximum"] == runtime_folder.SIZE_LIMIT - 1
+    assert SCHEMA["$defs"]["file"]["properties"]["bytes"]["maximum"] == runtime_folder.SIZE_LIMIT - 1
+    assert "bytes" in SCHEMA["$defs"]["file"]["required"]
     assert SCHEMA["$defs"]["file"]["properties"]["path"]["pattern"] == f"^{runtime_folder.PLAIN_PATH.pattern}$"
 
 
