@@ -10,6 +10,8 @@ import json
 import os
 import re
 import stat
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import ModelFolderError, missing_model_message, one_line
@@ -43,15 +45,16 @@ def _size(v) -> int:
 
 
 def read_meta(path: str | os.PathLike = "vae-onnx") -> dict:
-    """Read and check vae.json of a model folder: opened like every listed file (read_inside), at most 1 MiB and
+    """Read and check vae.json of a model folder: opened like every listed file (open_inside), at most 1 MiB and
     nested at most 32 levels (scanned before the parser runs), strict JSON, this format and version, the sizes."""
     folder = Path(path)
     meta_path = folder / "vae.json"
     if not folder.is_dir() or not meta_path.exists():
         raise ModelFolderError(missing_model_message(folder))
-    data = read_inside(folder, meta_path, limit=META_LIMIT)
-    if len(data) > META_LIMIT:
-        raise ModelFolderError(f"{meta_path} is larger than 1 MiB, the limit for vae.json")
+    with open_inside(folder, meta_path) as (fd, st):
+        # fstat first, then a read capped at the limit + 1: a file that grew meanwhile is refused all the same
+        if st.st_size > META_LIMIT or len(data := _read_up_to(fd, META_LIMIT + 1, meta_path)) > META_LIMIT:
+            raise ModelFolderError(f"{meta_path} is larger than 1 MiB, the limit for vae.json")
     if nesting(data) > DEPTH_LIMIT:
         raise ModelFolderError(f"{meta_path} is nested deeper than {DEPTH_LIMIT} levels")
     try:
@@ -143,10 +146,10 @@ def _byte_count(v) -> int | None:
     return int(v)
 
 
-def read_inside(folder: Path, path: Path, size: int | None = None, limit: int = 0) -> bytes:
-    """The bytes of the file at path, opened safely (c-e): its real path inside the folder's, a regular file,
-    opened without blocking, then, with size, exactly size bytes (fstat first, then the read); without it, at
-    most limit + 1 bytes (fstat refuses more first), so that the caller can tell a file over its limit."""
+@contextmanager
+def open_inside(folder: Path, path: Path) -> Iterator[tuple[int, os.stat_result]]:
+    """The file at path opened safely, as (descriptor, fstat): its real path, every symlink resolved, inside the
+    folder's real path (c); opened read-only without blocking, then a regular file by fstat, before any read (d)."""
     real, root = os.path.realpath(path), os.path.realpath(folder)
     if os.path.commonpath([real, root]) != root:
         raise ModelFolderError(f"{path} resolves outside the model folder")
@@ -160,17 +163,23 @@ def read_inside(folder: Path, path: Path, size: int | None = None, limit: int = 
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise ModelFolderError(f"{path} is not a regular file")
-        if size is None:
-            return _read_up_to(fd, min(st.st_size, limit) + 1, path)
+        yield fd, st
+    finally:
+        os.close(fd)
+
+
+def read_inside(folder: Path, path: Path, size: int) -> bytes:
+    """Exactly size bytes of the file at path, opened safely (c, d): fstat must say size before any read (d),
+    then exactly size bytes are read from that descriptor (e), a file that shrank or grew meanwhile refused."""
+    with open_inside(folder, path) as (fd, st):
         if st.st_size != size:
             raise ModelFolderError(f"{path} has {st.st_size} bytes; vae.json says {size}")
         data = _read_up_to(fd, size, path)
-        if len(data) < size or _read_up_to(fd, 1, path):  # it shrank or grew since fstat
-            now = os.fstat(fd).st_size
-            raise ModelFolderError(f"{path} has {now if now != size else len(data)} bytes; vae.json says {size}")
+        if len(data) < size:  # it shrank since fstat
+            raise ModelFolderError(f"{path} has {len(data)} bytes; vae.json says {size}")
+        if _read_up_to(fd, 1, path):  # it grew since fstat: at least one byte more
+            raise ModelFolderError(f"{path} has {max(os.fstat(fd).st_size, size + 1)} bytes; vae.json says {size}")
         return data
-    finally:
-        os.close(fd)
 
 
 def _read_up_to(fd: int, n: int, path: Path) -> bytes:
@@ -193,7 +202,9 @@ def check_file(folder: Path, meta: dict, key: str) -> bytes:
     opened safely and read at its declared size (c-e, read_inside), its sha256 (f). The bytes returned are the
     bytes that run: sessions.py builds onnxruntime's session from them, never from the path again."""
     path = file_path(folder, meta, key)
-    data = read_inside(folder, path, size=_byte_count(meta["files"][key]["bytes"]))
+    size = _byte_count(meta["files"][key]["bytes"])
+    assert size is not None  # file_path refused an entry without it
+    data = read_inside(folder, path, size)
     if hashlib.sha256(data).hexdigest() != meta["files"][key]["sha256"]:
         raise ModelFolderError(f"{path} does not match the sha256 in vae.json (tampered or corrupt); "
                                f"refusing to load it")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -107,12 +108,17 @@ def load_images(paths: Iterable[str | os.PathLike], input_shape: tuple[int, int,
     arrays = []
     for p in paths:
         try:
-            with Image.open(p) as img:
-                img = img.convert(MODES[c])
-                if img.size != (w, h):
-                    img = img.resize((w, h), Image.Resampling.BILINEAR)
-                a = np.asarray(img, dtype=np.uint8)
-        except (OSError, UnidentifiedImageError, ValueError) as e:
+            # A decompression bomb (a small file of a huge image): over Pillow's MAX_IMAGE_PIXELS (89.5 million)
+            # Pillow only warns and decodes it; refused here, before it is decoded (docs/security.md).
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", Image.DecompressionBombWarning)
+                with Image.open(p) as img:
+                    img = img.convert(MODES[c])
+                    if img.size != (w, h):
+                        img = img.resize((w, h), Image.Resampling.BILINEAR)
+                    a = np.asarray(img, dtype=np.uint8)
+        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError,
+                Image.DecompressionBombWarning) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
             raise RuntimeInputError(f"cannot read image {p}: {first}") from None
         arrays.append(a.reshape(h, w, c).transpose(2, 0, 1))
