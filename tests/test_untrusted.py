@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import struct
 import zlib
 from pathlib import Path
@@ -84,6 +85,14 @@ def test_a_fifo_named_encoder_onnx_is_never_opened_by_a_decoder_only_load(model,
 def test_a_folder_named_decoder_onnx_is_refused(model):
     apply_setup(model, [{"mkdir": "decoder.onnx"}])
     _refused(model, f"{model / 'decoder.onnx'} is not a regular file")
+
+
+def test_a_socket_named_decoder_onnx_is_refused(model, monkeypatch):
+    (model / "decoder.onnx").unlink()
+    monkeypatch.chdir(model)  # a socket's path is at most 107 bytes: bound by its relative name
+    with socket.socket(socket.AF_UNIX) as listening:
+        listening.bind("decoder.onnx")
+        _refused(model, f"{model / 'decoder.onnx'} is not a regular file")
 
 
 def test_a_decoder_symlinked_to_dev_zero_is_refused_before_it_is_opened(model, no_hang, monkeypatch):
