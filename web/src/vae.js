@@ -16,11 +16,11 @@ import { openSession } from './sessions.js';
 const MAX_THREADS = 1024; // onnxruntime starts every thread asked for (as runtime/model.py)
 
 export { ModelFolderError, RuntimeInputError } from './errors.js';
-export { FORMAT, FORMAT_VERSION, FORMAT_VERSIONS, PRECISIONS, fetchBytes } from './folder.js';
+export { FORMAT, FORMAT_VERSION, FORMAT_VERSIONS, PRECISIONS, openUrl } from './folder.js';
 export const DEFAULT_BATCH_SIZE = 1024;
 
 export class VAE {
-  /** Set by the backend's subclass (node.js, browser.js): {ort, join, read, session}. */
+  /** Set by the backend's subclass (node.js, browser.js): {ort, join, open, session} (open: folder.js says). */
   static backend = null;
 
   /**

@@ -1,0 +1,188 @@
+// A model folder from a stranger (issue 31, docs/security.md): loading it never reads a file outside it, never
+// hangs, never crashes, and never returns output of the wrong shape or type. Each test crafts one hostile folder
+// from tests/conformance/folders/valid (or format-2), with vae.json's sha256 and bytes rewritten to match, so
+// that only the rule under test can refuse it.
+
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { after, before, describe, test } from 'node:test';
+import { ModelFolderError, RuntimeInputError, VAE } from 'vae-edge';
+import { attribute, decoder, externalTensor, message, model, node, tensor, valueInfo } from './onnx-build.js';
+
+const FOLDERS = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'tests', 'conformance', 'folders');
+const SHAPE = [1, 2, 3], LATENT = 2; // the conformance folders' model
+const TIMEOUT = { timeout: 20_000 }; // a reader that hangs fails its test instead of the run
+
+let tmp, count = 0;
+before(() => { tmp = mkdtempSync(path.join(os.tmpdir(), 'vae-edge-untrusted-')); });
+after(() => rmSync(tmp, { recursive: true, force: true }));
+
+/** A copy of a conformance folder (valid, format-2) in its own temporary folder: <tmp>/<n>/model. */
+function copy(from = 'valid') {
+  const folder = path.join(tmp, String(count++), 'model');
+  cpSync(path.join(FOLDERS, from), folder, { recursive: true });
+  return folder;
+}
+const editMeta = (folder, edit) => {
+  const meta = JSON.parse(readFileSync(path.join(folder, 'vae.json'), 'utf8'));
+  edit(meta);
+  writeFileSync(path.join(folder, 'vae.json'), JSON.stringify(meta));
+};
+/** files[key] rewritten to hold `bytes`, with a matching sha256 and size. */
+function put(folder, key, bytes) {
+  editMeta(folder, (meta) => {
+    writeFileSync(path.join(folder, meta.files[key].path), bytes);
+    Object.assign(meta.files[key], { sha256: createHash('sha256').update(bytes).digest('hex'), bytes: bytes.length });
+  });
+  return folder;
+}
+const refuses = (promise, fragment, kind = ModelFolderError) => assert.rejects(promise, (e) => {
+  assert.ok(e instanceof kind, `expected a ${kind.name}, got ${e?.name}: ${e?.message}`);
+  assert.ok(e.message.includes(fragment), `message: ${e.message}`);
+  assert.ok(!e.message.includes('\n'), 'the message is one line');
+  return true;
+});
+
+describe('only regular files of the declared size, inside the folder, are read', () => {
+  test('a FIFO named decoder.onnx is refused without waiting for a writer', TIMEOUT, async () => {
+    const folder = copy();
+    rmSync(path.join(folder, 'decoder.onnx'));
+    execFileSync('mkfifo', [path.join(folder, 'decoder.onnx')]);
+    await refuses(VAE.load(folder), 'decoder.onnx is not a regular file');
+  });
+  test('a decoder.onnx that is a symlink to /dev/zero is refused before a byte is read', TIMEOUT, async () => {
+    const folder = copy();
+    rmSync(path.join(folder, 'decoder.onnx'));
+    symlinkSync('/dev/zero', path.join(folder, 'decoder.onnx'));
+    await refuses(VAE.load(folder), 'decoder.onnx resolves outside the model folder');
+  });
+  test('a symlink to a file outside the folder is refused, even one with the right bytes', async () => {
+    const folder = copy();
+    renameSync(path.join(folder, 'decoder.onnx'), path.join(folder, '..', 'decoder.onnx'));
+    symlinkSync('../decoder.onnx', path.join(folder, 'decoder.onnx'));
+    await refuses(VAE.load(folder), 'decoder.onnx resolves outside the model folder');
+  });
+  test('a symlink to a file inside the folder is followed', async () => {
+    const folder = copy();
+    mkdirSync(path.join(folder, 'real'));
+    renameSync(path.join(folder, 'decoder.onnx'), path.join(folder, 'real', 'decoder.onnx'));
+    symlinkSync('real/decoder.onnx', path.join(folder, 'decoder.onnx'));
+    assert.equal((await (await VAE.load(folder)).sample(2, { seed: 1 })).length, 2 * 6);
+  });
+  test('a folder named decoder.onnx is refused', async () => {
+    const folder = copy();
+    rmSync(path.join(folder, 'decoder.onnx'));
+    mkdirSync(path.join(folder, 'decoder.onnx'));
+    await refuses(VAE.load(folder), 'decoder.onnx is not a regular file');
+  });
+  test('a file longer than vae.json says is refused before it is read', async () => {
+    const folder = copy();
+    writeFileSync(path.join(folder, 'decoder.onnx'), Buffer.concat([readFileSync(path.join(folder, 'decoder.onnx')), Buffer.from([0])]));
+    await refuses(VAE.load(folder), 'decoder.onnx has 281 bytes; vae.json says 280');
+  });
+  test('a files entry without bytes is refused: bytes is required', async () => {
+    const folder = copy();
+    editMeta(folder, (m) => { delete m.files.decoder.bytes; });
+    await refuses(VAE.load(folder), 'vae.json lists no decoder file (path, sha256 and bytes)');
+  });
+  test('a files entry with bytes that is not an integer below 2^31 is refused', async () => {
+    for (const bytes of [-1, 2 ** 31, 280.5, '280']) {
+      const folder = copy();
+      editMeta(folder, (m) => { m.files.decoder.bytes = bytes; });
+      await refuses(VAE.load(folder), 'lists no decoder file');
+    }
+  });
+  test('a vae.json that is a FIFO is refused without hanging', TIMEOUT, async () => {
+    const folder = copy();
+    rmSync(path.join(folder, 'vae.json'));
+    execFileSync('mkfifo', [path.join(folder, 'vae.json')]);
+    await refuses(VAE.load(folder), 'vae.json is not a regular file');
+  });
+  test('a vae.json that is a symlink to /dev/zero is refused', TIMEOUT, async () => {
+    const folder = copy();
+    rmSync(path.join(folder, 'vae.json'));
+    symlinkSync('/dev/zero', path.join(folder, 'vae.json'));
+    await refuses(VAE.load(folder), 'vae.json resolves outside the model folder');
+  });
+});
+
+describe('vae.json has a size limit and a nesting limit', () => {
+  test('a vae.json over 1 MiB is refused', async () => {
+    const folder = copy();
+    editMeta(folder, (m) => { m.padding = 'x'.repeat(2 ** 20); });
+    await refuses(VAE.load(folder), 'vae.json is larger than 1 MiB, the limit for vae.json');
+  });
+  test('a vae.json nested 5,000 deep is refused in one line, before the JSON parser runs', async () => {
+    const folder = copy();
+    const text = readFileSync(path.join(folder, 'vae.json'), 'utf8');
+    writeFileSync(path.join(folder, 'vae.json'), text.replace(/}\s*$/, `, "deep": ${'['.repeat(5000)}${']'.repeat(5000)}}`));
+    await refuses(VAE.load(folder), 'vae.json is nested deeper than 32 levels');
+  });
+  test('32 levels load; brackets inside strings do not count', async () => {
+    const folder = copy();
+    editMeta(folder, (m) => {
+      m.deep = JSON.parse(`${'['.repeat(31)}${']'.repeat(31)}`); // 31 inside the top-level object: 32
+      m.text = '[[[[{{{{\\"['.repeat(20);
+    });
+    await VAE.load(folder);
+  });
+});
+
+describe('over http(s): the response length and a capped read', () => {
+  let server, base;
+  const routes = new Map(); // url path -> (req, res)
+  before(async () => {
+    server = http.createServer((req, res) => {
+      const route = routes.get(req.url);
+      if (route) return route(req, res);
+      const file = path.join(FOLDERS, 'valid', path.basename(req.url));
+      try {
+        res.end(readFileSync(file));
+      } catch {
+        res.writeHead(404).end();
+      }
+    });
+    await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+    base = `http://127.0.0.1:${server.address().port}`;
+  });
+  after(() => {
+    server.closeAllConnections();
+    server.close();
+  });
+
+  test('a folder served as is loads', async () => {
+    await VAE.load(`${base}/valid`);
+  });
+  test('a Content-Length other than bytes is refused', async () => {
+    routes.set('/long/vae.json', (req, res) => res.end(readFileSync(path.join(FOLDERS, 'valid', 'vae.json'))));
+    routes.set('/long/encoder.onnx', (req, res) => res.end(readFileSync(path.join(FOLDERS, 'valid', 'encoder.onnx'))));
+    routes.set('/long/decoder.onnx', (req, res) => res.end(Buffer.alloc(1000)));
+    await refuses(VAE.load(`${base}/long`), 'decoder.onnx has 1000 bytes; vae.json says 280');
+  });
+  test('an endless response without a length is refused after bytes + 1, not read to the end', TIMEOUT, async () => {
+    routes.set('/endless/vae.json', (req, res) => res.end(readFileSync(path.join(FOLDERS, 'valid', 'vae.json'))));
+    routes.set('/endless/encoder.onnx', (req, res) => res.end(readFileSync(path.join(FOLDERS, 'valid', 'encoder.onnx'))));
+    routes.set('/endless/decoder.onnx', (req, res) => {
+      const chunk = Buffer.alloc(4096);
+      const more = () => { while (!res.destroyed && res.write(chunk)); };
+      res.on('drain', more);
+      more();
+    });
+    await refuses(VAE.load(`${base}/endless`), 'decoder.onnx has more than 280 bytes; vae.json says 280');
+  });
+  test('an endless vae.json is refused at 1 MiB', TIMEOUT, async () => {
+    routes.set('/endless-json/vae.json', (req, res) => {
+      const chunk = Buffer.alloc(65536, 0x20);
+      const more = () => { while (!res.destroyed && res.write(chunk)); };
+      res.on('drain', more);
+      more();
+    });
+    await refuses(VAE.load(`${base}/endless-json`), 'vae.json is larger than 1 MiB');
+  });
+});
