@@ -16,6 +16,7 @@ import { fileURLToPath } from 'node:url';
 import { ModelFolderError } from './src/errors.js';
 import { checkFile, filePath, metaBytes, PRECISIONS, readMeta } from './src/folder.js';
 import { openFile } from './src/node-files.js';
+import { checkClosedList } from './src/onnx.js';
 
 const WEB = path.dirname(fileURLToPath(import.meta.url));
 const REPO = path.dirname(WEB);
@@ -47,6 +48,7 @@ async function copyModel(model, dst) {
   const files = [];
   for (const key of Object.keys(meta.files)) {
     const bytes = await checkFile(reader, model, meta, key);
+    if (meta.files[key].path.endsWith('.onnx')) checkClosedList(bytes, filePath(reader, model, meta, key)); // as the page will
     files.push([meta.files[key].path, bytes]);
   }
   await mkdir(dst);

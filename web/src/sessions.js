@@ -2,6 +2,7 @@
 // browser, and a file onnxruntime cannot load refused as a ModelFolderError.
 
 import { ModelFolderError, oneLine } from './errors.js';
+import { checkClosedList } from './onnx.js';
 
 // onnxruntime's threads spin 100 µs after a run, not longer, so the encoder's idle threads do not hold the cores
 // the decoder needs next (bench/runtime.py measures it in Python).
@@ -17,8 +18,10 @@ export function sessionOptions(executionProviders, threads) {
   };
 }
 
-/** backend.session(bytes, threads), where is the file's path or URL for the message. */
+/** backend.session(bytes, threads) on the checked bytes (never the path again: the bytes that run are the bytes
+ * checked), once they hold only what the closed list allows (onnx.js); where is the file's path or URL. */
 export async function openSession(backend, bytes, threads, where) {
+  checkClosedList(bytes, where);
   let session;
   try {
     session = await backend.session(bytes, threads);

@@ -30,8 +30,8 @@ export const valueInfo = (name, dims, type = FLOAT) => message([1, name], [2, me
 
 /** A float32 (or int64) tensor with its data inside the file, or `extra` pairs (external data, ...). */
 export function tensor(name, dims, values, { type = FLOAT, extra = [] } = {}) {
-  const data = type === FLOAT ? new Uint8Array(Float32Array.from(values).buffer) : new Uint8Array(BigInt64Array.from(values, BigInt).buffer);
-  return message(...dims.map((d) => [1, d]), [2, type], [8, name], ...(values ? [[9, data]] : []), ...extra);
+  const data = () => new Uint8Array((type === FLOAT ? Float32Array.from(values) : BigInt64Array.from(values, BigInt)).buffer);
+  return message(...dims.map((d) => [1, d]), [2, type], [8, name], ...(values ? [[9, data()]] : []), ...extra);
 }
 
 /** A tensor whose bytes onnxruntime would read from `location` (TensorProto.data_location = EXTERNAL). */

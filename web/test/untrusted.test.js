@@ -186,3 +186,72 @@ describe('over http(s): the response length and a capped read', () => {
     await refuses(VAE.load(`${base}/endless-json`), 'vae.json is larger than 1 MiB');
   });
 });
+
+describe('an ONNX file holds only what the closed list allows, checked before onnxruntime sees it', () => {
+  const graphWith = (over) => model({ nodes: [node('MatMul', ['z', 'W'], ['h']), node('Reshape', ['h', 'S'], ['x'])],
+    initializers: [tensor('W', [LATENT, 6], new Array(12).fill(0.5)), tensor('S', [4], [-1, ...SHAPE], { type: 7 })],
+    inputs: [valueInfo('z', ['batch', LATENT])], outputs: [valueInfo('x', ['batch', ...SHAPE])], ...over });
+
+  test('the crafted decoder these tests alter loads and decodes', async () => {
+    const vae = await VAE.load(put(copy(), 'decoder', graphWith({})));
+    assert.deepEqual(await vae.decode([1, 1]), new Float32Array(6).fill(1));
+  });
+  test("external data is refused, and ./secret.bin in the working directory is never read", async () => {
+    const cwd = path.join(tmp, 'cwd'), before = process.cwd();
+    mkdirSync(cwd);
+    writeFileSync(path.join(cwd, 'secret.bin'), new Uint8Array(new Float32Array(12).fill(42).buffer));
+    const folder = put(copy(), 'decoder', decoder(LATENT, SHAPE, { weights: externalTensor('W', [LATENT, 6], 'secret.bin') }));
+    process.chdir(cwd);
+    try {
+      await refuses(VAE.load(folder), 'decoder.onnx stores a tensor outside the file (external data), which a model folder may not');
+    } finally {
+      process.chdir(before);
+    }
+  });
+  test('an external_data entry alone is refused too', async () => {
+    const w = tensor('W', [LATENT, 6], new Array(12).fill(0.5), { extra: [[13, message([1, 'location'], [2, 'w.bin'])]] });
+    await refuses(VAE.load(put(copy(), 'decoder', decoder(LATENT, SHAPE, { weights: w }))), 'stores a tensor outside the file');
+  });
+  test('a Constant whose tensor attribute is external is refused', async () => {
+    const constant = node('Constant', [], ['W'], { attributes: [attribute('value', 4, [5, externalTensor('v', [LATENT, 6], 'w.bin')])] });
+    const file = graphWith({ nodes: [constant, node('MatMul', ['z', 'W'], ['h']), node('Reshape', ['h', 'S'], ['x'])],
+      initializers: [tensor('S', [4], [-1, ...SHAPE], { type: 7 })] });
+    await refuses(VAE.load(put(copy(), 'decoder', file)), 'stores a tensor outside the file');
+  });
+  test('an attribute holding a list of tensors, one external, is refused', async () => {
+    const attr = attribute('values', 9, [10, tensor('a', [1], [1])], [10, externalTensor('b', [1], 'b.bin')]);
+    const file = graphWith({ nodes: [node('MatMul', ['z', 'W'], ['h'], { attributes: [attr] }), node('Reshape', ['h', 'S'], ['x'])] });
+    await refuses(VAE.load(put(copy(), 'decoder', file)), 'stores a tensor outside the file');
+  });
+  test('a sparse initializer is refused', async () => {
+    const sparse = message([1, tensor('values', [1], [1])], [2, tensor('indices', [1], [0], { type: 7 })], [3, 2], [3, 6]);
+    await refuses(VAE.load(put(copy(), 'decoder', graphWith({ graphExtra: [[15, sparse]] }))),
+      'decoder.onnx holds a sparse tensor, which a model folder may not');
+  });
+  test('a node of another operator domain is refused', async () => {
+    const file = graphWith({ nodes: [node('MatMul', ['z', 'W'], ['h'], { domain: 'com.microsoft' }), node('Reshape', ['h', 'S'], ['x'])] });
+    await refuses(VAE.load(put(copy(), 'decoder', file)), "decoder.onnx uses operator domain 'com.microsoft', which a model folder may not");
+  });
+  test('an opset_import of another domain is refused', async () => {
+    await refuses(VAE.load(put(copy(), 'decoder', graphWith({ opsets: [['ai.onnx.ml', 3]] }))), "uses operator domain 'ai.onnx.ml'");
+  });
+  test('model-local functions are refused', async () => {
+    const fn = message([1, 'F'], [4, 'x'], [5, 'y'], [7, node('Identity', ['x'], ['y'])], [10, 'local']);
+    await refuses(VAE.load(put(copy(), 'decoder', graphWith({ extra: [[25, fn]] }))),
+      'decoder.onnx defines local functions, which a model folder may not');
+  });
+  test('a subgraph (an If) is refused', async () => {
+    const branch = message([1, node('Identity', ['h'], ['x'])], [2, 'b'], [12, valueInfo('x', ['batch', ...SHAPE])]);
+    const cond = node('If', ['c'], ['x'], { attributes: [attribute('then_branch', 5, [6, branch]), attribute('else_branch', 5, [6, branch])] });
+    await refuses(VAE.load(put(copy(), 'decoder', graphWith({ nodes: [cond] }))), 'decoder.onnx holds a subgraph, which a model folder may not');
+  });
+  test('a protobuf cut short is corrupt, in one line', async () => {
+    const bytes = graphWith({});
+    await refuses(VAE.load(put(copy(), 'decoder', bytes.subarray(0, bytes.length - 40))), 'decoder.onnx is not a loadable ONNX model (corrupt?)');
+  });
+  test('the prior and the encoder are held to it too', async () => {
+    const bad = graphWith({ opsets: [['com.example', 1]] });
+    await refuses(VAE.load(put(copy(), 'encoder', bad)), 'encoder.onnx uses operator domain');
+    await refuses(VAE.load(put(copy('format-2'), 'prior', bad)), 'prior.onnx uses operator domain');
+  });
+});
