@@ -31,17 +31,31 @@ export async function openSession(backend, bytes, threads, where) {
   return failingInOneLine(session, where);
 }
 
-/** The session, whose run fails with a ModelFolderError naming the file: the library checks every input first, so
- * a run that fails is a file that does not compute what it declares (damage that loads, such as a layer fed the
- * wrong tensor; conformance case decoder-fails-to-run). */
+/** The session, whose run(feed, expect) checks what it returns (rule G3): each output named in expect is float32
+ * of exactly those dims, else a ModelFolderError naming the file (a graph may declare one shape and return
+ * another: the type and shape it declares are not what it computes). A run that fails is a ModelFolderError too:
+ * the library checks every input first, so it is a file that does not compute what it declares (damage that loads,
+ * such as a layer fed the wrong tensor; conformance case decoder-fails-to-run). */
 function failingInOneLine(session, where) {
   const run = session.run.bind(session);
-  session.run = async (...args) => {
+  session.run = async (feed, expect) => {
+    let out;
     try {
-      return await run(...args);
+      out = await run(feed);
     } catch (e) {
       throw new ModelFolderError(`${where} failed to run: ${oneLine(e)}`);
     }
+    for (const [name, dims] of Object.entries(expect)) {
+      const got = out[name];
+      if (!(got?.type === 'float32' && got.dims.length === dims.length && got.dims.every((d, i) => d === dims[i]))) {
+        throw new ModelFolderError(`${where} returned ${got ? `${got.type} ${shape(got.dims)}` : `no ${name}`}; ` +
+          `expected float32 ${shape(dims)}`);
+      }
+    }
+    return out;
   };
   return session;
 }
+
+/** Dims as every reader writes them: [1, 1, 2, 3]. */
+const shape = (dims) => `[${[...dims].join(', ')}]`;

@@ -53,14 +53,21 @@ export function model({ nodes, initializers = [], inputs, outputs, graphExtra = 
     ...opsets.map(([d, v]) => [8, message([1, d], [2, v])]), ...extra);
 }
 
-/** A decoder z [batch, latent] -> x [batch, C, H, W]: x = reshape(z W), W a latent x CHW tensor (or one given). */
-export function decoder(latent, shape, { weights, outType = FLOAT, reshapeTo } = {}) {
+/** A decoder z [batch, latent] -> x [batch, C, H, W]: x = reshape(z W, [batch, ...to]), W a latent x CHW tensor
+ * (or one given), to the shape (or another: a decoder that lies, where the target, computed from z at run time
+ * (batch, and to + 0 * sum(z)), keeps shape inference from seeing it). */
+export function decoder(latent, shape, { weights, outType = FLOAT, reshapeTo = shape } = {}) {
   const d = shape.reduce((a, b) => a * b);
   const w = weights ?? tensor('W', [latent, d], Array.from({ length: latent * d }, (_, i) => (i % 7) / 7));
   const cast = outType === FLOAT ? [] : [node('Cast', ['y'], ['x'], { attributes: [attribute('to', 2, [3, outType])] })];
+  const int64 = (name, values) => tensor(name, [values.length], values, { type: INT64 });
   return model({
-    nodes: [node('MatMul', ['z', 'W'], ['h']), node('Reshape', ['h', 'S'], [cast.length ? 'y' : 'x']), ...cast],
-    initializers: [w, tensor('S', [4], reshapeTo ?? [-1, ...shape], { type: INT64 })],
+    nodes: [node('MatMul', ['z', 'W'], ['h']), node('Shape', ['z'], ['sz']), node('Slice', ['sz', 'zero', 'one'], ['n']),
+      node('ReduceSum', ['z'], ['sum'], { attributes: [attribute('keepdims', 2, [3, 0])] }), node('Mul', ['sum', 'nought'], ['nil']),
+      node('Cast', ['nil'], ['nil64'], { attributes: [attribute('to', 2, [3, INT64])] }), node('Add', ['rest', 'nil64'], ['dims']),
+      node('Concat', ['n', 'dims'], ['to'], { attributes: [attribute('axis', 2, [3, 0])] }),
+      node('Reshape', ['h', 'to'], [cast.length ? 'y' : 'x']), ...cast],
+    initializers: [w, int64('zero', [0]), int64('one', [1]), int64('rest', reshapeTo), tensor('nought', [], [0])],
     inputs: [valueInfo('z', ['batch', latent])],
     outputs: [valueInfo('x', ['batch', ...shape], outType)],
   });

@@ -255,3 +255,63 @@ describe('an ONNX file holds only what the closed list allows, checked before on
     await refuses(VAE.load(put(copy('format-2'), 'prior', bad)), 'prior.onnx uses operator domain');
   });
 });
+
+describe("every graph's contract at load, every run's outputs checked", () => {
+  /** A decoder that ignores z and returns `values` reshaped to `to`, declaring x [batch, 1, 2, 3]. */
+  const constantDecoder = (to, type = 1) => model({
+    nodes: [node('Reshape', ['C', 'S'], ['y']), ...(type === 1 ? [node('Identity', ['y'], ['x'])]
+      : [node('Cast', ['y'], ['x'], { attributes: [attribute('to', 2, [3, type])] })])],
+    initializers: [tensor('C', [6], [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]), tensor('S', [to.length], to, { type: 7 })],
+    inputs: [valueInfo('z', ['batch', LATENT])], outputs: [valueInfo('x', ['batch', ...SHAPE], type)] });
+
+  test('a decoder that returns one image whatever the batch is refused at the first run', async () => {
+    const vae = await VAE.load(put(copy(), 'decoder', constantDecoder([1, ...SHAPE])));
+    await refuses(vae.sample(4, { seed: 0 }), 'decoder.onnx returned float32 [1, 1, 2, 3]; expected float32 [4, 1, 2, 3]');
+  });
+  test('a decoder that returns images of another shape than it declares is refused', async () => {
+    const vae = await VAE.load(put(copy(), 'decoder', decoder(LATENT, SHAPE, { reshapeTo: [1, 3, 2] })));
+    await refuses(vae.decode([0.5, 0.5, 1, 1]), 'decoder.onnx returned float32 [2, 1, 3, 2]; expected float32 [2, 1, 2, 3]');
+  });
+  test('a decoder with an int64 output is refused, not a BigInt TypeError', async () => {
+    const vae = await VAE.load(put(copy(), 'decoder', decoder(LATENT, SHAPE, { outType: 7 })));
+    await refuses(vae.sample(2, { seed: 0 }), 'decoder.onnx returned int64 [2, 1, 2, 3]; expected float32 [2, 1, 2, 3]');
+  });
+  test('an encoder whose mu has the wrong batch is refused', async () => {
+    const file = model({ nodes: [node('Reshape', ['C', 'S'], ['mu']), node('Identity', ['mu'], ['logvar'])],
+      initializers: [tensor('C', [2], [0, 0]), tensor('S', [2], [1, LATENT], { type: 7 })],
+      inputs: [valueInfo('x', ['batch', ...SHAPE])], outputs: [valueInfo('mu', ['batch', LATENT]), valueInfo('logvar', ['batch', LATENT])] });
+    const vae = await VAE.load(put(copy(), 'encoder', file));
+    await refuses(vae.encode(new Float32Array(18).fill(0.5)), 'encoder.onnx returned float32 [1, 2]; expected float32 [3, 2]');
+  });
+  test('a prior.onnx that is, byte for byte, the encoder is refused at load', async () => {
+    const folder = copy('format-2');
+    await refuses(VAE.load(put(folder, 'prior', readFileSync(path.join(folder, 'encoder.onnx')))),
+      'prior.onnx: the prior file is not a prior (eps, u -> z): it takes x and gives mu, logvar');
+  });
+  test('a prior.onnx whose eps is not [batch, latent_dim] is refused at load', async () => {
+    const file = model({ nodes: [node('Identity', ['eps'], ['z'])], inputs: [valueInfo('eps', ['batch', 3]), valueInfo('u', ['batch'])],
+      outputs: [valueInfo('z', ['batch', 3])] });
+    await refuses(VAE.load(put(copy('format-2'), 'prior', file)), "prior.onnx: the prior's eps is float32 [batch,3]; expected float32 [batch,2]");
+  });
+  test('a prior.onnx that returns z of the wrong batch is refused when it runs', async () => {
+    const file = model({ nodes: [node('Reshape', ['eps', 'S'], ['z'])], initializers: [tensor('S', [2], [1, -1], { type: 7 })],
+      inputs: [valueInfo('eps', ['batch', LATENT]), valueInfo('u', ['batch'])], outputs: [valueInfo('z', ['batch', LATENT])] });
+    const vae = await VAE.load(put(copy('format-2'), 'prior', file));
+    await refuses(vae.sample(3, { seed: 0 }), 'prior.onnx returned float32 [1, 6]; expected float32 [3, 2]');
+  });
+});
+
+describe('counts have a limit, and a count past it is an input error', () => {
+  let vae;
+  before(async () => { vae = await VAE.load(path.join(FOLDERS, 'valid')); });
+  test('sample(1e9) is a RuntimeInputError naming the limit, not a RangeError', () =>
+    refuses(vae.sample(1e9), 'n must be at most 1048576 per call, got 1000000000', RuntimeInputError));
+  test('sample(2 ** 62) too', () => refuses(vae.sample(2 ** 62), 'n must be at most 1048576 per call', RuntimeInputError));
+  test('latents and interpolate steps have the same limit', async () => {
+    await refuses(vae.latents(2 ** 20 + 1), 'n must be at most 1048576 per call, got 1048577', RuntimeInputError);
+    await refuses(vae.interpolate(new Float32Array(6), new Float32Array(6), 2 ** 21), 'steps must be at most 1048576', RuntimeInputError);
+  });
+  test('the limit itself is allowed', async () => {
+    assert.equal((await vae.latents(2 ** 20, { seed: 0 })).length, 2 ** 20 * LATENT);
+  });
+});
