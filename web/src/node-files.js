@@ -7,12 +7,12 @@ import { constants } from 'node:fs';
 import { open, realpath } from 'node:fs/promises';
 import path from 'node:path';
 
-const FLAGS = constants.O_RDONLY | (constants.O_NONBLOCK ?? 0) | (constants.O_NOFOLLOW ?? 0);
+export const FLAGS = constants.O_RDONLY | (constants.O_NONBLOCK ?? 0) | (constants.O_NOFOLLOW ?? 0);
 // open() errors that say what the path is, not that it is missing: a symlink (O_NOFOLLOW), a socket
 const NOT_REGULAR = ['ELOOP', 'ENXIO', 'EISDIR'];
 
 /** Whether `real` is `root` or lies under it (both real paths). */
-const under = (real, root) => real === root || real.startsWith(root.endsWith(path.sep) ? root : root + path.sep);
+export const under = (real, root) => real === root || real.startsWith(root.endsWith(path.sep) ? root : root + path.sep);
 
 /** The file at `where` inside `folder`, as folder.js's readInside takes it. */
 export async function openFile(where, folder) {
