@@ -57,17 +57,17 @@ export function checkPair(encoder, decoder, shape, latent, name) {
 /** Refuse a prior.onnx (session) that is not the prior vae.json describes; where names the file. */
 export function checkPrior(prior, meta, where) {
   const latent = meta.model.latent_dim;
-  const want = { eps: [latent], u: [] };
+  const want = { eps: [latent], u: [], z: [latent] };
+  const refuse = (what) => { throw new ModelFolderError(`${where} is not the prior vae.json describes: ${what}`); };
   const names = [...prior.inputNames].sort(), expected = Object.keys(meta.prior.sample.inputs).sort();
-  if (!same(names, expected) || prior.outputNames.length !== 1 || prior.outputNames[0] !== 'z') {
-    throw new ModelFolderError(`${where}: the prior file is not a prior (${expected.join(', ')} -> z): it takes ` +
-      `${names.join(', ') || 'nothing'} and gives ${prior.outputNames.join(', ') || 'nothing'}`);
+  if (!same(names, expected) || !same(prior.outputNames, ['z'])) {
+    refuse(`it takes ${names.join(', ') || 'nothing'} and gives ${prior.outputNames.join(', ') || 'nothing'}; ` +
+      `expected ${expected.join(', ')} -> z`);
   }
   for (const m of [...prior.inputMetadata, ...prior.outputMetadata]) {
-    const d = m.name === 'z' ? want.eps : want[m.name];
+    const d = want[m.name];
     if (m.type !== 'float32' || (m.shape ?? []).length !== d.length + 1 || !same(dims(m), d)) {
-      throw new ModelFolderError(`${where}: the prior's ${m.name} is ${m.type} [${m.shape}]; expected float32 ` +
-        `[${['batch', ...d].join(',')}] (vae.json says latent_dim ${latent})`);
+      refuse(`its ${m.name} is ${m.type} [${(m.shape ?? []).join(', ')}]; expected float32 [${['batch', ...d].join(', ')}]`);
     }
   }
 }

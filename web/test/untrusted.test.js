@@ -286,12 +286,12 @@ describe("every graph's contract at load, every run's outputs checked", () => {
   test('a prior.onnx that is, byte for byte, the encoder is refused at load', async () => {
     const folder = copy('format-2');
     await refuses(VAE.load(put(folder, 'prior', readFileSync(path.join(folder, 'encoder.onnx')))),
-      'prior.onnx: the prior file is not a prior (eps, u -> z): it takes x and gives mu, logvar');
+      'prior.onnx is not the prior vae.json describes: it takes x and gives mu, logvar; expected eps, u -> z');
   });
   test('a prior.onnx whose eps is not [batch, latent_dim] is refused at load', async () => {
     const file = model({ nodes: [node('Identity', ['eps'], ['z'])], inputs: [valueInfo('eps', ['batch', 3]), valueInfo('u', ['batch'])],
       outputs: [valueInfo('z', ['batch', 3])] });
-    await refuses(VAE.load(put(copy('format-2'), 'prior', file)), "prior.onnx: the prior's eps is float32 [batch,3]; expected float32 [batch,2]");
+    await refuses(VAE.load(put(copy('format-2'), 'prior', file)), "prior.onnx is not the prior vae.json describes: its eps is float32 [batch, 3]; expected float32 [batch, 2]");
   });
   test('a prior.onnx that returns z of the wrong batch is refused when it runs', async () => {
     const file = model({ nodes: [node('Reshape', ['eps', 'S'], ['z'])], initializers: [tensor('S', [2], [1, -1], { type: 7 })],
