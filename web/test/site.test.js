@@ -66,6 +66,15 @@ describe('build.mjs', () => {
     await assert.rejects(build({ model, out }), /decoder\.onnx does not match the sha256/);
     assert.ok(!existsSync(out));
   });
+  test('reads the model folder by the same rules as the library: a decoder that is a symlink out of it is refused', async () => {
+    const model = path.join(tmp, 'linked-model');
+    mkdirSync(model);
+    for (const f of ['vae.json', 'encoder.onnx']) writeFileSync(path.join(model, f), readFileSync(path.join(MODEL, f)));
+    symlinkSync(path.join(MODEL, 'decoder.onnx'), path.join(model, 'decoder.onnx')); // the right bytes, outside
+    const out = path.join(tmp, 'never-linked');
+    await assert.rejects(build({ model, out }), /decoder\.onnx resolves outside the model folder/);
+    assert.ok(!existsSync(out));
+  });
 });
 
 describe('serve.mjs', () => {
