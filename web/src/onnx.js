@@ -7,6 +7,7 @@
 // Field numbers (onnx.proto): ModelProto graph 7, opset_import 8 (domain 1), functions 25; GraphProto node 1,
 // initializer 5, sparse_initializer 15; NodeProto attribute 5, domain 7; AttributeProto t 5, g 6, tensors 10,
 // graphs 11, sparse_tensor 22, sparse_tensors 23; TensorProto external_data 13, data_location 14 (1: EXTERNAL).
+// A refused field is refused whatever its wire type, as runtime/closed_list.py does.
 
 import { ModelFolderError } from './errors.js';
 
@@ -57,15 +58,14 @@ export function checkClosedList(bytes, where) {
   const domain = (name) => DOMAINS.includes(name) || refuse(`uses operator domain '${name}'`);
   const tensor = (t) => {
     for (const [f, w, v] of fields(t)) {
-      if ((f === 13 && w === 2) || (f === 14 && w === 0 && v === 1)) refuse('stores a tensor outside the file (external data)');
+      if (f === 13 || (f === 14 && w === 0 && v === 1)) refuse('stores a tensor outside the file (external data)');
     }
   };
   const attribute = (a) => {
     for (const [f, w, v] of fields(a)) {
-      if (w !== 2) continue;
-      if (f === 5 || f === 10) tensor(v);
+      if (f === 22 || f === 23) refuse('holds a sparse tensor');
       else if (f === 6 || f === 11) refuse('holds a subgraph');
-      else if (f === 22 || f === 23) refuse('holds a sparse tensor');
+      else if ((f === 5 || f === 10) && w === 2) tensor(v);
     }
   };
   const node = (n) => {
@@ -76,20 +76,17 @@ export function checkClosedList(bytes, where) {
   };
   const graph = (g) => {
     for (const [f, w, v] of fields(g)) {
-      if (w !== 2) continue;
-      if (f === 1) node(v);
-      else if (f === 5) tensor(v);
-      else if (f === 15) refuse('holds a sparse tensor');
+      if (f === 15) refuse('holds a sparse tensor');
+      else if (f === 1 && w === 2) node(v);
+      else if (f === 5 && w === 2) tensor(v);
     }
   };
   try {
     for (const [f, w, v] of fields(bytes)) {
-      if (w !== 2) continue;
-      if (f === 7) graph(v);
-      else if (f === 25) refuse('defines local functions');
-      else if (f === 8) {
+      if (f === 25) refuse('defines local functions');
+      else if (f === 8 && w === 2) {
         for (const [g, x, d] of fields(v)) if (g === 1 && x === 2) domain(text(d));
-      }
+      } else if (f === 7 && w === 2) graph(v);
     }
   } catch (e) {
     if (e instanceof Corrupt) throw new ModelFolderError(`${where} is not a loadable ONNX model (corrupt?): ${e.message}`);
