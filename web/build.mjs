@@ -14,14 +14,16 @@ import { chmod, cp, mkdir, mkdtemp, readdir, readFile, rename, rm, stat, writeFi
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ModelFolderError } from './src/errors.js';
-import { checkFile, filePath, PRECISIONS, readMeta } from './src/folder.js';
+import { checkFile, filePath, metaBytes, PRECISIONS, readMeta } from './src/folder.js';
+import { openFile } from './src/node-files.js';
+import { checkClosedList } from './src/onnx.js';
 
 const WEB = path.dirname(fileURLToPath(import.meta.url));
 const REPO = path.dirname(WEB);
 const ORT_DIST = path.join(WEB, 'node_modules', 'onnxruntime-web', 'dist');
 const ORT_FILES = ['ort.wasm.min.mjs', 'ort-wasm-simd-threaded.mjs', 'ort-wasm-simd-threaded.wasm'];
-// The library: the browser entry and every module it imports (all of src/ but the Node entry).
-const LIBRARY = async () => (await readdir(path.join(WEB, 'src'))).filter((f) => f.endsWith('.js') && f !== 'node.js');
+// The library: the browser entry and every module it imports (all of src/ but the Node entry and its files).
+const LIBRARY = async () => (await readdir(path.join(WEB, 'src'))).filter((f) => f.endsWith('.js') && !f.startsWith('node'));
 const PAGE = ['index.html', 'app.js', 'style.css'];
 // The bundled model of the Python package where it ships one, else what `make demo` writes.
 const DEFAULT_MODELS = [path.join(REPO, 'runtime', 'models', 'fashion-mnist'), path.join(REPO, 'vae-onnx')];
@@ -40,13 +42,17 @@ async function defaultModel() {
 /** vae.json and each file it lists, read and checked by the library's own reader (src/folder.js, the rules of
  * docs/format.md); unknown keys are carried along untouched. */
 async function copyModel(model, dst) {
-  const reader = { join: path.join, read: async (where) => new Uint8Array(await readFile(where)) };
+  const reader = { join: path.join, open: openFile };
   const meta = await readMeta(reader, model);
   for (const key of PRECISIONS.fp32) filePath(reader, model, meta, key); // the page loads both
   const files = [];
-  for (const key of Object.keys(meta.files)) files.push([meta.files[key].path, await checkFile(reader, model, meta, key)]);
+  for (const key of Object.keys(meta.files)) {
+    const bytes = await checkFile(reader, model, meta, key);
+    if (meta.files[key].path.endsWith('.onnx')) checkClosedList(bytes, filePath(reader, model, meta, key)); // as the page will
+    files.push([meta.files[key].path, bytes]);
+  }
   await mkdir(dst);
-  await writeFile(path.join(dst, 'vae.json'), await readFile(path.join(model, 'vae.json')));
+  await writeFile(path.join(dst, 'vae.json'), await metaBytes(reader, model));
   for (const [name, bytes] of files) {
     await mkdir(path.dirname(path.join(dst, name)), { recursive: true });
     await writeFile(path.join(dst, name), bytes);

@@ -2,13 +2,16 @@
 // `make serve-web`: serve the assembled site/ on this machine, with what onnxruntime-web needs:
 // the application/wasm MIME type (for streaming compilation) and the cross-origin isolation headers
 // (COOP + COEP) without which a page gets no SharedArrayBuffer and so no WebAssembly threads.
-// Nothing here reaches the internet; the site is self-contained (web/build.mjs).
+// Nothing here reaches the internet; the site is self-contained (web/build.mjs). What it serves (docs/security.md):
+// regular files whose real path lies inside the root, no dotfiles, and, bound to loopback, only to requests
+// whose Host names loopback (a DNS-rebinding page on another name cannot read the site).
 
-import { createReadStream } from 'node:fs';
-import { stat } from 'node:fs/promises';
+import { open, realpath, stat } from 'node:fs/promises';
 import http from 'node:http';
+import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { FLAGS, under } from './src/node-files.js';
 
 const TYPES = {
   '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.mjs': 'text/javascript; charset=utf-8',
@@ -22,40 +25,61 @@ const ISOLATION = {
   'Cross-Origin-Resource-Policy': 'same-origin',
 };
 
+/** Whether a host (a name or an address, IPv6 without brackets) is this machine's loopback. */
+function isLoopback(host) {
+  host = host.toLowerCase();
+  if (host === 'localhost' || host === '::1') return true;
+  return net.isIPv4(host) && host.startsWith('127.');
+}
+
+/** The host a Host header names ('localhost:8000' -> 'localhost', '[::1]:80' -> '::1'), or null if malformed. */
+function hostOf(header) {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+))(?::\d{1,5})?$/.exec(header ?? '');
+  return m ? m[1] ?? m[2] : null;
+}
+
 /** Serve `root`; isolate: send COOP/COEP (threads on). Resolves to the listening http.Server. */
 export function serve(root, { port = 8000, host = '127.0.0.1', isolate = true } = {}) {
   root = path.resolve(root);
+  const loopbackOnly = isLoopback(host.replace(/^\[|\]$/g, ''));
   const server = http.createServer(async (req, res) => {
     const headers = { 'Cache-Control': 'no-cache', 'X-Content-Type-Options': 'nosniff', ...(isolate && ISOLATION) };
     const reply = (status, text) => {
       res.writeHead(status, { ...headers, 'Content-Type': 'text/plain; charset=utf-8' });
       res.end(req.method === 'HEAD' ? undefined : `${text}\n`);
     };
+    if (loopbackOnly && !isLoopback(hostOf(req.headers.host) ?? '')) return reply(421, 'misdirected request: this server answers only to localhost');
     if (req.method !== 'GET' && req.method !== 'HEAD') return reply(405, 'method not allowed');
-    let file;
+    let parts;
     try {
-      const rel = decodeURIComponent(new URL(req.url, 'http://localhost').pathname);
-      file = path.join(root, path.normalize(rel));
+      parts = new URL(req.url, 'http://localhost').pathname.split('/').map(decodeURIComponent);
     } catch {
       return reply(400, 'bad request');
     }
-    if (file !== root && !file.startsWith(root + path.sep)) return reply(403, 'forbidden');
+    // No dotfiles or dot-folders (.env, .git), and so no '..' either; a decoded '/' or '\\' would hide a part.
+    if (parts.some((p) => p.startsWith('.') || p.includes('/') || p.includes('\\') || p.includes('\0'))) return reply(404, 'not found');
+    let handle;
     try {
-      let info = await stat(file);
-      if (info.isDirectory()) {
-        file = path.join(file, 'index.html');
-        info = await stat(file);
-      }
-      if (!info.isFile()) return reply(404, 'not found');
+      let real = await realpath(path.join(root, ...parts));
+      if (!under(real, await realpath(root))) return reply(404, 'not found');
+      if ((await stat(real)).isDirectory()) real = await realpath(path.join(real, 'index.html'));
+      if (!under(real, await realpath(root))) return reply(404, 'not found');
+      handle = await open(real, FLAGS); // without blocking, without following a symlink swapped in since
+      const info = await handle.stat();
+      if (!info.isFile()) throw new Error('not a regular file');
       res.writeHead(200, {
         ...headers,
-        'Content-Type': TYPES[path.extname(file).toLowerCase()] ?? 'application/octet-stream',
+        'Content-Type': TYPES[path.extname(real).toLowerCase()] ?? 'application/octet-stream',
         'Content-Length': info.size,
       });
-      if (req.method === 'HEAD') return res.end();
-      createReadStream(file).on('error', () => res.destroy()).pipe(res);
+      if (req.method === 'HEAD' || info.size === 0) return res.end();
+      const stream = handle.createReadStream({ start: 0, end: info.size - 1 }); // what Content-Length says
+      handle = null; // the stream closes it
+      stream.on('error', () => res.destroy()).pipe(res);
     } catch {
       reply(404, 'not found');
+    } finally {
+      await handle?.close();
     }
   });
   return new Promise((resolve, reject) => {

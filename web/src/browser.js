@@ -9,7 +9,7 @@
 
 import * as ort from 'onnxruntime-web';
 import { sessionOptions } from './sessions.js';
-import { VAE as BaseVAE, fetchBytes } from './vae.js';
+import { VAE as BaseVAE, openUrl } from './vae.js';
 
 export { ModelFolderError, RuntimeInputError } from './vae.js';
 export { ort };
@@ -18,7 +18,7 @@ export class VAE extends BaseVAE {
   static backend = {
     ort,
     join: (folder, name) => new URL(name, new URL(`${folder}/`, globalThis.document?.baseURI ?? globalThis.location?.href)).href,
-    read: fetchBytes,
+    open: openUrl,
     session: (bytes, threads) => {
       if (threads) ort.env.wasm.numThreads = threads;
       return ort.InferenceSession.create(bytes, sessionOptions(['wasm']));

@@ -1,6 +1,9 @@
 // The model folder (docs/format.md): vae.json, read and checked, and the files it lists, each checked against its
-// sha256 (as runtime/folder.py in Python). tests/conformance/ holds the cases every reader must accept or refuse
-// alike. A backend gives {join(folder, name), read(where) -> Uint8Array}: node.js, browser.js and build.mjs.
+// size and sha256 (as runtime/folder.py in Python). tests/conformance/ holds the cases every reader must accept or
+// refuse alike. A backend gives {join(folder, name), open(where, folder)}: node-files.js (Node and build.mjs) and
+// openUrl below (the browser, and URLs in Node). open resolves to a file {inside, regular, size, read(n), close()}:
+// inside false when its real path leaves the folder's (then nothing is opened), size undefined where the backend
+// cannot tell before reading, read(n) -> {data: at most n bytes, more: whether the file holds more}.
 
 import { ModelFolderError, oneLine, show } from './errors.js';
 import { sha256 } from './sha256.js';
@@ -25,8 +28,13 @@ export const PRECISIONS = { fp32: ['encoder', 'decoder'], int8: ['encoder_int8',
 const PLAIN_PATH = /^[A-Za-z0-9_][A-Za-z0-9._-]*(\/[A-Za-z0-9_][A-Za-z0-9._-]*)*$/;
 const SIZE_LIMIT = 2 ** 31; // input_shape and latent_dim: positive integers below this
 
-/** Read a file over http(s) as bytes; a missing one is a ModelFolderError. Both backends use it for URLs. */
-export async function fetchBytes(url) {
+export const META_LIMIT = 2 ** 20; // vae.json's size limit: exports write a few KiB
+export const MAX_NESTING = 32; // vae.json's arrays and objects nest at most this deep (exports: 4)
+const BYTES_LIMIT = 2 ** 31; // files[*].bytes: an integer in [0, 2^31)
+
+/** A file over http(s) as open() gives it: its Content-Length where the body is sent as is, and a body read with a
+ * cap (never more than asked for plus one chunk). A missing one is a ModelFolderError (status 404 for readMeta). */
+export async function openUrl(url) {
   let response;
   try {
     response = await fetch(url);
@@ -34,29 +42,108 @@ export async function fetchBytes(url) {
     throw new ModelFolderError(`cannot read ${url}: ${oneLine(e)}`);
   }
   if (!response.ok) {
+    response.body?.cancel().catch(() => {});
     const e = new ModelFolderError(`cannot read ${url}: HTTP ${response.status}`);
     e.status = response.status;
     throw e;
   }
-  return new Uint8Array(await response.arrayBuffer());
+  // A compressed body's Content-Length counts the compressed bytes, not the ones fetch gives.
+  const length = response.headers.get('Content-Length');
+  const plain = (response.headers.get('Content-Encoding') ?? 'identity').trim().toLowerCase() === 'identity';
+  const reader = response.body?.getReader();
+  return {
+    inside: true, // a plain path joined to the folder's URL stays under it; the server owns the rest
+    regular: true,
+    size: plain && length !== null && /^\d+$/.test(length.trim()) ? Number(length) : undefined,
+    read: async (n) => {
+      const chunks = [];
+      let total = 0;
+      while (reader && total <= n) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        chunks.push(value);
+        total += value.length;
+      }
+      const data = new Uint8Array(Math.min(total, n));
+      let at = 0;
+      for (const c of chunks) {
+        data.set(c.subarray(0, data.length - at), at);
+        at += Math.min(c.length, data.length - at);
+      }
+      return { data, more: total > n };
+    },
+    close: async () => reader?.cancel().catch(() => {}),
+  };
+}
+
+/** The bytes of the file at `where` (rule F1 of docs/format.md): its real path inside the folder's, a regular file
+ * (never a FIFO or a device: nothing hangs or reads without end), of exactly `bytes` bytes (files) or at most
+ * `limit` (vae.json), both checked before reading, and a read never past the size it expects. */
+async function readInside(backend, folder, where, { bytes, limit }) {
+  const file = await backend.open(where, folder);
+  if (!file.inside) throw new ModelFolderError(`${where} resolves outside the model folder`);
+  try {
+    if (!file.regular) throw new ModelFolderError(`${where} is not a regular file`);
+    if (limit !== undefined) {
+      const tooLarge = new ModelFolderError(`${where} is larger than 1 MiB, the limit for vae.json`);
+      if (file.size > limit) throw tooLarge;
+      const { data, more } = await file.read(limit);
+      if (more) throw tooLarge;
+      return data;
+    }
+    if (file.size !== undefined && file.size !== bytes) throw wrongSize(where, file.size, bytes);
+    const { data, more } = await file.read(bytes); // a file that grew or shrank since: the same refusal
+    if (more || data.length !== bytes) throw wrongSize(where, more ? `more than ${bytes}` : data.length, bytes);
+    return data;
+  } finally {
+    await file.close();
+  }
+}
+
+const wrongSize = (where, n, bytes) => new ModelFolderError(`${where} has ${n} bytes; vae.json says ${bytes}`);
+
+/** Whether JSON text nests arrays and objects deeper than `limit`: '[' and '{' counted outside strings, before any
+ * parser runs (so no parser recurses deeper). Bytes: '"', '\\', '[' and '{' never occur inside a UTF-8 sequence. */
+export function nestedDeeper(bytes, limit = MAX_NESTING) {
+  let depth = 0, inString = false;
+  for (let i = 0; i < bytes.length; i++) {
+    const b = bytes[i];
+    if (inString) {
+      if (b === 0x5c) i++; // a backslash escapes the next byte
+      else if (b === 0x22) inString = false;
+    } else if (b === 0x22) inString = true;
+    else if (b === 0x5b || b === 0x7b) {
+      if (++depth > limit) return true;
+    } else if (b === 0x5d || b === 0x7d) depth--;
+  }
+  return false;
 }
 
 const size = (v) => Number.isInteger(v) && v > 0 && v < SIZE_LIMIT;
 /** A JSON object: not null, not an array (Python's dict, C's cJSON_IsObject). */
 const isObject = (v) => v !== null && typeof v === 'object' && !Array.isArray(v);
 
-/** vae.json of a folder, checked: strict JSON (UTF-8, no byte order mark), this format and version, the sizes. */
-export async function readMeta(backend, folder) {
+/** The bytes of a folder's vae.json: a regular file inside it, at most 1 MiB, nested at most 32 levels. */
+export async function metaBytes(backend, folder) {
   const where = backend.join(folder, 'vae.json');
-  let bytes, meta;
+  let bytes;
   try {
-    bytes = await backend.read(where);
+    bytes = await readInside(backend, folder, where, { limit: META_LIMIT });
   } catch (e) {
     if (e?.code === 'ENOENT' || e?.code === 'ENOTDIR' || e?.status === 404) {
       throw new ModelFolderError(`no exported model at ${folder}; run \`vae-export model.pt --out ${folder}\` first`);
     }
     throw e instanceof ModelFolderError ? e : new ModelFolderError(`cannot read ${where}: ${oneLine(e)}`);
   }
+  if (nestedDeeper(bytes)) throw new ModelFolderError(`${where} is nested deeper than ${MAX_NESTING} levels`);
+  return bytes;
+}
+
+/** vae.json of a folder, checked: strict JSON (UTF-8, no byte order mark), this format and version, the sizes. */
+export async function readMeta(backend, folder) {
+  const where = backend.join(folder, 'vae.json');
+  const bytes = await metaBytes(backend, folder);
+  let meta;
   try {
     meta = JSON.parse(new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes));
   } catch (e) {
@@ -77,12 +164,13 @@ export async function readMeta(backend, folder) {
   return meta;
 }
 
-/** Where files[key] is, refusing an entry without a path and sha256, and a path that is not plain. */
+/** Where files[key] is, refusing an entry without a path, sha256 and bytes, and a path that is not plain. */
 export function filePath(backend, folder, meta, key) {
   const entry = meta.files[key];
   const where = backend.join(folder, 'vae.json');
-  if (!entry || typeof entry.path !== 'string' || typeof entry.sha256 !== 'string') {
-    throw new ModelFolderError(`${where} lists no ${key} file`);
+  if (!entry || typeof entry.path !== 'string' || typeof entry.sha256 !== 'string'
+    || !(Number.isInteger(entry.bytes) && entry.bytes >= 0 && entry.bytes < BYTES_LIMIT)) {
+    throw new ModelFolderError(`${where} lists no ${key} file (path, sha256 and bytes)`);
   }
   // The path comes from a file we do not control: keep it inside the folder, and the same on every system.
   if (!PLAIN_PATH.test(entry.path)) {
@@ -92,12 +180,13 @@ export function filePath(backend, folder, meta, key) {
   return backend.join(folder, entry.path);
 }
 
-/** The bytes of files[key], refusing a missing file or one whose sha256 differs from vae.json. */
+/** The bytes of files[key], refusing a missing file, one that is not a regular file inside the folder, or one whose
+ * size or sha256 differs from vae.json. */
 export async function checkFile(backend, folder, meta, key) {
   const path = filePath(backend, folder, meta, key);
   let bytes;
   try {
-    bytes = await backend.read(path);
+    bytes = await readInside(backend, folder, path, { bytes: meta.files[key].bytes });
   } catch (e) {
     throw e instanceof ModelFolderError ? e : new ModelFolderError(`cannot read ${path}: ${oneLine(e)}`);
   }

@@ -1,5 +1,7 @@
 // The graph contract (docs/format.md), as runtime/graph.py: the decoder maps z [batch, latent_dim] -> x [batch, C,
-// H, W], the encoder x -> mu, logvar [batch, latent_dim] (outputs named so), with the sizes vae.json says.
+// H, W], the encoder x -> mu, logvar [batch, latent_dim] (outputs named so), with the sizes vae.json says; in
+// format 2, prior.onnx maps eps [batch, latent_dim] (and u [batch], as vae.json's prior.sample.inputs names them)
+// -> z [batch, latent_dim], all float32 (rule G2).
 
 import { ModelFolderError } from './errors.js';
 
@@ -48,6 +50,24 @@ export function checkPair(encoder, decoder, shape, latent, name) {
     if (!same(d, [latent])) {
       throw new ModelFolderError(`${name}: the encoder and vae.json disagree on latent_dim: vae.json says ${latent}, ` +
         `the encoder gives ${out} of [${d}]`);
+    }
+  }
+}
+
+/** Refuse a prior.onnx (session) that is not the prior vae.json describes; where names the file. */
+export function checkPrior(prior, meta, where) {
+  const latent = meta.model.latent_dim;
+  const want = { eps: [latent], u: [], z: [latent] };
+  const refuse = (what) => { throw new ModelFolderError(`${where} is not the prior vae.json describes: ${what}`); };
+  const names = [...prior.inputNames].sort(), expected = Object.keys(meta.prior.sample.inputs).sort();
+  if (!same(names, expected) || !same(prior.outputNames, ['z'])) {
+    refuse(`it takes ${names.join(', ') || 'nothing'} and gives ${prior.outputNames.join(', ') || 'nothing'}; ` +
+      `expected ${expected.join(', ')} -> z`);
+  }
+  for (const m of [...prior.inputMetadata, ...prior.outputMetadata]) {
+    const d = want[m.name];
+    if (m.type !== 'float32' || (m.shape ?? []).length !== d.length + 1 || !same(dims(m), d)) {
+      refuse(`its ${m.name} is ${m.type} [${(m.shape ?? []).join(', ')}]; expected float32 [${['batch', ...d].join(', ')}]`);
     }
   }
 }

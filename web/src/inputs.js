@@ -4,9 +4,14 @@
 import { RuntimeInputError, show } from './errors.js';
 import { randomSeed } from './random.js';
 
+// A count per call (sample's n, interpolate's steps, batchSize): at most 2^20, so that what it allocates is
+// bounded and a huge count is the caller's error in words, not a RangeError from an array.
+export const MAX_COUNT = 2 ** 20;
+
 export function checkCount(n, what) {
   if (!Number.isInteger(n)) throw new RuntimeInputError(`${what} must be an integer, got ${show(n)}`);
   if (n <= 0) throw new RuntimeInputError(`${what} must be >= 1, got ${n}`);
+  if (n > MAX_COUNT) throw new RuntimeInputError(`${what} must be at most ${MAX_COUNT} per call, got ${n}`);
   return n;
 }
 

@@ -4,12 +4,12 @@
 //   const vae = await VAE.load('vae-onnx');
 //   const images = await vae.sample(64, { seed: 0 });   // Float32Array, 64 x C x H x W
 
-import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-node';
+import { openFile } from './node-files.js';
 import { sessionOptions } from './sessions.js';
-import { VAE as BaseVAE, fetchBytes } from './vae.js';
+import { VAE as BaseVAE, openUrl } from './vae.js';
 
 export { ModelFolderError, RuntimeInputError } from './vae.js';
 export { ort };
@@ -23,7 +23,7 @@ export class VAE extends BaseVAE {
       if (isUrl(folder)) return new URL(name, `${folder}/`).href;
       return path.join(folder.startsWith('file:') ? fileURLToPath(folder) : folder, name);
     },
-    read: async (where) => (isUrl(where) ? fetchBytes(where) : new Uint8Array(await readFile(where))),
+    open: (where, folder) => (isUrl(where) ? openUrl(where) : openFile(where, folder)),
     session: (bytes, threads) => ort.InferenceSession.create(bytes, sessionOptions(['cpu'], threads)),
   };
 }

@@ -25,6 +25,6 @@ export class Prior {
   async z(eps, u, n, latent, Tensor) {
     const feed = { eps: new Tensor('float32', eps, [n, latent]) };
     if (this.inputs.includes('u')) feed.u = new Tensor('float32', Float32Array.from(u), [n]);
-    return (await this.session.run(feed)).z.data;
+    return (await this.session.run(feed, { z: [n, latent] })).z.data;
   }
 }

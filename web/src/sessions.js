@@ -2,6 +2,7 @@
 // browser, and a file onnxruntime cannot load refused as a ModelFolderError.
 
 import { ModelFolderError, oneLine } from './errors.js';
+import { checkClosedList } from './onnx.js';
 
 // onnxruntime's threads spin 100 µs after a run, not longer, so the encoder's idle threads do not hold the cores
 // the decoder needs next (bench/runtime.py measures it in Python).
@@ -17,8 +18,10 @@ export function sessionOptions(executionProviders, threads) {
   };
 }
 
-/** backend.session(bytes, threads), where is the file's path or URL for the message. */
+/** backend.session(bytes, threads) on the checked bytes (never the path again: the bytes that run are the bytes
+ * checked), once they hold only what the closed list allows (onnx.js); where is the file's path or URL. */
 export async function openSession(backend, bytes, threads, where) {
+  checkClosedList(bytes, where);
   let session;
   try {
     session = await backend.session(bytes, threads);
@@ -28,17 +31,31 @@ export async function openSession(backend, bytes, threads, where) {
   return failingInOneLine(session, where);
 }
 
-/** The session, whose run fails with a ModelFolderError naming the file: the library checks every input first, so
- * a run that fails is a file that does not compute what it declares (damage that loads, such as a layer fed the
- * wrong tensor; conformance case decoder-fails-to-run). */
+/** The session, whose run(feed, expect) checks what it returns (rule G3): each output named in expect is float32
+ * of exactly those dims, else a ModelFolderError naming the file (a graph may declare one shape and return
+ * another: the type and shape it declares are not what it computes). A run that fails is a ModelFolderError too:
+ * the library checks every input first, so it is a file that does not compute what it declares (damage that loads,
+ * such as a layer fed the wrong tensor; conformance case decoder-fails-to-run). */
 function failingInOneLine(session, where) {
   const run = session.run.bind(session);
-  session.run = async (...args) => {
+  session.run = async (feed, expect) => {
+    let out;
     try {
-      return await run(...args);
+      out = await run(feed);
     } catch (e) {
       throw new ModelFolderError(`${where} failed to run: ${oneLine(e)}`);
     }
+    for (const [name, dims] of Object.entries(expect)) {
+      const got = out[name];
+      if (!(got?.type === 'float32' && got.dims.length === dims.length && got.dims.every((d, i) => d === dims[i]))) {
+        throw new ModelFolderError(`${where} returned ${got ? `${got.type} ${shape(got.dims)}` : `no ${name}`}; ` +
+          `expected float32 ${shape(dims)}`);
+      }
+    }
+    return out;
   };
   return session;
 }
+
+/** Dims as every reader writes them: [1, 1, 2, 3]. */
+const shape = (dims) => `[${[...dims].join(', ')}]`;

@@ -8,7 +8,7 @@
 
 import { ModelFolderError, RuntimeInputError, show } from './errors.js';
 import { checkFile, filePath, precisionFiles, PRECISIONS, readMeta } from './folder.js';
-import { checkPair } from './graph.js';
+import { checkPair, checkPrior } from './graph.js';
 import { checkCount, checkSeed, checkTemperature, images, latents } from './inputs.js';
 import { Prior, noise } from './prior.js';
 import { openSession } from './sessions.js';
@@ -16,11 +16,11 @@ import { openSession } from './sessions.js';
 const MAX_THREADS = 1024; // onnxruntime starts every thread asked for (as runtime/model.py)
 
 export { ModelFolderError, RuntimeInputError } from './errors.js';
-export { FORMAT, FORMAT_VERSION, FORMAT_VERSIONS, PRECISIONS, fetchBytes } from './folder.js';
+export { FORMAT, FORMAT_VERSION, FORMAT_VERSIONS, PRECISIONS, openUrl } from './folder.js';
 export const DEFAULT_BATCH_SIZE = 1024;
 
 export class VAE {
-  /** Set by the backend's subclass (node.js, browser.js): {ort, join, read, session}. */
+  /** Set by the backend's subclass (node.js, browser.js): {ort, join, open, session} (open: folder.js says). */
   static backend = null;
 
   /**
@@ -47,6 +47,7 @@ export class VAE {
     const decoder = await session(decKey);
     const encoder = decoderOnly ? null : await session(encKey);
     const prior = meta.format_version === 2 ? await session('prior') : null; // prior.onnx, fp32 at any precision
+    if (prior) checkPrior(prior, meta, filePath(backend, folder, meta, 'prior'));
     return new this(encoder, decoder, meta, { precision, batchSize, name: folder, prior });
   }
 
@@ -164,13 +165,16 @@ export class VAE {
 
   async _decodeChunk(z, m) {
     const { Tensor } = this.constructor.backend.ort;
-    const out = await this.decoder.run({ [this.decoder.inputNames[0]]: new Tensor('float32', z, [m, this._latent]) });
-    return out[this.decoder.outputNames[0]].data;
+    const [x] = this.decoder.outputNames;
+    const out = await this.decoder.run({ [this.decoder.inputNames[0]]: new Tensor('float32', z, [m, this._latent]) },
+      { [x]: [m, ...this._shape] });
+    return out[x].data;
   }
 
   async _encodeChunk(x, m) {
     const { Tensor } = this.constructor.backend.ort;
-    const out = await this.encoder.run({ [this.encoder.inputNames[0]]: new Tensor('float32', x, [m, ...this._shape]) });
+    const out = await this.encoder.run({ [this.encoder.inputNames[0]]: new Tensor('float32', x, [m, ...this._shape]) },
+      { mu: [m, this._latent], logvar: [m, this._latent] });
     return { mu: out.mu.data, logvar: out.logvar.data };
   }
 }

@@ -2,7 +2,10 @@
 
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
@@ -63,6 +66,15 @@ describe('build.mjs', () => {
     await assert.rejects(build({ model, out }), /decoder\.onnx does not match the sha256/);
     assert.ok(!existsSync(out));
   });
+  test('reads the model folder by the same rules as the library: a decoder that is a symlink out of it is refused', async () => {
+    const model = path.join(tmp, 'linked-model');
+    mkdirSync(model);
+    for (const f of ['vae.json', 'encoder.onnx']) writeFileSync(path.join(model, f), readFileSync(path.join(MODEL, f)));
+    symlinkSync(path.join(MODEL, 'decoder.onnx'), path.join(model, 'decoder.onnx')); // the right bytes, outside
+    const out = path.join(tmp, 'never-linked');
+    await assert.rejects(build({ model, out }), /decoder\.onnx resolves outside the model folder/);
+    assert.ok(!existsSync(out));
+  });
 });
 
 describe('serve.mjs', () => {
@@ -74,6 +86,13 @@ describe('serve.mjs', () => {
     writeFileSync(path.join(root, 'm.wasm'), Buffer.from([0, 97, 115, 109, 1, 0, 0, 0]));
     writeFileSync(path.join(root, 'sub', 'a.mjs'), 'export {};');
     writeFileSync(path.join(tmp, 'secret.txt'), 'outside the root');
+    writeFileSync(path.join(root, '.env'), 'TOKEN=outside the root');
+    mkdirSync(path.join(root, '.git'));
+    writeFileSync(path.join(root, '.git', 'config'), 'outside the root');
+    symlinkSync(path.join(tmp, 'secret.txt'), path.join(root, 'link.txt'));
+    symlinkSync(tmp, path.join(root, 'up'));
+    symlinkSync('index.html', path.join(root, 'home.html'));
+    execFileSync('mkfifo', [path.join(root, 'pipe.js')]);
   });
   const get = async (isolate, url, init) => {
     const server = await serve(root, { port: 0, isolate });
@@ -106,6 +125,66 @@ describe('serve.mjs', () => {
       const res = await get(true, url);
       assert.ok([403, 404].includes(res.status), `${url}: ${res.status}`);
       assert.doesNotMatch(res.body, /outside the root/);
+    }
+  });
+  test('never follows a symlink out of its folder, to a file or a folder', async () => {
+    for (const url of ['/link.txt', '/up/secret.txt']) {
+      const res = await get(true, url);
+      assert.equal(res.status, 404, url);
+      assert.doesNotMatch(res.body, /outside the root/);
+    }
+  });
+  test('follows a symlink that stays inside its folder', async () => {
+    assert.equal((await get(true, '/home.html')).body, '<p>hi</p>');
+  });
+  test('serves no dotfile and nothing in a dot-folder', async () => {
+    for (const url of ['/.env', '/.git/config', '/%2eenv', '/sub/../.env']) {
+      const res = await get(true, url);
+      assert.equal(res.status, 404, url);
+      assert.doesNotMatch(res.body, /outside the root/);
+    }
+  });
+  test('answers a FIFO with 404 instead of waiting for a writer', { timeout: 20_000 }, async () => {
+    assert.equal((await get(true, '/pipe.js')).status, 404);
+  });
+  test('bound to loopback, answers only Host headers naming loopback (DNS rebinding)', async () => {
+    const server = await serve(root, { port: 0 });
+    const { port } = server.address();
+    const status = (host) => new Promise((resolve, reject) => {
+      http.get({ host: '127.0.0.1', port, path: '/', headers: { host } }, (res) => {
+        res.resume();
+        resolve(res.statusCode);
+      }).on('error', reject);
+    });
+    try {
+      for (const host of ['localhost', `localhost:${port}`, '127.0.0.1', `127.0.0.1:${port}`, '127.1.2.3', '[::1]',
+        `[::1]:${port}`, 'LocalHost']) {
+        assert.equal(await status(host), 200, host);
+      }
+      for (const host of ['evil.example', `evil.example:${port}`, 'localhost.evil.example', '127.0.0.1.nip.io', '10.0.0.1',
+        '[::2]']) {
+        assert.equal(await status(host), 421, host);
+      }
+      const raw = await new Promise((resolve, reject) => { // HTTP/1.0 allows a request without a Host header
+        const socket = net.connect(port, '127.0.0.1', () => socket.end('GET / HTTP/1.0\r\n\r\n'));
+        let text = '';
+        socket.on('data', (d) => { text += d; }).on('end', () => resolve(text)).on('error', reject);
+      });
+      assert.match(raw, /^HTTP\/1\.[01] 421 /);
+    } finally {
+      server.close();
+    }
+  });
+  test('bound to all interfaces, answers any Host', async () => {
+    const server = await serve(root, { port: 0, host: '0.0.0.0' });
+    try {
+      const res = await new Promise((resolve, reject) => {
+        http.get({ host: '127.0.0.1', port: server.address().port, path: '/', headers: { host: 'my-laptop.lan' } }, resolve).on('error', reject);
+      });
+      res.resume();
+      assert.equal(res.statusCode, 200);
+    } finally {
+      server.close();
     }
   });
   test('404 for a missing file, 405 for a POST', async () => {

@@ -22,7 +22,7 @@ export interface LoadOptions {
   precision?: Precision;
   /** onnxruntime's threads (0 or unset: its default). In a browser, threads need a cross-origin isolated page. */
   threads?: number;
-  /** Images per onnxruntime run (default 1024). */
+  /** Images per onnxruntime run (default 1024, at most 1048576). */
   batchSize?: number;
   /** Load and check the decoder alone: enough for decode and sample. */
   decoderOnly?: boolean;
@@ -40,7 +40,8 @@ export interface ModelMeta {
   format: 'vae-edge-onnx';
   format_version: number;
   model: { input_shape: [number, number, number]; latent_dim: number; arch?: string; [key: string]: unknown };
-  files: Record<string, { path: string; sha256: string; bytes?: number }>;
+  /** bytes: the file's exact size, required (a file of another size is refused before it is read). */
+  files: Record<string, { path: string; sha256: string; bytes: number }>;
   [key: string]: unknown;
 }
 
@@ -72,7 +73,7 @@ export declare class VAE {
   latents(n: number, options?: SampleOptions): Promise<Float32Array>;
   /** The z that sample() decodes for given noise: eps (n x latentDim) and, for a mixture, u (n numbers in [0, 1)). */
   fromNoise(eps: Numbers, u?: Numbers | null, n?: number): Promise<Float32Array>;
-  /** n images, n x C x H x W in [0, 1], decoded from latents(n, options). */
+  /** n images (1 <= n <= 1048576 per call), n x C x H x W in [0, 1], decoded from latents(n, options). */
   sample(n: number, options?: SampleOptions): Promise<Float32Array>;
   /** decode(mu(x)): probabilities of the same length as x. */
   reconstruct(x: Numbers, n?: number): Promise<Float32Array>;

@@ -1,0 +1,95 @@
+// The closed list of what an ONNX file in a model folder may hold (rule G1 of docs/format.md), checked on its bytes
+// before onnxruntime sees them, as runtime/compat.py reads them in Python: a hand-written protobuf walker that
+// descends only fixed paths (model -> graph -> node -> attribute -> tensor), never into a subgraph (those are
+// refused), so its depth is bounded. onnxruntime would resolve a tensor's external data against the process's
+// working directory, since it is given bytes, not a path: no such tensor may pass.
+//
+// Field numbers (onnx.proto): ModelProto graph 7, opset_import 8 (domain 1), functions 25; GraphProto node 1,
+// initializer 5, sparse_initializer 15; NodeProto attribute 5, domain 7; AttributeProto t 5, g 6, tensors 10,
+// graphs 11, sparse_tensor 22, sparse_tensors 23; TensorProto external_data 13, data_location 14 (1: EXTERNAL).
+// A refused field is refused whatever its wire type, as runtime/closed_list.py does.
+
+import { ModelFolderError } from './errors.js';
+
+class Corrupt extends Error {}
+
+/** A varint at data[i]: [value, next i]; values past 2^53 lose precision, which no length or flag here needs. */
+function varint(data, i) {
+  let value = 0;
+  for (let shift = 0; shift < 64; shift += 7) {
+    if (i >= data.length) throw new Corrupt('truncated varint');
+    const b = data[i++];
+    value += (b & 0x7f) * 2 ** shift;
+    if (!(b & 0x80)) return [value, i];
+  }
+  throw new Corrupt('varint longer than 10 bytes');
+}
+
+/** The top-level fields of a message: [field number, wire type, value], value a number (varint) or a subarray
+ * (length-delimited); fixed-width values are skipped. Wire types 3 and 4 (groups) and 6, 7 are refused. */
+function* fields(data) {
+  let i = 0;
+  while (i < data.length) {
+    let key, value;
+    [key, i] = varint(data, i);
+    const field = Math.floor(key / 8), wire = key % 8;
+    if (wire === 0) [value, i] = varint(data, i);
+    else if (wire === 1) i += 8;
+    else if (wire === 5) i += 4;
+    else if (wire === 2) {
+      let n;
+      [n, i] = varint(data, i);
+      if (n > data.length - i) throw new Corrupt('a length past the end');
+      value = data.subarray(i, i + n);
+      i += n;
+    } else throw new Corrupt(`protobuf wire type ${wire}`);
+    if (i > data.length) throw new Corrupt('truncated message');
+    yield [field, wire, value];
+  }
+}
+
+// A name as a one-line message shows it: control characters as '?'.
+const text = (bytes) => new TextDecoder().decode(bytes).replace(/[\x00-\x1f\x7f]/g, '?');
+const DOMAINS = ['', 'ai.onnx'];
+
+/** Refuse what the closed list leaves out; `where` names the file in each one-line ModelFolderError. */
+export function checkClosedList(bytes, where) {
+  const refuse = (what) => { throw new ModelFolderError(`${where} ${what}, which a model folder may not`); };
+  const domain = (name) => DOMAINS.includes(name) || refuse(`uses operator domain '${name}'`);
+  const tensor = (t) => {
+    for (const [f, w, v] of fields(t)) {
+      if (f === 13 || (f === 14 && w === 0 && v === 1)) refuse('stores a tensor outside the file (external data)');
+    }
+  };
+  const attribute = (a) => {
+    for (const [f, w, v] of fields(a)) {
+      if (f === 22 || f === 23) refuse('holds a sparse tensor');
+      else if (f === 6 || f === 11) refuse('holds a subgraph');
+      else if ((f === 5 || f === 10) && w === 2) tensor(v);
+    }
+  };
+  const node = (n) => {
+    for (const [f, w, v] of fields(n)) {
+      if (f === 5 && w === 2) attribute(v);
+      else if (f === 7 && w === 2) domain(text(v));
+    }
+  };
+  const graph = (g) => {
+    for (const [f, w, v] of fields(g)) {
+      if (f === 15) refuse('holds a sparse tensor');
+      else if (f === 1 && w === 2) node(v);
+      else if (f === 5 && w === 2) tensor(v);
+    }
+  };
+  try {
+    for (const [f, w, v] of fields(bytes)) {
+      if (f === 25) refuse('defines local functions');
+      else if (f === 8 && w === 2) {
+        for (const [g, x, d] of fields(v)) if (g === 1 && x === 2) domain(text(d));
+      } else if (f === 7 && w === 2) graph(v);
+    }
+  } catch (e) {
+    if (e instanceof Corrupt) throw new ModelFolderError(`${where} is not a loadable ONNX model (corrupt?): ${e.message}`);
+    throw e;
+  }
+}
