@@ -26,6 +26,8 @@ S_ONE = 1 << (2 * COORD_BITS - 2)  # s = 1 as the integer x^2 + y^2 is scaled
 SQRT_HALF = 0.7071067811865476
 LN2 = 0.6931471805599453
 LOG_TERMS = 10  # log's series in t^2 to t^18: the first term left out is below 2^-53 of the sum
+_M0, _M1, _MASK, _32 = np.uint64(M0), np.uint64(M1), np.uint64(MASK), np.uint64(32)
+_COORD_SHIFT = np.uint64(32 - COORD_BITS)
 
 
 def fresh_seed() -> int:
@@ -34,32 +36,40 @@ def fresh_seed() -> int:
 
 
 def philox(seed: int, c0, c1, c2, c3) -> tuple[np.ndarray, ...]:
-    """Philox4x32-10 of counter words (uint32 values in arrays or ints) under key (seed low, seed high): 4 words."""
+    """Philox4x32-10 of counter words (uint32 values in arrays or ints) under key (seed low, seed high): 4 words.
+    In place on four uint64 arrays (the 32 x 32 -> 64-bit products are exact): allocations cost as much as the
+    arithmetic here."""
     k0, k1 = seed & MASK, (seed >> 32) & MASK
-    c = [np.asarray(w, np.uint64) for w in (c0, c1, c2, c3)]
+    n = max(np.size(w) for w in (c0, c1, c2, c3))
+    c = [np.broadcast_to(np.asarray(w, np.uint64), (n,)).copy() for w in (c0, c1, c2, c3)]
+    p0, p1 = np.empty(n, np.uint64), np.empty(n, np.uint64)
     for _ in range(ROUNDS):
-        p0, p1 = c[0] * np.uint64(M0), c[2] * np.uint64(M1)  # 32 x 32 -> 64 bits: exact in uint64
-        hi0, hi1 = p0 >> np.uint64(32), p1 >> np.uint64(32)
-        hi1 ^= c[1]
+        np.multiply(c[0], _M0, out=p0)
+        np.multiply(c[2], _M1, out=p1)
+        hi1, lo1, hi0, lo0 = c  # the new words overwrite the old ones as each old one is used up
+        np.right_shift(p1, _32, out=hi1)
+        hi1 ^= lo1
         hi1 ^= np.uint64(k0)
-        hi0 ^= c[3]
+        np.right_shift(p0, _32, out=hi0)
+        hi0 ^= lo0
         hi0 ^= np.uint64(k1)
-        p0 &= np.uint64(MASK)
-        p1 &= np.uint64(MASK)
-        c = [hi1, p1, hi0, p0]
+        np.bitwise_and(p1, _MASK, out=lo1)
+        np.bitwise_and(p0, _MASK, out=lo0)
         k0, k1 = (k0 + W0) & MASK, (k1 + W1) & MASK
     return tuple(c)
 
 
 def log_exact(m: np.ndarray, e: np.ndarray) -> np.ndarray:
     """log(m 2^e) for m in [0.5, 1) and integer e (float64 arrays), by the same IEEE double steps in every language:
-    m moved into [sqrt(1/2), sqrt(2)), then log m = 2 atanh(t), t = (m - 1) / (m + 1), by Horner in t^2."""
+    m moved into [sqrt(1/2), sqrt(2)), then log m = 2 atanh(t), t = (m - 1) / (m + 1), by Horner in t^2.
+    Works in place on m and e."""
     low = m < SQRT_HALF
-    m = np.where(low, m * 2.0, m)
-    e = np.where(low, e - 1.0, e)
-    f = m - 1.0
-    t = f / (f + 2.0)
-    t2 = t * t
+    np.multiply(m, 2.0, out=m, where=low)
+    np.subtract(e, 1.0, out=e, where=low)
+    m -= 1.0  # f
+    t = m + 2.0
+    np.divide(m, t, out=t)
+    t2 = np.multiply(t, t, out=m)
     p = t2 * (1.0 / (2 * LOG_TERMS - 1))
     for k in range(LOG_TERMS - 2, 0, -1):
         p += 1.0 / (2 * k + 1)
@@ -74,15 +84,19 @@ def log_exact(m: np.ndarray, e: np.ndarray) -> np.ndarray:
 
 def _normal_pairs(w_x: np.ndarray, w_y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Marsaglia's polar method on words w_x, w_y: the two normals (float32) and whether the point was kept."""
-    x = (w_x >> np.uint64(32 - COORD_BITS)).astype(np.float64) - HALF  # exact integers in [-2^25, 2^25)
-    y = (w_y >> np.uint64(32 - COORD_BITS)).astype(np.float64) - HALF
-    s = x * x + y * y  # exact: < 2^51
+    x = (w_x >> _COORD_SHIFT).astype(np.float64)
+    x -= HALF  # exact integers in [-2^25, 2^25)
+    y = (w_y >> _COORD_SHIFT).astype(np.float64)
+    y -= HALF
+    s = x * x
+    s += y * y  # exact: < 2^51
     kept = (s > 0) & (s < S_ONE)
-    s[~kept] = S_ONE / 2  # a harmless stand-in, dropped below
+    np.copyto(s, S_ONE / 2, where=~kept)  # a harmless stand-in, dropped by the caller
     m, e = np.frexp(s)
-    f = log_exact(m, e - (2.0 * COORD_BITS - 2))
+    f = log_exact(m, e.astype(np.float64) - (2 * COORD_BITS - 2))
     f *= -2.0
-    f /= s * (1.0 / S_ONE)
+    s *= 1.0 / S_ONE
+    f /= s
     np.sqrt(f, out=f)
     x *= 1.0 / HALF
     y *= 1.0 / HALF
@@ -95,22 +109,29 @@ def _polar(seed: int, stream: int, blocks: np.ndarray) -> np.ndarray:
     """The 4 normals of each block (a uint64 index array): pair h (0, 1) of a block takes words 2h, 2h+1 of the
     block at round 0, 1, 2, ... until the point (x, y) falls inside the unit circle, its centre excluded."""
     n = len(blocks)
-    out = np.empty((n, 2, 2), np.float32)
-    w = np.stack(philox(seed, blocks & np.uint64(MASK), blocks >> np.uint64(32), stream, 0), axis=1)
-    x, y, kept = _normal_pairs(w[:, 0::2].reshape(-1), w[:, 1::2].reshape(-1))
-    out[..., 0].flat, out[..., 1].flat = x, y
-    todo = np.flatnonzero(~kept)  # pairs (2 block + h) still to draw: about 21 in 100
-    r = 1
+    out = np.empty((n, 4), np.float32)
+    w = philox(seed, blocks & np.uint64(MASK), blocks >> np.uint64(32), stream, 0)
+    x, y, kept = _normal_pairs(np.concatenate([w[0], w[2]]), np.concatenate([w[1], w[3]]))
+    out[:, 0], out[:, 1], out[:, 2], out[:, 3] = x[:n], y[:n], x[n:], y[n:]
+    todo = np.flatnonzero(~kept)  # pairs h n + i still to draw: about 21 in 100
+    first = 1
     while todo.size:
-        b = blocks[todo >> 1]
+        # Several rounds a pass (each number is a pure function of its round, so any grouping gives the same
+        # numbers): 2 while many pairs remain, then 5, which leaves one pair in about 2,000 for another pass.
+        rounds = 2 if todo.size > 1000 else 5
+        r = np.repeat(np.arange(first, first + rounds, dtype=np.uint64), todo.size)
+        b = np.tile(blocks[todo % n], rounds)
         w = philox(seed, b & np.uint64(MASK), b >> np.uint64(32), stream, r)
-        h = (todo & 1).astype(bool)
+        h = np.tile(todo >= n, rounds)
         x, y, kept = _normal_pairs(np.where(h, w[2], w[0]), np.where(h, w[3], w[1]))
-        done = todo[kept]
-        out[done >> 1, done & 1, 0], out[done >> 1, done & 1, 1] = x[kept], y[kept]
-        todo = todo[~kept]
-        r += 1
-    return out.reshape(n, 4)
+        kept = kept.reshape(rounds, todo.size)
+        found = kept.any(0)
+        at = kept.argmax(0) * todo.size + np.arange(todo.size)  # each pair's first kept round in this pass
+        done, at = todo[found], at[found]
+        out[done % n, 2 * (done // n)], out[done % n, 2 * (done // n) + 1] = x[at], y[at]
+        todo = todo[~found]
+        first += rounds
+    return out
 
 
 def gaussian_runs(seed: int, starts, count: int, stream: int = EPS) -> np.ndarray:
@@ -120,6 +141,8 @@ def gaussian_runs(seed: int, starts, count: int, stream: int = EPS) -> np.ndarra
     width = (3 + count + 3) // 4  # blocks that cover count numbers from any offset
     blocks = (starts >> 2)[:, None] + np.arange(width)
     flat = _polar(seed, stream, blocks.reshape(-1).astype(np.uint64)).reshape(len(starts), 4 * width)
+    if np.all(offset == offset[0]):  # the usual case, a slice (a gather costs as much as the draw)
+        return flat[:, offset[0]:offset[0] + count]
     return flat[np.arange(len(starts))[:, None], offset[:, None] + np.arange(count)]
 
 
@@ -139,4 +162,6 @@ def uniform(count: int, seed: int, start: int = 0) -> np.ndarray:
 
 def scaled(eps: np.ndarray, temperature: float) -> np.ndarray:
     """temperature * eps as every reader computes it: the product in double, rounded to float32."""
+    if temperature == 1:
+        return eps  # exactly what the product gives
     return (eps.astype(np.float64) * float(temperature)).astype(np.float32)

@@ -41,7 +41,7 @@ def test_philox_gives_random123s_known_answers():
     for row in KNOWN["philox4x32_10"]:
         key, counter = (int(w, 16) for w in row["key"]), [int(w, 16) for w in row["counter"]]
         k0, k1 = key
-        assert [f"{int(w):08x}" for w in random.philox(k0 | k1 << 32, *counter)] == row["block"]
+        assert [f"{int(w[0]):08x}" for w in random.philox(k0 | k1 << 32, *counter)] == row["block"]
 
 
 @pytest.mark.parametrize("seed", [row["seed"] for row in KNOWN["seeds"]])
@@ -88,7 +88,8 @@ def test_log_exact_is_within_2_ulp_of_the_true_log():
     rng = np.random.default_rng()
     m, e = rng.uniform(0.5, 1, 100_000), rng.integers(-60, 1, 100_000).astype(np.float64)
     want = np.array([math.log(a) + b * math.log(2) for a, b in zip(m, e)])
-    assert np.all(np.abs(random.log_exact(m, e) - want) <= 2 * np.spacing(np.abs(want)) + np.abs(e) * 2.0**-53)
+    got = random.log_exact(m.copy(), e.copy())  # it works in place
+    assert np.all(np.abs(got - want) <= 2 * np.spacing(np.abs(want)) + np.abs(e) * 2.0**-53)
 
 
 def test_the_normals_are_standard_normal_and_the_pairs_independent():
