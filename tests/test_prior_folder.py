@@ -92,6 +92,18 @@ def test_encode_decode_reconstruct_and_interpolate_work_on_a_learned_prior_folde
     np.testing.assert_allclose(vae.decode(mu), model.probs(ref_mu).detach().numpy(), atol=1e-5)
 
 
+def test_the_iwae_noise_of_an_image_is_its_own_run_of_the_seed_s_stream(folder):
+    """Image i's sample s is normals (i k + s) d .. (i k + s + 1) d - 1 of the seed (docs/noise.md): the estimate
+    equals one on that noise given explicitly, and an image's estimate does not depend on the images beside it."""
+    _, out = folder
+    vae, k, d, seed = VAE.load(out), 7, 4, 11
+    x = (np.random.default_rng().random((3, *SHAPE)) < 0.5).astype(np.float32)
+    eps = random.gaussian(3 * k * d, seed).reshape(3, k, d).transpose(1, 0, 2)
+    got = vae.log_likelihood(x, k=k, seed=seed)
+    np.testing.assert_array_equal(got, vae.log_likelihood(x, k=k, eps=eps))
+    np.testing.assert_array_equal(got[:2], vae.log_likelihood(x[:2], k=k, seed=seed))
+
+
 def test_the_runtime_s_iwae_agrees_with_torch_on_the_same_noise(fashion_mnist):
     from vae_edge.train.data import load_data, pixels
 
