@@ -18,7 +18,6 @@ M0, M1 = 0xD2511F53, 0xCD9E8D57  # Philox4x32's multipliers and key increments (
 W0, W1 = 0x9E3779B9, 0xBB67AE85
 ROUNDS = 10
 MASK = 0xFFFFFFFF
-SEED_LIMIT = 2 ** 53
 
 COORD_BITS = 26  # a polar coordinate's bits: x^2 + y^2 < 2^51, exact in a double
 HALF = 1 << (COORD_BITS - 1)
