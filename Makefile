@@ -89,6 +89,7 @@ bench: setup
 	$(BIN)/python bench/cold_start.py
 	$(BIN)/python bench/train_speed.py
 	$(BIN)/python bench/iwae.py
+	$(BIN)/python bench/noise.py
 
 clean:
 	rm -rf runs vae-onnx samples.png .pytest_cache dist build site
@@ -128,7 +129,8 @@ ORT_HEADER_DIR := $(firstword $(wildcard /usr/include/onnxruntime) $(NATIVE_CACH
 ORT_HEADER := $(ORT_HEADER_DIR)/onnxruntime_c_api.h
 NATIVE_SRC := native/vae_edge.c native/random.c native/sha256.c
 CC ?= cc
-NATIVE_CFLAGS ?= -std=c99 -O2 -Wall -Wextra -Werror
+# -ffp-contract=off: no fused multiply-add, which would round the noise otherwise than Python and JavaScript
+NATIVE_CFLAGS ?= -std=c99 -O2 -ffp-contract=off -Wall -Wextra -Werror
 NATIVE_LIBS := -lcjson -ldl -lm
 
 # NATIVE_OUT and EXTRA_CFLAGS build variants (tests/test_native.py builds one with AddressSanitizer).

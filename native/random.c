@@ -1,55 +1,85 @@
-/* Seeded random numbers, as web/src/random.js draws them: xoshiro128** (Blackman and Vigna) seeded through
- * splitmix32; standard normals by Box-Muller in double precision, rounded to float; uniforms from 24 bits. */
+/* The noise a seed draws, the same bits as runtime/random.py and web/src/random.js (docs/noise.md specifies it):
+ * Philox4x32-10 (Random123) keyed by the seed, counter (block low, block high, stream, round); normals by
+ * Marsaglia's polar method on 26-bit coordinates with log_exact, a log of fixed +, -, *, / steps; uniforms from
+ * 24 bits. Compile without floating-point contraction (the Makefile's -ffp-contract=off; -std=c99 implies it on
+ * GCC): a fused multiply-add would round once where the other languages round twice. */
 #include <math.h>
 
 #include "vae_edge.h"
 
-#define UNIFORM_STREAM 0x5bd1e995u /* uniform's stream, apart from gaussian's (stream 0) */
+enum { STREAM_EPS = 0, STREAM_U = 1, ROUNDS = 10, COORD_BITS = 26, LOG_TERMS = 10 };
 
-static uint32_t splitmix32(uint32_t *state) {
-    uint32_t t = *state += 0x9e3779b9u;
-    t ^= t >> 16;
-    t *= 0x21f0aaadu;
-    t ^= t >> 15;
-    t *= 0x735a2d97u;
-    return t ^ (t >> 15);
+#define HALF ((double)(1 << (COORD_BITS - 1)))
+#define S_ONE 1125899906842624.0 /* 2^(2 COORD_BITS - 2): s = 1 as the integer x^2 + y^2 is scaled */
+#define SQRT_HALF 0.7071067811865476
+#define LN2 0.6931471805599453
+
+/* Philox4x32-10 of counter c under key k, in place. */
+static void philox(uint32_t c[4], uint32_t k0, uint32_t k1) {
+    for (int r = 0; r < ROUNDS; r++) {
+        uint64_t p0 = (uint64_t)0xd2511f53u * c[0], p1 = (uint64_t)0xcd9e8d57u * c[2];
+        uint32_t next[4] = {(uint32_t)(p1 >> 32) ^ c[1] ^ k0, (uint32_t)p1, (uint32_t)(p0 >> 32) ^ c[3] ^ k1,
+                            (uint32_t)p0};
+        for (int i = 0; i < 4; i++) c[i] = next[i];
+        k0 += 0x9e3779b9u;
+        k1 += 0xbb67ae85u;
+    }
 }
 
-static uint32_t rotl(uint32_t x, int k) { return (x << k) | (x >> (32 - k)); }
-
-/* xoshiro128**'s state for a seed (< 2^53) and a stream: the low 32 bits of the seed, xored with the stream, and
- * the high bits each seed a splitmix32. */
-static void seed_state(uint32_t s[4], uint64_t seed, uint32_t stream) {
-    uint32_t lo = (uint32_t)seed ^ stream, hi = (uint32_t)(seed >> 32);
-    for (int i = 0; i < 4; i++) s[i] = splitmix32(&lo) ^ splitmix32(&hi);
-    if (!(s[0] | s[1] | s[2] | s[3])) s[0] = 1; /* the all-zero state would stay zero */
+/* The 4 words of a block (< 2^53) of a stream at a round, under a seed's key (its low and high 32 bits). */
+static void block_words(uint32_t w[4], uint64_t seed, uint64_t block, uint32_t stream, uint32_t round) {
+    w[0] = (uint32_t)block;
+    w[1] = (uint32_t)(block >> 32);
+    w[2] = stream;
+    w[3] = round;
+    philox(w, (uint32_t)seed, (uint32_t)(seed >> 32));
 }
 
-static uint32_t next(uint32_t s[4]) {
-    uint32_t result = rotl(s[1] * 5, 7) * 9, t = s[1] << 9;
-    s[2] ^= s[0];
-    s[3] ^= s[1];
-    s[1] ^= s[2];
-    s[0] ^= s[3];
-    s[2] ^= t;
-    s[3] = rotl(s[3], 11);
-    return result;
+/* log(m 2^e) for m in [0.5, 1) and an integer e, by the steps of runtime/random.py's log_exact. */
+static double log_exact(double m, double e) {
+    if (m < SQRT_HALF) {
+        m *= 2;
+        e -= 1;
+    }
+    double f = m - 1, t = f / (f + 2), t2 = t * t, p = 1.0 / (2 * LOG_TERMS - 1);
+    for (int k = LOG_TERMS - 2; k >= 0; k--) p = p * t2 + 1.0 / (2 * k + 1);
+    return e * LN2 + 2 * t * p;
+}
+
+/* The polar method on two words: out[0], out[1] and 1, or 0 when the point is dropped. */
+static int polar_pair(uint32_t wx, uint32_t wy, float out[2]) {
+    double x = (double)(wx >> (32 - COORD_BITS)) - HALF, y = (double)(wy >> (32 - COORD_BITS)) - HALF;
+    double s = x * x + y * y; /* exact: < 2^51 */
+    if (!(s > 0 && s < S_ONE)) return 0;
+    int e;
+    double m = frexp(s, &e); /* exact */
+    double f = sqrt((-2 * log_exact(m, e - (2 * COORD_BITS - 2))) / (s * (1 / S_ONE)));
+    out[0] = (float)((x * (1 / HALF)) * f);
+    out[1] = (float)((y * (1 / HALF)) * f);
+    return 1;
 }
 
 void vae_gaussian(float *out, size_t count, uint64_t seed) {
-    const double two32 = 4294967296.0, pi = 3.14159265358979323846;
-    uint32_t s[4];
-    seed_state(s, seed, 0);
-    for (size_t i = 0; i < count; i += 2) {
-        double u1 = (next(s) + 0.5) / two32, u2 = next(s) / two32; /* u1 in (0, 1): log(u1) is finite */
-        double r = sqrt(-2 * log(u1));
-        out[i] = (float)(r * cos(2 * pi * u2));
-        if (i + 1 < count) out[i + 1] = (float)(r * sin(2 * pi * u2));
+    for (uint64_t block = 0; 4 * block < count; block++) {
+        uint32_t w0[4], w[4];
+        float four[4];
+        block_words(w0, seed, block, STREAM_EPS, 0);
+        for (int h = 0; h < 2; h++) { /* pair h: words 2h and 2h + 1, of the next round's block while dropped */
+            const uint32_t *use = w0;
+            for (uint32_t round = 1; !polar_pair(use[2 * h], use[2 * h + 1], four + 2 * h); round++) {
+                block_words(w, seed, block, STREAM_EPS, round);
+                use = w;
+            }
+        }
+        for (size_t j = 0; j < 4 && 4 * block + j < count; j++) out[4 * block + j] = four[j];
     }
 }
 
 void vae_uniform(float *out, size_t count, uint64_t seed) {
-    uint32_t s[4];
-    seed_state(s, seed, UNIFORM_STREAM);
-    for (size_t i = 0; i < count; i++) out[i] = (float)(next(s) >> 8) / 16777216.0f; /* 24 bits: exact in float */
+    for (uint64_t block = 0; 4 * block < count; block++) {
+        uint32_t w[4];
+        block_words(w, seed, block, STREAM_U, 0);
+        for (size_t j = 0; j < 4 && 4 * block + j < count; j++)
+            out[4 * block + j] = (float)(w[j] >> 8) / 16777216.0f; /* 24 bits: exact in float */
+    }
 }

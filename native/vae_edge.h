@@ -54,20 +54,20 @@ const char *vae_onnxruntime_version(const vae_model *vae);
 /* z: n x latent_dim floats -> x: n x C x H x W pixel probabilities in [0, 1]. 0 on success, else -1 and err. */
 int vae_decode(vae_model *vae, const float *z, size_t n, float *x, char err[VAE_ERROR_SIZE]);
 
-/* n x latent_dim latents: the z that vae_sample decodes, and the browser's vae.latents(n, {seed, temperature}).
+/* n x latent_dim latents: the z that vae_sample decodes, Python's and the browser's for the same seed.
  * z = temperature * eps, eps = vae_gaussian(n * latent_dim, seed); in a format-2 folder (a learned prior)
  * z = prior.onnx(temperature * eps, u), u = vae_uniform(n, seed) (never scaled by temperature). */
 int vae_latents(const vae_model *vae, size_t n, uint64_t seed, double temperature, float *z, char err[VAE_ERROR_SIZE]);
 
-/* n images decoded from vae_latents(n, seed, temperature): the browser's images for a seed. */
+/* n images decoded from vae_latents(n, seed, temperature): Python's and the browser's images for a seed. */
 int vae_sample(vae_model *vae, size_t n, uint64_t seed, double temperature, float *x, char err[VAE_ERROR_SIZE]);
 
-/* count standard normal floats drawn in order from seed (< 2^53): xoshiro128** seeded through splitmix32, and
- * Box-Muller, as web/src/random.js draws them, so C and JavaScript give the same numbers for a seed. */
+/* The first count standard normal floats of seed's stream eps (seed < 2^53; docs/noise.md): Philox4x32-10 and
+ * Marsaglia's polar method, the bits runtime/random.py and web/src/random.js draw for the seed. */
 void vae_gaussian(float *out, size_t count, uint64_t seed);
 
-/* count uniform floats in [0, 1) (24 bits each) drawn in order from seed (< 2^53), on another xoshiro128** stream
- * than vae_gaussian's, as web/src/random.js's uniform: a learned prior's u (a mixture's component floor(u K)). */
+/* The first count floats in [0, 1) (24 bits each) of seed's stream u (seed < 2^53; docs/noise.md), as Python and
+ * JavaScript draw them: a learned prior's u (a mixture's component floor(u K)). */
 void vae_uniform(float *out, size_t count, uint64_t seed);
 
 void vae_free(vae_model *vae);

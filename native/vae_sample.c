@@ -15,7 +15,7 @@ static const char USAGE[] =
     "Sample images from an exported VAE (a vae-export folder) with onnxruntime's C API.\n\n"
     "  -m, --model DIR        export folder (default: vae-onnx)\n"
     "  -n, --n N              number of images (default: 64)\n"
-    "      --seed S           seed in [0, 2^53) of the generator that draws z; the browser's for the same seed\n"
+    "      --seed S           seed in [0, 2^53) of the noise that draws z: Python's and the browser's z too\n"
     "                         (default: 0)\n"
     "  -t, --temperature T    z = T * N(0, I); with a learned prior (format 2), prior.onnx(T * eps, u)\n"
     "                         (default: 1)\n"

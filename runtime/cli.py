@@ -137,7 +137,8 @@ def sample(
     npy: Optional[Path] = Option(
         None, "--npy", help="Also write the images as float32 (n, C, H, W) .npy; streamed to disk in chunks "
                             "when no grid is written, so any n fits in memory."),
-    seed: int = Option(0, "--seed", help="Seed of numpy's default_rng, which draws z."),
+    seed: int = Option(0, "--seed", help="Seed of the noise that draws z (docs/noise.md): Python's, JavaScript's and "
+                                         "C's z alike."),
     temperature: float = Option(1.0, "--temperature", "-t", help="z = temperature * N(0, I)."),
     nrow: int = NROW_OPT,
     precision: str = PRECISION_OPT,
@@ -164,7 +165,7 @@ def encode(
     out: Path = Option(Path("latents.npy"), "--out", "-o", help="Latents to write, float32 (N, latent_dim)."),
     model: Optional[str] = MODEL_OPT,
     sample: bool = Option(False, "--sample", help="Write z = mu + exp(logvar / 2) * eps instead of mu."),
-    seed: int = Option(0, "--seed", help="Seed of numpy's default_rng, which draws eps for --sample."),
+    seed: int = Option(0, "--seed", help="Seed of the noise that draws eps for --sample (docs/noise.md)."),
     precision: str = PRECISION_OPT,
     threads: Optional[int] = THREADS_OPT,
     batch_size: int = BATCH_OPT,

@@ -16,7 +16,7 @@ from typing import Iterator
 
 import numpy as np
 
-from . import bundled, graph, inputs, prior
+from . import bundled, graph, inputs, prior, random
 from .errors import ModelFolderError, RuntimeInputError
 from .folder import PRECISIONS, input_shape, latent_dim, read_meta
 from .sessions import InferenceSession, check_ort_format, open_file, ort
@@ -119,8 +119,8 @@ class VAE:
     def encode(self, x, sample: bool = False, seed: int | None = None):
         """x -> (mu, logvar), each (N, latent_dim) float32; or, with sample=True, z = mu + exp(logvar/2) * eps.
 
-        eps ~ N(0, I) comes from numpy.random.default_rng(seed), drawn in order, so the result does not
-        depend on batch_size.
+        eps ~ N(0, I) is the seed's stream eps (docs/noise.md): image i's are normals i d .. (i + 1) d - 1, the
+        numbers sample() draws, so the result does not depend on batch_size.
         """
         if self._enc is None:
             raise RuntimeInputError("this VAE was loaded with decoder_only=True; load it without to encode")
@@ -133,10 +133,11 @@ class VAE:
             mu[i:i + bs], logvar[i:i + bs] = self._encode_chunk(self._enc, x[i:i + bs])
         if not sample:
             return mu, logvar
-        rng = np.random.default_rng(seed)
+        seed = random.fresh_seed() if seed is None else seed
         z = np.empty_like(mu)
         for i in range(0, n, bs):
-            eps = rng.standard_normal((min(bs, n - i), self._latent))
+            m = min(bs, n - i)
+            eps = random.gaussian(m * self._latent, seed, i * self._latent).reshape(m, self._latent)
             z[i:i + bs] = mu[i:i + bs] + np.exp(0.5 * logvar[i:i + bs]) * eps
         return z
 
@@ -158,18 +159,20 @@ class VAE:
         return self._iter_samples(n, seed, temperature, bs)
 
     def _iter_samples(self, n: int, seed, temperature: float, bs: int) -> Iterator[np.ndarray]:
-        # Generator.standard_normal fills values in order, so drawing (m, latent_dim) chunk after chunk
-        # gives the same numbers as one (n, latent_dim) draw: the samples do not depend on bs.
-        noise = prior.Noise(seed)  # eps as default_rng(seed) draws it; a learned prior's u from a spawned stream
+        # sample i's noise is a pure function of (seed, i) (docs/noise.md): the samples do not depend on bs
+        seed = random.fresh_seed() if seed is None else seed
         for i in range(0, n, bs):
-            z = noise.eps((min(bs, n - i), self._latent)) * temperature
+            m = min(bs, n - i)
+            z = random.scaled(random.gaussian(m * self._latent, seed, i * self._latent), temperature)
+            z = z.reshape(m, self._latent)
             if self._prior is not None:  # temperature scales eps, never the mixture's u
-                z = self._prior.z(z, noise.u(len(z)))
+                z = self._prior.z(z, random.uniform(m, seed, i))
             yield self._decode_chunk(z)
 
     def sample(self, n: int, seed: int | None = None, temperature: float = 1.0) -> np.ndarray:
-        """n images (n, C, H, W) float32 decoded from z = temperature * N(0, I), z from default_rng(seed); with a
-        learned prior or two layers, z = prior.onnx(temperature * eps, u) (runtime/prior.py)."""
+        """n images (n, C, H, W) float32 decoded from z = temperature * eps, eps ~ N(0, I) the seed's noise
+        (docs/noise.md: the same in JavaScript and C); with a learned prior or two layers,
+        z = prior.onnx(temperature * eps, u) (runtime/prior.py)."""
         return self._gather(self.iter_samples(n, seed, temperature), inputs.check_count(n, "n"))
 
     @property

@@ -1,9 +1,9 @@
 """A format-2 folder's learned prior in the runtime: prior.onnx turns noise into the decoder's z, score.onnx gives the
 IWAE log-weights of images, so that sample() and log_likelihood() need nothing but the exported files.
 
-Noise, from one seed: eps ~ N(0, I) from numpy.random.default_rng(seed), the numbers a Gaussian-prior model's
-sample() decodes as they are; u ~ U[0, 1) (a mixture's component, floor(u K)) from a generator spawned from the
-same seed. Both are drawn in order, so samples do not depend on batch_size. temperature scales eps, never u.
+The noise comes from runtime/random.py (docs/noise.md): eps ~ N(0, I) on stream eps, the numbers a Gaussian-prior
+model's sample() decodes as they are; u ~ U[0, 1) (a mixture's component, floor(u K)) on stream u. temperature
+scales eps, never u.
 """
 from __future__ import annotations
 
@@ -12,6 +12,8 @@ import threading
 from typing import Any
 
 import numpy as np
+
+from . import random
 
 IMAGES_PER_SCORE = 100  # images per score.onnx run
 DECODES_PER_SCORE = 4096  # samples x images per run: as train/iwae.py
@@ -27,21 +29,6 @@ def describe(meta: dict) -> str:
     layers = (f"two latent layers, z = [z1, z2] of {p['layer_sizes'][0]} + {p['layer_sizes'][1]}"
               if p["latent_layers"] == 2 else "one latent layer")
     return f"{name}, {layers} (prior.onnx: {', '.join(p['sample']['inputs'])} -> z)"
-
-
-class Noise:
-    """eps and u drawn in order from one seed (see the module's docstring)."""
-
-    def __init__(self, seed):
-        seq = np.random.SeedSequence(seed)
-        self._eps = np.random.default_rng(seq)
-        self._u = np.random.default_rng(seq.spawn(1)[0])
-
-    def eps(self, shape) -> np.ndarray:
-        return self._eps.standard_normal(shape)
-
-    def u(self, n: int) -> np.ndarray:
-        return self._u.random(n)
 
 
 class Prior:
@@ -76,10 +63,11 @@ class Prior:
     def log_likelihood(self, x: np.ndarray, k: int, seed=None, eps=None) -> np.ndarray:
         """The IWAE estimate of log p(x) with k samples, per image (float64, nats); x float32 [N, C, H, W].
 
-        eps [k, N, latent_dim] (optional) is the noise to use; else drawn from default_rng(seed), image batch by
-        image batch. The sum over samples is a running logsumexp in float64, as train/iwae.py's."""
+        eps [k, N, latent_dim] (optional) is the noise to use; else image i's sample s is normals (i k + s) d ..
+        (i k + s + 1) d - 1 of the seed's stream eps (docs/noise.md), so an image's estimate depends on it alone.
+        The sum over samples is a running logsumexp in float64, as train/iwae.py's."""
         n, d = x.shape[0], self.spec["sample"]["inputs"]["eps"]["shape"][1]
-        rng = np.random.default_rng(seed)
+        seed = random.fresh_seed() if seed is None and eps is None else seed
         out = np.empty(n)
         for i in range(0, n, IMAGES_PER_SCORE):
             xb = x[i:i + IMAGES_PER_SCORE]
@@ -87,7 +75,8 @@ class Prior:
             acc = np.full(len(xb), -np.inf)
             for j in range(0, k, chunk):
                 m = min(chunk, k - j)
-                e = eps[j:j + m, i:i + len(xb)] if eps is not None else rng.standard_normal((m, len(xb), d))
+                e = eps[j:j + m, i:i + len(xb)] if eps is not None else random.gaussian_runs(
+                    seed, (np.arange(i, i + len(xb)) * k + j) * d, m * d).reshape(len(xb), m, d).transpose(1, 0, 2)
                 lw = self.log_weights(xb, e).astype(np.float64)
                 top = lw.max(0)
                 acc = np.logaddexp(acc, top + np.log(np.exp(lw - top).sum(0)))

@@ -4,7 +4,7 @@
                                                                           error of each check
 
 FIXTURES holds, per model folder NAME/ (exported in the main environment), NAME.<what>.npy written there by
-PyTorch: x, z, mu, logvar, probs (decode of z), sample (decode of default_rng(SEED) z), and for int8 exports
+PyTorch: x, z, mu, logvar, probs (decode of z), sample (decode of the z a seed draws), and for int8 exports
 int8_mu and int8_probs, what the int8 files give by onnx's reference evaluator (exact integer arithmetic, the
 same on every CPU). Exit code 1 if any check is beyond its bound; the JSON says which.
 """

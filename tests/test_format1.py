@@ -2,7 +2,9 @@
 same, and a Gaussian-prior export still writes the same graphs (compared without the stamped metadata).
 
 The fixtures were exported by the code at the branch point of the learned-priors change, from the checkpoints
-beside them (format1-*.pt), with their samples for seed 0 saved as format1-*-samples-seed0.npy.
+beside them (format1-*.pt), with their samples for seed 0 saved as format1-*-samples-seed0-0.1.0.npy and the noise
+0.1.0 drew for them (numpy's default_rng(0)) as format1-*-noise-seed0-0.1.0.npy. Since 0.2.0 a seed draws other
+noise (docs/noise.md): format1-*-samples-seed0.npy holds today's samples for seed 0.
 """
 import numpy as np
 import onnx
@@ -16,9 +18,17 @@ FIXTURES = REPO / "tests" / "fixtures"
 
 
 @pytest.mark.parametrize("arch", ["mlp", "conv"])
-def test_a_format1_folder_loads_and_samples_as_it_did(arch):
+def test_a_format1_folder_decodes_0_1_0s_noise_into_0_1_0s_samples(arch):
     vae = VAE.load(FIXTURES / f"format1-{arch}")
     assert vae.meta["format_version"] == 1
+    eps = np.load(FIXTURES / f"format1-{arch}-noise-seed0-0.1.0.npy")
+    np.testing.assert_array_equal(vae.decode(vae.from_noise(eps)),
+                                  np.load(FIXTURES / f"format1-{arch}-samples-seed0-0.1.0.npy"))
+
+
+@pytest.mark.parametrize("arch", ["mlp", "conv"])
+def test_a_format1_folder_samples_a_seed_as_docs_noise_md_draws_it(arch):
+    vae = VAE.load(FIXTURES / f"format1-{arch}")
     np.testing.assert_array_equal(vae.sample(5, seed=0), np.load(FIXTURES / f"format1-{arch}-samples-seed0.npy"))
 
 

@@ -9,8 +9,7 @@ import torch
 
 from conftest import copy_export, learned_prior_model as _model, run_cli
 from vae_edge.export import export_model
-from vae_edge.runtime import VAE, ModelFolderError
-from vae_edge.runtime.prior import Noise
+from vae_edge.runtime import VAE, ModelFolderError, random
 from vae_edge.train.iwae import iwae_log_likelihood
 from vae_edge.train.model import VAE as TorchVAE
 
@@ -67,8 +66,7 @@ def test_the_prior_graph_s_samples_have_the_mixture_s_mean_and_covariance(tmp_pa
 def test_sample_decodes_the_prior_graph_of_temperature_scaled_eps_and_an_unscaled_u(folder):
     model, out = folder
     vae = VAE.load(out)
-    noise = Noise(7)
-    eps, u = noise.eps((9, 4)), noise.u(9)
+    eps, u = random.gaussian(36, 7).reshape(9, 4), random.uniform(9, 7)
     with torch.no_grad():
         z = model.prior_sample(torch.from_numpy(0.5 * eps).float(), torch.from_numpy(u).float())
         want = model.probs(z).numpy()
@@ -92,6 +90,18 @@ def test_encode_decode_reconstruct_and_interpolate_work_on_a_learned_prior_folde
     assert mu.shape == (3, 4) and vae.reconstruct(x).shape == x.shape
     assert vae.interpolate(x[0], x[1], steps=5).shape == (5, *SHAPE)
     np.testing.assert_allclose(vae.decode(mu), model.probs(ref_mu).detach().numpy(), atol=1e-5)
+
+
+def test_the_iwae_noise_of_an_image_is_its_own_run_of_the_seed_s_stream(folder):
+    """Image i's sample s is normals (i k + s) d .. (i k + s + 1) d - 1 of the seed (docs/noise.md): the estimate
+    equals one on that noise given explicitly, and an image's estimate does not depend on the images beside it."""
+    _, out = folder
+    vae, k, d, seed = VAE.load(out), 7, 4, 11
+    x = (np.random.default_rng().random((3, *SHAPE)) < 0.5).astype(np.float32)
+    eps = random.gaussian(3 * k * d, seed).reshape(3, k, d).transpose(1, 0, 2)
+    got = vae.log_likelihood(x, k=k, seed=seed)
+    np.testing.assert_array_equal(got, vae.log_likelihood(x, k=k, eps=eps))
+    np.testing.assert_array_equal(got[:2], vae.log_likelihood(x[:2], k=k, seed=seed))
 
 
 def test_the_runtime_s_iwae_agrees_with_torch_on_the_same_noise(fashion_mnist):

@@ -2,8 +2,9 @@
 
 Python exports small models and saves what vae_edge.runtime computes for fresh random z and x as .npy files;
 the JS side must give the same numbers within 1e-5 (web/test/*.test.js under `node --test`, and the demo page
-in headless Chromium through window.vaeEdge, web/tools/check-page.mjs).
+in headless Chromium through window.vaeEdge, web/tools/check-page.mjs), one seed's samples among them.
 """
+import json
 import os
 import shutil
 import subprocess
@@ -57,10 +58,14 @@ def reference(tmp_path_factory) -> Path:
             inputs.update(eps=rng.standard_normal((9, vae.latent_dim)).astype(np.float32),
                           u=rng.random(9, dtype=np.float32))
         _save(root / name / "inputs", inputs)
+        # one seed's samples: the same noise in every reader (docs/noise.md), so the same images within 1e-5
+        sampling = {"n": 16, "seed": int(rng.integers(0, 2**53)), "temperature": float(rng.uniform(0.5, 1.5))}
+        (root / name / "inputs" / "sample.json").write_text(json.dumps(sampling))
         for precision in ("fp32", "int8") if options.get("quantize") else ("fp32",):
             vae = VAE.load(folder, precision=precision)
             mu, logvar = vae.encode(inputs["x"])
             _save(root / name / precision, {
+                "sample": vae.sample(sampling["n"], seed=sampling["seed"], temperature=sampling["temperature"]),
                 "decode": vae.decode(inputs["z"]), "mu": mu, "logvar": logvar,
                 "mu_uint8": vae.encode(inputs["x_uint8"])[0], "reconstruct": vae.reconstruct(inputs["x"]),
                 "interpolate": vae.interpolate(inputs["x"][0], inputs["x"][1], steps=INTERPOLATE_STEPS),

@@ -1,12 +1,12 @@
 // A format-2 folder's learned prior (prior.onnx), as runtime/prior.py in Python: noise in, the decoder's z out.
 //
 // prior.onnx takes eps (n x latent_dim, standard normal; temperature scales it) and, for a mixture (the
-// VampPrior), u (n, uniform in [0, 1); the component is floor(u K), never scaled by temperature). Here both come
-// from one seed: eps as a Gaussian-prior model's latents, u from a second stream of the same generator.
+// VampPrior), u (n, uniform in [0, 1); the component is floor(u K), never scaled by temperature). Both come from
+// one seed (random.js, docs/noise.md): eps as a Gaussian-prior model's latents, u from the generator's stream u.
 
 import { gaussian, uniform } from './random.js';
 
-/** The noise of n samples from a seed: eps (temperature-scaled) and u. */
+/** The noise of n samples from a seed: eps (temperature-scaled: float32 of the double product) and u. */
 export function noise(n, latent, seed, temperature) {
   const eps = gaussian(n * latent, seed);
   for (let i = 0; i < eps.length; i++) eps[i] *= temperature;

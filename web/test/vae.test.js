@@ -39,6 +39,10 @@ for (const name of MODELS) {
       let vae;
       before(async () => { vae = await VAE.load(path.join(dir, 'model'), { precision }); });
 
+      test("sample(n, {seed, temperature}) gives the Python runtime's images for that seed", async () => {
+        const { n, seed, temperature } = JSON.parse(readFileSync(path.join(dir, 'inputs', 'sample.json'), 'utf8'));
+        assertClose(await vae.sample(n, { seed, temperature }), want('sample'), `sample, seed ${seed}`);
+      });
       test('decode', async () => {
         const z = inputs('z');
         assertClose(await vae.decode(z.data, z.shape[0]), want('decode'), 'decode');

@@ -1,16 +1,17 @@
 #!/usr/bin/env node
 // The demo page in headless Chromium, as tests/test_web.py runs it: the served site decodes fixed z through
-// window.vaeEdge as the Python runtime did (within 1e-5; encode and int8 too, through the library in the page),
-// a dragged slider, a stroke on the drawing and a click on a sample redraw their pictures, bad input and a
-// tampered decoder show one-line errors, nothing is fetched from outside the site, and a screenshot is saved.
+// window.vaeEdge as the Python runtime did (within 1e-5; encode, int8 and one seed's samples too, through the
+// library in the page), a dragged slider, a stroke on the drawing and a click on a sample redraw their pictures,
+// bad input and a tampered decoder show one-line errors, nothing is fetched from outside the site, and a
+// screenshot is saved.
 //
 //   node tools/check-page.mjs --site SITE --reference DIR [--no-isolation] [--screenshot page.png]
 //
-// DIR holds inputs/{z,x}.npy, fp32/{decode,mu}.npy, for a learned prior inputs/{eps,u}.npy and fp32/from_noise.npy,
-// and optionally int8/ for the site's model (tests/test_web.py
-// writes them). Exit code 0 when all holds, else 1.
+// DIR holds inputs/{z,x}.npy and inputs/sample.json, fp32/{decode,mu,sample}.npy, for a learned prior
+// inputs/{eps,u}.npy and fp32/from_noise.npy, and optionally int8/ for the site's model (tests/test_web.py writes
+// them). Exit code 0 when all holds, else 1.
 
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { openSite, waitForModel } from './chromium.mjs';
@@ -41,6 +42,7 @@ async function compare(page, what, precision, input, want) {
     // the page's own model, or the same folder loaded again at the other precision
     const model = precision === vae.precision ? vae : await vae.constructor.load('model', { precision });
     const data = new Float32Array(values);
+    if (what === 'sample') return Array.from(await model.sample(n, { seed: values[0], temperature: values[1] }));
     if (what === 'from_noise') return Array.from(await model.fromNoise(data.subarray(0, n * vae.latentDim), data.subarray(n * vae.latentDim), n));
     return Array.from(what === 'decode' ? await model.decode(data, n) : (await model.encode(data, n)).mu);
   }, [what, precision, Array.from(input.data), input.shape[0]]);
@@ -85,6 +87,10 @@ async function main() {
       const noise = { data: Float32Array.of(...eps.data, ...u.data), shape: eps.shape };
       worst.fromNoise = await compare(page, 'from_noise', 'fp32', noise, loadNpy(path.join(opts.reference, 'fp32', 'from_noise.npy')));
     }
+    // one seed's samples, drawn in the page: the same noise as Python's (docs/noise.md), so the same images
+    const sampling = JSON.parse(readFileSync(path.join(opts.reference, 'inputs', 'sample.json'), 'utf8'));
+    worst.sample = await compare(page, 'sample', 'fp32', { data: [sampling.seed, sampling.temperature], shape: [sampling.n] },
+      loadNpy(path.join(opts.reference, 'fp32', 'sample.npy')));
     if (existsSync(path.join(opts.reference, 'int8'))) {
       worst.decodeInt8 = await compare(page, 'decode', 'int8', z, loadNpy(path.join(opts.reference, 'int8', 'decode.npy')));
       worst.muInt8 = await compare(page, 'mu', 'int8', x, loadNpy(path.join(opts.reference, 'int8', 'mu.npy')));

@@ -29,7 +29,7 @@ export interface LoadOptions {
 }
 
 export interface SampleOptions {
-  /** The same seed gives the same images on every machine (not the same as that seed in Python). */
+  /** The same seed gives the same noise on every machine and in every reader, Python and C too (docs/noise.md). */
   seed?: number;
   /** z = temperature * N(0, I); default 1. */
   temperature?: number;
