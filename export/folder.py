@@ -136,16 +136,18 @@ def _move_into_place(tmp: Path, out: Path, force: bool) -> None:
         return
     new, old = _beside(out, "new"), _beside(out, "old")
     os.rename(tmp, new)
-    fsync_folder(out.parent)
-    if _exchange(new, out):  # one step: out is the new export, and `new` the earlier one
-        fsync_folder(out.parent)
-        shutil.rmtree(new)
-        return
     try:
-        os.rename(out, old)
+        fsync_folder(out.parent)
+        swapped = _exchange(new, out)  # one step: out is then the new export, and `new` the earlier one
+        if not swapped:
+            os.rename(out, old)
     except BaseException:
         shutil.rmtree(new, ignore_errors=True)
         raise
+    if swapped:
+        fsync_folder(out.parent)
+        shutil.rmtree(new)
+        return
     try:  # a kill from here until the next rename leaves out missing: recover() puts `new` in
         os.rename(new, out)
     except BaseException:
