@@ -7,7 +7,9 @@ metrics and pictures, vae-eval's JSON and vae-export's files (written into a fre
 from __future__ import annotations
 
 import errno
+import glob
 import os
+import re
 import stat
 from contextlib import contextmanager
 from pathlib import Path
@@ -65,6 +67,18 @@ def write_new(path: Path, data: bytes) -> None:
         os.fsync(f.fileno())
 
 
+def remove_leftovers(path: Path) -> None:
+    """Remove the temporary files that a killed write to path left beside it (.NAME.XXXXXXXXXXXX.tmp). One process
+    at a time writes to a path, so none of them is in use; a write that raced this one would fail, not mix files."""
+    stem = f".{path.name}."
+    for p in path.parent.glob(glob.escape(stem) + "?" * 12 + ".tmp"):
+        if re.fullmatch(r"[0-9a-f]{12}", p.name[len(stem):-4]) and not_a_file(p) is None:
+            try:
+                p.unlink()
+            except OSError:  # not ours to remove after all (another owner, a read-only folder): leave it
+                pass
+
+
 @contextmanager
 def atomic_files(*paths: str | os.PathLike) -> Iterator[list[BinaryIO]]:
     """One temporary file beside each path, open for writing; when the block succeeds each is fsynced and renamed
@@ -82,6 +96,7 @@ def atomic_files(*paths: str | os.PathLike) -> Iterator[list[BinaryIO]]:
             what = not_a_file(path)
             if what:
                 raise RuntimeInputError(f"{path} is {what}, not a regular file; refusing to replace it")
+            remove_leftovers(path)
             tmp = path.parent / f".{path.name}.{os.urandom(6).hex()}.tmp"
             # os.open with mode 0o666 honours the umask (mkstemp would leave the result private, 0o600).
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)

@@ -27,6 +27,15 @@ def test_keyboard_interrupt_during_a_write_keeps_the_earlier_file(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["a.bin"] and (tmp_path / "a.bin").read_bytes() == b"earlier"
 
 
+def test_the_next_write_to_a_path_removes_what_a_killed_write_left_beside_it(tmp_path):
+    (tmp_path / ".a.npy.0123456789ab.tmp").write_bytes(b"half of a killed write")
+    kept = [".a.npy.notes.tmp", ".b.npy.0123456789ab.tmp", "a.npy.0123456789ab.tmp"]  # not a leftover of a.npy
+    for name in kept:
+        (tmp_path / name).write_bytes(b"someone's")
+    save_npy(np.ones(3, np.float32), tmp_path / "a.npy")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([*kept, "a.npy"])
+
+
 def test_a_write_is_fsynced_before_the_rename_and_the_folder_after(monkeypatch, tmp_path):
     events = []
     real_fsync, real_replace = os.fsync, os.replace

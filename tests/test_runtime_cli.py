@@ -473,6 +473,39 @@ def test_sample_out_and_npy_replace_an_earlier_pair_together(mlp, work):
     assert _png(work / "s.png")[2] == (3 * 30 + 2, 32) and sorted(p.name for p in work.iterdir()) == ["s.npy", "s.png"]
 
 
+# A real vae-sample process, SIGKILLed just before the Nth call of os.fsync or os.replace.
+KILLED_SAMPLE = """
+import os, signal, sys
+step, nth = sys.argv[1].split(":")
+real, calls = getattr(os, step), []
+def killed(*args):
+    calls.append(args)
+    if len(calls) == int(nth):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(*args)
+setattr(os, step, killed)
+from vae_edge.runtime.cli import sample_main
+sys.argv = ["vae-sample", *sys.argv[2:]]
+sample_main()
+"""
+
+
+@pytest.mark.parametrize("kill,grid,array", [("fsync:1", 5, 5), ("replace:1", 5, None), ("replace:2", 3, None)],
+                         ids=["while-writing", "before-the-grid-goes-in", "between-the-grid-and-the-array"])
+def test_a_killed_sample_never_leaves_a_grid_beside_an_array_from_another_run(mlp, work, kill, grid, array):
+    """The earlier pair has 5 images, the new one 3: after a kill at any step the grid and the array that remain
+    hold the same number, or the array is gone; the next run removes the temporary files and writes its pair."""
+    args = ["--model", mlp, "--out", "s.png", "--npy", "s.npy"]
+    assert run(sample_app, *args, "--n", 5).exit_code == 0
+    r = subprocess.run([sys.executable, "-c", KILLED_SAMPLE, kill, *map(str, args), "--n", "3"],
+                       capture_output=True, text=True)
+    assert r.returncode == -signal.SIGKILL, r.stderr
+    assert _png(work / "s.png")[2][0] == grid * 30 + 2
+    assert (np.load(work / "s.npy").shape[0] if (work / "s.npy").exists() else None) == array
+    assert run(sample_app, *args, "--n", 3).exit_code == 0
+    assert sorted(p.name for p in work.iterdir()) == ["s.npy", "s.png"] and np.load(work / "s.npy").shape[0] == 3
+
+
 # -- streaming a million samples --------------------------------------------------------------------
 
 @pytest.mark.slow
