@@ -93,7 +93,7 @@ def _outputs(out: Optional[Path], npy: Optional[Path], default_png: str, n: Opti
 def _check_npy_output(path: Optional[Path], option: str) -> None:
     if path is None:
         return
-    if str(path) != STDOUT:
+    if not _is_stdout(path):
         check_output(path, option)
     elif sys.stdout.isatty():
         raise RuntimeInputError(f"{option} - writes binary .npy to standard output, which is a terminal; "
@@ -102,7 +102,7 @@ def _check_npy_output(path: Optional[Path], option: str) -> None:
 
 def _write_images(chunks, shape: tuple, png: Optional[Path], npy: Optional[Path], nrow: int) -> str:
     """Write decoded chunks as a PNG grid and/or .npy (- is standard output); streamed when there is no grid."""
-    to_stdout = npy is not None and str(npy) == STDOUT
+    to_stdout = _is_stdout(npy)
     if png is None:
         assert npy is not None  # _outputs gives no PNG path only when --npy was asked for
         if to_stdout:
@@ -120,13 +120,17 @@ def _write_images(chunks, shape: tuple, png: Optional[Path], npy: Optional[Path]
     return ", ".join(_name(p) for p in (png, npy) if p is not None)
 
 
+def _is_stdout(path: Optional[Path]) -> bool:
+    return path is not None and str(path) == STDOUT
+
+
 def _name(path: Path) -> str:
-    return "standard output" if str(path) == STDOUT else str(path)
+    return "standard output" if _is_stdout(path) else str(path)
 
 
 def _report(text: str, outputs: tuple) -> None:
     """The closing line: on stdout, unless an array went there."""
-    _echo(text, sys.stderr if any(p is not None and str(p) == STDOUT for p in outputs) else None)
+    _echo(text, sys.stderr if any(map(_is_stdout, outputs)) else None)
 
 
 def _load(model: Optional[str], precision: str, threads: Optional[int], batch_size: int, decoder_only=False) -> VAE:
@@ -215,7 +219,7 @@ def encode(
             z = vae.encode(x, sample=True, seed=seed)
         else:
             z, _ = vae.encode(x)
-        if str(out) == STDOUT:
+        if _is_stdout(out):
             write_npy(sys.stdout.buffer, z)
         else:
             save_npy(z, out)
