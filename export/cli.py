@@ -79,12 +79,15 @@ def main(
     ort: bool = typer.Option(False, "--ort", help="Also write each file in ORT format (.ort) with "
                                                   "required_operators.config, for onnxruntime's mobile and "
                                                   "minimal builds."),
-    force: bool = typer.Option(False, "--force", help="Replace the output folder if it exists."),
+    force: bool = typer.Option(False, "--force", help="Replace the output folder if it exists (an earlier export, "
+                                                      "swapped so that a kill leaves the old or the new one)."),
 ) -> None:
     """Write encoder.onnx, decoder.onnx and vae.json with a dynamic batch, after a parity check."""
     from vae_edge.export import ExportError, export_checkpoint  # torch is slow to import: not for --help
 
     shape = _shape(input_shape)
+    if not out.parent.is_dir():  # the project's run folders make their own; an output the user names does not
+        _fail(f"--out {out}: there is no folder {out.parent}; make it first")
     if quantize is not None and quantize != "int8":
         _fail(f"--quantize takes int8, got {quantize!r}")
     try:

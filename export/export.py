@@ -13,7 +13,8 @@ from vae_edge.train.model import VAE
 
 from .errors import ExportError
 from .calibration import calibration as calibration_data
-from .folder import FORMAT, FORMAT_VERSION, check_target, file_entries, versions, with_metadata, write_folder
+from .folder import (FORMAT, FORMAT_VERSION, check_target, file_entries, recover, versions, with_metadata,
+                     write_folder)
 from .graphs import DEFAULT_OPSET, PhaseUpsampler, decoder_graph, encoder_graph, opset_of
 from .load import jsonable, load_model
 from .ort_format import CONFIG, to_ort
@@ -51,6 +52,7 @@ def export_model(model: VAE, out: str | os.PathLike = "vae-onnx", *, facts: dict
         raise ExportError(f"unknown quantization {quantize!r}; the only choice is int8")
     opset = DEFAULT_OPSET if opset is None else opset
     out = Path(out)
+    recover(out)  # what a killed export left beside out
     check_target(out, force)  # fail before the slow part
     facts = jsonable(facts or {})
     # a float32 CPU copy in eval mode, so the caller's model is left as it was

@@ -1,7 +1,8 @@
 """Command line: vae-sample, vae-encode, vae-decode and vae-info, on an exported model folder, without torch.
 
 Bad input ends with one line `error: ...` on stderr and exit code 2; outputs are written to a
-temporary file and renamed, so a failed command leaves no half-written file.
+temporary file and renamed (outputs.py), so a failed command leaves no half-written file, and an output
+path that is not a regular file, or whose folder is missing, is refused before any work.
 
 Each command is a plain function whose defaults declare its options (args.py). The console scripts
 (`sample_main`, ...) parse a plain command line with the standard library and hand `--help` and usage
@@ -22,11 +23,13 @@ import numpy as np
 from .. import __version__
 from . import bundled, compat, prior
 from .args import Argument, Option, run, typer_app
-from .images import image_format, load_images, save_grid, save_npy, save_npy_chunks
+from .images import (image_format, load_images, save_grid, save_grid_and_npy, save_npy, save_npy_chunks, write_npy,
+                     write_npy_chunks)
 from .errors import ModelFolderError, RuntimeInputError
 from .folder import PRECISIONS, read_meta, verify_files
 from .inputs import check_seed
 from .model import DEFAULT_BATCH_SIZE, VAE
+from .outputs import STDOUT, check_output
 
 # A PNG grid of more images than this is unreadable and costly; larger runs must use --npy.
 MAX_GRID = 4096
@@ -71,7 +74,8 @@ def _check_common(precision: str, threads: Optional[int], batch_size: int, nrow:
 
 
 def _outputs(out: Optional[Path], npy: Optional[Path], default_png: str, n: Optional[int]) -> Optional[Path]:
-    """The PNG path to write: --out, else default_png unless only --npy was asked for."""
+    """The PNG path to write: --out, else default_png unless only --npy was asked for. Each output is checked
+    here, before anything is loaded or written."""
     png = out if out is not None else (Path(default_png) if npy is None else None)
     if png is not None:
         image_format(png)
@@ -80,23 +84,53 @@ def _outputs(out: Optional[Path], npy: Optional[Path], default_png: str, n: Opti
                                     f"write them with --npy FILE alone")
     if png is not None and npy is not None and os.path.abspath(png) == os.path.abspath(npy):
         raise RuntimeInputError("--out and --npy name the same file")
-    for path in (png, npy):  # refused before anything is written: else the grid is written, then the .npy fails
-        if path is not None and Path(path).is_dir():
-            raise RuntimeInputError(f"{path} is a folder; --out and --npy take file names")
+    if png is not None:
+        check_output(png, "--out")
+    _check_npy_output(npy, "--npy")
     return png
 
 
+def _check_npy_output(path: Optional[Path], option: str) -> None:
+    if path is None:
+        return
+    if not _is_stdout(path):
+        check_output(path, option)
+    elif sys.stdout.isatty():
+        raise RuntimeInputError(f"{option} - writes binary .npy to standard output, which is a terminal; "
+                                f"pipe it or redirect it to a file")
+
+
 def _write_images(chunks, shape: tuple, png: Optional[Path], npy: Optional[Path], nrow: int) -> str:
-    """Write decoded chunks as a PNG grid and/or .npy; streamed straight to disk when there is no grid."""
+    """Write decoded chunks as a PNG grid and/or .npy (- is standard output); streamed when there is no grid."""
+    to_stdout = _is_stdout(npy)
     if png is None:
         assert npy is not None  # _outputs gives no PNG path only when --npy was asked for
-        save_npy_chunks(chunks, npy, shape)
+        if to_stdout:
+            write_npy_chunks(sys.stdout.buffer, chunks, shape)
+        else:
+            save_npy_chunks(chunks, npy, shape)
     else:
         x = np.concatenate(list(chunks))
-        save_grid(x, png, nrow=nrow)
-        if npy is not None:
-            save_npy(x, npy)
-    return ", ".join(str(p) for p in (png, npy) if p is not None)
+        if npy is None or to_stdout:
+            save_grid(x, png, nrow=nrow)
+            if to_stdout:
+                write_npy(sys.stdout.buffer, x)
+        else:
+            save_grid_and_npy(x, png, npy, nrow=nrow)
+    return ", ".join(_name(p) for p in (png, npy) if p is not None)
+
+
+def _is_stdout(path: Optional[Path]) -> bool:
+    return path is not None and str(path) == STDOUT
+
+
+def _name(path: Path) -> str:
+    return "standard output" if _is_stdout(path) else str(path)
+
+
+def _report(text: str, outputs: tuple) -> None:
+    """The closing line: on stdout, unless an array went there."""
+    _echo(text, sys.stderr if any(map(_is_stdout, outputs)) else None)
 
 
 def _load(model: Optional[str], precision: str, threads: Optional[int], batch_size: int, decoder_only=False) -> VAE:
@@ -135,8 +169,8 @@ def sample(
         None, "--out", "-o", help="Image grid to write (default: samples.png; none when only --npy is given). "
                                   f"At most {MAX_GRID} images."),
     npy: Optional[Path] = Option(
-        None, "--npy", help="Also write the images as float32 (n, C, H, W) .npy; streamed to disk in chunks "
-                            "when no grid is written, so any n fits in memory."),
+        None, "--npy", help="Also write the images as float32 (n, C, H, W) .npy (- for standard output); streamed "
+                            "in chunks when no grid is written, so any n fits in memory."),
     seed: int = Option(0, "--seed", help="Seed of the noise that draws z (docs/noise.md): Python's, JavaScript's and "
                                          "C's z alike."),
     temperature: float = Option(1.0, "--temperature", "-t", help="z = temperature * N(0, I)."),
@@ -154,7 +188,7 @@ def sample(
         vae = _load(model, precision, threads, batch_size, decoder_only=True)  # sampling needs no encoder
         chunks = vae.iter_samples(n, seed=seed, temperature=temperature)  # checks temperature now
         written = _write_images(chunks, (n, *vae.input_shape), png, npy, nrow)
-        _echo(f"wrote {n} samples to {written}")
+        _report(f"wrote {n} samples to {written}", (npy,))
 
 
 def encode(
@@ -162,7 +196,8 @@ def encode(
         ..., metavar="INPUTS...",
         help="PNG/JPEG files (converted to the model's channels and resized to its H x W), or one .npy "
              "of shape (N, C, H, W) or (N, C*H*W), float in [0, 1] or uint8 in [0, 255]."),
-    out: Path = Option(Path("latents.npy"), "--out", "-o", help="Latents to write, float32 (N, latent_dim)."),
+    out: Path = Option(Path("latents.npy"), "--out", "-o",
+                      help="Latents to write, float32 (N, latent_dim) .npy (- for standard output)."),
     model: Optional[str] = MODEL_OPT,
     sample: bool = Option(False, "--sample", help="Write z = mu + exp(logvar / 2) * eps instead of mu."),
     seed: int = Option(0, "--seed", help="Seed of the noise that draws eps for --sample (docs/noise.md)."),
@@ -178,14 +213,18 @@ def encode(
         _check(not npys or len(inputs) == 1, "give either image files or one .npy file, not both or several .npy")
         if out.suffix.lower() in (".png", ".jpg", ".jpeg"):
             raise RuntimeInputError(f"--out {out} is an image name; latents are written as .npy")
+        _check_npy_output(out, "--out")
         vae = _load(model, precision, threads, batch_size)
         x = _read_npy(npys[0]) if npys else load_images(inputs, vae.input_shape)
         if sample:
             z = vae.encode(x, sample=True, seed=seed)
         else:
             z, _ = vae.encode(x)
-        save_npy(z, out)
-        _echo(f"wrote {'sampled z' if sample else 'mu'} of shape {tuple(z.shape)} to {out}")
+        if _is_stdout(out):
+            write_npy(sys.stdout.buffer, z)
+        else:
+            save_npy(z, out)
+        _report(f"wrote {'sampled z' if sample else 'mu'} of shape {tuple(z.shape)} to {_name(out)}", (out,))
 
 
 def decode(
@@ -194,8 +233,8 @@ def decode(
         None, "--out", "-o", help="Image grid to write (default: grid.png; none when only --npy is given). "
                                   f"At most {MAX_GRID} images."),
     npy: Optional[Path] = Option(
-        None, "--npy", help="Also write the images as float32 (N, C, H, W) .npy; streamed in chunks when no "
-                            "grid is written."),
+        None, "--npy", help="Also write the images as float32 (N, C, H, W) .npy (- for standard output); streamed "
+                            "in chunks when no grid is written."),
     model: Optional[str] = MODEL_OPT,
     nrow: int = NROW_OPT,
     precision: str = PRECISION_OPT,
@@ -210,7 +249,7 @@ def decode(
         vae = _load(model, precision, threads, batch_size, decoder_only=True)
         chunks = vae.iter_decode(z)  # checks z's shape and dtype now
         written = _write_images(chunks, (z.shape[0], *vae.input_shape), png, npy, nrow)
-        _echo(f"decoded {z.shape[0]} latents to {written}")
+        _report(f"decoded {z.shape[0]} latents to {written}", (npy,))
 
 
 def requirement(meta: dict) -> str:

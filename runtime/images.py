@@ -8,13 +8,13 @@ from __future__ import annotations
 import math
 import os
 import warnings
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import BinaryIO, Iterable
 
 import numpy as np
 
 from .errors import RuntimeInputError
+from .outputs import atomic_file, atomic_files
 from .png import write_png
 
 IMAGE_SUFFIXES = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".webp": "WEBP"}
@@ -54,43 +54,36 @@ def image_format(path: str | os.PathLike) -> str:
     return IMAGE_SUFFIXES[suffix]
 
 
-@contextmanager
-def atomic_file(path: str | os.PathLike) -> Iterator:
-    """Open a temporary file beside `path` for writing; it replaces `path` only if the block succeeds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # os.open with mode 0o666 honours the umask (mkstemp would leave the result private, 0o600).
-    tmp = path.parent / f".{path.name}.{os.urandom(6).hex()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_grid(images: np.ndarray, path: str | os.PathLike, nrow: int = 8, padding: int = 2) -> None:
     """Write (N, C, H, W) images in [0, 1] as one grid image (PNG unless the suffix says otherwise), atomically."""
     fmt = image_format(path)
+    with atomic_file(path) as f:
+        write_grid(f, images, fmt, nrow, padding)
+
+
+def save_grid_and_npy(images: np.ndarray, png: str | os.PathLike, npy: str | os.PathLike, nrow: int = 8) -> None:
+    """The grid and the .npy of the same images, published as a pair: a kill never leaves one from another run."""
+    fmt = image_format(png)
+    with atomic_files(png, npy) as (grid, array):
+        write_grid(grid, images, fmt, nrow)
+        write_npy(array, images)
+
+
+def write_grid(f: BinaryIO, images: np.ndarray, fmt: str, nrow: int = 8, padding: int = 2) -> None:
+    """Write the grid of images to an open file in fmt (a Pillow format name; "PNG" by png.py)."""
     pixels = make_grid(images, nrow=nrow, padding=padding)
     c = pixels.shape[2]
     if c not in MODES:
         raise RuntimeInputError(f"cannot write images with {c} channels; 1, 3 or 4 are supported")
     if fmt == "PNG":
-        with atomic_file(path) as f:
-            write_png(f, pixels)
+        write_png(f, pixels)
         return
     from PIL import Image
 
     img = Image.fromarray(pixels[:, :, 0] if c == 1 else pixels, MODES[c])
     if fmt == "JPEG" and c == 4:
         img = img.convert("RGB")
-    with atomic_file(path) as f:
-        img.save(f, format=fmt)
+    img.save(f, format=fmt)
 
 
 def load_images(paths: Iterable[str | os.PathLike], input_shape: tuple[int, int, int]) -> np.ndarray:
@@ -128,26 +121,32 @@ def load_images(paths: Iterable[str | os.PathLike], input_shape: tuple[int, int,
 def save_npy(array: np.ndarray, path: str | os.PathLike) -> None:
     """np.save, but atomic: a temporary file beside `path`, renamed at the end."""
     with atomic_file(path) as f:
-        np.save(f, np.asarray(array), allow_pickle=False)
+        write_npy(f, array)
+
+
+def write_npy(f: BinaryIO, array: np.ndarray) -> None:
+    np.save(f, np.asarray(array), allow_pickle=False)
 
 
 def save_npy_chunks(chunks: Iterable[np.ndarray], path: str | os.PathLike, shape: tuple[int, ...],
                     dtype=np.float32) -> None:
-    """Stream chunks (stacked on axis 0) into one .npy of `shape`, holding one chunk in memory at a time.
+    """Stream chunks (stacked on axis 0) into one .npy of `shape`, holding one chunk in memory at a time; the file
+    appears at `path` only once all shape[0] rows are written."""
+    with atomic_file(path) as f:
+        write_npy_chunks(f, chunks, shape, dtype)
 
-    The header is written first (numpy.lib.format), then each chunk's bytes; the file appears at
-    `path` only once all shape[0] rows are written.
-    """
+
+def write_npy_chunks(f: BinaryIO, chunks: Iterable[np.ndarray], shape: tuple[int, ...], dtype=np.float32) -> None:
+    """The header first (numpy.lib.format), then each chunk's bytes, to an open file or a pipe."""
     dtype = np.dtype(dtype)
     header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": tuple(shape)}
-    with atomic_file(path) as f:
-        np.lib.format.write_array_header_1_0(f, header)
-        rows = 0
-        for chunk in chunks:
-            chunk = np.ascontiguousarray(chunk, dtype=dtype)
-            if chunk.shape[1:] != tuple(shape[1:]):
-                raise RuntimeInputError(f"chunk of shape {chunk.shape} does not fit an array of shape {shape}")
-            f.write(chunk.data.cast("B"))
-            rows += chunk.shape[0]
-        if rows != shape[0]:
-            raise RuntimeInputError(f"wrote {rows} rows but the array has {shape[0]}")
+    np.lib.format.write_array_header_1_0(f, header)
+    rows = 0
+    for chunk in chunks:
+        chunk = np.ascontiguousarray(chunk, dtype=dtype)
+        if chunk.shape[1:] != tuple(shape[1:]):
+            raise RuntimeInputError(f"chunk of shape {chunk.shape} does not fit an array of shape {shape}")
+        f.write(chunk.data.cast("B"))
+        rows += chunk.shape[0]
+    if rows != shape[0]:
+        raise RuntimeInputError(f"wrote {rows} rows but the array has {shape[0]}")

@@ -60,6 +60,9 @@ MUTANTS = [
     Mutant("a-run-failure-escapes-as-onnxruntimes-own", "runtime/sessions.py",
            'if not type(e).__module__.startswith("onnxruntime"):', "if True:",
            ["tests/test_runtime.py::test_a_file_that_loads_but_fails_to_run_says_so_in_one_line"]),
+    Mutant("ctrl-c-during-a-write-leaves-the-temporary-file", "runtime/outputs.py",
+           "    except BaseException as e:", "    except Exception as e:",
+           ["tests/test_outputs.py::test_keyboard_interrupt_during_a_write_leaves_no_temporary_file"]),
     Mutant("a-run-failure-escapes-in-javascript", "web/src/sessions.js", "  return failingInOneLine(session, where);",
            "  return session;", ["node", "--test", "web/test/conformance.test.js"]),
 ]

@@ -3,6 +3,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +20,7 @@ from typer.testing import CliRunner
 
 from conftest import trained
 from vae_edge.export import ExportError, ParityError, export_checkpoint, export_model, load_model
+from vae_edge.export import folder as export_folder
 from vae_edge.export import graphs, parity
 from vae_edge.export.cli import app
 from vae_edge.export.int8_reference import reference_run
@@ -425,6 +430,24 @@ def test_force_never_replaces_a_folder_that_is_not_an_export(tmp_path):
     assert (tmp_path / "notes.txt").read_text() == "precious"
 
 
+@pytest.mark.parametrize("kind", ["a FIFO", "a symlink", "a regular file"])
+def test_force_never_replaces_anything_but_a_folder(tmp_path, kind):
+    out, theirs = tmp_path / "vae-onnx", tmp_path / "theirs"
+    theirs.mkdir()
+    {"a FIFO": lambda: os.mkfifo(out), "a symlink": lambda: out.symlink_to(theirs),
+     "a regular file": lambda: out.write_text("mine")}[kind]()
+    with pytest.raises(ExportError, match=f"exists and is {kind}, not a folder; refusing to replace it"):
+        export_model(VAE(hidden_dim=16, latent_dim=2), out, force=True)
+    assert os.path.lexists(out) and list(theirs.iterdir()) == [] and leftovers(tmp_path) == []
+
+
+def test_cli_refuses_an_out_whose_folder_is_missing_in_one_line(ref_pt, tmp_path):
+    result = CliRunner().invoke(app, [str(ref_pt[1]), "--out", str(tmp_path / "gone" / "vae-onnx")])
+    assert result.exit_code == 2 and result.stderr == (f"error: --out {tmp_path / 'gone' / 'vae-onnx'}: there is no "
+                                                       f"folder {tmp_path / 'gone'}; make it first\n")
+    assert not (tmp_path / "gone").exists()
+
+
 def test_parity_failure_writes_nothing_and_reports_the_figures(monkeypatch, ref_pt, tmp_path):
     monkeypatch.setattr(parity, "TOLERANCE", -1.0)  # any real difference, even 0, now fails
     with pytest.raises(ParityError, match=r"mu .*logvar .*x "):
@@ -528,18 +551,102 @@ def test_any_failure_inside_torch_load_becomes_an_export_error(monkeypatch, tmp_
         load_model(tmp_path / "model.pt")
 
 
-def test_a_failed_swap_under_force_puts_the_earlier_export_back(monkeypatch, tmp_path):
+@pytest.mark.parametrize("failing", [2, 3], ids=["moving-the-earlier-aside", "moving-the-new-in"])
+def test_a_failed_swap_under_force_puts_the_earlier_export_back(monkeypatch, tmp_path, failing):
     out = tmp_path / "vae-onnx"
     first = export_model(VAE(hidden_dim=16, latent_dim=2), out)
     real_rename, calls = os.rename, []
 
     def flaky_rename(src, dst):
         calls.append((src, dst))
-        if len(calls) == 2:  # 1: the old export aside, 2: the new one into place
+        if len(calls) == failing:  # 1: the finished folder beside out, 2: the earlier export aside, 3: the new one in
             raise OSError(28, "No space left on device")
         return real_rename(src, dst)
 
+    monkeypatch.setattr(export_folder, "_exchange", lambda a, b: False)  # folders that cannot be swapped in one step
     monkeypatch.setattr(os, "rename", flaky_rename)
     with pytest.raises(ExportError, match="No space left"):
         export_model(VAE(hidden_dim=16, latent_dim=3), out, force=True)
     assert json.loads((out / "vae.json").read_text()) == first and leftovers(tmp_path) == []
+
+
+def test_force_swaps_the_folders_in_one_step_where_the_system_can(monkeypatch, tmp_path):
+    out = tmp_path / "vae-onnx"
+    export_model(VAE(hidden_dim=16, latent_dim=2), out)
+    renames = []
+    monkeypatch.setattr(os, "rename", lambda src, dst, rename=os.rename: renames.append(dst) or rename(src, dst))
+    second = export_model(VAE(hidden_dim=16, latent_dim=3), out, force=True)
+    assert json.loads((out / "vae.json").read_text()) == second and leftovers(tmp_path) == []
+    assert renames == [tmp_path / ".vae-onnx.vae-export.new"]  # then renameat2 exchanged it with out
+
+
+# A real `vae-export --force` process, SIGKILLed just before or after the Nth call of one of the steps of the swap.
+KILLED_EXPORT = """
+import os, shutil, signal, sys
+import vae_edge.export.folder as folder
+step, nth, when, swap = sys.argv[1].split(":")
+owner, name = {"rename": (os, "rename"), "fsync": (os, "fsync"), "exchange": (folder, "_exchange")}[step]
+real, calls = getattr(owner, name), []
+def killed(*args):
+    calls.append(args)
+    if len(calls) == int(nth) and when == "before":
+        os.kill(os.getpid(), signal.SIGKILL)
+    result = real(*args)
+    if len(calls) == int(nth) and when == "after":
+        os.kill(os.getpid(), signal.SIGKILL)
+    return result
+setattr(owner, name, killed)
+if swap == "renames":
+    folder._exchange = lambda a, b: False
+from vae_edge.export.cli import app
+sys.argv = ["vae-export", *sys.argv[2:]]
+app()
+"""
+
+
+@pytest.fixture(scope="module")
+def swap_checkpoints(tmp_path_factory):
+    """The checkpoints of the earlier export (latent_dim 2) and the new one (latent_dim 3), and the earlier export."""
+    d = tmp_path_factory.mktemp("swap")
+    for latent_dim in (2, 3):
+        cfg = Config(arch="mlp", hidden_dim=16, latent_dim=latent_dim)
+        state = VAE.from_config(cfg.model()).state_dict()
+        checkpoint.save({"format": checkpoint.FORMAT, "version": checkpoint.VERSION, "config": cfg.to_dict(),
+                         "state_dict": state, "metrics": []}, d / f"z{latent_dim}.pt")
+    export_checkpoint(d / "z2.pt", d / "earlier")
+    return d
+
+
+def which_export(folder: Path) -> str | None:
+    """"earlier" or "new" where folder holds that export, whole (every file there, its sha256 checked), else None."""
+    from vae_edge.runtime import VAE as Folder
+    if not folder.exists():
+        return None
+    return {2: "earlier", 3: "new"}[Folder.load(folder).latent_dim]
+
+
+SLOW = pytest.mark.slow  # a process that imports torch each: the window the issue found runs by default
+
+
+@pytest.mark.parametrize("kill,at_kill,after", [
+    pytest.param("fsync:2:before:exchange", "earlier", "earlier", id="writing", marks=SLOW),
+    pytest.param("rename:1:after:exchange", "earlier", "earlier", id="finished-beside", marks=SLOW),
+    pytest.param("exchange:1:after:exchange", "new", "new", id="swapped", marks=SLOW),
+    # without renameat2: the earlier export aside, the new one not yet in; then the new one in, the earlier aside
+    pytest.param("rename:2:after:renames", None, "new", id="between-the-renames"),
+    pytest.param("rename:3:after:renames", "new", "new", id="renamed-in", marks=SLOW),
+])
+def test_a_killed_export_force_leaves_the_earlier_or_the_new_export_and_the_next_run_cleans_up(
+        swap_checkpoints, tmp_path, kill, at_kill, after):
+    d, out = swap_checkpoints, tmp_path / "vae-onnx"
+    shutil.copytree(d / "earlier", out)
+    r = subprocess.run([sys.executable, "-c", KILLED_EXPORT, kill, str(d / "z3.pt"), "--out", str(out), "--force"],
+                       capture_output=True, text=True)
+    assert r.returncode == -signal.SIGKILL, r.stderr
+    assert which_export(out) == at_kill
+    assert leftovers(tmp_path), "the kill left nothing for the next run to clean"
+    with pytest.raises(ExportError, match="pass --force"):  # the next run, which stops once it has recovered
+        export_checkpoint(d / "z3.pt", out)
+    assert which_export(out) == after and leftovers(tmp_path) == []
+
+

@@ -1,7 +1,10 @@
 """vae-sample, vae-encode, vae-decode, vae-info: happy paths, and bad input -> one error line, exit 2, no output."""
+import io
 import json
 import os
+import resource
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -393,6 +396,114 @@ def test_help_documents_every_option(app, options):
     assert r.exit_code == 0
     for opt in options:
         assert opt in r.stdout, opt
+
+
+# -- what the commands write, and what they never replace -------------------------------------------
+
+def _writers(model, inputs):
+    """Each command that writes and the option under test: (app, its other arguments, the option, a file name)."""
+    x, z = inputs / "x.npy", inputs / "z.npy"
+    if not x.exists():
+        rng = np.random.default_rng()
+        np.save(x, rng.random((2, 784), dtype=np.float32))
+        np.save(z, rng.standard_normal((2, 10), dtype=np.float32))
+    return {"vae-sample --out": (sample_app, ["--model", model, "--n", 2], "--out", "out.png"),
+            "vae-sample --npy": (sample_app, ["--model", model, "--n", 2], "--npy", "out.npy"),
+            "vae-encode --out": (encode_app, [x, "--model", model], "--out", "out.npy"),
+            "vae-decode --out": (decode_app, [z, "--model", model], "--out", "out.png"),
+            "vae-decode --npy": (decode_app, [z, "--model", model], "--npy", "out.npy")}
+
+
+WRITERS = ["vae-sample --out", "vae-sample --npy", "vae-encode --out", "vae-decode --out", "vae-decode --npy"]
+
+
+def test_vae_sample_refuses_to_replace_a_device(mlp, work):
+    os.mkfifo(work / "samples.npy")  # a FIFO stands in for /dev/null or /dev/full: not a regular file either
+    assert_fails(run(sample_app, "--model", mlp, "--npy", "samples.npy"),
+                 "--npy samples.npy is a FIFO, not a regular file; refusing to replace it")
+    assert [p.name for p in work.iterdir()] == ["samples.npy"] and (work / "samples.npy").is_fifo()
+
+
+@pytest.mark.parametrize("command", WRITERS)
+@pytest.mark.parametrize("kind", ["a FIFO", "a symlink", "a folder"])
+def test_every_command_refuses_an_output_that_is_not_a_regular_file_before_any_work(work, tmp_path, command, kind):
+    # --model names no model: the output is refused before the model is looked for
+    app, args, option, name = _writers(tmp_path / "no-model", tmp_path)[command]
+    target = tmp_path / "theirs"
+    target.write_bytes(b"theirs")
+    {"a FIFO": lambda: os.mkfifo(work / name), "a symlink": lambda: (work / name).symlink_to(target),
+     "a folder": (work / name).mkdir}[kind]()
+    assert_fails(run(app, *args, option, name),
+                 f"{option} {name} is {kind}, not a regular file; refusing to replace it")
+    assert [p.name for p in work.iterdir()] == [name] and target.read_bytes() == b"theirs"
+
+
+@pytest.mark.parametrize("command", WRITERS)
+def test_every_command_refuses_an_output_whose_folder_is_missing(work, tmp_path, command):
+    app, args, option, name = _writers(tmp_path / "no-model", tmp_path)[command]
+    assert_fails(run(app, *args, option, f"gone/{name}"),
+                 f"{option} gone/{name}: there is no folder gone; make it first", work)
+
+
+@pytest.mark.parametrize("command", ["vae-sample --npy", "vae-encode --out", "vae-decode --npy"])
+def test_a_dash_writes_the_npy_to_standard_output_and_the_report_to_stderr(mlp, work, tmp_path, command):
+    app, args, option, name = _writers(mlp, tmp_path)[command]
+    to_stdout, to_file = run(app, *args, option, "-"), run(app, *args, option, name)
+    assert to_stdout.exit_code == 0, to_stdout.stderr
+    np.testing.assert_array_equal(np.load(io.BytesIO(to_stdout.stdout_bytes)), np.load(work / name))
+    assert "to standard output" in to_stdout.stderr and option in run(app, "--help").stdout
+    assert sorted(p.name for p in work.iterdir()) == [name]
+
+
+def test_a_failed_write_names_the_file(mlp, tmp_path):
+    def small_files():  # a real write failure: "File too large" past 50 kB (SIGXFSZ is ignored, as Python does)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (50_000, 50_000))
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    r = subprocess.run([BIN / "vae-sample", "--model", mlp, "--n", "100", "--npy", tmp_path / "s.npy"],
+                       capture_output=True, text=True, preexec_fn=small_files)
+    assert (r.returncode, r.stderr) == (2, f"error: {tmp_path / 's.npy'}: File too large\n")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_sample_out_and_npy_replace_an_earlier_pair_together(mlp, work):
+    assert run(sample_app, "--model", mlp, "--n", 5, "--npy", "s.npy", "--out", "s.png", "--seed", 1).exit_code == 0
+    r = run(sample_app, "--model", mlp, "--n", 3, "--npy", "s.npy", "--out", "s.png", "--seed", 2)
+    assert r.exit_code == 0, r.stderr
+    np.testing.assert_array_equal(np.load(work / "s.npy"), VAE.load(mlp).sample(3, seed=2))
+    assert _png(work / "s.png")[2] == (3 * 30 + 2, 32) and sorted(p.name for p in work.iterdir()) == ["s.npy", "s.png"]
+
+
+# A real vae-sample process, SIGKILLed just before the Nth call of os.fsync or os.replace.
+KILLED_SAMPLE = """
+import os, signal, sys
+step, nth = sys.argv[1].split(":")
+real, calls = getattr(os, step), []
+def killed(*args):
+    calls.append(args)
+    if len(calls) == int(nth):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(*args)
+setattr(os, step, killed)
+from vae_edge.runtime.cli import sample_main
+sys.argv = ["vae-sample", *sys.argv[2:]]
+sample_main()
+"""
+
+
+@pytest.mark.parametrize("kill,grid,array", [("fsync:1", 5, 5), ("replace:1", 5, None), ("replace:2", 3, None)],
+                         ids=["while-writing", "before-the-grid-goes-in", "between-the-grid-and-the-array"])
+def test_a_killed_sample_never_leaves_a_grid_beside_an_array_from_another_run(mlp, work, kill, grid, array):
+    """The earlier pair has 5 images, the new one 3: after a kill at any step the grid and the array that remain
+    hold the same number, or the array is gone; the next run removes the temporary files and writes its pair."""
+    args = ["--model", mlp, "--out", "s.png", "--npy", "s.npy"]
+    assert run(sample_app, *args, "--n", 5).exit_code == 0
+    r = subprocess.run([sys.executable, "-c", KILLED_SAMPLE, kill, *map(str, args), "--n", "3"],
+                       capture_output=True, text=True)
+    assert r.returncode == -signal.SIGKILL, r.stderr
+    assert _png(work / "s.png")[2][0] == grid * 30 + 2
+    assert (np.load(work / "s.npy").shape[0] if (work / "s.npy").exists() else None) == array
+    assert run(sample_app, *args, "--n", 3).exit_code == 0
+    assert sorted(p.name for p in work.iterdir()) == ["s.npy", "s.png"] and np.load(work / "s.npy").shape[0] == 3
 
 
 # -- streaming a million samples --------------------------------------------------------------------

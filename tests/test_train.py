@@ -254,6 +254,30 @@ def test_an_existing_run_is_not_overwritten_without_force(tmp_path, tiny_npy):
     train(small_cfg(tmp_path, tiny_npy, epochs=1), quiet=True, force=True)
 
 
+@pytest.mark.parametrize("kind", ["a FIFO", "a symlink"])
+def test_a_run_refuses_to_replace_an_output_that_is_not_a_regular_file_before_training(tmp_path, tiny_npy, kind):
+    run = tmp_path / "runs" / "t"
+    run.mkdir(parents=True)
+    os.mkfifo(run / "samples.png") if kind == "a FIFO" else (run / "samples.png").symlink_to(tmp_path / "theirs.png")
+    with pytest.raises(TrainError, match=f"samples.png is {kind}, not a regular file; refusing to replace it"):
+        train(small_cfg(tmp_path, tiny_npy, epochs=1), quiet=True)
+    assert [p.name for p in run.iterdir()] == ["samples.png"]
+
+
+def test_a_run_folder_that_is_a_file_is_refused_in_one_line(tmp_path, tiny_npy):
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "t").write_text("not a folder")
+    r = run_cli("vae-train", "--dataset", tiny_npy, "--out-dir", tmp_path / "runs", "--name", "t", "--epochs", 1)
+    assert (r.returncode, r.stderr) == (2, f"error: the run folder {tmp_path / 'runs' / 't'} is a file, not a folder; "
+                                           f"pick another --name or --out-dir\n")
+
+
+def test_vae_eval_refuses_a_json_output_whose_folder_is_missing_before_any_work(tmp_path):
+    r = run_cli("vae-eval", tmp_path / "no-model.pt", "--json", tmp_path / "gone" / "e.json")
+    assert (r.returncode, r.stderr.count("\n")) == (2, 1) and "there is no folder" in r.stderr, r.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_iwae_k_records_the_log_likelihood(tmp_path, tiny_npy):
     _, history = train(small_cfg(tmp_path, tiny_npy, epochs=1, iwae_k=50), quiet=True)
     assert history[-1]["test_iwae_50"] > -history[-1]["test_loss"]

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import os
 import pickle
-import tempfile
 from pathlib import Path
 
 import torch
+
+from vae_edge.runtime.outputs import atomic_file
 
 FORMAT, VERSION = "vae-edge-checkpoint", 1
 
@@ -16,27 +17,9 @@ class CheckpointError(ValueError):
 
 
 def save(obj: dict, path: str | os.PathLike) -> None:
-    """Write `obj` to `path` via a temporary file and a rename, so a crash never leaves half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        publish(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def publish(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
-    """Rename a finished temporary file into place, with the usual permissions (mkstemp makes it 0600)."""
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    os.replace(tmp, path)
+    """Write `obj` to `path` atomically (the runtime's one atomic write), so a crash never leaves half a file."""
+    with atomic_file(path) as f:
+        torch.save(obj, f)
 
 
 def load(path: str | os.PathLike) -> dict | object:

@@ -82,6 +82,8 @@ def train_cmd(
         raise typer.Exit(128 + e.signum)
     except (TrainError, DataError, CheckpointError, ValueError) as e:
         _fail(str(e))
+    except OSError as e:  # a failed write (a full disk, a file too large): name the file
+        _fail(_os_error(e))
     finally:
         _leave_process_group()
 
@@ -106,6 +108,9 @@ def eval_cmd(
     """
     import time
 
+    from vae_edge.runtime import RuntimeInputError
+    from vae_edge.runtime.outputs import check_output
+
     from . import checkpoint
     from .data import DataError, load_data, pixels
     from .iwae import pick_backend
@@ -114,6 +119,11 @@ def eval_cmd(
     from .errors import TrainError
     from .evaluation import describe, evaluate, iwae
 
+    if json_out is not None:
+        try:
+            check_output(json_out, "--json")
+        except RuntimeInputError as e:
+            _fail(str(e))
     if model.is_dir():
         return _eval_folder(model, iwae_k, data_dir, limit, json_out, record)
     if record:
@@ -164,6 +174,8 @@ def _eval_folder(folder: Path, k: int, data_dir, limit: int, json_out, record: b
         result = score_folder(folder, k, data_dir, limit, record)
     except (ModelFolderError, RuntimeInputError, DataError, TrainError) as e:
         _fail(str(e).splitlines()[0])
+    except OSError as e:  # --record could not write vae.json
+        _fail(_os_error(e))
     _report(result, json_out)
     if record:
         typer.echo(f"recorded in {folder / 'vae.json'} (metrics.iwae)")
@@ -177,9 +189,16 @@ def _report(result: dict, json_out) -> None:
         text = f"{v:.3f}" if isinstance(v, float) else str(v)
         typer.echo(f"{k:>16}: {text}" + (f"  ({how[k]})" if k in how else ""))
     if json_out:
-        from .run_folder import atomic_write_text
+        from vae_edge.runtime.outputs import write_text
 
-        atomic_write_text(json_out, json.dumps(result, indent=2) + "\n")
+        try:
+            write_text(json_out, json.dumps(result, indent=2) + "\n")
+        except OSError as e:
+            _fail(_os_error(e))
+
+
+def _os_error(e: OSError) -> str:
+    return f"{e.filename}: {e.strerror}" if e.filename and e.strerror else str(e)
 
 
 def _leave_process_group() -> None:

@@ -2,11 +2,9 @@
 the training objective and the test negative ELBO, and the test KL term, per epoch."""
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
-from .checkpoint import publish
+from vae_edge.runtime.outputs import atomic_file
 
 
 def draw(history: list[dict], path: Path) -> None:
@@ -26,11 +24,5 @@ def draw(history: list[dict], path: Path) -> None:
     for ax in (loss, kl):
         ax.grid(alpha=0.3)
         ax.xaxis.get_major_locator().set_params(integer=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=100)
-        publish(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as f:
+        fig.savefig(f, format="png", dpi=100)

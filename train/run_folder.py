@@ -6,16 +6,20 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import torch
+
+from vae_edge.runtime.outputs import not_a_file, write_text
 
 from . import checkpoint, curves
 from .config import Config
 from .errors import TrainError
 from .model import VAE
 from .step import portable_state
+
+
+OUTPUTS = ("model.pt", "last.pt", "metrics.jsonl", "curves.png", "samples.png", "reconstructions.png")
 
 
 def run_dir(cfg: Config) -> Path:
@@ -33,11 +37,16 @@ def load_resumable(resume: str) -> tuple[dict, Path]:
     return state, last
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    checkpoint.publish(tmp, path)
+def check_run_folder(out: Path) -> None:
+    """Before a run starts: its folder is a folder (or not there yet), and each file it writes is a regular file
+    (or not there yet), so that no output replaces a symlink, a device or a FIFO."""
+    if os.path.lexists(out) and not out.is_dir():  # a symlink to a folder is a folder to write in
+        raise TrainError(f"the run folder {out} is {not_a_file(out) or 'a file'}, not a folder; "
+                         f"pick another --name or --out-dir")
+    for name in OUTPUTS:
+        what = not_a_file(out / name)
+        if what:
+            raise TrainError(f"{out / name} is {what}, not a regular file; refusing to replace it")
 
 
 def save_grid(images: torch.Tensor, path: Path, nrow: int = 8) -> None:
@@ -67,7 +76,7 @@ def save_epoch(out: Path, model, opt, cfg, history, epoch, perm_gen, noise_gen, 
     """After an epoch: last.pt, metrics.jsonl, curves.png, samples.png and reconstructions.png."""
     checkpoint.save(resume_state(model, opt, cfg, history, epoch + 1, 0, perm_gen.get_state(), noise_gen, [0.0, 0.0]),
                     out / "last.pt")
-    atomic_write_text(out / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in history))
+    write_text(out / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in history))
     clock.lap("checkpoints")
     curves.draw(history, out / "curves.png")
     model.eval()

@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 
 from vae_edge.runtime import VAE as Folder, read_meta
+from vae_edge.runtime.outputs import write_text
 
 from .data import load_data, pixels
 from .errors import TrainError
 from .progress import Bar
-from .run_folder import atomic_write_text
 
 BATCH = 100  # images per draw of noise
 SUBSET = 500  # the first images, whose mean is recorded apart
@@ -69,7 +69,7 @@ def record(folder: Path, lls: np.ndarray, k: int, seconds: float, cpu: str, onnx
                         "what": f"the first {images} test images' mean of the same per-image figures"},
              "seconds": round(seconds, 1), "cpu": cpu}
     meta["metrics"] = {**(meta.get("metrics") or {}), "iwae": entry}
-    atomic_write_text(folder / "vae.json", json.dumps(meta, indent=2, allow_nan=False) + "\n")
+    write_text(folder / "vae.json", json.dumps(meta, indent=2, allow_nan=False) + "\n")
     return entry
 
 

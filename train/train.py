@@ -25,7 +25,7 @@ from .errors import TrainError
 from .evaluation import describe, evaluate, iwae, summary
 from .model import VAE
 from .progress import Bar
-from .run_folder import final_checkpoint, load_resumable, resume_state, run_dir, save_epoch
+from .run_folder import check_run_folder, final_checkpoint, load_resumable, resume_state, run_dir, save_epoch
 from .schedule import kl_weight, learning_rate
 from .step import WARMUP_STEPS, Inputs, Step, capture, load_state, optimizer, set_learning_rate
 from .stop import Interrupted, StopFlag
@@ -51,6 +51,7 @@ def train(cfg: Config, resume: str | None = None, force: bool = False,
         torch.zeros(1, device=device)
         clock.lap("CUDA context")
     out = run_dir(cfg)
+    check_run_folder(out)
     if state is None and not force and ((out / "last.pt").exists() or (out / "model.pt").exists()):
         raise TrainError(f"{out} already holds a run; resume it with --resume {out}, "
                          f"or pass --force to start over, or pick another --name")

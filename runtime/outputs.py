@@ -1,0 +1,142 @@
+"""Outputs: the one atomic write (a temporary file beside the target, fsynced, renamed over it, the folder fsynced),
+and the checks on an output path the user names, made before any work.
+
+Every file the commands publish goes through atomic_files: vae-sample's grids and arrays, vae-train's checkpoints,
+metrics and pictures, vae-eval's JSON and vae-export's files (written into a fresh folder that is then swapped in).
+"""
+from __future__ import annotations
+
+import errno
+import glob
+import os
+import re
+import stat
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+from .errors import RuntimeInputError
+
+STDOUT = "-"  # where a command writes .npy, this name means standard output
+
+NOT_FILES = [(stat.S_ISDIR, "a folder"), (stat.S_ISLNK, "a symlink"), (stat.S_ISFIFO, "a FIFO"),
+             (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket")]
+
+
+def not_a_file(path: str | os.PathLike) -> str | None:
+    """What is at path when it is something other than a regular file ("a FIFO", ...); None when it is one or absent."""
+    try:
+        mode = os.lstat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    if stat.S_ISREG(mode):
+        return None
+    return next((name for test, name in NOT_FILES if test(mode)), "not a regular file")
+
+
+def check_output(path: str | os.PathLike, option: str) -> None:
+    """Refuse, in one line, a user-named output that exists as anything but a regular file, or whose folder is
+    missing: a write replaces only regular files, and never makes folders the user did not ask for."""
+    what = not_a_file(path)
+    if what:
+        raise RuntimeInputError(f"{option} {path} is {what}, not a regular file; refusing to replace it")
+    folder = Path(path).parent
+    if not folder.is_dir():
+        raise RuntimeInputError(f"{option} {path}: there is no folder {folder}; make it first")
+
+
+def fsync_folder(folder: str | os.PathLike) -> None:
+    """Make the renames in folder durable; a no-op where folders cannot be opened (Windows)."""
+    if os.name == "nt":
+        return
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    except OSError as e:
+        if e.errno != errno.EINVAL:  # a file system that cannot sync a folder
+            raise
+    finally:
+        os.close(fd)
+
+
+def write_new(path: Path, data: bytes) -> None:
+    """Create path (it must not exist) with data, fsynced: a file inside a folder that is published as a whole."""
+    with open(path, "xb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def remove_leftovers(path: Path) -> None:
+    """Remove the temporary files that a killed write to path left beside it (.NAME.XXXXXXXXXXXX.tmp). One process
+    at a time writes to a path, so none of them is in use; a write that raced this one would fail, not mix files."""
+    stem = f".{path.name}."
+    for p in path.parent.glob(glob.escape(stem) + "?" * 12 + ".tmp"):
+        if re.fullmatch(r"[0-9a-f]{12}", p.name[len(stem):-4]) and not_a_file(p) is None:
+            try:
+                p.unlink()
+            except OSError:  # not ours to remove after all (another owner, a read-only folder): leave it
+                pass
+
+
+@contextmanager
+def atomic_files(*paths: str | os.PathLike) -> Iterator[list[BinaryIO]]:
+    """One temporary file beside each path, open for writing; when the block succeeds each is fsynced and renamed
+    over its path, then the folders are fsynced. On any exception, KeyboardInterrupt included, the temporary files
+    are removed and the paths are left as they were. A failed write raises an OSError that names the path.
+
+    With several paths a kill never leaves a mix of old and new files: the earlier files at all but the first path
+    are removed before the first is renamed into place, so a kill between the renames leaves the first path alone.
+    """
+    targets = [Path(p) for p in paths]
+    temps: list[Path] = []
+    files: list[BinaryIO] = []
+    try:
+        for path in targets:
+            what = not_a_file(path)
+            if what:
+                raise RuntimeInputError(f"{path} is {what}, not a regular file; refusing to replace it")
+            remove_leftovers(path)
+            tmp = path.parent / f".{path.name}.{os.urandom(6).hex()}.tmp"
+            # os.open with mode 0o666 honours the umask (mkstemp would leave the result private, 0o600).
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+            temps.append(tmp)
+            files.append(os.fdopen(fd, "wb"))
+        yield files
+        for f in files:
+            f.flush()
+            os.fsync(f.fileno())
+            f.close()
+        for path in targets[1:]:
+            path.unlink(missing_ok=True)
+        for tmp, path in zip(temps, targets):
+            os.replace(tmp, path)
+        for folder in dict.fromkeys(p.parent for p in targets):
+            fsync_folder(folder)
+    except BaseException as e:
+        for f in files:
+            try:
+                f.close()
+            except OSError:  # its buffered bytes could not be written: the file goes anyway
+                pass
+        for tmp in temps:
+            tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.errno is not None and (e.filename is None or Path(e.filename) in temps):
+            raise OSError(e.errno, e.strerror, ", ".join(map(str, targets))) from None
+        raise
+
+
+@contextmanager
+def atomic_file(path: str | os.PathLike) -> Iterator[BinaryIO]:
+    """atomic_files for one path: a temporary file that replaces path only if the block succeeds."""
+    with atomic_files(path) as (f,):
+        yield f
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    with atomic_file(path) as f:
+        f.write(data)
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    write_bytes(path, text.encode())
