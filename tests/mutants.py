@@ -54,6 +54,9 @@ MUTANTS = [
     Mutant("a-run-failure-escapes-as-onnxruntimes-own", "runtime/sessions.py",
            'if not type(e).__module__.startswith("onnxruntime"):', "if True:",
            ["tests/test_runtime.py::test_a_file_that_loads_but_fails_to_run_says_so_in_one_line"]),
+    Mutant("images-in-any-layout-with-the-right-pixel-count", "runtime/inputs.py",
+           "if x.ndim == 4 and x.shape[1:] == shape:", "if x.ndim == 4 and math.prod(x.shape[1:]) == d:",
+           ["tests/test_runtime.py::test_channels_last_images_are_refused_in_one_line"]),
     Mutant("a-run-failure-escapes-in-javascript", "web/src/sessions.js", "  return failingInOneLine(session, where);",
            "  return session;", ["node", "--test", "web/test/conformance.test.js"]),
 ]
