@@ -57,6 +57,9 @@ MUTANTS = [
     Mutant("images-in-any-layout-with-the-right-pixel-count", "runtime/inputs.py",
            "if x.ndim == 4 and x.shape[1:] == shape:", "if x.ndim == 4 and math.prod(x.shape[1:]) == d:",
            ["tests/test_runtime.py::test_channels_last_images_are_refused_in_one_line"]),
+    Mutant("parity-compares-the-last-batch-size-only", "export/parity.py", "for n in PARITY_BATCH_SIZES:",
+           "for n in PARITY_BATCH_SIZES[-1:]:",
+           ["tests/test_export.py::test_a_decoder_off_by_1e_3_at_one_listed_batch_size_only_fails_the_parity_check"]),
     Mutant("a-run-failure-escapes-in-javascript", "web/src/sessions.js", "  return failingInOneLine(session, where);",
            "  return session;", ["node", "--test", "web/test/conformance.test.js"]),
 ]
