@@ -4,7 +4,7 @@
 
 For each mutant: its tests run on the file as it is (they must pass), then with the patch applied (at least one
 must fail), then the file is put back, byte for byte and with its old modification time, even on Ctrl-C or
-SIGTERM. Prints one line a mutant (caught, MISSED, STALE: the patch no longer applies, or skipped with the
+SIGTERM, and the build output made from the mutation (C objects) removed. Prints one line a mutant (caught, MISSED, STALE: the patch no longer applies, or skipped with the
 reason) and exits 1 unless every mutant that ran was caught.
 """
 from __future__ import annotations
@@ -29,6 +29,7 @@ class Mutant:
     replace: str
     tests: list[str]  # pytest node ids, or a command line (starting with "node")
     gpu: bool = False  # its test needs a CUDA device
+    built: str = ""  # build output made from the file: removed afterwards, as make would keep the mutant's objects
 
 
 MUTANTS = [
@@ -60,6 +61,10 @@ MUTANTS = [
     Mutant("parity-compares-the-last-batch-size-only", "export/parity.py", "for n in PARITY_BATCH_SIZES:",
            "for n in PARITY_BATCH_SIZES[-1:]:",
            ["tests/test_export.py::test_a_decoder_off_by_1e_3_at_one_listed_batch_size_only_fails_the_parity_check"]),
+    Mutant("the-c-library-accepts-seed-2-to-the-53", "native/vae_edge.c", "if (seed >= (uint64_t)1 << 53)",
+           "if (seed > (uint64_t)1 << 53)", ["tests/test_native.py::"
+           "test_the_c_library_samples_with_seed_2_to_the_53_minus_1_and_refuses_2_to_the_53_in_one_line"],
+           built="build/native"),
     Mutant("a-run-failure-escapes-in-javascript", "web/src/sessions.js", "  return failingInOneLine(session, where);",
            "  return session;", ["node", "--test", "web/test/conformance.test.js"]),
 ]
@@ -104,6 +109,8 @@ def check(m: Mutant) -> str:
     finally:  # also on Ctrl-C and SIGTERM (raised as KeyboardInterrupt below)
         path.write_bytes(original)
         os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        if m.built:
+            shutil.rmtree(REPO / m.built, ignore_errors=True)
     if mutated.returncode == 1 or (m.tests[0] == "node" and mutated.returncode != 0):
         return f"caught   {m.name} ({m.path})"
     if mutated.returncode == 0:
