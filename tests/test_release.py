@@ -5,6 +5,7 @@ these are the fast checks on the sources they are built from.
 """
 import json
 import re
+import subprocess
 import tomllib
 
 from conftest import REPO, run_cli
@@ -112,3 +113,11 @@ def test_the_model_card_gives_the_bundled_models_own_metrics():
                    f"--epochs {meta['recipe']['epochs']}", f"--seed {meta['recipe']['seed']}"):
         assert figure in card, figure
     assert "MIT" in card and "Zalando" in card
+
+
+def test_make_help_gives_one_line_to_each_target():
+    phony = re.search(r"^\.PHONY:(.*(?:\\\n.*)*)", (REPO / "Makefile").read_text(), re.M)[1].replace("\\\n", " ")
+    r = subprocess.run(["make", "-s", "help"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    listed = [line.split()[0] for line in r.stdout.splitlines()]
+    assert sorted(listed) == sorted(phony.split()), "each .PHONY target has a `## what it does` note, once"
