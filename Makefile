@@ -49,18 +49,17 @@ model: setup data  ## train, export and score the bundled model (runtime/models/
 	$(BIN)/vae-eval runtime/models/$(MODEL_NAME) --iwae-k 5000 --record
 	$(BIN)/vae-info --model runtime/models/$(MODEL_NAME)
 
-# A wheel and an sdist in dist/, both carrying the bundled model.
+# A wheel and an sdist in dist/, both carrying the bundled model: uv builds the sdist, then the wheel from it (the
+# one way the suite's tests/conftest.py builds them too).
 dist: setup  ## the wheel and the sdist in dist/
 	rm -rf dist
 	$(BIN)/uv build --out-dir dist
 	@ls -l dist
 
-# The wheel, the sdist and the npm tarball in dist/, each then checked as its user gets it: twine, the kept file
-# lists (release/files.txt), a fresh venv without torch, a fresh Node project (release/check.py). No publishing.
-release: setup web-deps  ## make dist, the npm tarball, then each checked as its user gets it (release/check.py)
-	rm -rf dist
-	$(BIN)/python -m uv build --sdist --out-dir dist
-	$(BIN)/python -m uv build --wheel --out-dir dist
+# make dist, then the npm tarball beside them, each then checked as its user gets it: twine, the kept file lists
+# (release/files.txt), a fresh venv without torch, a fresh Node project (release/check.py). No publishing. make test
+# runs the same check (tests/test_release.py).
+release: dist web-deps  ## make dist, the npm tarball, then each checked as its user gets it (release/check.py)
 	cd web && npm pack --pack-destination ../dist
 	$(BIN)/python release/check.py dist
 

@@ -5,10 +5,14 @@ these are the fast checks on the sources they are built from.
 """
 import json
 import re
+import shutil
 import subprocess
+import sys
 import tomllib
 
-from conftest import REPO, run_cli
+import pytest
+
+from conftest import REPO, UV_ENV, need, run_cli
 import vae_edge
 
 README = REPO / "README.md"
@@ -121,3 +125,20 @@ def test_make_help_gives_one_line_to_each_target():
     assert r.returncode == 0, r.stderr
     listed = [line.split()[0] for line in r.stdout.splitlines()]
     assert sorted(listed) == sorted(phony.split()), "each .PHONY target has a `## what it does` note, once"
+
+
+@pytest.mark.slow
+def test_make_releases_check_passes_on_the_wheel_and_sdist_of_make_dist_and_the_npm_tarball(dist, tmp_path):
+    """release/check.py, as `make release` runs it: each artifact's files against release/files.txt (so the lists
+    cannot drift unnoticed), the wheel installed without torch, the tarball in a fresh Node project."""
+    need(shutil.which("npm") is not None, "npm is not installed: the release check packs and installs the tarball")
+    out = tmp_path / "dist"
+    out.mkdir()
+    for built in [*dist.glob("*.whl"), *dist.glob("*.tar.gz")]:
+        shutil.copy(built, out)
+    pack = subprocess.run(["npm", "pack", "--pack-destination", str(out)], cwd=REPO / "web", capture_output=True,
+                          text=True, timeout=300)
+    assert pack.returncode == 0, pack.stderr[-2000:]
+    r = subprocess.run([sys.executable, "release/check.py", str(out)], cwd=REPO, env=UV_ENV, capture_output=True,
+                       text=True, timeout=1200)
+    assert r.returncode == 0, r.stderr[-3000:]
