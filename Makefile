@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 FMNIST_DEBIAN := /usr/share/datasets/fashion-mnist
 
-.PHONY: help setup data demo test test-emulated test-fast fuzz mutants bench model dist release clean web-deps web serve-web test-web bench-web native native-arm64 arm64
+.PHONY: help setup data demo test lint test-emulated test-fast fuzz mutants bench model dist release clean web-deps web serve-web test-web bench-web native native-arm64 arm64
 
 # make help: each target's `## ` note, one line a target
 help:  ## this list
@@ -68,8 +68,12 @@ release: dist web-deps  ## make dist, the npm tarball, then each checked as its 
 # so that a file's module fixtures are made once, the longest files first (conftest.py: LONGEST_FIRST); the wheel
 # and the fresh venv are made once for all (conftest.py: once_per_run).
 TEST_WORKERS ?= 2
-test: setup web-deps  ## the suite but the emulated-CPU tests (CI: then make test-emulated)
+test: setup web-deps lint  ## the suite but the emulated-CPU tests (CI: then make test-emulated)
 	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not emulated"
+
+# ruff on the Python, with pyproject.toml's settings ([tool.ruff]); the JavaScript has node --check in its tests only
+lint: setup  ## ruff on the Python (pyproject.toml's [tool.ruff]); make test runs it first
+	$(BIN)/ruff check .
 
 test-emulated: setup web-deps  ## the tests run under qemu: ARM64, and an x86 CPU with AVX2 only
 	$(BIN)/pytest -q -m emulated

@@ -94,7 +94,8 @@ def latent_dim(meta: dict) -> int:
 def file_path(folder: Path, meta: dict, key: str) -> Path:
     """Where files[key] is, refusing an entry without a path and sha256, and a path that is not plain."""
     entry = meta["files"].get(key)
-    if not isinstance(entry, dict) or not isinstance(entry.get("path"), str) or not isinstance(entry.get("sha256"), str):
+    if (not isinstance(entry, dict) or not isinstance(entry.get("path"), str)
+            or not isinstance(entry.get("sha256"), str)):
         raise ModelFolderError(f"{folder / 'vae.json'} lists no {key} file")
     # The path comes from a file we do not control: keep it inside the folder, and the same on every system.
     name = entry["path"]

@@ -4,8 +4,9 @@
 
 For each mutant: its tests run on the file as it is (they must pass), then with the patch applied (at least one
 must fail), then the file is put back, byte for byte and with its old modification time, even on Ctrl-C or
-SIGTERM, and the build output made from the mutation (C objects) removed. Prints one line a mutant (caught, MISSED, STALE: the patch no longer applies, or skipped with the
-reason) and exits 1 unless every mutant that ran was caught.
+SIGTERM, and the build output made from the mutation (C objects) removed. Prints one line a mutant (caught,
+MISSED, STALE: the patch no longer applies, or skipped with the reason) and exits 1 unless every mutant that ran
+was caught.
 """
 from __future__ import annotations
 
@@ -76,7 +77,8 @@ def run_tests(m: Mutant) -> subprocess.CompletedProcess:
     if cmd[0] == "node":
         cmd = [shutil.which("node") or "node", *cmd[1:]]
     # no .pyc written: a mutant's bytecode must never outlive it
-    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
 
 
 def skip_reason(m: Mutant) -> str | None:
@@ -95,13 +97,15 @@ def check(m: Mutant) -> str:
     original = path.read_bytes()
     text = original.decode()
     if text.count(m.find) != 1:
-        return f"STALE    {m.name}: the text to replace occurs {text.count(m.find)} times in {m.path}; update the mutant"
+        return (f"STALE    {m.name}: the text to replace occurs {text.count(m.find)} times in {m.path}; "
+                "update the mutant")
     why = skip_reason(m)
     if why:
         return f"skipped  {m.name}: {why}"
     control = run_tests(m)
     if control.returncode != 0:
-        return f"BROKEN   {m.name}: its tests fail without the mutation:\n{control.stdout[-1500:]}{control.stderr[-1500:]}"
+        return (f"BROKEN   {m.name}: its tests fail without the mutation:\n"
+                f"{control.stdout[-1500:]}{control.stderr[-1500:]}")
     stat = path.stat()
     try:
         path.write_text(text.replace(m.find, m.replace))

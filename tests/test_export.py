@@ -21,7 +21,7 @@ from vae_edge.export.cli import app
 from vae_edge.export.int8_reference import reference_run
 from vae_edge.train import checkpoint
 from vae_edge.train.config import Config
-from vae_edge.train.model import VAE, elbo_terms
+from vae_edge.train.model import VAE
 
 TOL = 1e-5
 FILES = ("encoder.onnx", "decoder.onnx")

@@ -276,8 +276,8 @@ def _command_line(sample: dict) -> list | None:
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
 def test_the_c_program_reads_each_conformance_folder_as_the_python_runtime_reads_its_decoder(native, tmp_path, case):
     """tests/conformance/: the C program reads the decoder (and a format-2 folder's prior.onnx) alone, so on each
-    case it must give what the Python runtime gives with decoder_only=True (which passes every case): load and sample, or a refusal in one line,
-    for a folder with the case's message where the Python runtime's has it."""
+    case it must give what the Python runtime gives with decoder_only=True (which passes every case): load and
+    sample, or a refusal in one line, for a folder with the case's message where the Python runtime's has it."""
     precision, sample = case.get("precision", "fp32"), case.get("sample") or {"n": 1}
     args = _command_line(sample)
     if args is None or not isinstance(precision, str):

@@ -112,7 +112,8 @@ def test_the_model_card_gives_the_bundled_models_own_metrics():
     card = (DOCS / "model-card.md").read_text()
     meta = json.loads((REPO / "runtime" / "models" / "fashion-mnist" / "vae.json").read_text())
     metrics, int8 = meta["metrics"], meta["int8"]
-    for figure in (f"{metrics['iwae']['nll']:.2f}", f"{metrics['test_loss']:.2f}", f"{metrics['test_rec']:.2f}", f"{metrics['test_kl']:.2f}",
+    for figure in (f"{metrics['iwae']['nll']:.2f}", f"{metrics['test_loss']:.2f}", f"{metrics['test_rec']:.2f}",
+                   f"{metrics['test_kl']:.2f}",
                    f"{int8['x_mean_abs']:.5f}", f"{int8['mu_mean_abs']:.4f}", f"{meta['model']['latent_dim']} latent",
                    f"--epochs {meta['recipe']['epochs']}", f"--seed {meta['recipe']['seed']}"):
         assert figure in card, figure
