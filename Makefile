@@ -5,11 +5,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 FMNIST_DEBIAN := /usr/share/datasets/fashion-mnist
 
-.PHONY: help setup data demo test lint test-emulated test-fast fuzz mutants bench model dist release clean web-deps web serve-web test-web bench-web native native-arm64 arm64
+.PHONY: help setup data demo test lint system-packages test-emulated test-fast fuzz mutants bench model dist release clean web-deps web serve-web test-web bench-web native native-arm64 arm64
 
 # make help: each target's `## ` note, one line a target
 help:  ## this list
-	@awk -F ':.*## ' '/^[a-zA-Z0-9_-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+	@awk -F ':.*## ' '/^[a-zA-Z0-9_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 setup: $(STAMP)  ## the .venv: this package editable, with its train and dev extras
 $(STAMP): pyproject.toml
@@ -68,14 +68,20 @@ release: dist web-deps  ## make dist, the npm tarball, then each checked as its 
 # so that a file's module fixtures are made once, the longest files first (conftest.py: LONGEST_FIRST); the wheel
 # and the fresh venv are made once for all (conftest.py: once_per_run).
 TEST_WORKERS ?= 2
-test: setup web-deps lint  ## the suite but the emulated-CPU tests (CI: then make test-emulated)
+test: system-packages setup web-deps lint  ## the suite but the emulated-CPU tests (CI: then make test-emulated)
 	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not emulated"
 
-# ruff on the Python, with pyproject.toml's settings ([tool.ruff]); the JavaScript has node --check in its tests only
+# The Debian packages the suite needs (Node.js, Chromium, the C and ARM64 tool chains, cJSON, qemu, Fashion-MNIST):
+# installed where apt is usable (root, or sudo without a password), else the tests that will skip and the command.
+system-packages:  ## the Debian packages the tests need, where apt is usable; else what will skip (make test runs it)
+	@tests/system-packages.sh
+
+# ruff on the Python, with pyproject.toml's settings ([tool.ruff]). The JavaScript is not linted: no linter is among
+# its dependencies, and one (eslint) would bring a hundred packages for 716 lines.
 lint: setup  ## ruff on the Python (pyproject.toml's [tool.ruff]); make test runs it first
 	$(BIN)/ruff check .
 
-test-emulated: setup web-deps  ## the tests run under qemu: ARM64, and an x86 CPU with AVX2 only
+test-emulated: system-packages setup web-deps  ## the tests run under qemu: ARM64, and an x86 CPU with AVX2 only
 	$(BIN)/pytest -q -m emulated
 
 test-fast: setup  ## the suite without the slow tests
@@ -109,7 +115,7 @@ web-deps: $(WEB_STAMP)  ## web/node_modules from the lock (npm ci)
 $(WEB_STAMP): web/package-lock.json web/package.json
 	@if command -v npm >/dev/null 2>&1; then \
 		cd web && ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund && touch node_modules/.installed-stamp; \
-	else echo "npm not found: tests/test_web.py will skip (CI installs Node.js)"; fi
+	else echo "npm not found: tests/test_web.py will skip (make system-packages installs Node.js)"; fi
 
 # the demo site: MODEL=path picks the export (default: runtime/models/fashion-mnist if present, else vae-onnx/)
 web: web-deps  ## the demo site in SITE (default site/); MODEL=path picks the export

@@ -291,7 +291,8 @@ def test_an_export_without_images_makes_the_same_choice_and_graphs_every_time(tm
 
 
 def _need_qemu() -> str:
-    """qemu-x86_64-static (Debian's qemu-user-static): CI installs it, so it fails there if missing."""
+    """qemu-x86_64-static (Debian's qemu-user-static): make test installs it where apt is usable (CI), so it fails
+    there if missing."""
     path = shutil.which("qemu-x86_64-static")
     if path is None:
         msg = "qemu-x86_64-static is not installed (apt-get install qemu-user-static)"
