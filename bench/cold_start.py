@@ -255,7 +255,8 @@ def main() -> None:
     print(f"\n`python -X importtime` of vae-sample: each module's own import time, charged to the floor when the "
           f"floor imports it too, else to numpy.random when that imports it too, else to vae_edge when one of its "
           f"importers is ours (medians of {args.runs} runs; importtime's bookkeeping inflates them).\n")
-    print(table(["charged to", "import time", "share"], [[k, f"{v:.1f} ms", f"{v / total:.0%}"] for k, v in imports.items()]
+    print(table(["charged to", "import time", "share"],
+                [[k, f"{v:.1f} ms", f"{v / total:.0%}"] for k, v in imports.items()]
                 + [["all imports", f"{total:.1f} ms", "100%"]]))
 
     target = "bundled fashion-mnist" if "bundled fashion-mnist" in models else "mlp"

@@ -37,7 +37,8 @@ def models(paths: list[str]) -> list[tuple[str, VAE]]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", action="append", default=[], help="a model.pt (repeatable); default: mlp and conv at init")
+    ap.add_argument("--model", action="append", default=[],
+                    help="a model.pt (repeatable); default: mlp and conv at init")
     ap.add_argument("--images", type=int, default=100)
     ap.add_argument("--k", type=int, default=1000)
     ap.add_argument("--rounds", type=int, default=2)
@@ -67,7 +68,8 @@ def main() -> None:
             speed = args.images * args.k / t
             rows.append([name, backend, f"{t:.2f} s", rate(speed), ratio(best["torch"] / t),
                          f"{FULL / speed / 60:.0f} min", f"{estimates[backend]:.3f}"])
-        rows.append([name, "abs difference", "", "", "", "", f"{abs(estimates['torch'] - estimates['onnxruntime']):.1e}"])
+        difference = abs(estimates["torch"] - estimates["onnxruntime"])
+        rows.append([name, "abs difference", "", "", "", "", f"{difference:.1e}"])
         print(f"{name}: other processes' CPU use during the runs {load.text()}")
     print()
     print(table(["model", "route", "best time", "decodes/s", "vs torch", "k=5000 x 10k images", "mean log p(x)"], rows))

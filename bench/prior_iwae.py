@@ -38,7 +38,8 @@ def score(path: Path, images: int, k: int, data_dir: str) -> dict:
     export_checkpoint(path, folder, force=True)
     vae = RuntimeVAE.load(folder)
     chunk = 4096 // IMAGES_PER_BATCH
-    result = {"model": str(path), "prior": vae.prior, "latent_layers": vae.meta.get("prior", {}).get("latent_layers", 1),
+    result = {"model": str(path), "prior": vae.prior,
+              "latent_layers": vae.meta.get("prior", {}).get("latent_layers", 1),
               "format_version": vae.meta["format_version"], "images": images, "k": k}
     routes = {}
     for route in ("torch", "runtime"):

@@ -205,7 +205,8 @@ def one_thread_table(subjects: list[Subject], threads: int, seconds: float) -> s
             for op in ("encode", "decode"):
                 t = interleaved(s.calls(op, 1, runtimes), seconds)
                 base = median(t["PyTorch eager"])
-                rows += [[s.arch, op, name, us(median(v)), us(p99(v)), ratio(median(v) / base)] for name, v in t.items()]
+                rows += [[s.arch, op, name, us(median(v)), us(p99(v)), ratio(median(v) / base)]
+                         for name, v in t.items()]
     finally:
         torch.set_num_threads(threads)
     return "Batch-1 latency, 1 thread.\n\n" + table(
@@ -323,7 +324,8 @@ def profile_table(subjects: list[Subject], threads: int) -> str:
 
 
 def targets_table(results: dict) -> str:
-    lat = {arch: median(results[(arch, "decode", 1)]["runtime fp32"]) / median(results[(arch, "decode", 1)]["PyTorch eager"])
+    lat = {arch: median(results[(arch, "decode", 1)]["runtime fp32"])
+           / median(results[(arch, "decode", 1)]["PyTorch eager"])
            for arch in ARCHS}
     rows = []
     for arch in ARCHS:
@@ -351,7 +353,8 @@ def targets_table(results: dict) -> str:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--threads", type=int, default=cores(), help="threads for torch and onnxruntime (default: all cores)")
+    p.add_argument("--threads", type=int, default=cores(),
+                   help="threads for torch and onnxruntime (default: all cores)")
     p.add_argument("--seconds", type=float, default=1.5, help="measuring time per table cell (all backends together)")
     args = p.parse_args()
     threads, sec = args.threads, args.seconds

@@ -82,8 +82,10 @@ def plain_loop(root: Path, out: Path, epochs: int, device: str) -> float:
                 recon, mu, logvar = model(x)
                 test_loss += loss_fn(recon, x, mu, logvar).item()
                 if i == 0:
-                    save_image(torch.cat([x[:8], recon.view(-1, 1, 28, 28)[:8]]).cpu(), out / f"reconstruction_{epoch}.png")
-            save_image(model.decode(torch.randn(64, 20, device=dev)).view(64, 1, 28, 28).cpu(), out / f"sample_{epoch}.png")
+                    save_image(torch.cat([x[:8], recon.view(-1, 1, 28, 28)[:8]]).cpu(),
+                               out / f"reconstruction_{epoch}.png")
+            save_image(model.decode(torch.randn(64, 20, device=dev)).view(64, 1, 28, 28).cpu(),
+                       out / f"sample_{epoch}.png")
     return test_loss / len(test_loader.dataset)
 
 
@@ -122,7 +124,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=2, help="alternating rounds of all contenders")
     ap.add_argument("--arch", default="mlp", help="vae-train's --arch (the plain loop is the reference mlp)")
     ap.add_argument("--extra", default="", help="comma-separated vae-train variants to add: amp, compile")
-    ap.add_argument("--threads", type=int, default=0, help="CPU threads of every contender (OMP_NUM_THREADS; 0: torch's default)")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="CPU threads of every contender (OMP_NUM_THREADS; 0: torch's default)")
     ap.add_argument("--data", type=Path, default=DEBIAN, help="folder with Fashion-MNIST's IDX .gz files")
     ap.add_argument("--plain", action="store_true", help=argparse.SUPPRESS)  # internal: run the plain loop once
     ap.add_argument("--root", type=Path, help=argparse.SUPPRESS)

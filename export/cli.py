@@ -49,7 +49,8 @@ def report(info: dict, out: Path) -> str:
         lines.append(f"ORT format parity vs PyTorch (max abs): mu {p['mu']:.2g}, logvar {p['logvar']:.2g}, "
                      f"x {p['x']:.2g}; needs onnxruntime >= {info['ort_format']['made_by_onnxruntime']}")
     o = info["onnx"]
-    lines.append(f"ONNX IR version {o['ir_version']}, opset {o['opset']}: runs on onnxruntime >= {o['min_onnxruntime']}")
+    lines.append(f"ONNX IR version {o['ir_version']}, opset {o['opset']}: "
+                 f"runs on onnxruntime >= {o['min_onnxruntime']}")
     lines.append(f"sample: vae-sample --model {shlex.quote(str(out))} --n 64")
     return "\n".join(lines)
 

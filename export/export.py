@@ -31,7 +31,7 @@ def model_facts(model: VAE) -> dict:
     return facts
 
 def requirements(protos) -> dict:
-    """vae.json's "onnx": the newest IR version and opset among the files, and the oldest onnxruntime that reads them."""
+    """vae.json's "onnx": the newest IR version and opset among the files, and the oldest onnxruntime reading them."""
     ir = max(p.ir_version for p in protos)
     opset = max(opset_of(p) for p in protos)
     need = min_onnxruntime(ir, opset)
@@ -43,10 +43,10 @@ def export_model(model: VAE, out: str | os.PathLike = "vae-onnx", *, facts: dict
     """Export `model` to the folder `out` (encoder.onnx, decoder.onnx, vae.json); returns vae.json.
 
     quantize="int8" adds encoder.int8.onnx and decoder.int8.onnx, quantized the fastest way whose error against
-    PyTorch (the file's own, by exact integer arithmetic) stays within quantize.BOUND (calibrated on `calibration`: a number of training images of the dataset
-    in facts["recipe"], or an .npy of images); over the bound they are left out (`say` is told why) unless
-    force_int8. ort_format=True adds each file in ORT format (.ort) and required_operators.config, for
-    onnxruntime's mobile and minimal builds.
+    PyTorch (the file's own, by exact integer arithmetic) stays within quantize.BOUND (calibrated on
+    `calibration`: a number of training images of the dataset in facts["recipe"], or an .npy of images); over the
+    bound they are left out (`say` is told why) unless force_int8. ort_format=True adds each file in ORT format
+    (.ort) and required_operators.config, for onnxruntime's mobile and minimal builds.
     """
     if quantize not in (None, "int8"):
         raise ExportError(f"unknown quantization {quantize!r}; the only choice is int8")

@@ -1,4 +1,5 @@
-"""Reading what to export: a vae-train checkpoint, or the reference VAE's plain state_dict (fc1, fc21, fc22, fc3, fc4)."""
+"""Reading what to export: a vae-train checkpoint, or the reference VAE's plain state_dict (fc1, fc21, fc22, fc3,
+fc4)."""
 from __future__ import annotations
 
 import os

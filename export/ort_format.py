@@ -1,4 +1,5 @@
-"""ORT format: the .ort files that onnxruntime's mobile and minimal builds read, and the operator list to build them with.
+"""ORT format: the .ort files that onnxruntime's mobile and minimal builds read, and the operator list to build them
+with.
 
 onnxruntime's own converter (`python -m onnxruntime.tools.convert_onnx_models_to_ort`) writes them, optimized
 for no particular CPU (`--target_platform arm` leaves out x86-only layouts, so one file serves phones and PCs).

@@ -1,4 +1,5 @@
-"""Parity: the ONNX files must compute what the PyTorch model computes, on fresh random inputs, before anything is written."""
+"""Parity: the ONNX files must compute what the PyTorch model computes, on fresh random inputs, before anything is
+written."""
 from __future__ import annotations
 
 import numpy as np

@@ -3,7 +3,8 @@
 Ways, fastest first as measured on this project's CPU (AVX-512 VNNI):
   static   - the conv decoder (export/int8_decoder.py): its int8 layout graph, int8 from fc4 through the
              phase mask with calibrated activation ranges (fc4 one uint8 matrix product, conv1 and the mask
-             onnxruntime's QDQ), the last convolution as int8 matrix products with float logits; 2.1x fp32 at batch 1024 on the bundled decoder. The conv encoder: QDQ int8 for the
+             onnxruntime's QDQ), the last convolution as int8 matrix products with float logits; 2.1x fp32
+             at batch 1024 on the bundled decoder. The conv encoder: QDQ int8 for the
              Convs and Gemms, activation scales calibrated on real images (QLinearConv / int8 matrix products);
   mixed    - the conv encoder: static QDQ for the Convs, dynamic int8 for the Gemms;
   dynamic  - int8 weights for the Gemms only, activations quantized on the fly; Convs stay float
@@ -218,7 +219,8 @@ def _dynamic(proto: onnx.ModelProto, keep_float: list[str], uint8_weights: bool 
     """int8 weights of 7 bits; uint8_weights: of 8 bits as uint8 (uint8 x uint8 products, slower, never saturating)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    exclude = [f"{n}{suffix}" for n in keep_float for suffix in ("", "_MatMul")]  # the quantizer's name for a split Gemm
+    # "_MatMul": the quantizer's name for a split Gemm
+    exclude = [f"{n}{suffix}" for n in keep_float for suffix in ("", "_MatMul")]
     weights = dict(weight_type=QuantType.QUInt8, reduce_range=False) if uint8_weights else \
         dict(weight_type=QuantType.QInt8, reduce_range=True)
     q = _run(proto, lambda src, dst: quantize_dynamic(src, dst, **weights,

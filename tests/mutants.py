@@ -4,8 +4,9 @@
 
 For each mutant: its tests run on the file as it is (they must pass), then with the patch applied (at least one
 must fail), then the file is put back, byte for byte and with its old modification time, even on Ctrl-C or
-SIGTERM. Prints one line a mutant (caught, MISSED, STALE: the patch no longer applies, or skipped with the
-reason) and exits 1 unless every mutant that ran was caught.
+SIGTERM, and the build output made from the mutation (C objects) removed. Prints one line a mutant (caught,
+MISSED, STALE: the patch no longer applies, or skipped with the reason) and exits 1 unless every mutant that ran
+was caught.
 """
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ class Mutant:
     replace: str
     tests: list[str]  # pytest node ids, or a command line (starting with "node")
     gpu: bool = False  # its test needs a CUDA device
+    built: str = ""  # build output made from the file: removed afterwards, as make would keep the mutant's objects
 
 
 MUTANTS = [
@@ -63,6 +65,16 @@ MUTANTS = [
     Mutant("ctrl-c-during-a-write-leaves-the-temporary-file", "runtime/outputs.py",
            "    except BaseException as e:", "    except Exception as e:",
            ["tests/test_outputs.py::test_keyboard_interrupt_during_a_write_leaves_no_temporary_file"]),
+    Mutant("images-in-any-layout-with-the-right-pixel-count", "runtime/inputs.py",
+           "if x.ndim == 4 and x.shape[1:] == shape:", "if x.ndim == 4 and math.prod(x.shape[1:]) == d:",
+           ["tests/test_runtime.py::test_channels_last_images_are_refused_in_one_line"]),
+    Mutant("parity-compares-the-last-batch-size-only", "export/parity.py", "for n in PARITY_BATCH_SIZES:",
+           "for n in PARITY_BATCH_SIZES[-1:]:",
+           ["tests/test_export.py::test_a_decoder_off_by_1e_3_at_one_listed_batch_size_only_fails_the_parity_check"]),
+    Mutant("the-c-library-accepts-seed-2-to-the-53", "native/vae_edge.c", "if (seed >= (uint64_t)1 << 53)",
+           "if (seed > (uint64_t)1 << 53)", ["tests/test_native.py::"
+           "test_the_c_library_samples_with_seed_2_to_the_53_minus_1_and_refuses_2_to_the_53_in_one_line"],
+           built="build/native"),
     Mutant("a-run-failure-escapes-in-javascript", "web/src/sessions.js", "  return failingInOneLine(session, where);",
            "  return session;", ["node", "--test", "web/test/conformance.test.js"]),
 ]
@@ -74,7 +86,8 @@ def run_tests(m: Mutant) -> subprocess.CompletedProcess:
     if cmd[0] == "node":
         cmd = [shutil.which("node") or "node", *cmd[1:]]
     # no .pyc written: a mutant's bytecode must never outlive it
-    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
 
 
 def skip_reason(m: Mutant) -> str | None:
@@ -93,13 +106,15 @@ def check(m: Mutant) -> str:
     original = path.read_bytes()
     text = original.decode()
     if text.count(m.find) != 1:
-        return f"STALE    {m.name}: the text to replace occurs {text.count(m.find)} times in {m.path}; update the mutant"
+        return (f"STALE    {m.name}: the text to replace occurs {text.count(m.find)} times in {m.path}; "
+                "update the mutant")
     why = skip_reason(m)
     if why:
         return f"skipped  {m.name}: {why}"
     control = run_tests(m)
     if control.returncode != 0:
-        return f"BROKEN   {m.name}: its tests fail without the mutation:\n{control.stdout[-1500:]}{control.stderr[-1500:]}"
+        return (f"BROKEN   {m.name}: its tests fail without the mutation:\n"
+                f"{control.stdout[-1500:]}{control.stderr[-1500:]}")
     stat = path.stat()
     try:
         path.write_text(text.replace(m.find, m.replace))
@@ -107,6 +122,8 @@ def check(m: Mutant) -> str:
     finally:  # also on Ctrl-C and SIGTERM (raised as KeyboardInterrupt below)
         path.write_bytes(original)
         os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+        if m.built:
+            shutil.rmtree(REPO / m.built, ignore_errors=True)
     if mutated.returncode == 1 or (m.tests[0] == "node" and mutated.returncode != 0):
         return f"caught   {m.name} ({m.path})"
     if mutated.returncode == 0:

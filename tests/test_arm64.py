@@ -46,7 +46,8 @@ def fixtures(tmp_path_factory):
             ref_probs, ref_mu = fp32.decode(z), fp32.encode(x)[0]
         else:
             with torch.no_grad():
-                ref_probs, ref_mu = model.probs(torch.from_numpy(z)).numpy(), model.encode(torch.from_numpy(x))[0].numpy()
+                ref_probs = model.probs(torch.from_numpy(z)).numpy()
+                ref_mu = model.encode(torch.from_numpy(x))[0].numpy()
         arrays = {"x": x, "z": z, "ref_probs": ref_probs, "ref_mu": ref_mu, "x86_int8_probs": int8.decode(z),
                   "x86_int8_mu": int8.encode(x)[0]}
         for k, v in arrays.items():

@@ -1,17 +1,15 @@
 """The model bundled in the package: found when no model is named, intact, and as good as its vae.json says."""
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from conftest import REPO, FASHION_MNIST
+from conftest import REPO
 from vae_edge.runtime import VAE, ModelFolderError, bundled, verify_files
 
 FOLDER = REPO / "runtime" / "models" / bundled.DEFAULT

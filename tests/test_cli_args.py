@@ -1,4 +1,5 @@
-"""runtime/args.py: the plain parser reads a command line to exactly the values typer reads, and leaves the rest to typer."""
+"""runtime/args.py: the plain parser reads a command line to exactly the values typer reads, and leaves the rest to
+typer."""
 import functools
 
 import pytest

@@ -26,7 +26,7 @@ from vae_edge.export.cli import app
 from vae_edge.export.int8_reference import reference_run
 from vae_edge.train import checkpoint
 from vae_edge.train.config import Config
-from vae_edge.train.model import VAE, elbo_terms
+from vae_edge.train.model import VAE
 
 TOL = 1e-5
 FILES = ("encoder.onnx", "decoder.onnx")
@@ -456,6 +456,34 @@ def test_parity_failure_writes_nothing_and_reports_the_figures(monkeypatch, ref_
     result = CliRunner().invoke(app, [str(ref_pt[1]), "--out", str(tmp_path / "out")])
     assert result.exit_code == 2 and "beyond" in result.stderr and "mu " in result.stderr
     assert list(tmp_path.iterdir()) == [ref_pt[1]]
+
+
+def _decoder_off_at_one_batch_size(model: VAE, n: int, by: float) -> bytes:
+    """The model's decoder graph with `by` added to every pixel when the batch holds n latents, exact otherwise."""
+    proto = graphs.decoder_graph(model)
+    g, out = proto.graph, proto.graph.output[0].name
+    for node in g.node:
+        node.output[:] = [f"{out}_exact" if o == out else o for o in node.output]
+    g.initializer.extend([onnx.numpy_helper.from_array(np.array(0, np.int64), "axis0"),
+                          onnx.numpy_helper.from_array(np.array(n, np.int64), "n"),
+                          onnx.numpy_helper.from_array(np.array(by, np.float32), "by")])
+    g.node.extend([onnx.helper.make_node("Shape", [g.input[0].name], ["shape"]),
+                   onnx.helper.make_node("Gather", ["shape", "axis0"], ["batch"]),
+                   onnx.helper.make_node("Equal", ["batch", "n"], ["at_n"]),
+                   onnx.helper.make_node("Cast", ["at_n"], ["at_n_float"], to=onnx.TensorProto.FLOAT),
+                   onnx.helper.make_node("Mul", ["at_n_float", "by"], ["offset"]),
+                   onnx.helper.make_node("Add", [f"{out}_exact", "offset"], [out])])
+    return proto.SerializeToString()
+
+
+@pytest.mark.parametrize("n", parity.PARITY_BATCH_SIZES)
+def test_a_decoder_off_by_1e_3_at_one_listed_batch_size_only_fails_the_parity_check(n):
+    model = VAE(hidden_dim=16, latent_dim=2).eval()
+    encoder = graphs.encoder_graph(model).SerializeToString()
+    unlisted = max(parity.PARITY_BATCH_SIZES) + 1  # the graph is exact at every other size
+    assert parity.check_parity(model, encoder, _decoder_off_at_one_batch_size(model, unlisted, 1e-3))["x"] <= 1e-5
+    with pytest.raises(ParityError, match=r", x 0\.001\)"):
+        parity.check_parity(model, encoder, _decoder_off_at_one_batch_size(model, n, 1e-3))
 
 
 def test_export_leaves_the_callers_model_as_it_was(tmp_path):

@@ -176,7 +176,7 @@ def npy_bytes(draw, row: int):
             a = a.astype(dtype)
     except (TypeError, ValueError):
         a = np.zeros(shape, dtype)
-    if dtype == object:
+    if dtype == object:  # noqa: E721 (a numpy dtype equals object; it is not object)
         a = np.empty(shape, object)
         a.flat[:] = [{"x": 1}] * size if size else []
     buf = io.BytesIO()

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from conftest import REPO, blobs, trained
 from int8_tolerance import REFERENCE_MEAN, off_reference
-from vae_edge.export import ExportError, export_model, int8_decoder, quantize
+from vae_edge.export import export_model, int8_decoder, quantize
 from vae_edge.export.graphs import decoder_graph
 from vae_edge.export.calibration import calibration
 from vae_edge.export.int8_reference import reference_run
@@ -92,7 +92,8 @@ def test_the_export_says_in_one_line_when_a_faster_way_missed_the_bound(conv_and
 
 
 def test_a_way_over_the_bound_is_named_with_its_error_and_the_way_kept():
-    report = {"bound": {"mu_mean_abs": 0.02, "x_mean_abs": 0.002}, "method": {"encoder": "dynamic", "decoder": "static"},
+    report = {"bound": {"mu_mean_abs": 0.02, "x_mean_abs": 0.002},
+              "method": {"encoder": "dynamic", "decoder": "static"},
               "tried": {"encoder": {"static": {"mean_abs": 0.0254}, "mixed": {"mean_abs": 0.0203},
                                     "dynamic": {"mean_abs": 0.0173}},
                         "decoder": {"static": {"mean_abs": 0.0018}}}}
@@ -137,7 +138,8 @@ def test_the_last_conv_as_integer_products_matches_the_float_conv_of_the_same_in
     within 0.002 of the same graph with that conv in float, grey or RGB (the pixel shuffle's channel order)."""
     torch.manual_seed(0)
     model = trained(TorchVAE("conv", (channels, 8, 8), hidden_dim=32, latent_dim=4), steps=20).eval()
-    before, after = (session(q.SerializeToString()) for q in _static_decoder_before_and_after_the_last_conv_rewrite(model))
+    before, after = (session(q.SerializeToString())
+                     for q in _static_decoder_before_and_after_the_last_conv_rewrite(model))
     z = np.random.default_rng().standard_normal((200, model.latent_dim)).astype(np.float32)
     assert np.abs(after.run(None, {"z": z})[0] - before.run(None, {"z": z})[0]).mean() < 0.002
 
@@ -289,7 +291,8 @@ def test_an_export_without_images_makes_the_same_choice_and_graphs_every_time(tm
 
 
 def _need_qemu() -> str:
-    """qemu-x86_64-static (Debian's qemu-user-static): CI installs it, so it fails there if missing."""
+    """qemu-x86_64-static (Debian's qemu-user-static): make test installs it where apt is usable (CI), so it fails
+    there if missing."""
     path = shutil.which("qemu-x86_64-static")
     if path is None:
         msg = "qemu-x86_64-static is not installed (apt-get install qemu-user-static)"

@@ -59,7 +59,8 @@ def log_px_by_integration(model: VAE, x: torch.Tensor, half_width: float = 8.0, 
     log_prior = -0.5 * (z.pow(2).sum(1) + 2 * math.log(2 * math.pi))
     out = []
     for xi in x.double().flatten(1):
-        log_px_z = (xi * torch.nn.functional.logsigmoid(logits) + (1 - xi) * torch.nn.functional.logsigmoid(-logits)).sum(1)
+        log_px_z = (xi * torch.nn.functional.logsigmoid(logits)
+                    + (1 - xi) * torch.nn.functional.logsigmoid(-logits)).sum(1)
         out.append(torch.logsumexp(log_px_z + log_prior, 0) + torch.log(cell))
     return torch.stack(out)
 
@@ -162,7 +163,8 @@ def test_the_iwae_training_objective_with_one_sample_weighs_log_pz_minus_log_q_b
     p = torch.sigmoid(model.decode(z)).flatten(1)
     x = TINY_X.flatten(1)
     log_px_z = (x * p.log() + (1 - x) * (1 - p).log()).sum(1)
-    log_ratio = (torch.distributions.Normal(0.0, 1.0).log_prob(z) - torch.distributions.Normal(mu, std).log_prob(z)).sum(1)
+    log_ratio = (torch.distributions.Normal(0.0, 1.0).log_prob(z)
+                 - torch.distributions.Normal(mu, std).log_prob(z)).sum(1)
     got = iwae_objective(model, TINY_X, eps, "bernoulli", kl_weight=0.25)
     assert torch.allclose(got, log_px_z + 0.25 * log_ratio, atol=1e-5)
 
@@ -388,7 +390,8 @@ def test_continuous_bernoulli_training_reports_a_normalised_test_likelihood(tmp_
     final = history[-1]
     # a density on [0, 1]^64 can exceed 1: smooth blobs give log p(x) > 0, and the IWAE bound sits above the ELBO
     assert final["test_iwae_50"] > -final["test_loss"]
-    model = VAE.from_config(Config.from_dict(torch.load(tmp_path / "runs/t/model.pt", weights_only=True)["config"]).model())
+    saved = torch.load(tmp_path / "runs/t/model.pt", weights_only=True)
+    model = VAE.from_config(Config.from_dict(saved["config"]).model())
     assert model.likelihood == "continuous-bernoulli"
 
 

@@ -276,8 +276,8 @@ def _command_line(sample: dict) -> list | None:
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
 def test_the_c_program_reads_each_conformance_folder_as_the_python_runtime_reads_its_decoder(native, tmp_path, case):
     """tests/conformance/: the C program reads the decoder (and a format-2 folder's prior.onnx) alone, so on each
-    case it must give what the Python runtime gives with decoder_only=True (which passes every case): load and sample, or a refusal in one line,
-    for a folder with the case's message where the Python runtime's has it."""
+    case it must give what the Python runtime gives with decoder_only=True (which passes every case): load and
+    sample, or a refusal in one line, for a folder with the case's message where the Python runtime's has it."""
     precision, sample = case.get("precision", "fp32"), case.get("sample") or {"n": 1}
     args = _command_line(sample)
     if args is None or not isinstance(precision, str):
@@ -348,6 +348,29 @@ def test_the_oldest_onnxruntime_declared_runs_the_c_program_at_parity(native, tm
     assert r.returncode == 0, r.stderr
     np.testing.assert_allclose(np.load(tmp_path / "x.npy"), VAE.load(BUNDLED).decode(np.load(tmp_path / "z.npy")),
                                rtol=0, atol=TOL)
+
+
+# -- the C API, called directly -----------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def api_test(native, tmp_path_factory) -> Path:
+    """tests/native/api_test.c linked against build/native/libvae_edge.a, as an app links the library."""
+    exe = tmp_path_factory.mktemp("api") / "api_test"
+    r = subprocess.run([os.environ.get("CC", "cc"), "-std=c99", "-O2", "-Wall", "-Wextra", "-Werror", "-Inative",
+                        "tests/native/api_test.c", "build/native/libvae_edge.a", "-lcjson", "-ldl", "-lm", "-o",
+                        str(exe)], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-3000:]
+    return exe
+
+
+def test_the_c_library_samples_with_seed_2_to_the_53_minus_1_and_refuses_2_to_the_53_in_one_line(api_test):
+    """The command line refuses such seeds before the library sees them: here vae_sample itself is asked."""
+    run = [str(api_test), str(BUNDLED), str(ORT_LIBRARY)]
+    ok = subprocess.run([*run, str(2**53 - 1), "3"], capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0 and ok.stdout.startswith("ok: 3 images"), ok.stderr
+    r = subprocess.run([*run, str(2**53), "3"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr == f"seed must be an integer in [0, 2^53), got {2**53}\n"
 
 
 # -- AddressSanitizer ---------------------------------------------------------------------------------------

@@ -5,9 +5,14 @@ these are the fast checks on the sources they are built from.
 """
 import json
 import re
+import shutil
+import subprocess
+import sys
 import tomllib
 
-from conftest import REPO, run_cli
+import pytest
+
+from conftest import REPO, UV_ENV, need, run_cli
 import vae_edge
 
 README = REPO / "README.md"
@@ -107,8 +112,34 @@ def test_the_model_card_gives_the_bundled_models_own_metrics():
     card = (DOCS / "model-card.md").read_text()
     meta = json.loads((REPO / "runtime" / "models" / "fashion-mnist" / "vae.json").read_text())
     metrics, int8 = meta["metrics"], meta["int8"]
-    for figure in (f"{metrics['iwae']['nll']:.2f}", f"{metrics['test_loss']:.2f}", f"{metrics['test_rec']:.2f}", f"{metrics['test_kl']:.2f}",
+    for figure in (f"{metrics['iwae']['nll']:.2f}", f"{metrics['test_loss']:.2f}", f"{metrics['test_rec']:.2f}",
+                   f"{metrics['test_kl']:.2f}",
                    f"{int8['x_mean_abs']:.5f}", f"{int8['mu_mean_abs']:.4f}", f"{meta['model']['latent_dim']} latent",
                    f"--epochs {meta['recipe']['epochs']}", f"--seed {meta['recipe']['seed']}"):
         assert figure in card, figure
     assert "MIT" in card and "Zalando" in card
+
+
+def test_make_help_gives_one_line_to_each_target():
+    phony = re.search(r"^\.PHONY:(.*(?:\\\n.*)*)", (REPO / "Makefile").read_text(), re.M)[1].replace("\\\n", " ")
+    r = subprocess.run(["make", "-s", "help"], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    listed = [line.split()[0] for line in r.stdout.splitlines()]
+    assert sorted(listed) == sorted(phony.split()), "each .PHONY target has a `## what it does` note, once"
+
+
+@pytest.mark.slow
+def test_make_releases_check_passes_on_the_wheel_and_sdist_of_make_dist_and_the_npm_tarball(dist, tmp_path):
+    """release/check.py, as `make release` runs it: each artifact's files against release/files.txt (so the lists
+    cannot drift unnoticed), the wheel installed without torch, the tarball in a fresh Node project."""
+    need(shutil.which("npm") is not None, "npm is not installed: the release check packs and installs the tarball")
+    out = tmp_path / "dist"
+    out.mkdir()
+    for built in [*dist.glob("*.whl"), *dist.glob("*.tar.gz")]:
+        shutil.copy(built, out)
+    pack = subprocess.run(["npm", "pack", "--pack-destination", str(out)], cwd=REPO / "web", capture_output=True,
+                          text=True, timeout=300)
+    assert pack.returncode == 0, pack.stderr[-2000:]
+    r = subprocess.run([sys.executable, "release/check.py", str(out)], cwd=REPO, env=UV_ENV, capture_output=True,
+                       text=True, timeout=1200)
+    assert r.returncode == 0, r.stderr[-3000:]

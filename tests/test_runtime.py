@@ -157,6 +157,21 @@ def test_flat_input_encodes_like_nchw_and_reconstructs_flat(mlp, rng):
     np.testing.assert_array_equal(flat, vae.reconstruct(x).reshape(6, -1))
 
 
+@pytest.mark.parametrize("model", ["mlp", "conv"])
+def test_channels_last_images_are_refused_in_one_line(request, rng, model):
+    """(N, H, W, C) holds the right number of pixels but in another order: read as (N, C, H, W) it would garble
+    an RGB model's colours, so it is refused (a 1-channel model's too: one rule for every model)."""
+    torch_model, folder = request.getfixturevalue(model)
+    c, h, w = torch_model.input_shape
+    vae = VAE.load(folder)
+    for x in (rng.random((3, h, w, c), dtype=np.float32), rng.integers(0, 256, (3, h, w, c), dtype=np.uint8)):
+        for call in (vae.encode, vae.reconstruct):
+            with pytest.raises(RuntimeInputError) as e:
+                call(x)
+            assert str(e.value) == (f"x has shape (3, {h}, {w}, {c}); expected (N, {c}, {h}, {w}) "
+                                    f"or (N, {c * h * w})")
+
+
 def test_float64_and_float16_inputs_are_accepted(mlp, rng):
     _, folder = mlp
     vae = VAE.load(folder)

@@ -122,8 +122,8 @@ def test_a_training_run_imports_neither_torch_dynamo_nor_torchvision(tmp_path, t
     # torch.optim's public methods import torch._dynamo (1 s of start-up here, 4 s on an H100 host);
     # torchvision drew the pictures (another second). A run needs neither.
     code = (f"import sys; from vae_edge.train.config import Config; from vae_edge.train.train import train; "
-            f"train(Config(dataset={str(tiny_npy)!r}, epochs=2, hidden_dim=16, latent_dim=2, out_dir={str(tmp_path)!r}, "
-            f"lr_schedule='cosine'), quiet=True); "
+            f"train(Config(dataset={str(tiny_npy)!r}, epochs=2, hidden_dim=16, latent_dim=2, "
+            f"out_dir={str(tmp_path)!r}, lr_schedule='cosine'), quiet=True); "
             f"print(sorted(m for m in ('torch._dynamo', 'torchvision') if m in sys.modules))")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr[-2000:]

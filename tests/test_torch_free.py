@@ -1,7 +1,6 @@
 """vae_edge.runtime needs no torch: its imports are checked, plain runs load nothing they do not use, and a fresh
 venv with the base install runs every runtime command without torch."""
 import ast
-import os
 import subprocess
 import sys
 from pathlib import Path

@@ -65,7 +65,8 @@ def test_elbo_terms_use_the_reparameterized_sample():
 
 # --- the models -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("arch,shape", [("mlp", (1, 28, 28)), ("mlp", (3, 10, 6)), ("conv", (1, 28, 28)), ("conv", (3, 32, 16))])
+@pytest.mark.parametrize("arch,shape", [("mlp", (1, 28, 28)), ("mlp", (3, 10, 6)), ("conv", (1, 28, 28)),
+                                        ("conv", (3, 32, 16))])
 def test_encoder_and_decoder_shapes(arch, shape):
     model = VAE(arch, shape, hidden_dim=64, latent_dim=7)
     x = torch.rand(5, *shape)
@@ -227,7 +228,9 @@ def test_loss_goes_down(tmp_path, tiny_npy):
 def test_same_seed_gives_the_same_losses_and_weights(tmp_path, tiny_npy):
     _, a = train(small_cfg(tmp_path / "a", tiny_npy, binarize=True, kl_warmup=1), quiet=True)
     _, b = train(small_cfg(tmp_path / "b", tiny_npy, binarize=True, kl_warmup=1), quiet=True)
-    strip = lambda h: [{k: v for k, v in m.items() if k not in ("seconds", "examples_per_s")} for m in h]
+    def strip(history):
+        return [{k: v for k, v in m.items() if k not in ("seconds", "examples_per_s")} for m in history]
+
     assert strip(a) == strip(b)
     wa, wb = weights(tmp_path / "a/runs/t/model.pt"), weights(tmp_path / "b/runs/t/model.pt")
     assert all(torch.equal(wa[k], wb[k]) for k in wa)

@@ -35,8 +35,8 @@ def load(path: str | os.PathLike) -> dict | object:
             f"{path} holds pickled objects that are not plain weights; refusing to load it "
             f"(weights_only: {first[:200]})") from None
     except Exception as e:  # torch raises many types on damaged files (EOFError, KeyError, IndexError...)
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?): "
-                              f"{str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__}") from None
+        why = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?): {why}") from None
 
 
 def is_vae_edge(obj) -> bool:

@@ -29,35 +29,61 @@ def _fail(msg: str, code: int = 2):
 
 @train_app.command()
 def train_cmd(
-    dataset: Annotated[str, typer.Option(help="fashion-mnist, mnist, kmnist, a folder of PNG/JPEG images, or an .npy file (N x H x W or N x C x H x W, uint8 or float in [0, 1]).")] = D.dataset,
-    data_dir: Annotated[str, typer.Option(help="Where named datasets are looked for (and downloaded to when missing).")] = D.data_dir,
-    arch: Annotated[str, typer.Option(help="mlp (the reference network) or conv (needs H and W divisible by 4).")] = D.arch,
+    dataset: Annotated[str, typer.Option(
+        help="fashion-mnist, mnist, kmnist, a folder of PNG/JPEG images, or an .npy file (N x H x W or N x C x H x W, "
+             "uint8 or float in [0, 1]).")] = D.dataset,
+    data_dir: Annotated[str, typer.Option(
+        help="Where named datasets are looked for (and downloaded to when missing).")] = D.data_dir,
+    arch: Annotated[str, typer.Option(
+        help="mlp (the reference network) or conv (needs H and W divisible by 4).")] = D.arch,
     hidden_dim: Annotated[int, typer.Option(help="Width of the hidden layer.")] = D.hidden_dim,
-    latent_dim: Annotated[int, typer.Option(help="Size of z, the decoder's input; with --latent-layers 2, of [z1, z2] together (half each).")] = D.latent_dim,
-    prior: Annotated[str, typer.Option(help="gaussian: N(0, I); vamp: the VampPrior, a mixture of the encoder's posteriors at --prior-components learned pseudo-inputs.")] = D.prior,
-    prior_components: Annotated[int, typer.Option(help="--prior vamp: the number of pseudo-inputs K.")] = D.prior_components,
-    latent_layers: Annotated[int, typer.Option(help="1, or 2: a hierarchy p(z2) p(z1|z2) p(x|z1,z2) inferred as q(z2|x) q(z1|x,z2) (HVAE).")] = D.latent_layers,
-    likelihood: Annotated[str, typer.Option(help="Pixel likelihood: bernoulli (the reference's BCE; a proper likelihood with --binarize), or continuous-bernoulli (a normalised density for grey levels).")] = D.likelihood,
+    latent_dim: Annotated[int, typer.Option(
+        help="Size of z, the decoder's input; with --latent-layers 2, of [z1, z2] together (half "
+             "each).")] = D.latent_dim,
+    prior: Annotated[str, typer.Option(
+        help="gaussian: N(0, I); vamp: the VampPrior, a mixture of the encoder's posteriors at --prior-components "
+             "learned pseudo-inputs.")] = D.prior,
+    prior_components: Annotated[int, typer.Option(
+        help="--prior vamp: the number of pseudo-inputs K.")] = D.prior_components,
+    latent_layers: Annotated[int, typer.Option(
+        help="1, or 2: a hierarchy p(z2) p(z1|z2) p(x|z1,z2) inferred as q(z2|x) q(z1|x,z2) "
+             "(HVAE).")] = D.latent_layers,
+    likelihood: Annotated[str, typer.Option(
+        help="Pixel likelihood: bernoulli (the reference's BCE; a proper likelihood with --binarize), or "
+             "continuous-bernoulli (a normalised density for grey levels).")] = D.likelihood,
     epochs: Annotated[int, typer.Option(help="Passes over the training set.")] = D.epochs,
-    batch_size: Annotated[int, typer.Option(help="Examples per step (global, across torchrun processes).")] = D.batch_size,
+    batch_size: Annotated[int, typer.Option(
+        help="Examples per step (global, across torchrun processes).")] = D.batch_size,
     lr: Annotated[float, typer.Option(help="Adam learning rate.")] = D.lr,
-    lr_schedule: Annotated[str, typer.Option(help="constant, or cosine: from --lr down to 0 at the last step.")] = D.lr_schedule,
+    lr_schedule: Annotated[str, typer.Option(
+        help="constant, or cosine: from --lr down to 0 at the last step.")] = D.lr_schedule,
     beta: Annotated[float, typer.Option(help="Weight of the KL term (1 is the ELBO).")] = D.beta,
-    kl_warmup: Annotated[float, typer.Option(help="Epochs over which the KL weight ramps up from 0 to beta (0: none).")] = D.kl_warmup,
-    train_k: Annotated[int, typer.Option(help="Importance samples per image in the training objective: 1 trains the ELBO (analytic KL), K > 1 the IWAE bound with K samples (K decodes per image).")] = D.train_k,
-    binarize: Annotated[bool, typer.Option(help="Binarize training pixels afresh each batch, the test set once with a fixed seed (a proper Bernoulli likelihood; comparable to published numbers).")] = D.binarize,
+    kl_warmup: Annotated[float, typer.Option(
+        help="Epochs over which the KL weight ramps up from 0 to beta (0: none).")] = D.kl_warmup,
+    train_k: Annotated[int, typer.Option(
+        help="Importance samples per image in the training objective: 1 trains the ELBO (analytic KL), K > 1 the IWAE "
+             "bound with K samples (K decodes per image).")] = D.train_k,
+    binarize: Annotated[bool, typer.Option(
+        help="Binarize training pixels afresh each batch, the test set once with a fixed seed (a proper Bernoulli "
+             "likelihood; comparable to published numbers).")] = D.binarize,
     image_size: Annotated[int, typer.Option(help="Image folders: resize to this height and width.")] = D.image_size,
     channels: Annotated[int, typer.Option(help="Image folders: 1 (grayscale) or 3 (RGB).")] = D.channels,
-    test_fraction: Annotated[float, typer.Option(help="Folders and .npy files: share held out as the test split.")] = D.test_fraction,
-    seed: Annotated[int, typer.Option(help="Seeds the weights, the batch order and the noise; CPU runs with one seed are identical.")] = D.seed,
+    test_fraction: Annotated[float, typer.Option(
+        help="Folders and .npy files: share held out as the test split.")] = D.test_fraction,
+    seed: Annotated[int, typer.Option(
+        help="Seeds the weights, the batch order and the noise; CPU runs with one seed are identical.")] = D.seed,
     device: Annotated[str, typer.Option(help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")] = D.device,
     amp: Annotated[bool, typer.Option(help="bf16 autocast on CUDA.")] = D.amp,
     compile: Annotated[bool, typer.Option(help="Compile the model with torch.compile.")] = D.compile,
-    cuda_graphs: Annotated[bool, typer.Option(help="On CUDA, capture the training step once as a CUDA graph and replay it (no per-kernel launch cost); --no-cuda-graphs trains eagerly. Off under torchrun.")] = D.cuda_graphs,
-    iwae_k: Annotated[int, typer.Option(help="After the last epoch, estimate the test log-likelihood with K importance samples (0: skip).")] = D.iwae_k,
+    cuda_graphs: Annotated[bool, typer.Option(
+        help="On CUDA, capture the training step once as a CUDA graph and replay it (no per-kernel launch cost); "
+             "--no-cuda-graphs trains eagerly. Off under torchrun.")] = D.cuda_graphs,
+    iwae_k: Annotated[int, typer.Option(
+        help="After the last epoch, estimate the test log-likelihood with K importance samples (0: skip).")] = D.iwae_k,
     out_dir: Annotated[str, typer.Option(help="Folder that holds the runs.")] = D.out_dir,
     name: Annotated[str, typer.Option(help="The run's name: outputs go to OUT_DIR/NAME/.")] = D.name,
-    resume: Annotated[Optional[str], typer.Option(help="Continue the run in this folder (runs/<name>) from its last.pt; its saved settings are used.")] = None,
+    resume: Annotated[Optional[str], typer.Option(
+        help="Continue the run in this folder (runs/<name>) from its last.pt; its saved settings are used.")] = None,
     force: Annotated[bool, typer.Option(help="Start over in a run folder that already holds a run.")] = False,
 ):
     """Fit the VAE and write model.pt (final), last.pt (resumable), metrics.jsonl and sample grids.
@@ -72,8 +98,8 @@ def train_cmd(
                  prior_components=prior_components, latent_layers=latent_layers, dataset=dataset,
                  data_dir=data_dir, image_size=image_size, channels=channels, test_fraction=test_fraction,
                  binarize=binarize, epochs=epochs, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, beta=beta,
-                 kl_warmup=kl_warmup, train_k=train_k, seed=seed, device=device, amp=amp, compile=compile, cuda_graphs=cuda_graphs,
-                 iwae_k=iwae_k, out_dir=out_dir, name=name)
+                 kl_warmup=kl_warmup, train_k=train_k, seed=seed, device=device, amp=amp, compile=compile,
+                 cuda_graphs=cuda_graphs, iwae_k=iwae_k, out_dir=out_dir, name=name)
     try:
         train(cfg, resume=resume, force=force, started=STARTED)
     except Interrupted as e:
@@ -90,15 +116,25 @@ def train_cmd(
 
 @eval_app.command()
 def eval_cmd(
-    model: Annotated[Path, typer.Argument(help="A model.pt (or last.pt) written by vae-train, or a folder written by vae-export (format 2: scored from its score.onnx alone).")],
-    iwae_k: Annotated[int, typer.Option(help="Importance samples per test example for log p(x) (0: ELBO only; published binarized-MNIST figures use 5000).")] = 1000,
-    iwae_backend: Annotated[str, typer.Option(help="auto (onnxruntime on the CPU, else torch), torch or onnxruntime: the same estimate from the same noise.")] = "auto",
-    dataset: Annotated[Optional[str], typer.Option(help="Evaluate on this dataset instead of the one it was trained on.")] = None,
+    model: Annotated[Path, typer.Argument(
+        help="A model.pt (or last.pt) written by vae-train, or a folder written by vae-export (format 2: scored from "
+             "its score.onnx alone).")],
+    iwae_k: Annotated[int, typer.Option(
+        help="Importance samples per test example for log p(x) (0: ELBO only; published binarized-MNIST figures use "
+             "5000).")] = 1000,
+    iwae_backend: Annotated[str, typer.Option(
+        help="auto (onnxruntime on the CPU, else torch), torch or onnxruntime: the same estimate from the same "
+             "noise.")] = "auto",
+    dataset: Annotated[Optional[str], typer.Option(
+        help="Evaluate on this dataset instead of the one it was trained on.")] = None,
     data_dir: Annotated[Optional[str], typer.Option(help="Where named datasets are looked for.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     limit: Annotated[int, typer.Option(help="Use only the first LIMIT test examples (0: all).")] = 0,
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the results to this JSON file.")] = None,
-    record: Annotated[bool, typer.Option(help="A folder: write the IWAE figure, and how it was computed, into its vae.json's metrics (vae-info prints it).")] = False,
+    json_out: Annotated[Optional[Path], typer.Option("--json", 
+        help="Also write the results to this JSON file.")] = None,
+    record: Annotated[bool, typer.Option(
+        help="A folder: write the IWAE figure, and how it was computed, into its vae.json's metrics (vae-info prints "
+             "it).")] = False,
 ):
     """Test negative ELBO and, with --iwae-k, the importance-sampled log-likelihood of a saved model.
 

@@ -137,7 +137,8 @@ def _read_npy(path: Path) -> torch.Tensor:
     try:
         arr = np.load(path, allow_pickle=False)
     except Exception as e:
-        raise DataError(f"{path} is not a readable .npy array: {str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+        why = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise DataError(f"{path} is not a readable .npy array: {why}") from None
     if arr.ndim == 3:
         arr = arr[:, None]
     if arr.ndim != 4 or arr.shape[0] < 2:

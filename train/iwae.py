@@ -18,7 +18,6 @@ import logging
 import math
 import warnings
 
-import numpy as np
 import torch
 from torch import nn
 

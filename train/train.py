@@ -65,7 +65,8 @@ def train(cfg: Config, resume: str | None = None, force: bool = False,
     clock.lap("data")
     graphs = cfg.cuda_graphs and device.type == "cuda"
     if graphs and dist.is_initialized():
-        say("note: CUDA graphs are off under torchrun (DDP's all-reduce runs outside a captured step); training eagerly")
+        say("note: CUDA graphs are off under torchrun (DDP's all-reduce runs outside a captured step); "
+            "training eagerly")
         graphs = False
     torch.manual_seed(cfg.seed)  # the weights' initialisation
     model = VAE.from_config(cfg.model()).to(device)
@@ -114,7 +115,8 @@ def train(cfg: Config, resume: str | None = None, force: bool = False,
         torch.cuda.synchronize(device)
     clock.lap("model on " + device.type)
     say(f"training {cfg.arch} VAE on {data.source}: {n} train / {test_x.shape[0]} test images "
-        f"of {'x'.join(map(str, data.shape))}, on {device}" + (f" x {ranks.world} processes" if ranks.world > 1 else ""))
+        f"of {'x'.join(map(str, data.shape))}, on {device}"
+        + (f" x {ranks.world} processes" if ranks.world > 1 else ""))
 
     # -- the loop ------------------------------------------------------------------------------------------
     # The bar's running loss is read only on the CPU, where reading it costs no sync.

@@ -66,7 +66,8 @@ def prior(components: int = 3) -> bytes:
     """A VampPrior's prior.onnx in miniature: eps [batch, latent], u [batch] -> z = eps S + M[min(floor(u K), K - 1)]"""
     means = np.random.default_rng(3).standard_normal((components, LATENT)).astype(np.float32)
     nodes = [helper.make_node("Mul", ["u", "K"], ["uk"]), helper.make_node("Floor", ["uk"], ["k"]),
-             helper.make_node("Min", ["k", "last"], ["kf"]), helper.make_node("Cast", ["kf"], ["i"], to=TensorProto.INT64),
+             helper.make_node("Min", ["k", "last"], ["kf"]),
+             helper.make_node("Cast", ["kf"], ["i"], to=TensorProto.INT64),
              helper.make_node("Gather", ["M", "i"], ["mu"], axis=0), helper.make_node("Mul", ["eps", "S"], ["e"]),
              helper.make_node("Add", ["e", "mu"], ["z"])]
     weights = [("K", np.float32(components)), ("last", np.float32(components - 1)), ("M", means),
@@ -95,7 +96,8 @@ PRIOR = {**FP32, "prior": ("prior.onnx", prior())}
 VAMP = {"name": "vamp", "components": 3, "latent_layers": 1, "layer_sizes": [LATENT], "z_layout": "z",
         "sample": {"file": "prior", "output": "z", "inputs": {
             "eps": {"shape": ["batch", LATENT], "distribution": "standard normal", "temperature": "multiplies eps"},
-            "u": {"shape": ["batch"], "distribution": "uniform on [0, 1)", "use": "the mixture component floor(u * 3)"}}}}
+            "u": {"shape": ["batch"], "distribution": "uniform on [0, 1)",
+                  "use": "the mixture component floor(u * 3)"}}}}
 
 
 def format_2(blobs: dict = PRIOR) -> dict:

@@ -6,10 +6,15 @@
 
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import * as ort from 'onnxruntime-node';
 import { openFile } from './node-files.js';
 import { sessionOptions } from './sessions.js';
 import { VAE as BaseVAE, openUrl } from './vae.js';
+
+// onnxruntime-node is an optional peer: an app that did not install it gets a line naming it, not Node's raw error.
+const ort = await import('onnxruntime-node').catch((e) => {
+  if (e?.code !== 'ERR_MODULE_NOT_FOUND' || !e.message.includes("'onnxruntime-node'")) throw e;
+  throw new Error('vae-edge in Node.js needs onnxruntime-node: npm install onnxruntime-node');
+});
 
 export { ModelFolderError, RuntimeInputError } from './vae.js';
 export { ort };
