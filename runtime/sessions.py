@@ -13,7 +13,7 @@ import numpy as np
 
 from typing import Any
 
-from . import compat
+from . import closed_list, compat
 from .errors import ModelFolderError, one_line
 from .folder import check_file, file_path
 
@@ -47,12 +47,16 @@ SESSION_CONFIG = {"session.intra_op.spin_duration_us": "100"}
 
 
 def check_readable(data: bytes, name: str) -> None:
-    """Refuse a file that is not ONNX (no IR version or opset: damage, or a few stray bytes), and, in one line
-    that names both versions, a file newer than the installed onnxruntime reads."""
+    """Refuse a file that is not ONNX (no IR version or opset: damage, or a few stray bytes), one that holds what
+    a model folder may not (closed_list.py), and, in one line that names both versions, a file newer than the
+    installed onnxruntime reads."""
     try:
         ir_version, opset = compat.onnx_versions(data)
+        outside_the_list = closed_list.problem(data)
     except ValueError as e:
         raise ModelFolderError(f"{name} is not a loadable ONNX model (corrupt?): {e}") from None
+    if outside_the_list:
+        raise ModelFolderError(f"{name} {outside_the_list}")
     problem = compat.problem(ir_version, opset, ort.__version__)
     if problem:
         raise ModelFolderError(f"{name} {problem}")
