@@ -110,11 +110,12 @@ class VAE:
 
     # -- the networks ----------------------------------------------------------------------------------
     def _encode_chunk(self, encoder: InferenceSession, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        mu, logvar = encoder.run(["mu", "logvar"], {self._x_name: inputs.pixels(x, self._shape)})
+        latent = (len(x), self._latent)
+        mu, logvar = encoder.run(["mu", "logvar"], {self._x_name: inputs.pixels(x, self._shape)}, [latent, latent])
         return mu, logvar
 
     def _decode_chunk(self, z: np.ndarray) -> np.ndarray:
-        return self._dec.run(None, {self._z_name: inputs.finite_latents(z)})[0]
+        return self._dec.run(None, {self._z_name: inputs.finite_latents(z)}, [(len(z), *self._shape)])[0]
 
     def encode(self, x, sample: bool = False, seed: int | None = None):
         """x -> (mu, logvar), each (N, latent_dim) float32; or, with sample=True, z = mu + exp(logvar/2) * eps.
