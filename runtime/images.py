@@ -67,8 +67,10 @@ def atomic_file(path: str | os.PathLike) -> Iterator:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) and e.filename is None:  # a failed write (File too large, disk full) names none
+            raise OSError(e.errno, e.strerror, str(path)) from None
         raise
 
 

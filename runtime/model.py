@@ -153,7 +153,7 @@ class VAE:
     def iter_samples(self, n: int, seed: int | None = None, temperature: float = 1.0,
                      batch_size: int | None = None) -> Iterator[np.ndarray]:
         """Yield n samples in chunks of batch_size, (m, C, H, W) each; they concatenate to sample(n, seed)."""
-        n, seed = inputs.check_count(n, "n"), inputs.check_seed(seed)
+        n, seed = inputs.check_count(n, "n", limit=None), inputs.check_seed(seed)  # streamed: any n
         temperature = inputs.check_temperature(temperature)
         bs = self.batch_size if batch_size is None else inputs.check_count(batch_size, "batch_size")
         return self._iter_samples(n, seed, temperature, bs)
@@ -171,7 +171,8 @@ class VAE:
     def sample(self, n: int, seed: int | None = None, temperature: float = 1.0) -> np.ndarray:
         """n images (n, C, H, W) float32 decoded from z = temperature * N(0, I), z from default_rng(seed); with a
         learned prior or two layers, z = prior.onnx(temperature * eps, u) (runtime/prior.py)."""
-        return self._gather(self.iter_samples(n, seed, temperature), inputs.check_count(n, "n"))
+        n = inputs.check_count(n, "n")  # first: iter_samples takes any n
+        return self._gather(self.iter_samples(n, seed, temperature), n)
 
     @property
     def prior(self) -> str:

@@ -115,6 +115,8 @@ class FileSession:
         except Exception as e:
             if not type(e).__module__.startswith("onnxruntime"):
                 raise
+            if "Failed to allocate" in str(e):  # its arena out of memory: the batch's fault, not the file's
+                raise MemoryError(one_line(e)) from None
             raise ModelFolderError(f"{self._name} failed to run: {one_line(e)}") from None
         if len(outputs) != len(expect):  # names=None on a graph of more outputs than the contract lets through
             raise ModelFolderError(f"{self._name} returned {len(outputs)} outputs; expected {len(expect)}")
