@@ -69,6 +69,17 @@ def test_vae_export_writes_only_the_standard_operator_domain(exports):
         assert {n.domain for n in proto.graph.node} <= {"", "ai.onnx"}, name
 
 
+def test_the_quantizer_s_imports_of_domains_no_node_uses_are_dropped():
+    """onnxruntime 1.15's quantizer, at [train]'s floor, imports ai.onnx.ml, com.microsoft and six more domains
+    into every int8 file (tests/test_compat.py exports there); vae-export keeps only the domains its nodes use."""
+    model = _graph()
+    for domain in ("ai.onnx.ml", "com.microsoft", "com.microsoft.nchwc"):
+        model.opset_import.append(helper.make_opsetid(domain, 1))
+    kept = quantize.unused_imports_dropped(model)
+    assert [(o.domain, o.version) for o in kept.opset_import] == [("", 13)]
+    assert closed_list.problem(kept.SerializeToString()) is None
+
+
 def test_the_folders_vae_export_wrote_hold_nothing_outside_the_closed_list(tiny_export, vamp_export):
     for folder in (tiny_export, vamp_export):
         for path in folder.glob("*.onnx"):
