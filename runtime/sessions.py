@@ -69,7 +69,7 @@ def session(path: Path, data: bytes, threads: int | None, providers: list,
     the session, 3.3 MiB more peak memory for the bundled decoder (bench/cold_start.py)."""
     name = str(path)
     so = ort.SessionOptions()
-    if ort_format:
+    if ort_format:  # not an ONNX protobuf, so no closed list to walk (rule G1): onnxruntime checks its own format
         so.add_session_config_entry("session.load_model_format", "ORT")
     else:
         check_readable(data, name)
