@@ -247,4 +247,15 @@ def _run(proto: onnx.ModelProto, quantize) -> onnx.ModelProto:
             raise ExportError(f"int8 quantization failed: {first_line(e)}") from None
         finally:
             logging.disable(logging.NOTSET)
-        return lowest_ir(onnx.load(dst))
+        return lowest_ir(unused_imports_dropped(onnx.load(dst)))
+
+
+def unused_imports_dropped(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """proto without the operator domains it imports but no node uses: onnxruntime 1.15's quantizer (the floor of
+    [train]) imports every domain onnxruntime registers (ai.onnx.ml, com.microsoft, ...), which a model folder may
+    not hold (docs/format.md, rule G1)."""
+    used = {n.domain for n in proto.graph.node} | {"", "ai.onnx"}
+    kept = [o for o in proto.opset_import if o.domain in used]
+    del proto.opset_import[:]
+    proto.opset_import.extend(kept)
+    return proto

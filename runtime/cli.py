@@ -35,9 +35,13 @@ from .outputs import STDOUT, check_output
 MAX_GRID = 4096
 
 
+_loaded: dict = {}  # the model the running command loaded (_load): what an out-of-memory message looks at
+
+
 @contextmanager
 def _errors():
     """Turn expected failures into `error: ...` on stderr and exit code 2."""
+    _loaded.clear()
     try:
         yield
     except (RuntimeInputError, ModelFolderError) as e:
@@ -46,7 +50,32 @@ def _errors():
         where = f"{e.filename}: " if e.filename else ""
         _fail(f"{where}{e.strerror or e}")
     except MemoryError:
-        _fail("out of memory; lower --batch-size or --n")
+        _fail(_out_of_memory(_loaded.get("vae")))
+
+
+def _out_of_memory(vae: Optional[VAE]) -> str:
+    """A smaller --batch-size or --n is the way out, unless one image of the model alone needs more than this
+    process may hold: then vae.json's sizes are the cause (a damaged or hostile folder), and no option helps."""
+    if vae is not None:
+        c, h, w = vae.input_shape
+        one = 8 * vae.latent_dim + 4 * c * h * w  # an image's noise (float64, as numpy draws it) and its pixels
+        if one > _memory_limit():
+            return (f"out of memory: {vae.folder} needs {one} bytes for one image (vae.json's input_shape "
+                    f"{list(vae.input_shape)} and latent_dim {vae.latent_dim}), more than this process may use; "
+                    f"the model folder is at fault")
+    return "out of memory; lower --batch-size or --n"
+
+
+def _memory_limit() -> float:
+    """The memory this process may use: the machine's, or less where its address-space limit says so."""
+    try:
+        import resource
+
+        limit = float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+        soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+        return min(limit, soft) if soft != resource.RLIM_INFINITY else limit
+    except (ImportError, ValueError, OSError):  # not a Unix: no way to know, so no blame on the folder
+        return float("inf")
 
 
 def _echo(text: str, file=None) -> None:
@@ -135,6 +164,7 @@ def _report(text: str, outputs: tuple) -> None:
 
 def _load(model: Optional[str], precision: str, threads: Optional[int], batch_size: int, decoder_only=False) -> VAE:
     vae = VAE.load(model, precision=precision, threads=threads, batch_size=batch_size, decoder_only=decoder_only)
+    _loaded["vae"] = vae
     if vae.bundled:
         _echo(f"using the bundled model {vae.bundled} (vae-info --list; --model FOLDER for your own)", sys.stderr)
     return vae

@@ -1,6 +1,9 @@
 """The graph contract (docs/format.md): the decoder maps z [batch, latent_dim] -> x [batch, C, H, W], the encoder
 x [batch, C, H, W] -> mu, logvar [batch, latent_dim], each with the sizes vae.json says. Checked on anything with
-onnxruntime's get_inputs() and get_outputs(): a session, or a LaterSession read from the file's bytes."""
+onnxruntime's get_inputs() and get_outputs(): a session, or a LaterSession read from the file's bytes.
+
+A format-2 folder's prior.onnx and score.onnx are held to theirs when their sessions are made (rule G2): the
+inputs and outputs by name, float32, with the sizes vae.json says and symbolic batch (and samples) axes."""
 from __future__ import annotations
 
 from .errors import ModelFolderError
@@ -64,3 +67,46 @@ def check_pair(encoder, decoder, shape: tuple, latent_dim: int, name: str) -> tu
         raise ModelFolderError(f"{name}: the decoder and vae.json disagree on latent_dim: vae.json says "
                                f"{latent_dim}, the decoder takes {_show(dec_latent)}")
     return x_name, z_name
+
+
+def _type(arg) -> str:
+    """A NodeArg's element type as ONNX names it: tensor(float) -> float32, tensor(int64) -> int64."""
+    name = str(getattr(arg, "type", "")).removeprefix("tensor(").removesuffix(")")
+    return {"float": "float32", "double": "float64"}.get(name, name)
+
+
+def _fits(shape, want: list) -> bool:
+    """shape (ints, names, None) against want: an int where want has one, a symbolic axis where want names one."""
+    return len(shape) == len(want) and all(d == w if isinstance(w, int) else not isinstance(d, int)
+                                           for d, w in zip(shape, want))
+
+
+def _describe(args) -> str:
+    return ", ".join(f"{a.name} {_type(a)} [{', '.join(map(str, a.shape))}]" for a in args) or "nothing"
+
+
+def check_graph(session, inputs: dict, outputs: dict, what: str, name: str):
+    """The session, if its inputs and outputs are exactly `inputs` and `outputs` (name -> dims: ints and the
+    names of symbolic axes), each float32; else a ModelFolderError naming the file (name) and both signatures."""
+    def fit(args, want: dict) -> bool:
+        return sorted(a.name for a in args) == sorted(want) and \
+            all(_type(a) == "float32" and _fits(a.shape, want[a.name]) for a in args)
+
+    got_in, got_out = session.get_inputs(), session.get_outputs()
+    if fit(got_in, inputs) and fit(got_out, outputs):
+        return session
+    want = lambda args: ", ".join(f"{k} float32 [{', '.join(map(str, v))}]" for k, v in args.items())  # noqa: E731
+    raise ModelFolderError(f"{name} is not the {what} vae.json describes: it maps {_describe(got_in)} -> "
+                           f"{_describe(got_out)}; expected {want(inputs)} -> {want(outputs)}")
+
+
+def check_prior(session, noise: list, latent_dim: int, name: str):
+    """prior.onnx: the noise vae.json's prior.sample.inputs names (eps [batch, latent_dim], u [batch]) -> z."""
+    dims = {"eps": ["batch", latent_dim], "u": ["batch"]}
+    return check_graph(session, {k: dims[k] for k in noise}, {"z": ["batch", latent_dim]}, "prior", name)
+
+
+def check_score(session, shape: tuple, latent_dim: int, name: str):
+    """score.onnx: x [batch, C, H, W], eps [samples, batch, latent_dim] -> log_w [samples, batch]."""
+    return check_graph(session, {"x": ["batch", *shape], "eps": ["samples", "batch", latent_dim]},
+                       {"log_w": ["samples", "batch"]}, "score graph", name)

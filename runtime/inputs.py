@@ -10,13 +10,19 @@ import numpy as np
 from .errors import RuntimeInputError
 
 SEED_LIMIT = 2**53  # seeds are integers in [0, 2^53): what JavaScript's numbers hold exactly
+# A count a caller passes (sample's n, interpolate's steps, batch_size, k), per call, in every reader: beyond it a
+# call would allocate more than any machine holds (2^20 images of 28 x 28 are 3.3 GB). iter_samples streams.
+COUNT_LIMIT = 2**20
 
 
-def check_count(n, what: str) -> int:
+def check_count(n, what: str, limit: int | None = COUNT_LIMIT) -> int:
+    """An integer in [1, limit]; limit None: any (a count that is streamed in chunks)."""
     if isinstance(n, bool) or not isinstance(n, Integral):
         raise RuntimeInputError(f"{what} must be an integer, got {n!r}")
     if n <= 0:
         raise RuntimeInputError(f"{what} must be >= 1, got {n}")
+    if limit is not None and int(n) > limit:
+        raise RuntimeInputError(f"{what} must be at most {limit} per call, got {n}")
     return int(n)
 
 

@@ -110,11 +110,12 @@ class VAE:
 
     # -- the networks ----------------------------------------------------------------------------------
     def _encode_chunk(self, encoder: InferenceSession, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        mu, logvar = encoder.run(["mu", "logvar"], {self._x_name: inputs.pixels(x, self._shape)})
+        latent = (len(x), self._latent)
+        mu, logvar = encoder.run(["mu", "logvar"], {self._x_name: inputs.pixels(x, self._shape)}, [latent, latent])
         return mu, logvar
 
     def _decode_chunk(self, z: np.ndarray) -> np.ndarray:
-        return self._dec.run(None, {self._z_name: inputs.finite_latents(z)})[0]
+        return self._dec.run(None, {self._z_name: inputs.finite_latents(z)}, [(len(z), *self._shape)])[0]
 
     def encode(self, x, sample: bool = False, seed: int | None = None):
         """x -> (mu, logvar), each (N, latent_dim) float32; or, with sample=True, z = mu + exp(logvar/2) * eps.
@@ -153,7 +154,7 @@ class VAE:
     def iter_samples(self, n: int, seed: int | None = None, temperature: float = 1.0,
                      batch_size: int | None = None) -> Iterator[np.ndarray]:
         """Yield n samples in chunks of batch_size, (m, C, H, W) each; they concatenate to sample(n, seed)."""
-        n, seed = inputs.check_count(n, "n"), inputs.check_seed(seed)
+        n, seed = inputs.check_count(n, "n", limit=None), inputs.check_seed(seed)  # streamed: any n
         temperature = inputs.check_temperature(temperature)
         bs = self.batch_size if batch_size is None else inputs.check_count(batch_size, "batch_size")
         return self._iter_samples(n, seed, temperature, bs)
@@ -173,7 +174,8 @@ class VAE:
         """n images (n, C, H, W) float32 decoded from z = temperature * eps, eps ~ N(0, I) the seed's noise
         (docs/noise.md: the same in JavaScript and C); with a learned prior or two layers,
         z = prior.onnx(temperature * eps, u) (runtime/prior.py)."""
-        return self._gather(self.iter_samples(n, seed, temperature), inputs.check_count(n, "n"))
+        n = inputs.check_count(n, "n")  # first: iter_samples takes any n
+        return self._gather(self.iter_samples(n, seed, temperature), n)
 
     @property
     def prior(self) -> str:

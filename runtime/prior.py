@@ -13,7 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from . import random
+from . import graph, random
+from .folder import input_shape, latent_dim
 
 IMAGES_PER_SCORE = 100  # images per score.onnx run
 DECODES_PER_SCORE = 4096  # samples x images per run: as train/iwae.py
@@ -32,25 +33,32 @@ def describe(meta: dict) -> str:
 
 
 class Prior:
-    """prior.onnx's session (made at load) and score.onnx's (made on first use, under a lock)."""
+    """prior.onnx's session (made at load) and score.onnx's (made on first use, under a lock), each held to its
+    contract when it is made (graph.py); session(key) makes the session of files[key]."""
 
     def __init__(self, meta: dict, session):
         self.spec = meta["prior"]
         self.inputs = list(self.spec["sample"]["inputs"])
-        self._sampler = session("prior")
-        self._make_scorer, self._lock = (lambda: session("score")), threading.Lock()
+        self._latent, self._shape, self._session = latent_dim(meta), input_shape(meta), session
+        sampler = session("prior")
+        self._sampler = graph.check_prior(sampler, self.inputs, self._latent, sampler.name)
+        self._lock = threading.Lock()
         self._scorer: Any = None  # score.onnx's session, made on first use
 
     @property
     def name(self) -> str:
         return self.spec["name"]
 
+    def _make_scorer(self):
+        scorer = self._session("score")
+        return graph.check_score(scorer, self._shape, self._latent, scorer.name)
+
     def z(self, eps: np.ndarray, u: np.ndarray | None = None) -> np.ndarray:
         """The decoder's z [n, latent_dim] for noise eps [n, latent_dim] (and u [n] for a mixture)."""
         feed = {"eps": np.ascontiguousarray(eps, dtype=np.float32)}
         if "u" in self.inputs:
             feed["u"] = np.ascontiguousarray(u, dtype=np.float32)
-        return self._sampler.run(["z"], feed)[0]
+        return self._sampler.run(["z"], feed, [(len(eps), self._latent)])[0]
 
     def log_weights(self, x: np.ndarray, eps: np.ndarray) -> np.ndarray:
         """score.onnx: x [n, C, H, W] float32, eps [m, n, latent_dim] -> log w [m, n]."""
@@ -58,7 +66,8 @@ class Prior:
             with self._lock:
                 if self._scorer is None:
                     self._scorer = self._make_scorer()
-        return self._scorer.run(["log_w"], {"x": x, "eps": np.ascontiguousarray(eps, dtype=np.float32)})[0]
+        eps = np.ascontiguousarray(eps, dtype=np.float32)
+        return self._scorer.run(["log_w"], {"x": x, "eps": eps}, [eps.shape[:2]])[0]
 
     def log_likelihood(self, x: np.ndarray, k: int, seed=None, eps=None) -> np.ndarray:
         """The IWAE estimate of log p(x) with k samples, per image (float64, nats); x float32 [N, C, H, W].
@@ -66,7 +75,7 @@ class Prior:
         eps [k, N, latent_dim] (optional) is the noise to use; else image i's sample s is normals (i k + s) d ..
         (i k + s + 1) d - 1 of the seed's stream eps (docs/noise.md), so an image's estimate depends on it alone.
         The sum over samples is a running logsumexp in float64, as train/iwae.py's."""
-        n, d = x.shape[0], self.spec["sample"]["inputs"]["eps"]["shape"][1]
+        n, d = x.shape[0], self._latent
         seed = random.fresh_seed() if seed is None and eps is None else seed
         out = np.empty(n)
         for i in range(0, n, IMAGES_PER_SCORE):

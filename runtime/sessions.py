@@ -13,7 +13,7 @@ import numpy as np
 
 from typing import Any
 
-from . import compat
+from . import closed_list, compat
 from .errors import ModelFolderError, one_line
 from .folder import check_file, file_path
 
@@ -47,12 +47,16 @@ SESSION_CONFIG = {"session.intra_op.spin_duration_us": "100"}
 
 
 def check_readable(data: bytes, name: str) -> None:
-    """Refuse a file that is not ONNX (no IR version or opset: damage, or a few stray bytes), and, in one line
-    that names both versions, a file newer than the installed onnxruntime reads."""
+    """Refuse a file that is not ONNX (no IR version or opset: damage, or a few stray bytes), one that holds what
+    a model folder may not (closed_list.py), and, in one line that names both versions, a file newer than the
+    installed onnxruntime reads."""
     try:
         ir_version, opset = compat.onnx_versions(data)
+        outside_the_list = closed_list.problem(data)
     except ValueError as e:
         raise ModelFolderError(f"{name} is not a loadable ONNX model (corrupt?): {e}") from None
+    if outside_the_list:
+        raise ModelFolderError(f"{name} {outside_the_list}")
     problem = compat.problem(ir_version, opset, ort.__version__)
     if problem:
         raise ModelFolderError(f"{name} {problem}")
@@ -64,7 +68,7 @@ def session(name: str, data: bytes, threads: int | None, providers: list,
     again, so that a file replaced after its check never runs (issue 31). Its cost in peak memory against the
     path-based load is in docs/performance.md (bench/cold_start.py)."""
     so = ort.SessionOptions()
-    if ort_format:
+    if ort_format:  # not an ONNX protobuf, so no closed list to walk (rule G1): onnxruntime checks its own format
         so.add_session_config_entry("session.load_model_format", "ORT")
     else:
         check_readable(data, name)
@@ -81,27 +85,49 @@ def session(name: str, data: bytes, threads: int | None, providers: list,
 
 
 class FileSession:
-    """An onnxruntime session whose failure to run is one line that names its file (ModelFolderError).
+    """An onnxruntime session whose failure to run is one line that names its file (ModelFolderError), and whose
+    outputs are checked after every run (rule G3): float32, of exactly the shapes the caller expects.
 
     The runtime checks every input before a run, so a run that fails is a file that does not compute what it
     declares: damage that still parses, passes onnxruntime's checks and has the right inputs and outputs, such
-    as a layer fed the wrong tensor (found by tests/test_fuzz.py)."""
+    as a layer fed the wrong tensor (found by tests/test_fuzz.py). onnxruntime does not hold a run's outputs to
+    the shapes the graph declares, so a graph can declare [batch, C, H, W] and return one image, or more pixels."""
 
     def __init__(self, session: InferenceSession, name: str):
         self._session, self._name = session, name
+
+    @property
+    def name(self) -> str:
+        """The file's path, as every message names it."""
+        return self._name
 
     def __getattr__(self, name: str):  # get_inputs, get_outputs, get_providers, ...: the session's own
         if name.startswith("_"):  # not set yet (a copy being made): not the session's either
             raise AttributeError(name)
         return getattr(self._session, name)
 
-    def run(self, *args, **kwargs):
+    def run(self, names: list[str] | None, feed: dict, expect: list[tuple[int, ...]]) -> list[np.ndarray]:
+        """The outputs `names` (None: all) for `feed`; expect holds each one's shape (all float32)."""
         try:
-            return self._session.run(*args, **kwargs)
+            outputs = self._session.run(names, feed)
         except Exception as e:
             if not type(e).__module__.startswith("onnxruntime"):
                 raise
+            if "Failed to allocate" in str(e):  # its arena out of memory: the batch's fault, not the file's
+                raise MemoryError(one_line(e)) from None
             raise ModelFolderError(f"{self._name} failed to run: {one_line(e)}") from None
+        if len(outputs) != len(expect):  # names=None on a graph of more outputs than the contract lets through
+            raise ModelFolderError(f"{self._name} returned {len(outputs)} outputs; expected {len(expect)}")
+        for got, shape in zip(outputs, expect):
+            if not (isinstance(got, np.ndarray) and got.dtype == np.float32 and got.shape == tuple(shape)):
+                what = f"{got.dtype} {show_shape(got.shape)}" if isinstance(got, np.ndarray) else type(got).__name__
+                raise ModelFolderError(f"{self._name} returned {what}; expected float32 {show_shape(shape)}")
+        return outputs
+
+
+def show_shape(shape) -> str:
+    """[1, 1, 2, 3], as every reader writes a shape."""
+    return f"[{', '.join(map(str, shape))}]"
 
 
 class LaterSession:
@@ -127,12 +153,12 @@ class LaterSession:
     def get_outputs(self):
         return self._outputs
 
-    def run(self, *args, **kwargs):
+    def run(self, names: list[str] | None, feed: dict, expect: list[tuple[int, ...]]) -> list[np.ndarray]:
         if self._session is None:
             with self._lock:
                 if self._session is None:
                     self._session = self._make()
-        return self._session.run(*args, **kwargs)
+        return self._session.run(names, feed, expect)
 
 
 def later(make, data: bytes, name: str):

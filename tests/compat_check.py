@@ -6,7 +6,8 @@
 FIXTURES holds, per model folder NAME/ (exported in the main environment), NAME.<what>.npy written there by
 PyTorch: x, z, mu, logvar, probs (decode of z), sample (decode of the z a seed draws), and for int8 exports
 int8_mu and int8_probs, what the int8 files give by onnx's reference evaluator (exact integer arithmetic, the
-same on every CPU). Exit code 1 if any check is beyond its bound; the JSON says which.
+same on every CPU); spec.json's external_data names a folder whose decoder keeps a tensor outside it, which
+must be refused. Exit code 1 if any check is beyond its bound or a refusal is missing; the JSON says which.
 """
 import json
 import subprocess
@@ -60,11 +61,36 @@ def main(fixtures: Path, cli: bool = True, mu_allowance: float | None = None) ->
         report["too_new"] = "loaded"
     except ModelFolderError as e:
         report["too_new"] = str(e)
+    failures += check_external_data(fixtures, spec["external_data"], report)
     if cli:
         failures += check_cli(fixtures, spec, report)
     report["failures"] = failures
     print(json.dumps(report))
     return 1 if failures else 0
+
+
+def check_external_data(fixtures: Path, case: dict, report: dict) -> list[str]:
+    """A decoder whose largest initializer is stored at ../../secret, a file outside its folder (rule G1): the
+    runtime refuses it before onnxruntime sees it, so the file is never read; onnxruntime alone reads it on 1.12
+    and 1.15 (what it does is reported, not asserted)."""
+    folder = fixtures / case["folder"]
+    secret = folder.parent.parent / "secret"  # where ../../secret, relative to the decoder's folder, leads
+    secret.write_bytes((fixtures / case["secret"]).read_bytes())
+    try:
+        try:
+            onnxruntime.InferenceSession(str(folder / "decoder.onnx"), providers=["CPUExecutionProvider"])
+            report["external_data_onnxruntime_alone"] = "loaded: it read the file outside the folder"
+        except Exception as e:  # onnxruntime's own exception types
+            report["external_data_onnxruntime_alone"] = "refused: " + str(e).strip().splitlines()[0][:300]
+        try:
+            VAE.load(folder, decoder_only=True)
+            report["external_data"] = "loaded"
+        except ModelFolderError as e:
+            report["external_data"] = str(e)
+    finally:
+        secret.unlink()
+    refused = "stores a tensor outside the file (external data)" in report["external_data"]
+    return [] if refused else [f"a decoder with external data at ../../secret: {report['external_data']}"]
 
 
 def check_cli(fixtures: Path, spec: dict, report: dict) -> list[str]:

@@ -75,6 +75,12 @@ MUTANTS = [
            "if (seed > (uint64_t)1 << 53)", ["tests/test_native.py::"
            "test_the_c_library_samples_with_seed_2_to_the_53_minus_1_and_refuses_2_to_the_53_in_one_line"],
            built="build/native"),
+    Mutant("a-constant-attribute-is-not-walked", "runtime/closed_list.py",
+           "if field in (ATTR_T, ATTR_TENSORS) and wire == 2:", "if False:",
+           ["tests/test_closed_list.py::test_a_constant_attribute_stored_outside_the_file_is_refused"]),
+    Mutant("a-run-output-of-the-wrong-batch-passes", "runtime/sessions.py",
+           "got.dtype == np.float32 and got.shape == tuple(shape)", "got.dtype == np.float32",
+           ["tests/test_run_outputs.py::test_a_decoder_that_returns_one_image_whatever_the_batch_is_refused"]),
     Mutant("a-run-failure-escapes-in-javascript", "web/src/sessions.js", "  return failingInOneLine(session, where);",
            "  return session;", ["node", "--test", "web/test/conformance.test.js"]),
 ]

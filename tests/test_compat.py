@@ -26,9 +26,10 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+from onnx import numpy_helper
 import torch
 
-from conftest import REPO, UV_ENV, trained, uv
+from conftest import REPO, UV_ENV, rehash, trained, uv
 from vae_edge.export import export_checkpoint
 from vae_edge.export.int8_reference import reference_run
 from vae_edge.export.quantize import BOUND
@@ -134,6 +135,24 @@ def _save_int8_reference(folder: Path, info: dict) -> list[str]:
     return ["int8_mu", "int8_probs"]
 
 
+def _external_data(folder: Path, out: Path) -> dict:
+    """A copy of folder whose decoder's largest initializer is stored at ../../secret (outside the folder), its
+    sha256 and bytes rewritten in vae.json; the initializer's bytes beside it, which compat_check.py puts there."""
+    shutil.copytree(folder, out)
+    proto = onnx.load(str(out / "decoder.onnx"))
+    tensor = max(proto.graph.initializer, key=lambda t: numpy_helper.to_array(t).nbytes)
+    data = numpy_helper.to_array(tensor).tobytes()
+    (out.parent / f"{out.name}.secret").write_bytes(data)
+    tensor.ClearField("raw_data")
+    tensor.ClearField("float_data")
+    tensor.data_location = onnx.TensorProto.EXTERNAL
+    for key, value in (("location", "../../secret"), ("offset", "0"), ("length", str(len(data)))):
+        tensor.external_data.add(key=key, value=value)
+    (out / "decoder.onnx").write_bytes(proto.SerializeToString())
+    rehash(out, "decoder")
+    return {"folder": out.name, "secret": f"{out.name}.secret"}
+
+
 @pytest.fixture(scope="module")
 def fixtures(tmp_path_factory) -> Path:
     """Checkpoints, their exports at the default opset (with int8), one export at opset 21, and PyTorch's outputs."""
@@ -148,6 +167,7 @@ def fixtures(tmp_path_factory) -> Path:
         spec["models"][name] = {"arrays": _save_reference(model, d / name), "int8": info["int8"]}
         spec["models"][name]["arrays"] += _save_int8_reference(d / name, info)
     export_checkpoint(d / "mlp.pt", d / "mlp-opset21", opset=21)
+    spec["external_data"] = _external_data(d / "mlp", d / "mlp-external")
     (d / "spec.json").write_text(json.dumps(spec))
     return d
 
@@ -179,6 +199,8 @@ def test_lowest_supported_versions_run_the_runtime_at_parity(wheel, fixtures):
     assert report["too_new"].endswith(
         f"needs onnxruntime >= 1.18 (installed: {got['onnxruntime']}): it is ONNX IR version 10, opset 21; "
         f"upgrade onnxruntime, or re-export with vae-export --opset 17")
+    # onnxruntime 1.12 alone reads a tensor from ../../secret; the runtime refused the folder (compat_check.py)
+    assert report["external_data_onnxruntime_alone"].startswith("loaded")
 
 
 def test_newest_versions_run_the_runtime_at_parity(wheel, fixtures):

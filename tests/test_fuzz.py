@@ -377,7 +377,8 @@ def test_command_lines_succeed_or_exit_2_with_one_line_and_write_nothing_half(ti
 def test_a_folder_given_as_npy_is_refused_before_the_grid_is_written(tiny_export, tmp_path):
     """Found by `make fuzz`: the grid was written, then the .npy failed, and the failed command left the grid."""
     code, _, err = cli(sample_main, "--model", tiny_export, "--n", 3, "--out", tmp_path / "o.png", "--npy", tmp_path)
-    assert code == 2 and err.strip() == f"error: --npy {tmp_path} is a folder, not a regular file; refusing to replace it"
+    assert code == 2
+    assert err.strip() == f"error: --npy {tmp_path} is a folder, not a regular file; refusing to replace it"
     only(tmp_path, set())
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import copy_export, learned_prior_model as _model, run_cli
+from conftest import copy_export, learned_prior_model as _model, rehash, run_cli
 from vae_edge.export import export_model
 from vae_edge.runtime import VAE, ModelFolderError, random
 from vae_edge.train.iwae import iwae_log_likelihood
@@ -165,3 +165,30 @@ def test_a_vampprior_checkpoint_exports_with_its_model_facts_and_recipe(tmp_path
     assert info["model"] == cfg.model()
     assert (info["model"]["prior"], info["model"]["prior_components"], info["model"]["latent_layers"]) == ("vamp", 6, 2)
     assert info["recipe"]["prior"] == "vamp" and info["format_version"] == 2
+
+
+def test_a_prior_graph_that_is_the_folders_int8_encoder_is_refused_at_load_not_at_the_first_sample(vamp_export,
+                                                                                                    tmp_path):
+    dst = copy_export(vamp_export, tmp_path)
+    (dst / "prior.onnx").write_bytes((dst / "encoder.int8.onnx").read_bytes())
+    rehash(dst, "prior")
+    with pytest.raises(ModelFolderError) as e:
+        VAE.load(dst, decoder_only=True)
+    assert str(e.value).startswith(f"{dst / 'prior.onnx'} is not the prior vae.json describes: it maps x float32 ")
+    assert str(e.value).endswith("expected eps float32 [batch, 4], u float32 [batch] -> z float32 [batch, 4]")
+    r = run_cli("vae-sample", "--model", dst, "--n", 2, "--out", tmp_path / "s.png")
+    assert r.returncode == 2 and "prior.onnx is not the prior vae.json describes" in r.stderr
+    assert "Traceback" not in r.stderr and "Required inputs" not in r.stderr
+
+
+def test_a_score_graph_that_is_another_network_is_refused_when_first_used_naming_the_file(vamp_export, tmp_path):
+    dst = copy_export(vamp_export, tmp_path)
+    (dst / "score.onnx").write_bytes((dst / "prior.onnx").read_bytes())
+    rehash(dst, "score")
+    vae = VAE.load(dst)  # score.onnx waits until something scores
+    x = np.random.default_rng().random((2, *SHAPE), dtype=np.float32)
+    with pytest.raises(ModelFolderError, match=r"score\.onnx is not the score graph vae\.json describes: it maps eps "
+                                               r"float32 \[batch, 4\], u float32 \[batch\] -> z float32 \[batch, 4\]; "
+                                               r"expected x float32 \[batch, 1, 8, 8\], eps float32 "
+                                               r"\[samples, batch, 4\] -> log_w float32 \[samples, batch\]$"):
+        vae.log_likelihood(x, k=3)

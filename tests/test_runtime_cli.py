@@ -449,7 +449,7 @@ def test_every_command_refuses_an_output_whose_folder_is_missing(work, tmp_path,
 def test_a_dash_writes_the_npy_to_standard_output_and_the_report_to_stderr(mlp, work, tmp_path, command):
     app, args, option, name = _writers(mlp, tmp_path)[command]
     to_stdout, to_file = run(app, *args, option, "-"), run(app, *args, option, name)
-    assert to_stdout.exit_code == 0, to_stdout.stderr
+    assert to_stdout.exit_code == 0 and to_file.exit_code == 0, to_stdout.stderr + to_file.stderr
     np.testing.assert_array_equal(np.load(io.BytesIO(to_stdout.stdout_bytes)), np.load(work / name))
     assert "to standard output" in to_stdout.stderr and option in run(app, "--help").stdout
     assert sorted(p.name for p in work.iterdir()) == [name]

@@ -197,7 +197,8 @@ def test_each_session_is_built_from_the_checked_bytes_not_from_the_path(model, m
     real = sessions.ort.InferenceSession
     monkeypatch.setattr(sessions.ort, "InferenceSession", lambda what, **kw: built.append(what) or real(what, **kw))
     vae = VAE.load(model)
-    vae.encode(np.random.default_rng().random((2, 1, 2, 3), dtype=np.float32))  # the encoder's session is made on first use
+    # the encoder's session is made on first use
+    vae.encode(np.random.default_rng().random((2, 1, 2, 3), dtype=np.float32))
     assert built == [(model / "decoder.onnx").read_bytes(), (model / "encoder.onnx").read_bytes()]
 
 
@@ -226,7 +227,8 @@ def test_vae_sample_on_a_folder_whose_decoder_is_a_fifo_exits_with_one_line(mode
 
 def test_vae_info_on_a_decoder_symlinked_to_dev_zero_exits_with_one_line(model):
     apply_setup(model, [{"symlink": "decoder.onnx", "to": "/dev/zero"}])
-    _one_line_error(run_cli("vae-info", "--model", model, timeout=120), "decoder.onnx resolves outside the model folder")
+    result = run_cli("vae-info", "--model", model, timeout=120)
+    _one_line_error(result, "decoder.onnx resolves outside the model folder")
 
 
 def test_vae_info_on_vae_json_nested_5000_deep_exits_with_one_line(model):
