@@ -1,7 +1,7 @@
 """The routes under /v1/ and the app that holds them: one VAE, one Batcher, the metrics, the settings.
 
-Each model route reads its body (bounded in bytes and in time), parses and checks it in a worker thread (the event
-loop never parses or renders), hands the checked array to the batcher and waits for the answer, the request's
+Each model route reads its body (bounded in bytes and in time), parses and checks it (in a worker thread unless it
+is small: the event loop never spends more than tens of microseconds on one body or answer), hands the checked array to the batcher and waits for the answer, the request's
 timeout or the client's disconnect, whichever comes first, then renders the result as the Accept header asks.
 Bad input of any kind is a 4xx of one line ({"error": "..."}), never a 500.
 """
@@ -35,6 +35,10 @@ from .metrics import Metrics
 from .settings import Settings
 
 log = logging.getLogger("vae_serve")
+# Bodies and answers this small are parsed and rendered on the event loop (tens of microseconds); larger ones in a
+# worker thread, which costs a thread hop (docs/serving.md measures both).
+INLINE_BODY = 16 * 1024
+INLINE_VALUES = 4096
 IMAGE_OUT = (JSON, NPY, PNG)
 ARRAY_OUT = (JSON, NPY)
 
@@ -183,6 +187,10 @@ async def run_job(service: Service, request: Request, job: Job, deadline: float)
                     {"Retry-After": "1"})
 
 
+async def off_loop(heavy: bool, fn, *args):
+    return await run_in_threadpool(fn, *args) if heavy else fn(*args)
+
+
 def model_route(kind: str, parse, offers: tuple[str, ...]):
     """A POST route: body -> checked array (in a thread) -> the batcher -> a response (in a thread)."""
     async def route(request: Request) -> Response:
@@ -197,15 +205,15 @@ def model_route(kind: str, parse, offers: tuple[str, ...]):
             except asyncio.TimeoutError:
                 raise HTTPError(408, f"the body did not arrive within {settings.timeout_s:g} s") from None
             content_type = codecs.media_type(request.headers.get("content-type"))
-            args = await run_in_threadpool(parse, body, content_type, service)
+            args = await off_loop(len(body) > INLINE_BODY, parse, body, content_type, service)
             rows = args[0] if kind == "sample" else len(args)
             result = await run_job(service, request, Job(kind, rows, args if kind == "sample" else (args,)),
                                    deadline)
             if kind == "encode":
                 mu, logvar = result
-                return await run_in_threadpool(render_latents, mu, logvar, media)
+                return await off_loop(mu.size > INLINE_VALUES, render_latents, mu, logvar, media)
             extra = {"seed": args[1], "n": args[0], "temperature": args[2]} if kind == "sample" else {}
-            response = await run_in_threadpool(render_images, result, media, nrow, extra)
+            response = await off_loop(result.size > INLINE_VALUES, render_images, result, media, nrow, extra)
             if kind == "sample":
                 response.headers["X-Seed"] = str(args[1])
             return response

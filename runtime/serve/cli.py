@@ -79,7 +79,7 @@ def serve(
     token_file: Optional[str] = Option(None, "--token-file",
                                        help="File holding a bearer token every request but /v1/health must send."),
     cors_origins: str = Option("", "--cors-origins", help="Comma-separated origins CORS allows (default: none)."),
-    max_batch: int = Option(256, "--max-batch", help="Rows a coalesced onnxruntime run holds at most (1: off)."),
+    max_batch: int = Option(64, "--max-batch", help="Rows a coalesced onnxruntime run holds at most (1: off)."),
     max_wait_ms: float = Option(0.0, "--max-wait-ms",
                                 help="How long a batch waits for more requests (0: only those already queued)."),
     max_queue: int = Option(64, "--max-queue", help="Requests accepted and unanswered; more get 503."),

@@ -22,7 +22,7 @@ class Settings:
     allow_remote: bool = False
     token_file: str | None = None
     cors_origins: tuple[str, ...] = ()
-    max_batch: int = 256  # rows (images or latents) in one onnxruntime run, when requests are coalesced
+    max_batch: int = 64  # rows (images or latents) in one onnxruntime run, when requests are coalesced
     max_wait_ms: float = 0.0  # how long a batch waits for more requests once the worker is free; 0: take what is queued
     max_queue: int = 64  # requests accepted and not yet answered; one more is a 503
     max_n: int = 1024  # images or latents in one request
