@@ -1,9 +1,9 @@
 """vae-serve under load, on loopback only, bounded in requests and time: what HTTP costs and what batching buys.
 
-- One server with batching on (--max-batch 64, the default) and one with it off (--max-batch 1), both up for the whole run
-  and measured in alternation, cell by cell, so that load from elsewhere hits both: 1, 8, 32 and 128 concurrent
-  clients (keep-alive connections, each sending its next request when the last is answered) asking for sample(1)
-  and sample(64) as .npy and as PNG. Throughput (requests/s), p50 and p99 latency, errors (any answer but 200,
+- One server with batching on (--max-batch 64, the default) and one with it off (--max-batch 1), both up for the
+  whole run and measured in alternation, three rounds a cell (sample(64) cells three times as long), so that load
+  from elsewhere hits both: 1, 8, 32 and 128 concurrent clients (keep-alive connections, each sending its next
+  request when the last is answered) asking for sample(1) and sample(64) as .npy and as PNG. Throughput (requests/s), p50 and p99 latency, errors (any answer but 200,
   any failed connection).
 - The same work in-process through the API (VAE.sample, then the same .npy or PNG bytes), one call at a time.
 - Spinning: the server's idle CPU (its /proc/PID/stat over a few idle seconds) and batch-1 latency with
@@ -107,11 +107,13 @@ async def one_request(port, method, path, body, headers) -> tuple[int, bytes]:
         writer.close()
 
 
-async def load(port: int, clients: int, n: int, accept: str, seconds: float, requests: int) -> dict:
+async def load(port: int, clients: int, n: int, accept: str, seconds: float, requests: int,
+               path: str = "/v1/sample") -> dict:
     """clients connections, each asking sample(n) in turn until seconds or requests (all together) run out:
     requests/s, p50 and p99 latency (ms), errors, and the raw latencies and wall time (for merging rounds)."""
-    body = json.dumps({"n": n, "seed": 1}).encode()
-    message = request_bytes("POST", "/v1/sample", body, {"Content-Type": "application/json", "Accept": accept})
+    body = json.dumps({"n": n, "seed": 1}).encode() if path == "/v1/sample" else b""
+    message = request_bytes("POST" if body else "GET", path, body,
+                            {"Content-Type": "application/json", "Accept": accept} if body else {})
     latencies: list[float] = []
     errors = 0
     left = requests
@@ -180,7 +182,7 @@ def matrix(on: Server, off: Server, vae, seconds: float) -> str:
         for fmt, accept in FORMATS.items():
             local = in_process(vae, n, fmt, seconds)
             for clients in CLIENTS:
-                cells = alternating({"on": on, "off": off}, clients, n, accept, seconds)
+                cells = alternating({"on": on, "off": off}, clients, n, accept, seconds * (3 if n > 1 else 1))
                 a, b = cells["on"], cells["off"]
                 rows.append([f"sample({n}) {fmt}", clients, f"{a['rps']:,.0f}", f"{b['rps']:,.0f}",
                              f"{a['rps'] / b['rps']:.2f}x", f"{a['p50']:.2f} / {a['p99']:.2f}",
@@ -192,23 +194,37 @@ def matrix(on: Server, off: Server, vae, seconds: float) -> str:
 
 
 def spinning(seconds: float) -> str:
-    rows = []
-    for name, spin_off in (("capped at 100 us (the runtime's setting)", False), ("off", True)):
-        server = Server(spin_off=spin_off)
-        try:
+    """Both servers up at once: idle CPU over the same 3 s, then batch-1 latency (1 client) and the CPU the server
+    burns under 32 clients, in alternating rounds."""
+    servers = {"capped at 100 us (the runtime's setting)": Server(), "off": Server(spin_off=True)}
+    try:
+        for server in servers.values():
             asyncio.run(load(server.port, 1, 1, codecs.NPY, 1.0, 200))  # warm
-            c0 = server.cpu_seconds()
-            time.sleep(3.0)
-            idle = (server.cpu_seconds() - c0) / 3.0
-            r = asyncio.run(load(server.port, 1, 1, codecs.NPY, seconds, MAX_REQUESTS))
-            c0, t0 = server.cpu_seconds(), time.perf_counter()
-            asyncio.run(load(server.port, 32, 1, codecs.NPY, seconds, MAX_REQUESTS))
-            busy = (server.cpu_seconds() - c0) / (time.perf_counter() - t0)
-        finally:
+        before = {name: server.cpu_seconds() for name, server in servers.items()}
+        time.sleep(3.0)
+        idle = {name: (server.cpu_seconds() - before[name]) / 3.0 for name, server in servers.items()}
+        latency = alternating(servers, 1, 1, codecs.NPY, seconds)
+        busy = {name: [0.0, 0.0] for name in servers}  # CPU seconds, wall seconds
+        for _ in range(3):
+            for name, server in servers.items():
+                c0, t0 = server.cpu_seconds(), time.perf_counter()
+                asyncio.run(load(server.port, 32, 1, codecs.NPY, seconds / 3, MAX_REQUESTS))
+                busy[name][0] += server.cpu_seconds() - c0
+                busy[name][1] += time.perf_counter() - t0
+    finally:
+        for server in servers.values():
             server.stop()
-        rows.append([name, f"{idle:.1%}", f"{r['p50']:.2f} / {r['p99']:.2f}", f"{busy:.2f}"])
+    rows = [[name, f"{idle[name]:.1%}", f"{latency[name]['p50']:.2f} / {latency[name]['p99']:.2f}",
+             f"{busy[name][0] / busy[name][1]:.2f}"] for name in servers]
     return table(["spinning", "idle CPU (of one core)", "batch-1 p50 / p99 ms, 1 client",
                   "server CPU cores busy, 32 clients"], rows)
+
+
+def http_floor(server: Server, seconds: float) -> str:
+    """GET /v1/health from 32 clients: the same HTTP, middleware and client, no model, no body: the ceiling."""
+    r = asyncio.run(load(server.port, 32, 0, "", seconds, MAX_REQUESTS, path="/v1/health"))
+    return (f"The HTTP floor: GET /v1/health from 32 clients, {r['rps']:,.0f} requests/s, p50 {r['p50']:.2f} ms "
+            f"(the same server, client and middleware, no model and no body), {r['errors']} errors.")
 
 
 def soak(server: Server, total: int) -> str:
@@ -235,6 +251,7 @@ def main() -> None:
     on, off = Server("--max-batch", "64"), Server("--max-batch", "1")
     try:
         print("\n" + matrix(on, off, vae, args.seconds))
+        print("\n" + http_floor(on, args.seconds))
         print("\n" + soak(on, args.soak))
     finally:
         on.stop()

@@ -399,6 +399,7 @@ def test_info_names_the_model_versions_provider_and_threads(server):
     assert info["onnxruntime"]["providers"] == ["CPUExecutionProvider"]
     assert "threads" in info["onnxruntime"] and {"numpy", "starlette", "uvicorn"} <= set(info["versions"])
     assert "token_file" not in info["settings"]
+    assert info["batching"]["coalesced"] == {"prior": True, "decoder": True, "encoder": True}
 
 
 def test_metrics_count_requests_by_route_and_status(server):

@@ -270,6 +270,8 @@ def info_document(service: Service) -> dict:
                         "onnxruntime's default (one per physical core)"},
         "versions": {"python": platform.python_version(), "numpy": np.__version__,
                      "starlette": starlette.__version__, "uvicorn": uvicorn.__version__},
+        "batching": {"coalesced": service.batcher.coalesce,
+                     "together_against_alone": service.batcher.differences},
         "settings": service.settings.public(),
     }
 

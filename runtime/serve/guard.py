@@ -5,6 +5,7 @@ goes to the log, never to the client."""
 from __future__ import annotations
 
 import hmac
+import itertools
 import json
 import logging
 import os
@@ -18,12 +19,16 @@ ROUTES = ("/v1/sample", "/v1/decode", "/v1/encode", "/v1/health", "/v1/ready", "
 OPEN = ("/v1/health", "/v1/ready")  # answered without the token: a load balancer's probes (they tell nothing)
 CLIENT_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
+# Fresh ids: this process's random prefix and a counter, unique without a system call per request (os.urandom gives
+# up the GIL, and under load the onnxruntime thread holds it: bench/serve.py's profile in docs/serving.md).
+PREFIX = os.urandom(4).hex()
+COUNTER = itertools.count()
 
 
 def request_id(headers: dict[bytes, bytes]) -> str:
     """The client's X-Request-ID where it is short and plain (so a proxy's id runs through), else a fresh one."""
     given = headers.get(b"x-request-id", b"").decode("latin1")
-    return given if CLIENT_ID.fullmatch(given) else os.urandom(8).hex()
+    return given if CLIENT_ID.fullmatch(given) else f"{PREFIX}{next(COUNTER):08x}"
 
 
 def host_allowed(host: str) -> bool:
