@@ -89,6 +89,7 @@ bench: setup
 	$(BIN)/python bench/cold_start.py
 	$(BIN)/python bench/train_speed.py
 	$(BIN)/python bench/iwae.py
+	$(BIN)/python bench/serve.py
 
 clean:
 	rm -rf runs vae-onnx samples.png .pytest_cache dist build site

@@ -236,7 +236,7 @@ class Server:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    s = Server(tmp_path_factory.mktemp("serve"), "--max-body", "200000", "--max-pixels", "10000")
+    s = Server(tmp_path_factory.mktemp("serve"), "--max-body", "200000", "--max-pixels", "10000", "--threads", "1")
     yield s
     s.stop()
 
@@ -393,11 +393,12 @@ def test_a_host_header_that_is_not_loopback_is_refused_on_a_loopback_bind(server
     assert server.request("GET", "/v1/info", headers={"Host": f"localhost:{server.port}"})[0] == 200
 
 
-def test_info_names_the_model_versions_provider_and_threads(server):
+def test_info_names_the_model_versions_provider_and_threads(server):  # the server runs --threads 1
     info = json.loads(server.request("GET", "/v1/info")[2])
     assert info["model"]["bundled"] == "fashion-mnist" and info["model"]["latent_dim"] == 32
     assert info["onnxruntime"]["providers"] == ["CPUExecutionProvider"]
-    assert "threads" in info["onnxruntime"] and {"numpy", "starlette", "uvicorn"} <= set(info["versions"])
+    assert info["onnxruntime"]["threads"] == 1 and {"numpy", "starlette", "uvicorn"} <= set(info["versions"])
+    assert "providers CPUExecutionProvider, threads 1;" in server.log.read_text()  # and at start
     assert "token_file" not in info["settings"]
     assert info["batching"]["coalesced"] == {"prior": True, "decoder": True, "encoder": True}
 
