@@ -188,13 +188,16 @@ def free_port() -> int:
 class Server:
     """vae-serve in a subprocess on a free loopback port; its log in a file."""
 
-    def __init__(self, tmp_path: Path, *args: str, wait: bool = True):
+    def __init__(self, tmp_path: Path, *args: str):
         self.port = free_port()
         self.log = tmp_path / f"serve-{self.port}.log"
         self.proc = subprocess.Popen([str(BIN / "vae-serve"), "--port", str(self.port), *args],
                                      stdout=subprocess.DEVNULL, stderr=open(self.log, "w"))
-        if wait:
+        try:
             self.wait_ready()
+        except BaseException:
+            self.stop()  # a server that never got ready is not left running
+            raise
 
     def wait_ready(self, seconds: float = 60) -> None:
         end = time.monotonic() + seconds
@@ -245,8 +248,8 @@ def server(tmp_path_factory):
 def make_server(tmp_path):
     started = []
 
-    def make(*args, wait=True):
-        started.append(Server(tmp_path, *args, wait=wait))
+    def make(*args):
+        started.append(Server(tmp_path, *args))
         return started[-1]
 
     yield make
@@ -551,3 +554,68 @@ def test_without_the_serve_extra_vae_serve_says_what_to_install(base_install, tm
     bin_dir, env = base_install
     r = subprocess.run([str(bin_dir / "vae-serve")], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
     assert r.returncode == 2 and r.stderr == "error: vae-serve needs the serve extra: pip install 'vae-edge[serve]'\n"
+
+
+NGINX_SITE = """
+    upstream vae_serve {{
+        server 127.0.0.1:{first};
+        server 127.0.0.1:{second};
+        keepalive 32;
+    }}
+    server {{
+        listen 127.0.0.1:{port};
+        client_max_body_size 16m;
+        location /v1/ {{
+            proxy_pass http://vae_serve;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host 127.0.0.1;
+            proxy_set_header X-Request-ID $request_id;
+            proxy_next_upstream error timeout http_503;
+        }}
+    }}
+"""  # docs/serving.md shows this block
+
+
+def _nginx(tmp_path: Path, site: str) -> subprocess.Popen:
+    """nginx in the foreground with everything it writes under tmp_path."""
+    import shutil
+
+    exe = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin")
+    if exe is None:
+        pytest.skip("nginx is not installed (Debian: apt-get install nginx-light; .ci/run does)")
+    temp = "\n".join(f"    {kind}_temp_path {tmp_path}/{kind};" for kind in ("client_body", "proxy", "fastcgi",
+                                                                               "uwsgi", "scgi"))
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(f"daemon off;\n{'user root;' if os.geteuid() == 0 else ''}\nworker_processes 1;\n"
+                    f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\nevents {{ worker_connections 64; }}\n"
+                    f"http {{\n    access_log off;\n{temp}\n{site}}}\n")
+    return subprocess.Popen([exe, "-c", str(conf), "-p", str(tmp_path)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+
+
+@pytest.mark.slow
+def test_two_replicas_behind_nginx_both_serve_and_one_stopping_loses_no_request(make_server, tmp_path):
+    first, second = make_server(), make_server()
+    front = Server.__new__(Server)  # the client side of Server, aimed at nginx
+    front.port, front.log = free_port(), tmp_path / "front.log"
+    nginx = _nginx(tmp_path, NGINX_SITE.format(first=first.port, second=second.port, port=front.port))
+    try:
+        assert _wait_for(lambda: _answers(front), 30)
+        pids = {json.loads(front.request("GET", "/v1/info")[2])["pid"] for _ in range(6)}
+        assert pids == {first.proc.pid, second.proc.pid}
+        status, headers, _ = front.request("POST", "/v1/sample", {"n": 1})
+        assert status == 200 and _wait_for(lambda: headers["x-request-id"] in first.log.read_text()
+                                           + second.log.read_text())  # nginx's id, logged by the replica
+        first.stop()
+        assert [front.request("POST", "/v1/sample", {"n": 2})[0] for _ in range(6)] == [200] * 6
+    finally:
+        nginx.terminate()
+        nginx.wait(30)
+
+
+def _answers(server: Server) -> bool:
+    try:
+        return server.request("GET", "/v1/ready", timeout=5)[0] == 200
+    except OSError:
+        return False
