@@ -83,7 +83,7 @@ class Guard:
         """(status, message, headers) for a request refused before any route sees it, else None."""
         settings = self.service.settings
         if settings.loopback and not host_allowed(headers.get(b"host", b"").decode("latin1")):
-            return 400, "the Host header must name the loopback interface (127.0.0.1, localhost or [::1])", {}
+            return 421, "the Host header must name the loopback interface (127.0.0.1, localhost or [::1])", {}
         token = self.service.token
         preflight = method == "OPTIONS" and bool(settings.cors_origins)  # a browser's CORS check carries no token
         if token is not None and path not in OPEN and not preflight:
