@@ -475,6 +475,17 @@ def test_a_client_that_leaves_mid_request_is_dropped_and_the_server_goes_on(make
     assert s.request("POST", "/v1/sample", {"n": 1})[0] == 200
 
 
+def test_a_client_that_leaves_mid_body_is_counted_and_logged_as_gone_not_as_an_error(server):
+    before = server.metric('vae_serve_requests_total{route="/v1/decode",status="499"}')
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=60)
+    sock.sendall(b"POST /v1/decode HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: 1000\r\n\r\n{\"latents\": [")
+    time.sleep(0.2)  # the server is reading the body
+    sock.close()
+    assert _wait_for(lambda: server.metric('vae_serve_requests_total{route="/v1/decode",status="499"}') == before + 1)
+    assert "unexpected error" not in server.log.read_text()
+
+
 def test_a_slow_client_gets_408_and_starves_no_one(make_server):
     s = make_server("--timeout", "3")
     slow = socket.create_connection(("127.0.0.1", s.port), timeout=60)

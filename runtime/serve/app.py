@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
@@ -192,7 +192,8 @@ async def off_loop(heavy: bool, fn, *args):
 
 
 def model_route(kind: str, parse, offers: tuple[str, ...]):
-    """A POST route: body -> checked array (in a thread) -> the batcher -> a response (in a thread)."""
+    """A POST route: body -> checked array -> the batcher -> a response (parsing and rendering in a thread when
+    large)."""
     async def route(request: Request) -> Response:
         service: Service = request.app.state.service
         settings = service.settings
@@ -221,7 +222,7 @@ def model_route(kind: str, parse, offers: tuple[str, ...]):
             return JSONResponse({"error": e.message}, e.status, headers=e.headers)
         except RuntimeInputError as e:
             return JSONResponse({"error": str(e)}, 422)
-        except ClientGone:
+        except (ClientGone, ClientDisconnect):  # answered to no one: counted as 499 in the metrics
             return Response(status_code=499)
 
     return route
