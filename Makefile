@@ -15,7 +15,7 @@ setup: $(STAMP)  ## the .venv: this package editable, with its train and dev ext
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[train,dev]"
+	$(BIN)/pip install -q -e ".[train,dev,serve]"
 	@touch $(STAMP)
 
 # Fashion-MNIST: local files first, then Debian's package where apt is usable; else vae-train downloads it.
@@ -102,6 +102,7 @@ bench: setup  ## the Python benchmarks (training, runtime, cold start, IWAE)
 	$(BIN)/python bench/train_speed.py
 	$(BIN)/python bench/iwae.py
 	$(BIN)/python bench/noise.py
+	$(BIN)/python bench/serve.py
 
 clean:  ## remove runs, exports, samples, dist, build output and the demo site
 	rm -rf runs vae-onnx samples.png .pytest_cache dist build site

@@ -98,6 +98,12 @@ class VAE:
         return self._shape
 
     @property
+    def providers(self) -> list[str]:
+        """The execution providers the decoder's session runs on, as onnxruntime reports them (no silent fallback
+        goes unseen: a provider asked for and missing here fell back)."""
+        return list(self._dec.get_providers())
+
+    @property
     def meta(self) -> dict:
         """The vae.json dict (a copy: the loaded model never changes)."""
         return json.loads(json.dumps(self._meta))
@@ -186,6 +192,17 @@ class VAE:
         """The z that sample() decodes for noise eps (N, latent_dim) and, for a mixture, u (N,) in [0, 1)."""
         eps = inputs.finite_latents(inputs.latents(eps, self._latent))
         return self._prior.z(eps, u) if self._prior is not None else eps.astype(np.float32)
+
+    def noise(self, n: int, seed: int | None = None, temperature: float = 1.0) -> tuple[np.ndarray, np.ndarray | None]:
+        """The noise that sample(n, seed, temperature) decodes: eps (n, latent_dim) float32, already times
+        temperature, and u (n,) float32 for a learned prior (else None), so that
+        sample(n, seed, temperature) == decode(from_noise(*noise(n, seed, temperature))), bit for bit where the
+        networks give the same bits at any batch size (a server batches requests so: docs/serving.md)."""
+        n, seed = inputs.check_count(n, "n"), inputs.check_seed(seed)
+        temperature = inputs.check_temperature(temperature)
+        seed = random.fresh_seed() if seed is None else seed  # the same draws as _iter_samples (docs/noise.md)
+        eps = random.scaled(random.gaussian(n * self._latent, seed), temperature).reshape(n, self._latent)
+        return eps, (random.uniform(n, seed) if self._prior is not None else None)
 
     def log_likelihood(self, x, k: int = 1000, seed: int | None = None, eps=None) -> np.ndarray:
         """The IWAE estimate of log p(x) in nats, per image, with k samples, from score.onnx (format 2 folders);

@@ -18,6 +18,7 @@ need "command -v chromium" chromium "the demo page in headless Chromium (test_we
 need "command -v cc" gcc "the C library and program (test_native.py)"
 need "test -f /usr/include/cjson/cJSON.h" libcjson-dev "the C library and program (test_native.py)"
 need "command -v aarch64-linux-gnu-gcc" gcc-aarch64-linux-gnu "the ARM64 build of the C program (make test-emulated)"
+need "command -v nginx || test -x /usr/sbin/nginx" nginx-light "two replicas behind nginx (test_serve.py)"
 need "command -v qemu-x86_64-static" qemu-user-static "int8 on an AVX2-only x86 CPU (test_int8.py, make test-emulated)"
 need "test -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz" dataset-fashion-mnist \
   "the tests on Fashion-MNIST (test_train.py, test_int8.py, test_likelihood.py, test_prior_folder.py, ...)"
