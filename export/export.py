@@ -19,6 +19,7 @@ from .load import jsonable, load_model
 from .ort_format import CONFIG, to_ort
 from .parity import check_parity, torch_outputs
 from . import prior_graph
+from .score_graph import score_graph
 from .quantize import fallback_messages, over_bound_message, quantize_int8
 
 def model_facts(model: VAE) -> dict:
@@ -63,7 +64,7 @@ def export_model(model: VAE, out: str | os.PathLike = "vae-onnx", *, facts: dict
     protos = {"encoder": ("encoder.onnx", enc), "decoder": ("decoder.onnx", dec)}
     extra = {}
     if prior_graph.learned(model):  # format 2: the prior's sampler and the IWAE scoring graph
-        prior, score = prior_graph.prior_graph(model, opset), prior_graph.score_graph(model, opset)
+        prior, score = prior_graph.prior_graph(model, opset), score_graph(model, opset)
         for proto in (prior, score):
             onnx.checker.check_model(proto)
         parity["prior"] = prior_graph.check_prior_parity(model, prior.SerializeToString(), score.SerializeToString())

@@ -1,11 +1,8 @@
 """The graphs of a model whose prior is not one layer of N(0, I): prior.onnx (noise -> the decoder's z) and score.onnx
-(x and noise -> IWAE log-weights), their parity with PyTorch, and what vae.json says about them.
+(x and noise -> IWAE log-weights, score_graph.py), their parity with PyTorch, and what vae.json says about them.
 
 prior.onnx: eps [batch, latent_dim] standard normal and, for a VampPrior, u [batch] uniform in [0, 1) (the
 component is floor(u K)) -> z [batch, latent_dim]. The VampPrior's components are constants of the graph.
-score.onnx: x [batch, C, H, W] (the pixels the likelihood is defined on) and eps [samples, batch, latent_dim] ->
-log_w [samples, batch] = log p(x|z) + log p(z) - log q(z|x) at z ~ q(z|x) drawn from eps, each exact, from logits
-(train/iwae.py, Score); the IWAE estimate of log p(x) is logsumexp over the samples minus log k.
 """
 from __future__ import annotations
 
@@ -15,11 +12,11 @@ import torch
 from torch import nn
 
 from vae_edge.runtime.folder import FORMAT_VERSIONS
-from vae_edge.train.iwae import log_weights_graph
+from vae_edge.train.iwae import Score
 from vae_edge.train.model import VAE
 
 from .errors import ParityError
-from .graphs import NATIVE_OPSET, EXAMPLE_BATCH, export_graph, lowest_ir
+from .graphs import EXAMPLE_BATCH, export_graph, lowest_ir, rename_axes
 from .parity import PARITY_BATCH_SIZES, TOLERANCE, session
 
 FORMAT_VERSION = FORMAT_VERSIONS[-1]  # a folder that carries prior.onnx and score.onnx: 2
@@ -63,28 +60,8 @@ def prior_graph(model: VAE, opset: int) -> onnx.ModelProto:
     batch = torch.export.Dim("batch")
     proto = export_graph(PriorSampler(model).eval(), examples[:len(names)], names, ["z"],
                          {name: {0: batch} for name in names}, opset)
-    _rename_axes(proto, {})
+    rename_axes(proto, {})
     return lowest_ir(proto)
-
-
-def score_graph(model: VAE, opset: int) -> onnx.ModelProto:
-    """score.onnx: x [batch, C, H, W], eps [samples, batch, latent_dim] -> log_w [samples, batch]."""
-    proto = onnx.load_from_string(log_weights_graph(model, max(opset, NATIVE_OPSET)))
-    if proto.opset_import[0].version != opset:
-        proto = onnx.version_converter.convert_version(proto, opset)
-    _rename_axes(proto, {"n": "batch", "m": "samples"})
-    return lowest_ir(proto)
-
-
-def _rename_axes(proto: onnx.ModelProto, names: dict) -> None:
-    """Symbolic dims named as vae.json says (batch, samples); a lone symbol on the first axis is the batch."""
-    g = proto.graph
-    for v in [*g.input, *g.output, *g.value_info]:
-        for d in v.type.tensor_type.shape.dim:
-            if d.dim_param in names:
-                d.dim_param = names[d.dim_param]
-            elif d.dim_param and not names:
-                d.dim_param = "batch"
 
 
 @torch.no_grad()
@@ -92,8 +69,6 @@ def check_prior_parity(model: VAE, prior: bytes, score: bytes) -> dict:
     """Max abs difference of z (prior.onnx) and max relative difference of log_w (score.onnx), PyTorch vs
     onnxruntime, on fresh random noise at each parity batch size; ParityError beyond the tolerances."""
     sample, weigh = session(prior), session(score)
-    from vae_edge.train.iwae import Score
-
     scorer = Score(model)
     rng = np.random.default_rng()  # fresh inputs at every export, never zeros
     worst = {"z": 0.0, "log_w_rel": 0.0}
