@@ -9,54 +9,38 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import torch
-from torch import nn
 
-from vae_edge.runtime.folder import FORMAT_VERSIONS
 from vae_edge.train.iwae import Score
 from vae_edge.train.model import VAE
+from vae_edge.train.prior import Gaussian, WithPrior
 
 from .errors import ParityError
 from .graphs import EXAMPLE_BATCH, export_graph, lowest_ir, rename_axes
 from .parity import PARITY_BATCH_SIZES, TOLERANCE, session
 
-FORMAT_VERSION = FORMAT_VERSIONS[-1]  # a folder that carries prior.onnx and score.onnx: 2
 MIN_VAE_EDGE = "0.2.0"  # the first vae-edge that reads format 2
 SCORE_SAMPLES = 3  # samples per image in the score graph's parity check
 SCORE_RTOL = 1e-5  # log-weights are sums over every pixel (hundreds of nats): compared relative to their size
 
 
-def learned(model: VAE) -> bool:
-    """True where the folder needs prior.onnx and score.onnx (a learned prior or two latent layers)."""
-    return not model.standard
+def format_version(model: VAE) -> int:
+    """The folder's format_version: 1 for one layer of N(0, I) (the encoder and decoder say it all), 2 for any other
+    prior, whose folder carries prior.onnx and score.onnx (docs/priors.md)."""
+    return 1 if isinstance(model.prior, Gaussian) else 2
 
 
-def noise_inputs(model: VAE) -> list[str]:
-    """prior.onnx's inputs, in order."""
-    return ["eps", "u"] if model.prior == "vamp" else ["eps"]
-
-
-class PriorSampler(nn.Module):
-    """(eps, u) -> z: model.prior_sample with the VampPrior's components computed once, as constants."""
-
-    def __init__(self, vae: VAE):
-        super().__init__()
-        self.vae = vae
-        self.components = vae.prior == "vamp"
-        if self.components:
-            with torch.no_grad():
-                mu, logvar = vae.vamp_components()
-            self.register_buffer("mu_k", mu.detach().clone())
-            self.register_buffer("logvar_k", logvar.detach().clone())
+class PriorSampler(WithPrior):
+    """(eps, u) -> z: the prior's sample with the VampPrior's components computed once, as constants."""
 
     def forward(self, eps, u=None):
-        return self.vae.prior_sample(eps, u, (self.mu_k, self.logvar_k) if self.components else None)
+        return self.vae.prior.sample(eps, u, self.mixture())
 
 
 def prior_graph(model: VAE, opset: int) -> onnx.ModelProto:
     """prior.onnx: eps [batch, latent_dim] (, u [batch]) -> z [batch, latent_dim]."""
     g = torch.Generator().manual_seed(0)
     examples = (torch.randn(EXAMPLE_BATCH, model.latent_dim, generator=g), torch.rand(EXAMPLE_BATCH, generator=g))
-    names = noise_inputs(model)
+    names = list(model.prior.noise)
     batch = torch.export.Dim("batch")
     proto = export_graph(PriorSampler(model).eval(), examples[:len(names)], names, ["z"],
                          {name: {0: batch} for name in names}, opset)
@@ -75,8 +59,8 @@ def check_prior_parity(model: VAE, prior: bytes, score: bytes) -> dict:
     for n in PARITY_BATCH_SIZES:
         eps = rng.standard_normal((n, model.latent_dim), dtype=np.float32)
         u = rng.random(n, dtype=np.float32)
-        feed = dict(zip(noise_inputs(model), (eps, u)))
-        ref = model.prior_sample(torch.from_numpy(eps), torch.from_numpy(u)).numpy()
+        feed = dict(zip(model.prior.noise, (eps, u)))
+        ref = model.prior.sample(torch.from_numpy(eps), torch.from_numpy(u)).numpy()
         (got,) = sample.run(["z"], feed)
         worst["z"] = max(worst["z"], _gap(ref, got))
         x = (rng.random((n, *model.input_shape)) < 0.5).astype(np.float32)
@@ -100,17 +84,8 @@ def _gap(ref: np.ndarray, got: np.ndarray) -> float:
 
 
 def describe(model: VAE) -> dict:
-    """vae.json's "prior": what the prior is, prior.onnx's noise inputs and the score graph's inputs."""
-    d2 = model.fc21.out_features
-    noise = {"eps": {"shape": ["batch", model.latent_dim], "distribution": "standard normal",
-                     "temperature": "multiplies eps"}}
-    if model.prior == "vamp":
-        noise["u"] = {"shape": ["batch"], "distribution": "uniform on [0, 1)",
-                      "use": f"the mixture component floor(u * {model.prior_components}); never scaled by temperature"}
-    return {"name": model.prior, "components": model.prior_components, "latent_layers": model.latent_layers,
-            "layer_sizes": [model.latent_dim - d2, d2] if model.latent_layers == 2 else [model.latent_dim],
-            "z_layout": "[z1, z2]" if model.latent_layers == 2 else "z",
-            "sample": {"file": "prior", "inputs": noise, "output": "z"},
+    """vae.json's "prior": the prior's description (prior.onnx's noise inputs) and the score graph's inputs."""
+    return {**model.prior.describe(),
             "score": {"file": "score", "inputs": {"x": ["batch", *model.input_shape],
                                                   "eps": ["samples", "batch", model.latent_dim]},
                       "output": "log_w [samples, batch]: log p(x|z) + log p(z) - log q(z|x), nats"}}

@@ -77,8 +77,9 @@ def _upward_imports(root) -> list[str]:
 
 
 def test_the_direction_finder_finds_an_upward_import(tmp_path):
-    for package, text in {"runtime": "def f():\n    from ..train import data\n", "train": "import vae_edge.export.cpu\n",
-                          "export": "from vae_edge.runtime import VAE\nfrom vae_edge.train.model import VAE\n"}.items():
+    modules = {"runtime": "def f():\n    from ..train import data\n", "train": "import vae_edge.export.cpu\n",
+               "export": "from vae_edge.runtime import VAE\nfrom vae_edge.train.model import VAE\n"}
+    for package, text in modules.items():
         (tmp_path / package).mkdir()
         (tmp_path / package / "m.py").write_text(text)
     assert _upward_imports(tmp_path) == ["runtime/m.py imports train", "train/m.py imports export"]

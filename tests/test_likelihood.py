@@ -118,7 +118,8 @@ def test_both_iwae_backends_give_the_same_estimate_from_the_same_noise():
     for arch in ("mlp", "conv"):
         model = VAE(arch, (1, 8, 8), 16, 3).eval()
         x = (torch.rand(9, 1, 8, 8) < 0.4).float()
-        a, b = (iwae_log_likelihood(model, x, 50, torch.Generator().manual_seed(5), chunk=7, score=scorer(model, backend))
+        a, b = (iwae_log_likelihood(model, x, 50, torch.Generator().manual_seed(5), chunk=7,
+                                    score=scorer(model, backend))
                 for backend in BACKENDS)
         assert torch.allclose(a, b, atol=1e-4), arch
 

@@ -20,49 +20,30 @@ from torch import nn
 
 from . import likelihood as lik
 from .model import VAE
+from .prior import WithPrior
 
-LOG_2PI = math.log(2 * math.pi)
 
-
-class Score(nn.Module):
+class Score(WithPrior):
     """(x [N,C,H,W], eps [m,N,D]) -> log w [m,N] for any prior and any number of latent layers: z ~ q(z|x) from
     eps, then log p(x|z) + log p(z) - log q(z|x), each exact (prior.py). The VampPrior's components are computed
-    once, here.
+    once, here (WithPrior).
 
     decoder: a module whose logits(z) replaces vae.decode (the export's, export/graphs.py); for_export: log p(x|z) in
     ops that onnxruntime computes exactly (likelihood.bernoulli_log_prob). With both, this is score.onnx.
     """
 
     def __init__(self, vae: VAE, decoder: nn.Module | None = None, for_export: bool = False):
-        super().__init__()
-        self.vae, self.for_export = vae, for_export
+        super().__init__(vae)
+        self.for_export = for_export
         self.decoder = decoder
-        self.components = None
-        if vae.prior == "vamp":
-            with torch.no_grad():
-                mu, logvar = vae.vamp_components()
-            self.register_buffer("mu_k", mu.detach().clone())
-            self.register_buffer("logvar_k", logvar.detach().clone())
-            self.components = True
 
     def forward(self, x, eps):
         m, n = eps.shape[0], eps.shape[1]
-        z, log_q = self.vae.posterior_sample(self.vae.features(x), eps)
+        z, log_q, _ = self.vae.posterior_sample(self.vae.features(x), eps)
         flat = z.reshape(m * n, -1)
         logits = self.decoder.logits(flat) if self.decoder is not None else self.vae.decode(flat)
-        log_p = self.vae.log_prior(z, (self.mu_k, self.logvar_k) if self.components else None)
+        log_p = self.vae.prior.log_prob(z, self.mixture())
         return weigh(logits, x, log_p - log_q, self.vae.likelihood, for_export=self.for_export)
-
-
-def log_weights(logits, x, z, eps, logvar, likelihood: str, kl_weight: float = 1.0) -> torch.Tensor:
-    """log w = log p(x|z) + kl_weight * (log p(z) - log q(z|x)), [m, N], from logits [m, N, ...] and z, eps [m, N, D]
-    of a standard model (N(0, I), one layer).
-
-    kl_weight 1 is the IWAE's weight; below 1 it is the KL warm-up's, in training.
-    """
-    log_pz = -0.5 * (z.pow(2) + LOG_2PI).sum(-1)
-    log_qz = -0.5 * (eps.pow(2) + logvar + LOG_2PI).sum(-1)  # log N(z; mu, exp(logvar)) at z = mu + std * eps
-    return weigh(logits, x, log_pz - log_qz, likelihood, kl_weight)
 
 
 def weigh(logits, x, log_ratio, likelihood: str, kl_weight: float = 1.0, for_export: bool = False) -> torch.Tensor:
@@ -78,12 +59,8 @@ def iwae_objective(net, x: torch.Tensor, eps: torch.Tensor, likelihood: str, kl_
 
     net(x, eps) is the VAE (or its DDP wrapper) given eps [k, N, D]: one encoding, k decodings.
     """
-    logits, a, b = net(x, eps)
-    if getattr(net, "module", net).standard:  # a, b: mu, logvar
-        z = a + eps * torch.exp(0.5 * b)
-        lw = log_weights(logits, x, z.float(), eps, b.float(), likelihood, kl_weight)
-    else:  # a, b: log q(z|x), log p(z)
-        lw = weigh(logits, x, b.float() - a.float(), likelihood, kl_weight)
+    out = net(x, eps)
+    lw = weigh(out.logits, x, out.log_p.float() - out.log_q.float(), likelihood, kl_weight)
     return torch.logsumexp(lw, dim=0) - math.log(eps.shape[0])
 
 
