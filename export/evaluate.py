@@ -21,15 +21,25 @@ def _fail(msg: str, code: int = 2):
 
 @eval_app.command()
 def eval_cmd(
-    model: Annotated[Path, typer.Argument(help="A model.pt (or last.pt) written by vae-train, or a folder written by vae-export (format 2: scored from its score.onnx alone).")],
-    iwae_k: Annotated[int, typer.Option(help="Importance samples per test example for log p(x) (0: ELBO only; published binarized-MNIST figures use 5000).")] = 1000,
-    iwae_backend: Annotated[str, typer.Option(help="auto (onnxruntime on the CPU, else torch), torch or onnxruntime: the same estimate from the same noise.")] = "auto",
-    dataset: Annotated[Optional[str], typer.Option(help="Evaluate on this dataset instead of the one it was trained on.")] = None,
+    model: Annotated[Path, typer.Argument(
+        help="A model.pt (or last.pt) written by vae-train, or a folder written by vae-export (format 2: scored from "
+             "its score.onnx alone).")],
+    iwae_k: Annotated[int, typer.Option(
+        help="Importance samples per test example for log p(x) (0: ELBO only; published binarized-MNIST figures use "
+             "5000).")] = 1000,
+    iwae_backend: Annotated[str, typer.Option(
+        help="auto (onnxruntime on the CPU, else torch), torch or onnxruntime: the same estimate from the same "
+             "noise.")] = "auto",
+    dataset: Annotated[Optional[str], typer.Option(
+        help="Evaluate on this dataset instead of the one it was trained on.")] = None,
     data_dir: Annotated[Optional[str], typer.Option(help="Where named datasets are looked for.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
     limit: Annotated[int, typer.Option(help="Use only the first LIMIT test examples (0: all).")] = 0,
-    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the results to this JSON file.")] = None,
-    record: Annotated[bool, typer.Option(help="A folder: write the IWAE figure, and how it was computed, into its vae.json's metrics (vae-info prints it).")] = False,
+    json_out: Annotated[Optional[Path], typer.Option("--json",
+        help="Also write the results to this JSON file.")] = None,
+    record: Annotated[bool, typer.Option(
+        help="A folder: write the IWAE figure, and how it was computed, into its vae.json's metrics (vae-info prints "
+             "it).")] = False,
 ):
     """Test negative ELBO and, with --iwae-k, the importance-sampled log-likelihood of a saved model.
 
