@@ -1,4 +1,4 @@
-"""IWAE speed: the torch route against the onnxruntime route of train/iwae.py, same model, images and noise.
+"""IWAE speed: the torch route against the onnxruntime route (export/score_graph.py), same model, images and noise.
 
 For each model, both routes compute the IWAE estimate of `--images` binarized Fashion-MNIST test images
 with `--k` samples each, in interleaved rounds; prints decodes per second, the ratio to torch, the time
@@ -17,8 +17,9 @@ import torch
 
 from common import OtherLoad, header, load_before, rate, ratio, table
 from vae_edge.export.load import load_model
+from vae_edge.export.score_graph import scorer
 from vae_edge.train.data import DataError, load_data, pixels
-from vae_edge.train.iwae import iwae_sum
+from vae_edge.train.evaluation import iwae_sum
 from vae_edge.train.model import VAE
 
 FULL = 10_000 * 5000  # decodes for k = 5000 on the whole test set
@@ -60,7 +61,7 @@ def main() -> None:
         for _ in range(args.rounds):
             for backend in times:
                 t0 = time.perf_counter()
-                total, count = iwae_sum(model, x, args.k, seed=1, backend=backend, show_progress=False)
+                total, count = iwae_sum(model, x, args.k, seed=1, show_progress=False, score=scorer(model, backend))
                 times[backend].append(time.perf_counter() - t0)
                 estimates[backend] = total / count
         best = {b: min(t) for b, t in times.items()}

@@ -5,7 +5,7 @@ For each checkpoint: export it (its folder beside it, <run>/onnx), then the IWAE
   torch:   train/iwae.py's torch route (the checkpoint's model in PyTorch);
   runtime: vae_edge.runtime.VAE.log_likelihood (onnxruntime on score.onnx) for a learned-prior or two-layer
            folder, fed the very noise the torch route drew; for a Gaussian-prior (format 1) folder, which has no
-           score.onnx, train/iwae.py's onnxruntime route on the same noise.
+           score.onnx, the onnxruntime route of export/score_graph.py on the same noise.
 Prints one JSON line per model: NLL (= -mean log p(x)) by each route, their largest per-image difference, seconds.
     python bench/prior_iwae.py runs/a/model.pt [...] [--images 1000] [--k 1000]
 """
@@ -21,9 +21,11 @@ import torch
 
 from vae_edge.export import export_checkpoint
 from vae_edge.export.load import load_model
+from vae_edge.export.score_graph import OnnxScore
 from vae_edge.runtime import VAE as RuntimeVAE
 from vae_edge.train.data import load_data, pixels
-from vae_edge.train.iwae import IMAGES_PER_BATCH, iwae_log_likelihood
+from vae_edge.train.evaluation import IMAGES_PER_BATCH
+from vae_edge.train.iwae import iwae_log_likelihood
 
 SEED = 3
 
@@ -41,7 +43,7 @@ def score(path: Path, images: int, k: int, data_dir: str) -> dict:
     result = {"model": str(path), "prior": vae.prior,
               "latent_layers": vae.meta.get("prior", {}).get("latent_layers", 1),
               "format_version": vae.meta["format_version"], "images": images, "k": k}
-    routes = {}
+    routes, onnx_score = {}, None
     for route in ("torch", "runtime"):
         g = torch.Generator().manual_seed(SEED)
         t0 = time.perf_counter()
@@ -55,7 +57,8 @@ def score(path: Path, images: int, k: int, data_dir: str) -> dict:
                                  for j in range(0, k, chunk)])
                 out.append(vae.log_likelihood(xb.numpy(), k, eps=eps.numpy()))
             else:
-                out.append(iwae_log_likelihood(model, xb, k, g, chunk=chunk, backend="onnxruntime").numpy())
+                onnx_score = onnx_score or OnnxScore(model)
+                out.append(iwae_log_likelihood(model, xb, k, g, chunk=chunk, score=onnx_score).numpy())
         routes[route] = np.concatenate(out)
         result[f"nll_{route}"] = float(-routes[route].mean())
         result[f"seconds_{route}"] = time.perf_counter() - t0

@@ -13,22 +13,14 @@ from vae_edge.train.model import VAE
 
 from .errors import ExportError
 from .calibration import calibration as calibration_data
-from .folder import (FORMAT, FORMAT_VERSION, check_target, file_entries, recover, versions, with_metadata,
-                     write_folder)
+from .folder import FORMAT, check_target, file_entries, recover, versions, with_metadata, write_folder
 from .graphs import DEFAULT_OPSET, PhaseUpsampler, decoder_graph, encoder_graph, opset_of
 from .load import jsonable, load_model
 from .ort_format import CONFIG, to_ort
 from .parity import check_parity, torch_outputs
 from . import prior_graph
+from .score_graph import score_graph
 from .quantize import fallback_messages, over_bound_message, quantize_int8
-
-def model_facts(model: VAE) -> dict:
-    """The architecture facts, as in Config.model()."""
-    facts = {"arch": model.arch, "input_shape": list(model.input_shape), "hidden_dim": model.hidden_dim,
-             "latent_dim": model.latent_dim, "likelihood": model.likelihood}
-    if prior_graph.learned(model):
-        facts.update(prior=model.prior, prior_components=model.prior_components, latent_layers=model.latent_layers)
-    return facts
 
 def requirements(protos) -> dict:
     """vae.json's "onnx": the newest IR version and opset among the files, and the oldest onnxruntime reading them."""
@@ -64,14 +56,14 @@ def export_model(model: VAE, out: str | os.PathLike = "vae-onnx", *, facts: dict
 
     protos = {"encoder": ("encoder.onnx", enc), "decoder": ("decoder.onnx", dec)}
     extra = {}
-    if prior_graph.learned(model):  # format 2: the prior's sampler and the IWAE scoring graph
-        prior, score = prior_graph.prior_graph(model, opset), prior_graph.score_graph(model, opset)
+    format_version = prior_graph.format_version(model)
+    if format_version == 2:  # the prior's sampler and the IWAE scoring graph
+        prior, score = prior_graph.prior_graph(model, opset), score_graph(model, opset)
         for proto in (prior, score):
             onnx.checker.check_model(proto)
         parity["prior"] = prior_graph.check_prior_parity(model, prior.SerializeToString(), score.SerializeToString())
         protos.update(prior=("prior.onnx", prior), score=("score.onnx", score))
-        extra = {"format_version": prior_graph.FORMAT_VERSION, "min_vae_edge": prior_graph.MIN_VAE_EDGE,
-                 "prior": prior_graph.describe(model)}
+        extra = {"min_vae_edge": prior_graph.MIN_VAE_EDGE, "prior": prior_graph.describe(model)}
     int8 = None
     if quantize == "int8":
         say = say or (lambda _: None)
@@ -86,7 +78,7 @@ def export_model(model: VAE, out: str | os.PathLike = "vae-onnx", *, facts: dict
                 say(f"note: {line}")
             protos.update(encoder_int8=("encoder.int8.onnx", enc8), decoder_int8=("decoder.int8.onnx", dec8))
 
-    meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "model": model_facts(model),
+    meta = {"format": FORMAT, "format_version": format_version, "model": model.facts(),
             "dataset": facts.get("dataset"), "recipe": facts.get("recipe"), "metrics": facts.get("metrics"),
             "opset": opset_of(enc),
             "onnx": requirements([p for _, p in protos.values()]),

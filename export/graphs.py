@@ -219,6 +219,17 @@ def lowest_ir(proto: onnx.ModelProto) -> onnx.ModelProto:
     return proto
 
 
+def rename_axes(proto: onnx.ModelProto, names: dict) -> None:
+    """Symbolic dims named as vae.json says (batch, samples); a lone symbol on the first axis is the batch."""
+    g = proto.graph
+    for v in [*g.input, *g.output, *g.value_info]:
+        for d in v.type.tensor_type.shape.dim:
+            if d.dim_param in names:
+                d.dim_param = names[d.dim_param]
+            elif d.dim_param and not names:
+                d.dim_param = "batch"
+
+
 def _name_batch_axis(proto: onnx.ModelProto) -> None:
     """Make the symbolic first axis of every graph input and output read "batch"."""
     g = proto.graph

@@ -18,5 +18,10 @@ def one_line(e: BaseException) -> str:
     return s[0][:300] if s else type(e).__name__
 
 
+def os_error(e: OSError) -> str:
+    """An OSError in one line that names its file: "PATH: reason"."""
+    return f"{e.filename}: {e.strerror}" if e.filename and e.strerror else one_line(e)
+
+
 def missing_model_message(folder: Path) -> str:
     return f"no exported model at {folder}; run `vae-export model.pt --out {folder}` first"

@@ -127,7 +127,7 @@ def test_the_recorded_nll_holds_on_the_first_500_test_images_recomputed_from_the
     mean apart. Those images at k = 1000 from the bundled files, on fresh noise, must sit within a nat of it: the
     two differ only by k and the noise (tenths of a nat), while a changed file or a mis-recorded figure moves it
     by more."""
-    from vae_edge.train import score
+    from vae_edge.export import score
 
     subset = json.loads((FOLDER / "vae.json").read_text())["metrics"]["iwae"]["subset"]
     x = score.test_pixels(FOLDER)[:subset["images"]]

@@ -10,6 +10,7 @@ from onnx import TensorProto, helper, numpy_helper
 from conftest import learned_prior_model, trained
 from vae_edge.export import prior_graph, quantize
 from vae_edge.export.graphs import decoder_graph, encoder_graph
+from vae_edge.export.score_graph import score_graph
 from vae_edge.runtime import closed_list
 from vae_edge.train.model import VAE as TorchVAE
 
@@ -43,7 +44,7 @@ def _exports() -> dict:
     vamp = learned_prior_model()
     graphs = {f"mlp {k}": g for k, g in _every_way(mlp, calibrate=False).items()}
     graphs.update({f"conv {k}": g for k, g in _every_way(_conv(), calibrate=True).items()})
-    graphs.update({"prior": prior_graph.prior_graph(vamp, OPSET), "score": prior_graph.score_graph(vamp, OPSET)})
+    graphs.update({"prior": prior_graph.prior_graph(vamp, OPSET), "score": score_graph(vamp, OPSET)})
     return graphs
 
 

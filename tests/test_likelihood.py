@@ -19,7 +19,8 @@ from vae_edge.train import train as train_mod
 from vae_edge.train.config import Config
 from vae_edge.train.data import load_data, pixels
 from vae_edge.train.devices import Ranks
-from vae_edge.train.iwae import iwae_log_likelihood, iwae_objective, onnx_session, pick_backend
+from vae_edge.export.score_graph import OnnxScore, pick_backend, scorer
+from vae_edge.train.iwae import iwae_log_likelihood, iwae_objective
 from vae_edge.train.likelihood import cb_log_norm, cb_mean, log_prob
 from vae_edge.train.model import VAE, elbo_terms
 from vae_edge.train.train import train
@@ -66,16 +67,18 @@ def log_px_by_integration(model: VAE, x: torch.Tensor, half_width: float = 8.0, 
 
 
 @pytest.fixture(scope="module")
-def tiny_session():
-    return onnx_session(tiny_model())
+def tiny_score():
+    """The onnxruntime route's score of the tiny model, exported once for the tests below."""
+    return OnnxScore(tiny_model())
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_iwae_with_many_samples_equals_log_px_by_numerical_integration(backend, tiny_session):
+def test_iwae_with_many_samples_equals_log_px_by_numerical_integration(backend, tiny_score):
     model = tiny_model()
     exact = log_px_by_integration(model, TINY_X)
     g = torch.Generator().manual_seed(1)
-    est = iwae_log_likelihood(model, TINY_X, k=20000, generator=g, chunk=4000, backend=backend, session=tiny_session)
+    est = iwae_log_likelihood(model, TINY_X, k=20000, generator=g, chunk=4000,
+                              score=tiny_score if backend == "onnxruntime" else None)
     # Monte Carlo error about 0.005 nats here; dropping - log k, logvar in log q, or the logsumexp
     # (max, or a k-sample ELBO) each moves the estimate by 0.4 nats or more.
     assert torch.allclose(est.float(), exact.float(), atol=0.03), (est, exact)
@@ -94,10 +97,10 @@ def test_the_elbo_of_the_tiny_model_is_well_below_log_px():
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_iwae_with_one_sample_is_log_p_x_given_z_plus_log_p_z_minus_log_q(backend, tiny_session):
+def test_iwae_with_one_sample_is_log_p_x_given_z_plus_log_p_z_minus_log_q(backend, tiny_score):
     model = tiny_model()
-    est = iwae_log_likelihood(model, TINY_X, k=1, generator=torch.Generator().manual_seed(3), backend=backend,
-                              session=tiny_session)
+    est = iwae_log_likelihood(model, TINY_X, k=1, generator=torch.Generator().manual_seed(3),
+                              score=tiny_score if backend == "onnxruntime" else None)
     # the same draw by hand: eps of shape [1, N, D] is the estimator's first (and only) sample
     eps = torch.randn((1, 4, 2), generator=torch.Generator().manual_seed(3))[0]
     mu, logvar = model.encode(TINY_X)
@@ -116,7 +119,8 @@ def test_both_iwae_backends_give_the_same_estimate_from_the_same_noise():
     for arch in ("mlp", "conv"):
         model = VAE(arch, (1, 8, 8), 16, 3).eval()
         x = (torch.rand(9, 1, 8, 8) < 0.4).float()
-        a, b = (iwae_log_likelihood(model, x, 50, torch.Generator().manual_seed(5), chunk=7, backend=backend)
+        a, b = (iwae_log_likelihood(model, x, 50, torch.Generator().manual_seed(5), chunk=7,
+                                    score=scorer(model, backend))
                 for backend in BACKENDS)
         assert torch.allclose(a, b, atol=1e-4), arch
 
@@ -134,7 +138,7 @@ def test_both_iwae_backends_agree_on_a_model_whose_logits_are_large(likelihood):
         x = (x < 0.4).float()
     logits = model.decode(model.encode(x)[0])
     assert logits.min() < -40 and logits.max() > 40, (logits.min(), logits.max())
-    a, b = (iwae_log_likelihood(model, x, 20, torch.Generator().manual_seed(7), chunk=6, backend=backend)
+    a, b = (iwae_log_likelihood(model, x, 20, torch.Generator().manual_seed(7), chunk=6, score=scorer(model, backend))
             for backend in BACKENDS)
     assert torch.isfinite(a).all() and torch.isfinite(b).all(), (a, b)
     assert (a - b).abs().max() < 1e-3, (a, b)
@@ -434,10 +438,11 @@ def test_a_short_run_of_the_recipe_beats_the_mlp_and_its_iwae_sits_above_its_elb
         model, history = train_cached(Config(name=name, **common, **kw))
         test_loss[name] = history[-1]["test_loss"]
         bits = pixels(load_data("fashion-mnist").test[:500], True)
-        iwae = {backend: evaluation.iwae_sum(model, bits, 200, seed=1, backend=backend, show_progress=False)[0] / 500
-                for backend in ("auto", "torch")}
+        iwae = {backend: evaluation.iwae_sum(model, bits, 200, seed=1, show_progress=False,
+                                                  score=scorer(model, backend))[0] / 500
+                for backend in ("onnxruntime", "torch")}
         elbo = -evaluation.evaluate(model, bits, Config(**common, **kw), Ranks(), torch.device("cpu"))["test_loss"]
         result = dict(elbo=-history[-1]["test_loss"], elbo_500=elbo, **iwae)
-        assert math.isfinite(iwae["auto"]) and abs(iwae["auto"] - iwae["torch"]) < 1e-3, (name, result)
-        assert iwae["auto"] > elbo, (name, result)
+        assert math.isfinite(iwae["onnxruntime"]) and abs(iwae["onnxruntime"] - iwae["torch"]) < 1e-3, (name, result)
+        assert iwae["onnxruntime"] > elbo, (name, result)
     assert test_loss["recipe"] <= test_loss["mlp"] - 1.0, test_loss

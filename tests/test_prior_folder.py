@@ -55,7 +55,7 @@ def test_the_prior_graph_s_samples_have_the_mixture_s_mean_and_covariance(tmp_pa
     n = 400_000
     z = vae.from_noise(rng.standard_normal((n, 2)), rng.random(n)).astype(np.float64)
     with torch.no_grad():
-        mu, logvar = (t.double().numpy() for t in model.vamp_components())
+        mu, logvar = (t.double().numpy() for t in model.prior.mixture())
     mean = mu.mean(0)
     cov = np.mean([np.diag(np.exp(lv)) + np.outer(m, m) for m, lv in zip(mu, logvar)], 0) - np.outer(mean, mean)
     assert np.abs(mu[0] - mu[1]).max() > 0.5  # a mixture, not one Gaussian
@@ -68,13 +68,13 @@ def test_sample_decodes_the_prior_graph_of_temperature_scaled_eps_and_an_unscale
     vae = VAE.load(out)
     eps, u = random.gaussian(36, 7).reshape(9, 4), random.uniform(9, 7)
     with torch.no_grad():
-        z = model.prior_sample(torch.from_numpy(0.5 * eps).float(), torch.from_numpy(u).float())
+        z = model.prior.sample(torch.from_numpy(0.5 * eps).float(), torch.from_numpy(u).float())
         want = model.probs(z).numpy()
     np.testing.assert_allclose(vae.sample(9, seed=7, temperature=0.5), want, atol=1e-5)
     np.testing.assert_allclose(np.concatenate(list(vae.iter_samples(9, seed=7, temperature=0.5, batch_size=4))),
                                want, atol=1e-5)
     with torch.no_grad():  # temperature 0: z2 is the chosen component's mean, the choice unchanged by temperature
-        mu, _ = model.vamp_components()
+        mu, _ = model.prior.mixture()
     z0 = vae.from_noise(np.zeros((9, 4)), u)
     np.testing.assert_allclose(z0[:, 2:], mu.numpy()[np.minimum((u.astype(np.float32) * 5).astype(int), 4)], atol=1e-6)
 

@@ -39,7 +39,7 @@ def test_a_1d_vampprior_density_integrates_to_one_and_is_the_mixture_written_by_
     m = model(1)
     z = torch.linspace(-25, 25, 20001, dtype=torch.float64)[:, None]
     with torch.no_grad():
-        density = m.log_prior(z).exp().numpy()
+        density = m.prior.log_prob(z).exp().numpy()
     assert np.trapezoid(density, z[:, 0].numpy()) == pytest.approx(1.0, abs=1e-6)
     mu, logvar = np_components(m)
     by_hand = np.mean([np_normal(z.numpy()[:, 0], mu[k, 0], logvar[k, 0]) for k in range(len(mu))], axis=0)
@@ -51,7 +51,7 @@ def test_a_2d_vampprior_density_integrates_to_one():
     t = torch.linspace(-20, 20, 1601, dtype=torch.float64)
     z = torch.cartesian_prod(t, t)
     with torch.no_grad():
-        density = m.log_prior(z).exp().reshape(len(t), len(t)).numpy()
+        density = m.prior.log_prob(z).exp().reshape(len(t), len(t)).numpy()
     assert np.trapezoid(np.trapezoid(density, t.numpy()), t.numpy()) == pytest.approx(1.0, abs=1e-5)
 
 
@@ -71,7 +71,7 @@ def test_the_hierarchy_log_prior_is_log_p_z2_plus_log_p_z1_given_z2_by_hand(prio
     logvar1 = np.clip(g @ p["ladder.p_logvar.weight"].T + p["ladder.p_logvar.bias"], LOGVAR_MIN, LOGVAR_MAX)
     log_p1 = np.log(np_normal(z1, mu1, logvar1)).sum(1)
     with torch.no_grad():
-        np.testing.assert_allclose(m.log_prior(z).numpy(), log_p2 + log_p1, rtol=1e-10)
+        np.testing.assert_allclose(m.prior.log_prob(z).numpy(), log_p2 + log_p1, rtol=1e-10)
 
 
 def test_the_hierarchy_log_posterior_is_log_q_z2_given_x_plus_log_q_z1_given_x_z2_by_hand():
@@ -79,7 +79,7 @@ def test_the_hierarchy_log_posterior_is_log_q_z2_given_x_plus_log_q_z1_given_x_z
     x = torch.rand(5, *SHAPE, dtype=torch.float64)
     eps = torch.randn(3, 5, 4, dtype=torch.float64)
     with torch.no_grad():
-        z, log_q = m.posterior_sample(m.features(x), eps)
+        z, log_q, _ = m.posterior_sample(m.features(x), eps)
     p = {k: v.detach().numpy() for k, v in m.state_dict().items()}
     h = np.maximum(x.reshape(5, -1).numpy() @ p["fc1.weight"].T + p["fc1.bias"], 0)
     mu2 = h @ p["fc21.weight"].T + p["fc21.bias"]
@@ -119,7 +119,7 @@ def _log_px_by_integration(m: VAE, x: torch.Tensor, grid: torch.Tensor) -> torch
         log_px_z = -torch.nn.functional.binary_cross_entropy_with_logits(
             logits.flatten(1)[None].expand(len(x), -1, -1), x.flatten(1)[:, None].expand(-1, len(grid), -1),
             reduction="none").sum(-1)
-        return torch.logsumexp(log_px_z + m.log_prior(grid) + log_dz, dim=1)
+        return torch.logsumexp(log_px_z + m.prior.log_prob(grid) + log_dz, dim=1)
 
 
 @pytest.mark.parametrize("prior,layers,latent", [("vamp", 1, 1), ("gaussian", 2, 2), ("vamp", 2, 2)])
@@ -139,10 +139,36 @@ def test_the_score_module_gives_the_training_objective_s_log_weights():
     x = (torch.rand(5, *SHAPE) < 0.5).float()
     eps = torch.randn(7, 5, 4)
     with torch.no_grad():
-        logits, log_q, log_p = m(x, eps)
+        logits, log_q, log_p, _ = m(x, eps)
         lw = -torch.nn.functional.binary_cross_entropy_with_logits(
             logits, x.expand(7, -1, -1, -1, -1), reduction="none").flatten(2).sum(-1) + log_p - log_q
         np.testing.assert_allclose(Score(m)(x, eps).numpy(), lw.numpy(), rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("prior,layers", [("gaussian", 1), ("vamp", 1), ("gaussian", 2), ("vamp", 2)])
+def test_every_prior_samples_from_the_noise_it_names_and_scores_its_samples(prior, layers):
+    m = model(4, prior=prior, layers=layers)
+    p = m.prior
+    assert p.noise == (("eps", "u") if prior == "vamp" else ("eps",))
+    eps, u = torch.randn(6, 4, dtype=torch.float64), torch.rand(6, dtype=torch.float64)
+    with torch.no_grad():
+        z = p.sample(eps, u)
+        assert z.shape == (6, 4) and torch.isfinite(p.log_prob(z)).all() and p.log_prob(z).shape == (6,)
+        assert not torch.equal(p.sample(eps.roll(1, 0), u), z)
+    described = p.describe()
+    assert (described["name"], described["latent_layers"], sum(described["layer_sizes"])) == (prior, layers, 4)
+    assert list(described["sample"]["inputs"]) == list(p.noise)
+
+
+def test_only_the_one_layer_gaussian_prior_has_an_analytic_kl_and_it_is_the_mean_of_log_q_minus_log_p():
+    m = model(2, prior="gaussian")
+    x = torch.rand(3, *SHAPE, dtype=torch.float64)
+    eps = torch.randn(200000, 3, 2, dtype=torch.float64)
+    with torch.no_grad():
+        out = m(x, eps)
+        np.testing.assert_allclose(out.kl.numpy(), (out.log_q - out.log_p).mean(0).numpy(), rtol=0.02)
+        for prior, layers in (("vamp", 1), ("gaussian", 2), ("vamp", 2)):
+            assert model(4, prior=prior, layers=layers)(x, eps[:2].repeat(1, 1, 2)).kl is None
 
 
 @pytest.mark.parametrize("bad,message", [(dict(prior="flow"), "unknown prior"),

@@ -1,5 +1,5 @@
 """`vae-eval FOLDER`: an exported folder's log-likelihood from its own files (score.onnx), recorded in its vae.json
-with how it was computed, and printed by vae-info (train/score.py)."""
+with how it was computed, and printed by vae-info (export/score.py)."""
 from __future__ import annotations
 
 import json
@@ -9,7 +9,7 @@ import pytest
 
 from conftest import run_cli
 from vae_edge.runtime import VAE
-from vae_edge.train import score
+from vae_edge.export import score
 
 
 @pytest.fixture(scope="module")

@@ -1,14 +1,12 @@
-"""`vae-train` and `vae-eval`: thin command lines over vae_edge.train."""
+"""`vae-train`: a thin command line over vae_edge.train (vae-eval is export/evaluate.py: it scores folders too)."""
 from __future__ import annotations
 
 import time
 
 STARTED = time.perf_counter()  # before the imports: vae-train's closing time line counts them as start-up
 
-import json
 import os
 import sys
-from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
@@ -18,8 +16,6 @@ from .config import Config
 D = Config()  # the defaults live in one place
 train_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
                         help="Fit the VAE and write runs/<name>/model.pt.")
-eval_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
-                       help="Evaluate a saved model.pt, or an exported folder, on its test split.")
 
 
 def _fail(msg: str, code: int = 2):
@@ -90,6 +86,8 @@ def train_cmd(
 
     Ctrl-C or SIGTERM saves last.pt and exits; --resume continues exactly where it stopped.
     """
+    from vae_edge.runtime.errors import os_error
+
     from .checkpoint import CheckpointError
     from .data import DataError
     from .train import Interrupted, TrainError, train
@@ -109,132 +107,9 @@ def train_cmd(
     except (TrainError, DataError, CheckpointError, ValueError) as e:
         _fail(str(e))
     except OSError as e:  # a failed write (a full disk, a file too large): name the file
-        _fail(_os_error(e))
+        _fail(os_error(e))
     finally:
         _leave_process_group()
-
-
-@eval_app.command()
-def eval_cmd(
-    model: Annotated[Path, typer.Argument(
-        help="A model.pt (or last.pt) written by vae-train, or a folder written by vae-export (format 2: scored from "
-             "its score.onnx alone).")],
-    iwae_k: Annotated[int, typer.Option(
-        help="Importance samples per test example for log p(x) (0: ELBO only; published binarized-MNIST figures use "
-             "5000).")] = 1000,
-    iwae_backend: Annotated[str, typer.Option(
-        help="auto (onnxruntime on the CPU, else torch), torch or onnxruntime: the same estimate from the same "
-             "noise.")] = "auto",
-    dataset: Annotated[Optional[str], typer.Option(
-        help="Evaluate on this dataset instead of the one it was trained on.")] = None,
-    data_dir: Annotated[Optional[str], typer.Option(help="Where named datasets are looked for.")] = None,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:N or mps.")] = "auto",
-    limit: Annotated[int, typer.Option(help="Use only the first LIMIT test examples (0: all).")] = 0,
-    json_out: Annotated[Optional[Path], typer.Option("--json", 
-        help="Also write the results to this JSON file.")] = None,
-    record: Annotated[bool, typer.Option(
-        help="A folder: write the IWAE figure, and how it was computed, into its vae.json's metrics (vae-info prints "
-             "it).")] = False,
-):
-    """Test negative ELBO and, with --iwae-k, the importance-sampled log-likelihood of a saved model.
-
-    Both are computed on the pixels the model's likelihood is defined on: for a --binarize model, the test
-    set binarized once with a fixed seed (the bits vae-train evaluated on). An exported folder gets the IWAE
-    alone, from its own files (train/score.py).
-    """
-    import time
-
-    from vae_edge.runtime import RuntimeInputError
-    from vae_edge.runtime.outputs import check_output
-
-    from . import checkpoint
-    from .data import DataError, load_data, pixels
-    from .iwae import pick_backend
-    from .model import VAE
-    from .devices import Ranks, pick_device
-    from .errors import TrainError
-    from .evaluation import describe, evaluate, iwae
-
-    if json_out is not None:
-        try:
-            check_output(json_out, "--json")
-        except RuntimeInputError as e:
-            _fail(str(e))
-    if model.is_dir():
-        return _eval_folder(model, iwae_k, data_dir, limit, json_out, record)
-    if record:
-        _fail("--record writes into an exported folder's vae.json; give the folder, not a checkpoint")
-    try:
-        ckpt = checkpoint.load(model)
-        if not checkpoint.is_vae_edge(ckpt):
-            raise TrainError(f"{model} is not a vae-train checkpoint")
-        cfg = Config.from_dict(ckpt["config"])
-        cfg.dataset, cfg.data_dir = dataset or cfg.dataset, data_dir or cfg.data_dir
-        dev = pick_device(device)
-        if iwae_k < 0:
-            raise TrainError(f"--iwae-k must be 0 or more, got {iwae_k}")
-        backend = pick_backend(iwae_backend, dev)
-        net = VAE.from_config(cfg.model()).to(dev)
-        net.load_state_dict(ckpt["state_dict"])
-        data = load_data(cfg.dataset, cfg.data_dir, cfg.image_size, cfg.channels, cfg.test_fraction, cfg.seed)
-        if data.shape != tuple(cfg.input_shape):
-            raise TrainError(f"{cfg.dataset} has images of {data.shape}, the model takes {tuple(cfg.input_shape)}")
-    # typer.Exit is a RuntimeError too: raise our own errors in here, and fail only below.
-    except (checkpoint.CheckpointError, DataError, TrainError, RuntimeError, KeyError, ValueError) as e:
-        _fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
-    test_x = pixels(data.test, cfg.binarize)  # binarized as a whole, so --limit keeps the same bits
-    test_x = (test_x[:limit] if limit > 0 else test_x).to(dev)
-    result = {"model": str(model), "dataset": cfg.dataset, "examples": int(test_x.shape[0])}
-    result.update(evaluate(net, test_x, cfg, Ranks(), dev))
-    if iwae_k > 0:
-        t0 = time.perf_counter()
-        result[f"test_iwae_{iwae_k}"] = iwae(net, test_x, iwae_k, cfg.seed, Ranks(), dev, backend)
-        result["iwae_seconds"] = time.perf_counter() - t0
-        result["iwae_backend"] = backend
-    result.update(describe(result, cfg.binarize))
-    _report(result, json_out)
-
-
-def _eval_folder(folder: Path, k: int, data_dir, limit: int, json_out, record: bool) -> None:
-    from vae_edge.runtime import ModelFolderError, RuntimeInputError
-
-    from .data import DataError
-    from .errors import TrainError
-    from .score import score_folder
-
-    if k < 1:
-        _fail(f"an exported folder is scored by the IWAE alone: --iwae-k must be 1 or more, got {k}")
-    if record and limit:
-        _fail("--record keeps the whole test set's figure: drop --limit")
-    try:
-        result = score_folder(folder, k, data_dir, limit, record)
-    except (ModelFolderError, RuntimeInputError, DataError, TrainError) as e:
-        _fail(str(e).splitlines()[0])
-    except OSError as e:  # --record could not write vae.json
-        _fail(_os_error(e))
-    _report(result, json_out)
-    if record:
-        typer.echo(f"recorded in {folder / 'vae.json'} (metrics.iwae)")
-
-
-def _report(result: dict, json_out) -> None:
-    how = result.get("estimators", {})
-    for k, v in result.items():
-        if k == "estimators":
-            continue
-        text = f"{v:.3f}" if isinstance(v, float) else str(v)
-        typer.echo(f"{k:>16}: {text}" + (f"  ({how[k]})" if k in how else ""))
-    if json_out:
-        from vae_edge.runtime.outputs import write_text
-
-        try:
-            write_text(json_out, json.dumps(result, indent=2) + "\n")
-        except OSError as e:
-            _fail(_os_error(e))
-
-
-def _os_error(e: OSError) -> str:
-    return f"{e.filename}: {e.strerror}" if e.filename and e.strerror else str(e)
 
 
 def _leave_process_group() -> None:

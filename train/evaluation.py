@@ -7,10 +7,13 @@ import torch
 from .config import Config
 from .data import TEST_BITS_SEED
 from .devices import Ranks, job_sums
-from .iwae import iwae_sum
+from .iwae import iwae_log_likelihood
 from .model import VAE, elbo_terms
+from .progress import Bar
 
 EVAL_BATCH = 1000  # test examples per evaluation step; memory stays small, results don't depend on it
+DECODES_PER_CALL = 4096  # IWAE samples x images decoded per step: big enough to keep the cores busy, small for memory
+IMAGES_PER_BATCH = 100  # test images encoded at a time by the IWAE
 
 
 @torch.no_grad()
@@ -36,11 +39,35 @@ def evaluate(model: VAE, test_x: torch.Tensor, cfg: Config, ranks: Ranks, device
 
 
 def iwae(model: VAE, test_x: torch.Tensor, k: int, seed: int, ranks: Ranks = Ranks(),
-         device: torch.device = torch.device("cpu"), backend: str = "auto") -> float:
-    """Mean IWAE estimate of log p(x) over test_x with k samples an image, in nats (iwae.py); ranks share the images."""
-    total, count = iwae_sum(model, test_x.tensor_split(ranks.world)[ranks.rank], k, seed, backend, ranks.main)
+         device: torch.device = torch.device("cpu"), score=None, route: str = "torch") -> float:
+    """Mean IWAE estimate of log p(x) over test_x with k samples an image, in nats (iwae.py); ranks share the images.
+
+    score, route: as in iwae_sum."""
+    total, count = iwae_sum(model, test_x.tensor_split(ranks.world)[ranks.rank], k, seed, ranks.main, score, route)
     total, count = job_sums([total, float(count)], ranks, device)
     return total / count
+
+
+@torch.no_grad()
+def iwae_sum(model: VAE, x: torch.Tensor, k: int, seed: int, show_progress: bool = True, score=None,
+             route: str = "torch") -> tuple[float, int]:
+    """(sum over the images of their IWAE estimates of log p(x) with k samples, number of images), in nats.
+
+    x holds the pixels the likelihood is defined on (`data.pixels`: binary for a --binarize model),
+    IMAGES_PER_BATCH at a time. The noise comes from `seed`, whatever computes the log-weights: score (see
+    iwae_log_likelihood; Score in torch by default), named `route` on the progress bar.
+    """
+    model.eval()
+    g = torch.Generator(x.device).manual_seed(seed + 3)
+    total = 0.0
+    with Bar(x.shape[0] * k, f"IWAE k={k} ({route})", show_progress, unit="decodes") as bar:
+        for i in range(0, x.shape[0], IMAGES_PER_BATCH):
+            batch = x[i:i + IMAGES_PER_BATCH]
+            chunk = max(1, DECODES_PER_CALL // batch.shape[0])
+            ll = iwae_log_likelihood(model, batch, k, g, chunk=chunk, score=score)
+            total += ll.sum().item()
+            bar.advance(batch.shape[0] * k)
+    return total, x.shape[0]
 
 
 def describe(metrics: dict, binarize: bool) -> dict:

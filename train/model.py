@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -9,17 +10,27 @@ from torch import nn
 
 from . import likelihood as lik
 from . import prior as pr
+from .config import Config
+from .prior import LOGVAR_MAX, LOGVAR_MIN
 
-# exp(logvar) must neither underflow to 0 nor overflow; this range keeps training finite.
-LOGVAR_MIN, LOGVAR_MAX = -20.0, 10.0
 ARCHS = ("mlp", "conv")
+
+
+class Pass(NamedTuple):
+    """One reparameterized pass (VAE.forward): the logits of p(x | z), log q(z | x) and log p(z) at the drawn z, exact,
+    and the analytic KL(q(z | x) || p(z)) where the prior has one (else None)."""
+
+    logits: torch.Tensor
+    log_q: torch.Tensor
+    log_p: torch.Tensor
+    kl: torch.Tensor | None
 
 
 class VAE(nn.Module):
     """encode(x) -> (mu, logvar); decode(z) -> logits; probs(z) -> pixel probabilities.
 
-    prior "gaussian" (N(0, I)) or "vamp" (prior.py), with 1 or 2 latent layers. latent_dim is the size of the
-    decoder's z: with two layers z = [z1, z2], latent_dim / 2 numbers each.
+    prior "gaussian" (N(0, I)) or "vamp" (prior.py), with 1 or 2 latent layers; .prior is its interface (prior.Prior).
+    latent_dim is the size of the decoder's z: with two layers z = [z1, z2], latent_dim / 2 numbers each.
     """
 
     def __init__(self, arch: str = "mlp", input_shape=(1, 28, 28), hidden_dim: int = 400,
@@ -35,7 +46,7 @@ class VAE(nn.Module):
             raise ValueError(f"the conv architecture needs H and W divisible by 4, got {h}x{w}")
         self.arch, self.input_shape = arch, (c, h, w)
         self.hidden_dim, self.latent_dim, self.likelihood = hidden_dim, latent_dim, likelihood
-        self.prior, self.latent_layers = prior, latent_layers
+        self.prior_name, self.latent_layers = prior, latent_layers
         self.prior_components = prior_components if prior == "vamp" else None
         top = latent_dim // latent_layers  # the size of z2 with two layers (fc21, fc22 give q(z2 | x))
         if arch == "mlp":
@@ -69,10 +80,20 @@ class VAE(nn.Module):
                    model["latent_dim"], model.get("likelihood", "bernoulli"), model.get("prior", "gaussian"),
                    model.get("prior_components") or pr.DEFAULT_COMPONENTS, model.get("latent_layers", 1))
 
+    def facts(self) -> dict:
+        """The architecture facts, as Config.model() writes them (from_config's input)."""
+        return Config(arch=self.arch, input_shape=self.input_shape, hidden_dim=self.hidden_dim,
+                      latent_dim=self.latent_dim, likelihood=self.likelihood, prior=self.prior_name,
+                      prior_components=self.prior_components or pr.DEFAULT_COMPONENTS,
+                      latent_layers=self.latent_layers).model()
+
     @property
-    def standard(self) -> bool:
-        """One layer under N(0, I): the KL is analytic, and forward returns (logits, mu, logvar)."""
-        return self.prior == "gaussian" and self.latent_layers == 1
+    def prior(self) -> pr.Prior:
+        """p(z) over the decoder's z: Gaussian or Vamp over the top layer, under a Hierarchy with two layers."""
+        d2 = self.fc21.out_features
+        top = (pr.Gaussian(d2) if self.prior_name == "gaussian" else
+               pr.Vamp(self.vamp, self.top_posterior, d2))
+        return top if self.latent_layers == 1 else pr.Hierarchy(top, self.ladder, self.latent_dim - d2)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The encoder's hidden layer h(x) [N, hidden_dim]."""
@@ -82,6 +103,10 @@ class VAE(nn.Module):
     def top(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """q(z | x) (one layer) or q(z2 | x) (two): mu, logvar from the features."""
         return self.fc21(h), self.fc22(h).clamp(LOGVAR_MIN, LOGVAR_MAX)
+
+    def top_posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """q(z | x) (one layer) or q(z2 | x) (two) of images x: mu, logvar."""
+        return self.top(self.features(x))
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x: [N, C, H, W] in [0, 1] -> mu, logvar: [N, latent_dim].
@@ -94,52 +119,20 @@ class VAE(nn.Module):
         mu1, logvar1 = self.ladder.posterior(h, mu, LOGVAR_MIN, LOGVAR_MAX)
         return torch.cat([mu1, mu], -1), torch.cat([logvar1, logvar], -1)
 
-    def posterior_sample(self, h: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """z ~ q(z | x) from the features h [N, H] and eps [N, D] or [k, N, D]: (z, log q(z | x)), exact."""
+    def posterior_sample(self, h: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tuple]:
+        """z ~ q(z | x) from the features h [N, H] and eps [N, D] or [k, N, D]: z, log q(z | x) (exact) and the
+        (mu, logvar) of q(z | x) with one layer, of q(z2 | x) with two."""
         mu, logvar = self.top(h)
         if self.latent_layers == 1:
-            return mu + eps * torch.exp(0.5 * logvar), pr.log_standard_normal(eps) - 0.5 * logvar.sum(-1)
+            z = mu + eps * torch.exp(0.5 * logvar)
+            return z, pr.log_standard_normal(eps) - 0.5 * logvar.sum(-1), (mu, logvar)
         d1 = self.latent_dim - mu.shape[-1]
         eps1, eps2 = eps[..., :d1], eps[..., d1:]
         z2 = mu + eps2 * torch.exp(0.5 * logvar)
         mu1, logvar1 = self.ladder.posterior(h, z2, LOGVAR_MIN, LOGVAR_MAX)
         z1 = mu1 + eps1 * torch.exp(0.5 * logvar1)
         log_q = pr.log_standard_normal(eps) - 0.5 * (logvar.sum(-1) + logvar1.sum(-1))
-        return torch.cat([z1, z2], -1), log_q
-
-    def vamp_components(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The VampPrior's K components (mu, logvar [K, top layer's size]): the posteriors at the pseudo-inputs."""
-        return self.top(self.features(self.vamp.inputs()))
-
-    def log_prior(self, z: torch.Tensor, components=None) -> torch.Tensor:
-        """log p(z) [...] of z [..., latent_dim], exact: log p(z2) + log p(z1 | z2) with two layers.
-
-        components: the VampPrior's (mu, logvar), where the caller computed them once (vamp_components())."""
-        top = z[..., self.latent_dim - self.fc21.out_features:]
-        if self.prior == "gaussian":
-            log_p = pr.log_standard_normal(top)
-        else:
-            log_p = pr.log_mixture(top, *(components or self.vamp_components()))
-        if self.latent_layers == 2:
-            mu1, logvar1 = self.ladder.conditional(top, LOGVAR_MIN, LOGVAR_MAX)
-            log_p = log_p + pr.log_normal(z[..., :mu1.shape[-1]], mu1, logvar1)
-        return log_p
-
-    def prior_sample(self, eps: torch.Tensor, u: torch.Tensor | None = None, components=None) -> torch.Tensor:
-        """z [N, latent_dim] from the prior, given eps [N, latent_dim] ~ N(0, I) and, for a VampPrior, u [N] ~ U[0, 1)
-        (the component is floor(u K)); components as in log_prior."""
-        d2 = self.fc21.out_features
-        eps1, eps2 = eps[..., :self.latent_dim - d2], eps[..., self.latent_dim - d2:]
-        if self.prior == "gaussian":
-            z2 = eps2
-        else:
-            mu, logvar = components or self.vamp_components()
-            k = pr.pick(u, mu.shape[0])
-            z2 = mu[k] + eps2 * torch.exp(0.5 * logvar[k])
-        if self.latent_layers == 1:
-            return z2
-        mu1, logvar1 = self.ladder.conditional(z2, LOGVAR_MIN, LOGVAR_MAX)
-        return torch.cat([mu1 + eps1 * torch.exp(0.5 * logvar1), z2], -1)
+        return torch.cat([z1, z2], -1), log_q, (mu, logvar)
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """z: [N, latent_dim] -> logits [N, C, H, W] of the pixel likelihood (see likelihood.py)."""
@@ -152,22 +145,16 @@ class VAE(nn.Module):
         """z -> pixels in [0, 1], the likelihood's mean (Bernoulli: the probabilities); the exported decoder is this."""
         return lik.mean(self.decode(z), self.likelihood)
 
-    def forward(self, x: torch.Tensor, eps: torch.Tensor):
-        """One reparameterized pass with given noise: returns logits, mu, logvar (a standard model), or
-        logits, log q(z | x), log p(z) at the drawn z (a learned prior or two layers).
+    def forward(self, x: torch.Tensor, eps: torch.Tensor) -> Pass:
+        """One reparameterized pass with given noise (see Pass).
 
         eps [N, latent_dim] gives logits [N, C, H, W]; eps [k, N, latent_dim] decodes k samples of z for
         each image (one encoding) and gives logits [k, N, C, H, W].
         """
-        if not self.standard:
-            z, log_q = self.posterior_sample(self.features(x), eps)
-            logits = self.decode(z.reshape(-1, z.shape[-1])).view(*z.shape[:-1], *self.input_shape)
-            return logits, log_q, self.log_prior(z)
-        mu, logvar = self.encode(x)
-        z = mu + eps * torch.exp(0.5 * logvar)
-        if z.dim() == 2:
-            return self.decode(z), mu, logvar
-        return self.decode(z.reshape(-1, z.shape[-1])).view(*z.shape[:-1], *self.input_shape), mu, logvar
+        z, log_q, (mu, logvar) = self.posterior_sample(self.features(x), eps)
+        logits = self.decode(z.reshape(-1, z.shape[-1])).view(*z.shape[:-1], *self.input_shape)
+        prior = self.prior
+        return Pass(logits, log_q, prior.log_prob(z), prior.kl(mu.float(), logvar.float()))
 
 
 def recon_nll(logits: torch.Tensor, x: torch.Tensor, likelihood: str = "bernoulli") -> torch.Tensor:
@@ -175,17 +162,12 @@ def recon_nll(logits: torch.Tensor, x: torch.Tensor, likelihood: str = "bernoull
     return -lik.log_prob(logits, x, likelihood).flatten(1).sum(1)
 
 
-def kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
-    """Per-example KL(q(z|x) || N(0, I)), analytic."""
-    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(1)
-
-
 def elbo_terms(model: VAE, x: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-example reconstruction NLL and KL; the negative ELBO is rec + kl.
 
-    The KL is analytic for a standard model; with a learned prior or two layers it is the one-sample Monte Carlo
+    The KL is analytic where the prior has one (N(0, I), one layer); otherwise it is the one-sample Monte Carlo
     estimate log q(z | x) - log p(z) at the drawn z, both exact log densities."""
     vae = getattr(model, "module", model)  # under DDP the VAE is .module
-    logits, a, b = model(x, eps)
-    kld = kl(a.float(), b.float()) if vae.standard else a.float() - b.float()
-    return recon_nll(logits.float(), x, vae.likelihood), kld
+    out = model(x, eps)
+    kld = out.kl if out.kl is not None else out.log_q.float() - out.log_p.float()
+    return recon_nll(out.logits.float(), x, vae.likelihood), kld

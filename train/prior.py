@@ -10,6 +10,9 @@
 A sample from the prior is a function of noise: eps [.., latent_dim] standard normal (eps[..., :d1] for z1,
 eps[..., d1:] for z2) and, for a mixture, u [..] uniform in [0, 1), which picks the component floor(u K).
 Every density is written with ops that export to plain ONNX (MatMul, Exp, Log, ReduceLogSumExp, Gather, ...).
+
+Each of Gaussian, Vamp and Hierarchy is a Prior: log_prob, sample (from noise), noise (the inputs it needs), kl (the
+analytic KL where there is one), mixture (the VampPrior's components) and describe (vae.json's "prior").
 """
 from __future__ import annotations
 
@@ -19,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+# exp(logvar) must neither underflow to 0 nor overflow; this range keeps training finite.
+LOGVAR_MIN, LOGVAR_MAX = -20.0, 10.0
 PRIORS = ("gaussian", "vamp")
 LATENT_LAYERS = (1, 2)
 DEFAULT_COMPONENTS = 500  # the VampPrior paper's K
@@ -65,6 +70,142 @@ def log_mixture(z: torch.Tensor, mu: torch.Tensor, logvar: torch.Tensor) -> torc
 def pick(u: torch.Tensor, k: int) -> torch.Tensor:
     """The mixture component of each uniform draw u in [0, 1): floor(u K), at most K - 1 (long)."""
     return torch.clamp(torch.floor(u * k), max=k - 1).long()
+
+
+class Prior:
+    """p(z) over the decoder's z: what every prior gives. Mixture is (mu_k, logvar_k) [K, D] where the caller computed
+    the VampPrior's components once (mixture()); left out, they are computed from the model as it is.
+
+    Gaussian and Vamp are distributions of one layer (log_prob_top, sample_top); with one latent layer they are the
+    prior of all of z, and a Hierarchy puts one over z2.
+    """
+
+    name: str
+    noise: tuple[str, ...] = ("eps",)  # sample's inputs, in order (prior.onnx's)
+    components: int | None = None  # K of a mixture
+    layer_sizes: list[int]
+
+    def log_prob(self, z: torch.Tensor, mixture=None) -> torch.Tensor:
+        """log p(z) [...] of z [..., latent_dim], exact."""
+        # z = [z1, z2] with z1 empty: the no-op slices keep the node names, so the bytes, of 0.2.0's exported graphs
+        return self.log_prob_top(z[..., 0:], mixture)
+
+    def sample(self, eps: torch.Tensor, u: torch.Tensor | None = None, mixture=None) -> torch.Tensor:
+        """z [N, latent_dim] from eps [N, latent_dim] ~ N(0, I) and, for a mixture, u [N] ~ U[0, 1)."""
+        _, eps2 = eps[..., :0], eps[..., 0:]  # as in log_prob
+        return self.sample_top(eps2, u, mixture)
+
+    def log_prob_top(self, z: torch.Tensor, mixture=None) -> torch.Tensor:
+        """log p of one layer's z [..., D]."""
+        raise NotImplementedError
+
+    def sample_top(self, eps: torch.Tensor, u: torch.Tensor | None = None, mixture=None) -> torch.Tensor:
+        """One layer's z [N, D] from its eps [N, D] (and u [N])."""
+        raise NotImplementedError
+
+    def kl(self, mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor | None:
+        """KL(q(z|x) || p(z)) per example for q = N(mu, exp(logvar)), analytic; None where there is no closed form."""
+        return None
+
+    def mixture(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """The VampPrior's K components (mu_k, logvar_k [K, top layer's size]); None for another prior."""
+        return None
+
+    def describe(self) -> dict:
+        """vae.json's "prior" (docs/priors.md), less the score graph's inputs."""
+        latent_dim = sum(self.layer_sizes)
+        noise = {"eps": {"shape": ["batch", latent_dim], "distribution": "standard normal",
+                         "temperature": "multiplies eps"}}
+        if "u" in self.noise:
+            noise["u"] = {"shape": ["batch"], "distribution": "uniform on [0, 1)",
+                          "use": f"the mixture component floor(u * {self.components}); never scaled by temperature"}
+        layers = len(self.layer_sizes)
+        return {"name": self.name, "components": self.components, "latent_layers": layers,
+                "layer_sizes": list(self.layer_sizes), "z_layout": "[z1, z2]" if layers == 2 else "z",
+                "sample": {"file": "prior", "inputs": noise, "output": "z"}}
+
+
+class Gaussian(Prior):
+    """p(z) = N(0, I)."""
+
+    name = "gaussian"
+
+    def __init__(self, latent_dim: int):
+        self.layer_sizes = [latent_dim]
+
+    def log_prob_top(self, z, mixture=None):
+        return log_standard_normal(z)
+
+    def sample_top(self, eps, u=None, mixture=None):
+        return eps
+
+    def kl(self, mu, logvar):
+        return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(-1)
+
+
+class Vamp(Prior):
+    """The VampPrior: the mixture of the posteriors at the pseudo-inputs; posterior(x) -> (mu, logvar) is the encoder's
+    (of the top layer, with two layers)."""
+
+    name = "vamp"
+    noise = ("eps", "u")
+
+    def __init__(self, pseudo: "VampPrior", posterior, latent_dim: int):
+        self.pseudo, self.posterior = pseudo, posterior
+        self.components, self.layer_sizes = pseudo.pseudo_inputs.shape[0], [latent_dim]
+
+    def mixture(self):
+        return self.posterior(self.pseudo.inputs())
+
+    def log_prob_top(self, z, mixture=None):
+        return log_mixture(z, *(mixture or self.mixture()))
+
+    def sample_top(self, eps, u=None, mixture=None):
+        mu, logvar = mixture or self.mixture()
+        k = pick(u, mu.shape[0])
+        return mu[k] + eps * torch.exp(0.5 * logvar[k])
+
+
+class Hierarchy(Prior):
+    """Two latent layers: p(z2) p(z1 | z2), z = [z1, z2]; p(z2) is `top` (Gaussian or Vamp), p(z1 | z2) the Ladder's."""
+
+    def __init__(self, top: Prior, ladder: "Ladder", d1: int):
+        self.top, self.ladder, self.d1 = top, ladder, d1
+        self.name, self.noise, self.components = top.name, top.noise, top.components
+        self.layer_sizes = [d1, *top.layer_sizes]
+
+    def mixture(self):
+        return self.top.mixture()
+
+    def log_prob(self, z, mixture=None):
+        z2 = z[..., self.d1:]
+        log_p = self.top.log_prob_top(z2, mixture)
+        mu1, logvar1 = self.ladder.conditional(z2, LOGVAR_MIN, LOGVAR_MAX)
+        return log_p + log_normal(z[..., :self.d1], mu1, logvar1)
+
+    def sample(self, eps, u=None, mixture=None):
+        eps1, eps2 = eps[..., :self.d1], eps[..., self.d1:]
+        z2 = self.top.sample_top(eps2, u, mixture)
+        mu1, logvar1 = self.ladder.conditional(z2, LOGVAR_MIN, LOGVAR_MAX)
+        return torch.cat([mu1 + eps1 * torch.exp(0.5 * logvar1), z2], -1)
+
+
+class WithPrior(nn.Module):
+    """A module over `vae` (score.onnx's, prior.onnx's) that holds the prior's mixture, if any, as buffers mu_k and
+    logvar_k: computed once, constants of an exported graph."""
+
+    def __init__(self, vae: nn.Module):
+        super().__init__()
+        self.vae = vae
+        with torch.no_grad():
+            mixture = vae.prior.mixture()
+        self.components = mixture is not None
+        if self.components:
+            self.register_buffer("mu_k", mixture[0].detach().clone())
+            self.register_buffer("logvar_k", mixture[1].detach().clone())
+
+    def mixture(self):
+        return (self.mu_k, self.logvar_k) if self.components else None
 
 
 class VampPrior(nn.Module):

@@ -83,7 +83,7 @@ def save_epoch(out: Path, model, opt, cfg, history, epoch, perm_gen, noise_gen, 
     with torch.no_grad():
         g = torch.Generator(device).manual_seed(cfg.seed)  # the same 64 z every epoch, to watch them improve
         z = torch.randn((64, cfg.latent_dim), generator=g, device=device)
-        z = model.prior_sample(z, torch.rand(64, generator=g, device=device))  # z itself under N(0, I), one layer
+        z = model.prior.sample(z, torch.rand(64, generator=g, device=device))  # z itself under N(0, I), one layer
         save_grid(model.probs(z), out / "samples.png")
         x = test_images[:32].float() / 255
         recon = model.probs(model.encode(x)[0])

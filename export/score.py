@@ -16,10 +16,11 @@ import numpy as np
 
 from vae_edge.runtime import VAE as Folder, read_meta
 from vae_edge.runtime.outputs import write_text
+from vae_edge.train.data import load_data, pixels
+from vae_edge.train.errors import TrainError
+from vae_edge.train.progress import Bar
 
-from .data import load_data, pixels
-from .errors import TrainError
-from .progress import Bar
+from .cpu import cpu_name
 
 BATCH = 100  # images per draw of noise
 SUBSET = 500  # the first images, whose mean is recorded apart
@@ -76,8 +77,6 @@ def record(folder: Path, lls: np.ndarray, k: int, seconds: float, cpu: str, onnx
 def score_folder(folder: Path, k: int, data_dir: str | None, limit: int, write: bool) -> dict:
     """`vae-eval FOLDER`: the folder's NLL at k samples an image; with write, recorded in its vae.json."""
     import onnxruntime
-
-    from vae_edge.export.cpu import cpu_name
 
     vae = Folder.load(folder)
     if vae.meta["format_version"] < 2:
