@@ -126,7 +126,7 @@ bench-web: setup web-deps
 NATIVE_CACHE := .cache/native
 ORT_HEADER_DIR := $(firstword $(wildcard /usr/include/onnxruntime) $(NATIVE_CACHE)/onnxruntime-header/usr/include/onnxruntime)
 ORT_HEADER := $(ORT_HEADER_DIR)/onnxruntime_c_api.h
-NATIVE_SRC := native/vae_edge.c native/random.c native/sha256.c
+NATIVE_SRC := native/vae_edge.c native/random.c native/sha256.c native/onnx_check.c
 CC ?= cc
 NATIVE_CFLAGS ?= -std=c99 -O2 -Wall -Wextra -Werror
 NATIVE_LIBS := -lcjson -ldl -lm
@@ -140,7 +140,7 @@ native: $(NATIVE_OUT)/vae-sample
 $(NATIVE_CACHE)/onnxruntime-header/usr/include/onnxruntime/onnxruntime_c_api.h:
 	native/debian-fetch.sh trixie amd64 $(NATIVE_CACHE)/onnxruntime-header libonnxruntime-dev
 
-$(NATIVE_OUT)/%.o: native/%.c native/vae_edge.h native/sha256.h $(ORT_HEADER)
+$(NATIVE_OUT)/%.o: native/%.c native/vae_edge.h native/sha256.h native/onnx_check.h $(ORT_HEADER)
 	@mkdir -p $(NATIVE_OUT)
 	$(CC) $(NATIVE_CFLAGS) $(EXTRA_CFLAGS) -I$(ORT_HEADER_DIR) -c $< -o $@
 
@@ -167,7 +167,7 @@ arm64:
 
 native-arm64: arm64 build/native-arm64/vae-sample
 
-build/native-arm64/vae-sample: $(NATIVE_SRC) native/vae_sample.c native/vae_edge.h native/sha256.h $(ORT_HEADER)
+build/native-arm64/vae-sample: $(NATIVE_SRC) native/vae_sample.c native/vae_edge.h native/sha256.h native/onnx_check.h $(ORT_HEADER)
 	@mkdir -p build/native-arm64
 	aarch64-linux-gnu-gcc $(NATIVE_CFLAGS) -I$(ORT_HEADER_DIR) -I$(ARM64_ROOT)/usr/include -Inative \
 		$(NATIVE_SRC) native/vae_sample.c -L$(ARM64_ROOT)/usr/lib/aarch64-linux-gnu $(NATIVE_LIBS) -o $@
