@@ -5,6 +5,7 @@ same program cross-compiled for ARM64 and run by qemu on two CPUs.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -13,9 +14,11 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime
 import pytest
 import torch
+from onnx import external_data_helper, helper, numpy_helper
 
 import arm64
 from conftest import REPO, copy_export, rehash
@@ -50,9 +53,9 @@ def native() -> Path:
     return REPO / "build" / "native" / "vae-sample"
 
 
-def vae_sample(exe: Path, *args, library: Path = ORT_LIBRARY, runner=subprocess.run, **kw):
+def vae_sample(exe: Path, *args, library: Path = ORT_LIBRARY, runner=subprocess.run, timeout=600, **kw):
     return runner([str(exe), "--onnxruntime", str(library), *map(str, args)], capture_output=True, text=True,
-                  timeout=600, **kw)
+                  timeout=timeout, **kw)
 
 
 # onnxruntime's own line on qemu's "max" CPU, whose ID names no vendor: printed before any of our code speaks
@@ -255,6 +258,196 @@ def test_a_format_2_folder_without_its_own_prior_graph_is_refused_in_one_line_as
         VAE.load(folder, decoder_only=True)
 
 
+# -- a folder from a stranger (docs/security.md): nothing outside it read, nothing hangs, no output trusted -----
+
+def _stranger(tiny_export, tmp_path, change=None) -> Path:
+    """A copy of the tiny export whose decoder.onnx is changed by change(onnx model) and rehashed."""
+    folder = copy_export(tiny_export, tmp_path)
+    if change is not None:
+        model = onnx.load(folder / "decoder.onnx")
+        change(model)
+        onnx.save(model, folder / "decoder.onnx")
+        rehash(folder, "decoder")
+    return folder
+
+
+def _sample(native, folder, tmp_path, *args):
+    return vae_sample(native, "--model", folder, "--n", 2, "--no-image", "--npy", tmp_path / "x.npy", *args,
+                      cwd=tmp_path, timeout=60)
+
+
+def test_a_fifo_in_the_decoders_place_is_refused_without_hanging(native, tiny_export, tmp_path):
+    folder = _stranger(tiny_export, tmp_path)
+    (folder / "decoder.onnx").unlink()
+    os.mkfifo(folder / "decoder.onnx")
+    assert refused(_sample(native, folder, tmp_path)).endswith("decoder.onnx is not a regular file")
+
+
+def test_a_decoder_that_is_a_symlink_to_dev_zero_is_refused(native, tiny_export, tmp_path):
+    folder = _stranger(tiny_export, tmp_path)
+    (folder / "decoder.onnx").unlink()
+    (folder / "decoder.onnx").symlink_to("/dev/zero")
+    assert refused(_sample(native, folder, tmp_path)).endswith("decoder.onnx resolves outside the model folder")
+
+
+def test_a_decoder_symlinked_inside_the_folder_loads(native, tiny_export, tmp_path):
+    folder = _stranger(tiny_export, tmp_path)
+    (folder / "real").mkdir()
+    (folder / "decoder.onnx").rename(folder / "real" / "decoder.onnx")
+    (folder / "decoder.onnx").symlink_to(Path("real") / "decoder.onnx")
+    assert _sample(native, folder, tmp_path).returncode == 0
+
+
+def test_a_file_of_another_size_than_vae_json_says_is_refused(native, tiny_export, tmp_path):
+    folder = _stranger(tiny_export, tmp_path)
+    size = (folder / "decoder.onnx").stat().st_size
+    with open(folder / "decoder.onnx", "ab") as f:
+        f.write(b"\0")
+    assert refused(_sample(native, folder, tmp_path)).endswith(
+        f"decoder.onnx has {size + 1} bytes; vae.json says {size}")
+
+
+def test_a_file_entry_without_bytes_is_refused(native, tiny_export, tmp_path):
+    folder = _stranger(tiny_export, tmp_path)
+    _edit_meta(lambda m: m["files"]["decoder"].pop("bytes"))(folder, None)
+    assert refused(_sample(native, folder, tmp_path)).endswith(
+        "vae.json lists no decoder file (path, sha256 and bytes)")
+
+
+@pytest.mark.parametrize("text,message", [
+    ("[" * 33 + "]" * 33, "vae.json is nested deeper than 32 levels"),
+    ('{"a": "' + "[" * 40 + '", "format": []}', "is not a vae-edge ONNX export"),  # brackets in a string: not nesting
+    (" " * (1 << 20) + "{}", "vae.json is larger than 1 MiB, the limit for vae.json"),
+], ids=["nested", "brackets-in-a-string", "large"])
+def test_vae_json_is_held_to_its_nesting_and_size_limits(native, tiny_export, tmp_path, text, message):
+    folder = _stranger(tiny_export, tmp_path)
+    (folder / "vae.json").write_text(text)
+    assert message in refused(_sample(native, folder, tmp_path))
+
+
+def _external(model):
+    """The biggest initializer stored in secret.bin beside the working directory, as onnx writes external data."""
+    biggest = max(model.graph.initializer, key=lambda t: len(t.raw_data))
+    external_data_helper.set_external_data(biggest, location="secret.bin")
+    biggest.data_location = onnx.TensorProto.EXTERNAL
+    _external.secret = biggest.raw_data
+    biggest.ClearField("raw_data")
+
+
+def test_external_data_in_the_working_directory_is_never_read(native, tiny_export, tmp_path):
+    """The secret holds exactly the tensor's bytes: onnxruntime, given the graph's bytes, would load it from the
+    working directory and run; the closed list refuses the graph before onnxruntime sees it."""
+    folder = _stranger(tiny_export, tmp_path, _external)
+    (tmp_path / "secret.bin").write_bytes(_external.secret)
+    line = refused(_sample(native, folder, tmp_path))
+    assert line.endswith("decoder.onnx stores a tensor outside the file (external data), which a model folder may not")
+
+
+def _node_attribute(model, attribute):
+    model.graph.node[0].attribute.append(attribute)
+
+
+def _sparse(model):
+    values = numpy_helper.from_array(np.ones(1, np.float32), "values")
+    indices = numpy_helper.from_array(np.zeros(1, np.int64), "indices")
+    model.graph.sparse_initializer.append(helper.make_sparse_tensor(values, indices, [4]))
+
+
+def _subgraph(model):
+    inner = helper.make_graph([], "inner", [], [])
+    _node_attribute(model, helper.make_attribute("body", inner))
+
+
+def _domain(model):
+    model.graph.node[0].domain = "com.example"
+
+
+def _function(model):
+    model.functions.append(helper.make_function("local", "f", [], [], [], [helper.make_opsetid("", 17)]))
+
+
+@pytest.mark.parametrize("change,message", [
+    (_sparse, "holds a sparse tensor, which a model folder may not"),
+    (_subgraph, "holds a subgraph, which a model folder may not"),
+    (_domain, "uses operator domain 'com.example', which a model folder may not"),
+    (_function, "defines local functions, which a model folder may not"),
+], ids=["sparse", "subgraph", "domain", "function"])
+def test_a_graph_holding_what_a_model_folder_may_not_is_refused(native, tiny_export, tmp_path, change, message):
+    folder = _stranger(tiny_export, tmp_path, change)
+    assert refused(_sample(native, folder, tmp_path)).endswith(f"decoder.onnx {message}")
+
+
+def _after_x(op, *inputs, **attributes):
+    """The decoder's x passed through one more node, its declared output left as it was."""
+    def change(model):
+        for node in model.graph.node:
+            node.output[:] = ["x_full" if o == "x" else o for o in node.output]
+        names = []
+        for i, value in enumerate(inputs):
+            names.append(f"extra{i}")
+            model.graph.initializer.append(numpy_helper.from_array(np.array(value, np.int64), names[-1]))
+        model.graph.node.append(helper.make_node(op, ["x_full", *names], ["x"], **attributes))
+        if op == "Cast":
+            model.graph.output[0].type.tensor_type.elem_type = onnx.TensorProto.INT64
+    return change
+
+
+@pytest.mark.parametrize("change,returned", [
+    (_after_x("Slice", [0], [1], [0]), "float32 [1, 1, 8, 8]"),  # one image, whatever the batch
+    (_after_x("Cast", to=onnx.TensorProto.INT64), "int64 [2, 1, 8, 8]"),
+], ids=["batch", "int64"])
+def test_a_decoder_lying_about_its_output_is_refused_after_its_run(native, tiny_export, tmp_path, change, returned):
+    folder = _stranger(tiny_export, tmp_path, change)
+    line = refused(_sample(native, folder, tmp_path))
+    assert line.endswith(f"decoder.onnx returned {returned}; expected float32 [2, 1, 8, 8]"), line
+    assert not (tmp_path / "x.npy").exists()
+
+
+def test_a_prior_graph_that_is_another_network_is_refused_at_load(native, vamp_export, tmp_path):
+    """prior.onnx replaced, byte for byte, by the encoder (as the fuzz found in Python): refused at load."""
+    folder = copy_export(vamp_export, tmp_path)
+    shutil.copyfile(folder / "encoder.int8.onnx", folder / "prior.onnx")
+    rehash(folder, "prior")
+    line = refused(_sample(native, folder, tmp_path))
+    assert re.search(r"prior.onnx: prior.onnx is not the prior vae.json describes: it takes 1 inputs and returns 2 "
+                     r"outputs; expected eps(, u)? -> z$", line), line
+
+
+@pytest.mark.parametrize("kind", ["fifo", "symlink", "device", "folder"])
+def test_an_output_that_exists_as_anything_but_a_regular_file_is_never_replaced(native, tmp_path, kind):
+    out = tmp_path / "x.npy"
+    if kind == "fifo":
+        os.mkfifo(out)
+    elif kind == "symlink":
+        (tmp_path / "kept.npy").write_bytes(b"kept")
+        out.symlink_to("kept.npy")
+    elif kind == "folder":
+        out.mkdir()
+    else:
+        out = Path("/dev/null")
+    r = vae_sample(native, "--model", BUNDLED, "--n", 2, "--no-image", "--npy", out, cwd=tmp_path, timeout=60)
+    assert refused(r) == f"vae-sample: cannot write {out}: it exists and is not a regular file (a folder, device, " \
+                         "FIFO or symlink); refusing to replace it"
+    assert out.is_symlink() or not out.is_file()
+    assert not list(tmp_path.glob("*.tmp-*"))
+
+
+def test_an_output_in_a_missing_folder_is_refused(native, tmp_path):
+    r = vae_sample(native, "--model", BUNDLED, "--n", 2, "--out", tmp_path / "missing" / "grid.pgm", cwd=tmp_path)
+    assert refused(r).endswith(f"cannot write {tmp_path}/missing/grid.pgm: its folder {tmp_path}/missing does not "
+                               "exist")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_dash_writes_the_npy_to_standard_output(native, tmp_path):
+    args = [native, "--onnxruntime", ORT_LIBRARY, "--model", BUNDLED, "--n", 3, "--seed", 4, "--no-image", "--npy",
+            "-", "--save-z", tmp_path / "z.npy"]
+    r = subprocess.run(list(map(str, args)), capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    x = np.load(io.BytesIO(r.stdout))
+    np.testing.assert_allclose(x, VAE.load(BUNDLED).decode(np.load(tmp_path / "z.npy")), rtol=0, atol=TOL)
+
+
 CONFORMANCE = REPO / "tests" / "conformance"
 CASES = json.loads((CONFORMANCE / "cases.json").read_text())["cases"]
 
@@ -306,6 +499,7 @@ def test_check_passes_an_intact_folder(native):
 
 @pytest.mark.parametrize("args,message", [
     (["--n", "0"], r"--n must be an integer in \[1, "),
+    (["--n", "1048577"], r"--n must be at most 1048576 per call, got 1048577$"),
     (["--seed", "-1"], r"--seed must be an integer in \[0, 9007199254740991\]"),
     (["--temperature", "nan"], r"--temperature must be a number, got 'nan'"),
     (["--precision", "fp16"], r"precision must be one of fp32, int8, got 'fp16'"),
