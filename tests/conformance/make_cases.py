@@ -113,6 +113,33 @@ def with_path(key: str, path: str) -> dict:
     return meta
 
 
+def with_bytes(key: str, size) -> dict:
+    meta = vae_json(FP32)
+    meta["files"][key]["bytes"] = size
+    return meta
+
+
+def without_bytes(key: str) -> dict:
+    meta = vae_json(FP32)
+    del meta["files"][key]["bytes"]
+    return meta
+
+
+MIB = 1 << 20  # vae.json's size limit
+
+
+def padded(meta: dict, size: int) -> bytes:
+    """vae.json written as JSON, then spaces (still valid JSON) up to size bytes."""
+    raw = (json.dumps(meta, indent=2) + "\n").encode()
+    return raw + b" " * (size - len(raw))
+
+
+def nested(depth: int) -> bytes:
+    """vae.json whose arrays and objects nest depth levels, the top object counted, in a key readers ignore."""
+    raw = json.dumps(vae_json(FP32, notes=0), indent=2) + "\n"
+    return raw.replace('"notes": 0', '"notes": ' + "[" * (depth - 1) + "]" * (depth - 1)).encode()
+
+
 def replaced(key: str, data: bytes) -> dict:
     """A folder whose files[key] holds data, with a matching sha256 in vae.json."""
     return {"files": {**FP32, key: (FP32[key][0], data)}}
@@ -250,6 +277,58 @@ FOLDERS = {
                         (FOLDER_ERROR, "their error against fp32 was over the bound")),
     "precision-unknown": ("precision is fp32 or int8", {}, {"precision": "fp16"},
                           (INPUT_ERROR, "precision must be one of fp32, int8")),
+    # vae.json's own limits (docs/format.md, the order of checks: 2), checked before the JSON parser runs
+    "json-over-1-mib": ("vae.json is at most 1 MiB (1,048,576 bytes): valid JSON padded past it is refused",
+                        {"raw": padded(vae_json(FP32), MIB + 1)}, {}, (FOLDER_ERROR, "is larger than 1 MiB")),
+    "json-nested-32": ("vae.json may nest arrays and objects 32 levels deep (the top object is the first)",
+                       {"raw": nested(32)}, {}, ACCEPTED),
+    "json-nested-33": ("vae.json nested 33 levels deep is refused", {"raw": nested(33)}, {},
+                       (FOLDER_ERROR, "nested deeper than 32 levels")),
+    "json-nested-5000": ("vae.json nested 5,000 levels deep (13 KB) is refused in one line, before a parser "
+                         "recurses", {"raw": nested(5000)}, {}, (FOLDER_ERROR, "nested deeper than 32 levels")),
+    "json-brackets-in-strings": ("brackets inside strings, after an escaped quote too, do not nest",
+                                 {"meta": vae_json(FP32, notes='[{' * 40 + '\\" ' + '[' * 40)}, {}, ACCEPTED),
+    # each file's entry and size (the order of checks: 4a, 4d)
+    "decoder-bytes-missing": ("bytes is required in each entry a reader loads", {"meta": without_bytes("decoder")},
+                              {}, (FOLDER_ERROR, "lists no decoder file")),
+    "decoder-bytes-string": ("bytes is a number, not a string", {"meta": with_bytes("decoder", "540")}, {},
+                             (FOLDER_ERROR, "lists no decoder file")),
+    "decoder-bytes-huge": ("bytes is below 2^31", {"meta": with_bytes("decoder", 2**31)}, {},
+                           (FOLDER_ERROR, "lists no decoder file")),
+    "decoder-bytes-more": ("a file larger than its bytes is refused before it is read",
+                           {"meta": with_bytes("decoder", len(FP32["decoder"][1]) - 1)}, {},
+                           (FOLDER_ERROR, f"decoder.onnx has {len(FP32['decoder'][1])} bytes; vae.json says "
+                                          f"{len(FP32['decoder'][1]) - 1}")),
+    "decoder-bytes-fewer": ("a file smaller than its bytes is refused before it is read",
+                            {"meta": with_bytes("decoder", len(FP32["decoder"][1]) + 1)}, {},
+                            (FOLDER_ERROR, "bytes; vae.json says")),
+}
+
+# name -> (the rule, the folder it starts from, the setup applied to a temporary copy of it, how it is loaded,
+# the outcome): what git cannot hold (a FIFO, a symlink), made by each harness (README.md, "setup").
+SETUPS = {
+    "decoder-fifo": ("a FIFO named decoder.onnx is refused without hanging", "valid", [{"fifo": "decoder.onnx"}],
+                     {}, (FOLDER_ERROR, "decoder.onnx is not a regular file")),
+    "decoder-folder": ("a folder named decoder.onnx is refused", "valid", [{"mkdir": "decoder.onnx"}], {},
+                       (FOLDER_ERROR, "decoder.onnx is not a regular file")),
+    "decoder-dev-zero": ("a decoder.onnx that is a symlink to /dev/zero is refused without reading it", "valid",
+                         [{"symlink": "decoder.onnx", "to": "/dev/zero"}], {},
+                         (FOLDER_ERROR, "decoder.onnx resolves outside the model folder")),
+    "decoder-moved-out": ("a symlink to a file outside the folder is refused, its target a valid decoder", "valid",
+                          [{"move_out": "decoder.onnx"}], {},
+                          (FOLDER_ERROR, "decoder.onnx resolves outside the model folder")),
+    "decoder-moved-in": ("a symlink to a file inside the folder is followed", "valid", [{"move_in": "decoder.onnx"}],
+                         {"sample": {"n": 2, "seed": 0}}, ACCEPTED),
+    "encoder-fifo": ("the encoder is checked at load even where its session waits", "valid",
+                     [{"fifo": "encoder.onnx"}], {}, (FOLDER_ERROR, "encoder.onnx is not a regular file")),
+    "encoder-fifo-decoder-only": ("a reader never opens a file it does not load", "valid",
+                                  [{"fifo": "encoder.onnx"}], {"decoder_only": True}, ACCEPTED),
+    "prior-fifo": ("a format-2 folder's prior.onnx is held to the same rules", "format-2", [{"fifo": "prior.onnx"}],
+                   {}, (FOLDER_ERROR, "prior.onnx is not a regular file")),
+    "json-fifo": ("a FIFO named vae.json is refused without hanging", "valid", [{"fifo": "vae.json"}], {},
+                  (FOLDER_ERROR, "vae.json is not a regular file")),
+    "json-moved-out": ("vae.json is opened like every other file: inside the folder", "valid",
+                       [{"move_out": "vae.json"}], {}, (FOLDER_ERROR, "vae.json resolves outside the model folder")),
 }
 
 SEED = "seed must be an integer in [0, 2^53)"
@@ -302,6 +381,9 @@ def main() -> None:
             (HERE / "folders" / name).mkdir(parents=True)
             write_folder(HERE / "folders" / name, spec)
         cases.append({"name": name, "rule": rule, "folder": f"folders/{name}", **load, **_outcome(outcome)})
+    for name, (rule, base, setup, load, outcome) in SETUPS.items():
+        cases.append({"name": name, "rule": rule, "folder": f"folders/{base}", "setup": setup, **load,
+                      **_outcome(outcome)})
     for name, (rule, args, outcome) in SAMPLES.items():
         cases.append({"name": name, "rule": rule, "folder": "folders/valid", "sample": args, **_outcome(outcome)})
     (HERE / "cases.json").write_text(json.dumps({"format": "vae-edge-conformance", "version": 1, "cases": cases},
