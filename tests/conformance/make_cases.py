@@ -355,6 +355,137 @@ SAMPLES = {
 }
 
 
+# -- issue 31, the graph rules: G1, the closed list of what an ONNX file may hold; G2, prior.onnx's contract at
+# load; G3, every run's outputs checked. Each case breaks one rule and nothing else, and loads in onnxruntime
+# without the rule (the If, the sparse and the com.microsoft decoders compute what a decoder should).
+
+def _edited(data: bytes, edit) -> bytes:
+    """The model in data, changed by edit(model) in place, without the checker (it refuses what these break)."""
+    model = onnx.load_from_string(data)
+    edit(model)
+    return model.SerializeToString()
+
+
+def _external(tensor) -> None:
+    """Make tensor's values stored outside the file: at ../../secret, a file outside any folder in here."""
+    n = len(tensor.raw_data) or len(numpy_helper.to_array(tensor).tobytes())
+    tensor.ClearField("raw_data")
+    tensor.ClearField("float_data")
+    tensor.data_location = TensorProto.EXTERNAL
+    for key, value in (("location", "../../secret"), ("offset", "0"), ("length", str(n))):
+        tensor.external_data.add(key=key, value=value)
+
+
+def _decoder_external_initializer(model) -> None:
+    _external(model.graph.initializer[0])  # W
+
+
+def _decoder_external_constant(model) -> None:
+    """W from a Constant node whose value attribute is stored outside the file."""
+    w = model.graph.initializer[0]
+    del model.graph.initializer[0]
+    model.graph.node.insert(0, helper.make_node("Constant", [], ["W"], value=w))
+    _external(model.graph.node[0].attribute[0].t)
+
+
+def _decoder_sparse_initializer(model) -> None:
+    """W as a sparse initializer (every value listed): onnxruntime makes it dense and runs it."""
+    w = numpy_helper.to_array(model.graph.initializer[0])
+    del model.graph.initializer[0]
+    model.graph.sparse_initializer.append(helper.make_sparse_tensor(
+        numpy_helper.from_array(w.ravel(), "W"), numpy_helper.from_array(np.arange(w.size, dtype=np.int64), "W_i"),
+        list(w.shape)))
+
+
+def _decoder_com_microsoft(model) -> None:
+    """The sigmoid as onnxruntime's com.microsoft QuickGelu: an operator outside the ONNX standard."""
+    model.graph.node[1].op_type, model.graph.node[1].domain = "QuickGelu", "com.microsoft"
+    model.opset_import.append(helper.make_opsetid("com.microsoft", 1))
+
+
+def _decoder_local_function(model) -> None:
+    """A model-local function, defined though no node calls it (a call would import its domain too)."""
+    model.functions.append(helper.make_function("local", "Unused", ["a"], ["b"],
+                                                [helper.make_node("Sigmoid", ["a"], ["b"])],
+                                                [helper.make_opsetid("", 13)]))
+
+
+def _decoder_if_subgraph(model) -> None:
+    """x through an If whose two branches (subgraphs) pass it on: If(true) { x } else { x }."""
+    model.graph.node[-1].output[0] = "x0"
+    branch = lambda name: helper.make_graph(  # noqa: E731
+        [helper.make_node("Identity", ["x0"], [name])], name, [],
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, None)])
+    model.graph.node.append(helper.make_node("If", ["cond"], ["x"], then_branch=branch("then_x"),
+                                             else_branch=branch("else_x")))
+    model.graph.initializer.append(numpy_helper.from_array(np.array(True), "cond"))
+
+
+def _decoder_one_image(model) -> None:
+    """Declares x [batch, 1, 2, 3] but decodes the mean of the batch's z: one image, whatever the batch."""
+    model.graph.node.insert(0, helper.make_node("ReduceMean", ["z"], ["z1"], axes=[0], keepdims=1))
+    model.graph.node[1].input[0] = "z1"
+
+
+def _decoder_extra_pixels(model) -> None:
+    """Declares x [batch, 1, 2, 3] but returns [batch, 1, 2, 4]: Reshape's shape is [-1, 1, 2, 4] plus 0 * max(z),
+    so that no shape inference at load sees past the declaration."""
+    w = np.random.default_rng(1).standard_normal((LATENT, 8)).astype(np.float32)
+    model.graph.initializer[0].CopyFrom(numpy_helper.from_array(w, "W"))
+    model.graph.initializer[1].CopyFrom(numpy_helper.from_array(np.array([-1, 1, 2, 4], np.int64), "shape4"))
+    model.graph.initializer.append(numpy_helper.from_array(np.float32(0), "zero"))
+    model.graph.node.insert(0, helper.make_node("ReduceMax", ["z"], ["top"], keepdims=0))
+    model.graph.node.insert(1, helper.make_node("Mul", ["top", "zero"], ["nothing"]))
+    model.graph.node.insert(2, helper.make_node("Cast", ["nothing"], ["delta"], to=TensorProto.INT64))
+    model.graph.node.insert(3, helper.make_node("Add", ["shape4", "delta"], ["shape"]))
+
+
+def _decoder_int64(model) -> None:
+    """x [batch, 1, 2, 3] as int64 (0 or 1): declared so, which the decoder's contract at load does not see."""
+    model.graph.node[-1].output[0] = "p_x"
+    model.graph.node.append(helper.make_node("Cast", ["p_x"], ["x"], to=TensorProto.INT64))
+    model.graph.output[0].type.tensor_type.elem_type = TensorProto.INT64
+
+
+def graph_case(edit) -> dict:
+    """A folder whose decoder is the valid one changed by edit, its sha256 and bytes in vae.json matching."""
+    return replaced("decoder", _edited(FP32["decoder"][1], edit))
+
+
+OUTSIDE, SPARSE = "stores a tensor outside the file (external data)", "holds a sparse tensor"
+PRIOR_IS_ENCODER = {**PRIOR, "prior": ("prior.onnx", FP32["encoder"][1])}
+FOLDERS.update({
+    "graph-external-initializer": ("no tensor stored outside the file: an initializer with external data",
+                                   graph_case(_decoder_external_initializer), {}, (FOLDER_ERROR, OUTSIDE)),
+    "graph-external-constant": ("no tensor stored outside the file: a Constant node's value with external data",
+                                graph_case(_decoder_external_constant), {}, (FOLDER_ERROR, OUTSIDE)),
+    "graph-sparse-initializer": ("no sparse tensor, though onnxruntime would make it dense",
+                                 graph_case(_decoder_sparse_initializer), {}, (FOLDER_ERROR, SPARSE)),
+    "graph-domain-com-microsoft": ("no operator domain but '' and 'ai.onnx': a com.microsoft node",
+                                   graph_case(_decoder_com_microsoft), {},
+                                   (FOLDER_ERROR, "uses operator domain 'com.microsoft'")),
+    "graph-local-function": ("no model-local functions", graph_case(_decoder_local_function), {},
+                             (FOLDER_ERROR, "defines local functions")),
+    "graph-if-subgraph": ("no subgraphs (If, Loop, Scan)", graph_case(_decoder_if_subgraph), {},
+                          (FOLDER_ERROR, "holds a subgraph")),
+    "graph-prior-is-encoder": ("prior.onnx is held to its contract at load: here it is the encoder",
+                               {"files": PRIOR_IS_ENCODER, "meta": format_2(PRIOR_IS_ENCODER)}, {},
+                               (FOLDER_ERROR, "prior.onnx is not the prior vae.json describes")),
+    "graph-decoder-one-image": ("a run's output has the batch's shape: a decoder that returns one image",
+                                graph_case(_decoder_one_image), {"sample": {"n": 3, "seed": 0}},
+                                (FOLDER_ERROR, "decoder.onnx returned float32 [1, 1, 2, 3]; expected float32 "
+                                               "[3, 1, 2, 3]")),
+    "graph-decoder-extra-pixels": ("a run's output has vae.json's shape: a decoder that returns more pixels",
+                                   graph_case(_decoder_extra_pixels), {"sample": {"n": 3, "seed": 0}},
+                                   (FOLDER_ERROR, "decoder.onnx returned float32 [3, 1, 2, 4]; expected float32 "
+                                                  "[3, 1, 2, 3]")),
+    "graph-decoder-int64": ("a run's output is float32: a decoder that returns int64",
+                            graph_case(_decoder_int64), {"sample": {"n": 3, "seed": 0}},
+                            (FOLDER_ERROR, "decoder.onnx returned int64 [3, 1, 2, 3]; expected float32 "
+                                           "[3, 1, 2, 3]")),
+})
+
+
 def _outcome(outcome) -> dict:
     return {"outcome": "accepted"} if outcome is ACCEPTED else \
         {"outcome": "refused", "error": outcome[0], "message": outcome[1]}
