@@ -250,7 +250,8 @@ int main(int argc, char **argv) {
     if (optind < argc) return die("unexpected argument '%s' (see --help)%s", argv[optind], "");
     if (npy && save_z && strcmp(npy, "-") == 0 && strcmp(save_z, "-") == 0)
         return die("--npy and --save-z cannot both write to standard output%s%s", "", "");
-    if ((npy && check_output(npy, 1)) || (save_z && check_output(save_z, 1)) || (out && !no_image && check_output(out, 0)))
+    if ((npy && check_output(npy, 1)) || (save_z && check_output(save_z, 1)) ||
+        (out && !no_image && check_output(out, 0)))
         return 2; /* before anything is loaded or drawn */
     char err[VAE_ERROR_SIZE];
     if (check) {
@@ -293,8 +294,8 @@ int main(int argc, char **argv) {
         if (!rc && npy) rc = write_npy(npy, x, count, shape, 4);
         if (!rc && !no_image) rc = write_grid(grid, x, count, shape, (int)nrow);
         if (!rc) /* not on standard output when that carries a .npy */
-            fprintf(piped ? stderr : stdout, "%zu images (%d x %d x %d) -> %s%s%s\n", count, shape[0], shape[1], shape[2],
-                   no_image ? "" : grid, npy && !no_image ? ", " : "", npy ? npy : "");
+            fprintf(piped ? stderr : stdout, "%zu images (%d x %d x %d) -> %s%s%s\n", count, shape[0], shape[1],
+                    shape[2], no_image ? "" : grid, npy && !no_image ? ", " : "", npy ? npy : "");
     }
     free(x);
     free(z);
