@@ -443,39 +443,67 @@ static int check_decoder(vae_model *vae, const char *folder, char *err) {
     return vae->z_name && vae->x_name ? 0 : fail(err, "out of memory");
 }
 
-/* prior.onnx must map eps [batch, latent_dim] (and u [batch] where vae.json's prior.sample.inputs names it), float32,
-   to one output z [batch, latent_dim], float32 (docs/priors.md). */
-static int check_prior(vae_model *vae, char *err) {
+/* Appends "name type [dims]" of a session's input or output i to out (dims: ints, and the names of symbolic axes,
+   None where unnamed, as Python prints them); 1 if it is float32 of the dims that `want` (the latent size, -1 for
+   a symbolic axis) gives the name among eps [batch, D], u [batch] and z [batch, D], else 0; -1 on error. */
+static int describe(vae_model *vae, int output, size_t i, const char *const *wanted, char *out, size_t size,
+                    char *err) {
     OrtAllocator *alloc;
-    size_t inputs, outputs, want = vae->prior_u ? 2 : 1;
+    OrtTypeInfo *info;
+    const OrtTensorTypeAndShapeInfo *tensor = NULL;
+    ONNXTensorElementDataType type = ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
+    size_t count = 0, n = strlen(out);
+    int64_t dims[8];
+    const char *symbols[8];
+    char *name;
     ORT(vae->ort->GetAllocatorWithDefaultOptions(&alloc), "onnxruntime");
+    ORT((output ? vae->ort->SessionGetOutputName : vae->ort->SessionGetInputName)(vae->prior, i, alloc, &name),
+        "onnxruntime");
+    OrtStatus *status = (output ? vae->ort->SessionGetOutputTypeInfo : vae->ort->SessionGetInputTypeInfo)(
+        vae->prior, i, &info);
+    if (!status) status = vae->ort->CastTypeInfoToTensorInfo(info, &tensor);
+    if (!status && tensor) status = vae->ort->GetTensorElementType(tensor, &type);
+    if (!status && tensor) status = vae->ort->GetDimensionsCount(tensor, &count);
+    if (count > 8) count = 8;
+    if (!status && tensor) status = vae->ort->GetDimensions(tensor, dims, count);
+    if (!status && tensor) status = vae->ort->GetSymbolicDimensions(tensor, symbols, count);
+    int rank = strcmp(name, "u") == 0 ? 1 : 2, fits = 0;
+    for (const char *const *w = wanted; *w; w++) /* a wanted name, float32, [symbolic batch, (latent_dim)] */
+        fits |= strcmp(name, *w) == 0 && type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT && count == (size_t)rank &&
+                dims[0] < 0 && (rank == 1 || dims[1] == vae->latent_dim);
+    n += (size_t)snprintf(out + n, n < size ? size - n : 0, "%s%s %s [", n ? ", " : "", name, type_name(type));
+    for (size_t k = 0; !status && k < count && n < size; k++)
+        n += (size_t)(dims[k] >= 0 ? snprintf(out + n, size - n, "%s%lld", k ? ", " : "", (long long)dims[k])
+                                   : snprintf(out + n, size - n, "%s%s", k ? ", " : "",
+                                              symbols[k] && *symbols[k] ? symbols[k] : "None"));
+    if (n < size) snprintf(out + n, size - n, "]");
+    vae->ort->ReleaseTypeInfo(info);
+    alloc->Free(alloc, name);
+    if (status) return ort_fail(vae->ort, status, err, "onnxruntime");
+    return fits;
+}
+
+/* prior.onnx must map the noise that vae.json's prior.sample.inputs names, eps [batch, latent_dim] (and u [batch]),
+   float32, to z [batch, latent_dim], float32 (docs/priors.md), as runtime/graph.py's check_prior. The names are
+   onnxruntime's, who keeps them unique. */
+static int check_prior(vae_model *vae, char *err) {
+    size_t inputs, outputs, want = vae->prior_u ? 2 : 1;
+    const char *noise[3] = {"eps", vae->prior_u ? "u" : NULL, NULL}, *z[2] = {"z", NULL};
+    char got_in[512] = "", got_out[512] = "";
     ORT(vae->ort->SessionGetInputCount(vae->prior, &inputs), "onnxruntime");
     ORT(vae->ort->SessionGetOutputCount(vae->prior, &outputs), "onnxruntime");
+    int fits = inputs == want && outputs == 1;
     for (size_t i = 0; i < inputs + outputs; i++) {
-        int output = i >= inputs;
-        size_t k = output ? i - inputs : i;
-        char *got, shown[128], expected[64];
-        ORT((output ? vae->ort->SessionGetOutputName : vae->ort->SessionGetInputName)(vae->prior, k, alloc, &got),
-            "onnxruntime");
-        const char *name = output ? "z" : strcmp(got, "eps") == 0 ? "eps" : strcmp(got, "u") == 0 ? "u" : NULL;
-        int ours = name && strcmp(got, name) == 0 && (output || strcmp(name, "u") != 0 || vae->prior_u);
-        alloc->Free(alloc, got);
-        if (inputs != want || outputs != 1 || !ours)
-            return fail(err, "%s: prior.onnx is not the prior vae.json describes: it takes %zu inputs and returns %zu "
-                             "outputs; expected %s -> z", vae->prior_path, inputs, outputs,
-                        vae->prior_u ? "eps, u" : "eps");
-        ONNXTensorElementDataType type;
-        int64_t dims[8], need[2] = {-1, vae->latent_dim};
-        int ndim = io_info(vae, vae->prior, output, k, &type, dims, err), rank = strcmp(name, "u") == 0 ? 1 : 2;
-        if (ndim < 0) return -1;
-        if (type != ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT || ndim != rank || (rank == 2 && dims[1] != vae->latent_dim)) {
-            show_dims(shown, sizeof shown, dims, ndim);
-            show_dims(expected, sizeof expected, need, rank);
-            return fail(err, "%s: prior.onnx's %s is %s %s; expected float32 %s", vae->prior_path, name,
-                        type_name(type), shown, expected);
-        }
+        int output = i >= inputs, one = output ? describe(vae, 1, i - inputs, z, got_out, sizeof got_out, err)
+                                               : describe(vae, 0, i, noise, got_in, sizeof got_in, err);
+        if (one < 0) return -1;
+        fits = fits && one;
     }
-    return 0;
+    if (fits) return 0;
+    return fail(err, "%s is not the prior vae.json describes: it maps %s -> %s; expected eps float32 [batch, %d]%s -> "
+                     "z float32 [batch, %d]", vae->prior_path, inputs ? got_in : "nothing",
+                outputs ? got_out : "nothing", vae->latent_dim, vae->prior_u ? ", u float32 [batch]" : "",
+                vae->latent_dim);
 }
 
 /* The session of files[key], from the bytes whose sha256 was checked (onnxruntime never reads the file again), once
