@@ -164,7 +164,15 @@ static float *read_z(const char *path, int latent_dim, size_t *n) {
         die("z in %s has shape %s", path, err);
         return NULL;
     }
-    size_t count = rows * cols, size = f8 ? 8 : 4;
+    size_t size = f8 ? 8 : 4, count;
+    struct stat st; /* the header's row count held to the file's size before anything is allocated for it */
+    long at = ftell(f);
+    if (fstat(fileno(f), &st) != 0 || at < 0 || rows > ((size_t)st.st_size - (size_t)at) / (cols * size)) {
+        fclose(f);
+        die("%s is truncated or unreadable%s", path, "");
+        return NULL;
+    }
+    count = rows * cols;
     unsigned char *raw = malloc(count * size);
     float *z = malloc(count * sizeof *z);
     ok = raw && z && fread(raw, size, count, f) == count;

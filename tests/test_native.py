@@ -529,6 +529,17 @@ def test_latents_of_the_wrong_size_are_refused(native, tmp_path):
     assert re.search(r"z in .*z.npy has shape \(3, 7\); expected \(N, 32\)", refused(r))
 
 
+@pytest.mark.parametrize("rows", [4, 2**40, 2**61])
+def test_latents_whose_header_declares_more_rows_than_the_file_holds_are_refused(native, tmp_path, rows):
+    """A hostile .npy header: refused before anything is allocated for it (and before rows x 32 x 4 overflows)."""
+    with open(tmp_path / "z.npy", "wb") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": (rows, 32)})
+        f.write(np.random.default_rng().standard_normal((3, 32)).astype(np.float32).tobytes())
+    r = vae_sample(native, "--model", BUNDLED, "--z", tmp_path / "z.npy", "--npy", tmp_path / "x.npy", "--no-image",
+                   cwd=tmp_path)
+    assert refused(r).endswith("z.npy is truncated or unreadable")
+
+
 def test_an_output_that_cannot_be_written_leaves_no_partial_file(native, tmp_path):
     (tmp_path / "x.npy").mkdir()  # rename onto a folder fails after the data is written
     r = vae_sample(native, "--model", BUNDLED, "--n", 3, "--npy", tmp_path / "x.npy", "--no-image", cwd=tmp_path)
