@@ -58,7 +58,7 @@ static int fail(char *err, const char *fmt, ...) {
 /* The bytes of path, a file of folder, as every file of a model folder is read: its real path (symlinks followed)
    inside the folder's, opened without blocking and without following a symlink swapped in since, a regular file
    (fstat before any read) of exactly `bytes` bytes; or, with bytes < 0 (vae.json), of at most META_LIMIT bytes.
-   NULL and err if not; errno ENOENT where the file is not there. */
+   NULL and err if not; errno ENOENT (or ENOTDIR) where the file is not there. */
 static unsigned char *read_file(const char *folder, const char *path, long long bytes, size_t *len, char *err) {
     char *home = realpath(folder, NULL), *real = home ? realpath(path, NULL) : NULL;
     int fd = -1, done = 0, e = real ? 0 : errno; /* errno on return: 0, but where the path did not resolve */
@@ -149,7 +149,7 @@ static cJSON *read_meta(const char *folder, int shape[3], int *latent_dim, char 
     size_t len = 0;
     unsigned char *text = read_file(folder, path, -1, &len, err);
     if (!text) {
-        if (errno == ENOENT)
+        if (errno == ENOENT || errno == ENOTDIR) /* no folder, or no vae.json in it */
             fail(err, "no exported model at %s; run `vae-export model.pt --out %s` first", folder, folder);
         return NULL;
     }
