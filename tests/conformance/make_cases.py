@@ -484,6 +484,10 @@ FOLDERS.update({
                             (FOLDER_ERROR, "decoder.onnx returned int64 [3, 1, 2, 3]; expected float32 "
                                            "[3, 1, 2, 3]")),
 })
+SAMPLES.update({
+    "n-over-the-limit": ("a count is at most 1048576 (2^20) per call: an input error, not an allocation's",
+                         {"n": 2**20 + 1}, (INPUT_ERROR, "n must be at most 1048576 per call, got 1048577")),
+})
 
 
 def _outcome(outcome) -> dict:
