@@ -9,7 +9,9 @@
  *
  * The same checks as the Python runtime: vae.json's format and format_version (1, or 2: a learned prior, whose
  * prior.onnx turns noise into z), shapes and latent size, the sha256 of every file read, and the onnxruntime
- * version against vae.json's onnx.min_onnxruntime. Every error is one line in err (VAE_ERROR_SIZE bytes).
+ * version against vae.json's onnx.min_onnxruntime. A folder may come from a stranger (docs/security.md): every file
+ * is a regular file inside it of the size vae.json says, each .onnx holds nothing outside a closed list, and every
+ * graph's output is checked after each run. Every error is one line in err (VAE_ERROR_SIZE bytes).
  * onnxruntime is loaded with dlopen (see vae_load); the decoder and a format-2 folder's prior.onnx only: no
  * encoder (nor score.onnx) is read. A loaded model may be used from one thread at a time.
  */
