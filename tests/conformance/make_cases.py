@@ -284,7 +284,7 @@ FOLDERS = {
                        {"raw": nested(32)}, {}, ACCEPTED),
     "json-nested-33": ("vae.json nested 33 levels deep is refused", {"raw": nested(33)}, {},
                        (FOLDER_ERROR, "nested deeper than 32 levels")),
-    "json-nested-5000": ("vae.json nested 5,000 levels deep (13 KB) is refused in one line, before a parser "
+    "json-nested-5000": ("vae.json nested 5,000 levels deep (11 KB) is refused in one line, before a parser "
                          "recurses", {"raw": nested(5000)}, {}, (FOLDER_ERROR, "nested deeper than 32 levels")),
     "json-brackets-in-strings": ("brackets inside strings, after an escaped quote too, do not nest",
                                  {"meta": vae_json(FP32, notes='[{' * 40 + '\\" ' + '[' * 40)}, {}, ACCEPTED),
