@@ -37,16 +37,32 @@ struct vae_model {
     char decoder_path[4096], prior_path[4096]; /* as errors name them */
 };
 
+/* text as one line of UTF-8, whatever a message from onnxruntime (which may quote a name from the file) holds: cut at
+   the first line break, with '?' for every other control byte and every byte that is not part of valid UTF-8. */
+static void one_line(char *text) {
+    unsigned char *c = (unsigned char *)text;
+    while (*c && *c != '\n' && *c != '\r') {
+        int len = *c < 0x80 ? 1 : *c < 0xC2 ? 0 : *c < 0xE0 ? 2 : *c < 0xF0 ? 3 : *c < 0xF5 ? 4 : 0;
+        int ok = len > 0 && !(len == 1 && (*c < 0x20 || *c == 0x7F));
+        for (int k = 1; ok && k < len; k++) ok = (c[k] & 0xC0) == 0x80; /* stops at the terminating 0 */
+        if (ok && len > 2) /* no overlong form, no surrogate, nothing past U+10FFFF */
+            ok = !(*c == 0xE0 && c[1] < 0xA0) && !(*c == 0xED && c[1] >= 0xA0) && !(*c == 0xF0 && c[1] < 0x90) &&
+                 !(*c == 0xF4 && c[1] >= 0x90);
+        if (ok) {
+            c += len;
+        } else {
+            *c++ = '?';
+        }
+    }
+    *c = '\0';
+}
+
 static int fail(char *err, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(err, VAE_ERROR_SIZE, fmt, ap);
     va_end(ap);
-    for (char *c = err; *c; c++) /* one line, whatever a message from onnxruntime holds */
-        if (*c == '\n' || *c == '\r') {
-            *c = '\0';
-            break;
-        }
+    one_line(err);
     return -1;
 }
 

@@ -344,6 +344,18 @@ def test_external_data_in_the_working_directory_is_never_read(native, tiny_expor
     assert line.endswith("decoder.onnx stores a tensor outside the file (external data), which a model folder may not")
 
 
+def test_onnxruntimes_message_quoting_a_name_that_is_not_utf8_is_one_line_of_utf8(native, tiny_export, tmp_path):
+    """Found by make fuzz: a flipped bit in a tensor's name, which onnxruntime's refusal quotes."""
+    def rename(model):
+        model.graph.node[1].input[0] = "made_by_no_node_\u00e1"
+    folder = _stranger(tiny_export, tmp_path, rename)
+    data = (folder / "decoder.onnx").read_bytes().replace("\u00e1".encode(), b"\xe1A")  # not UTF-8
+    (folder / "decoder.onnx").write_bytes(data)
+    rehash(folder, "decoder")
+    line = refused(_sample(native, folder, tmp_path))  # text=True: strict UTF-8
+    assert "decoder.onnx is not a loadable ONNX model (corrupt?)" in line and "made_by_no_node_?A" in line, line
+
+
 def _node_attribute(model, attribute):
     model.graph.node[0].attribute.append(attribute)
 
