@@ -295,9 +295,8 @@ int main(int argc, char **argv) {
         die("%s%s", err, "");
     } else {
         const char *grid = out ? out : shape[0] == 1 ? "samples.pgm" : "samples.ppm";
-        rc = !no_image && !out ? check_output(grid, 0) : 0;
         int piped = (npy && strcmp(npy, "-") == 0) || (save_z && strcmp(save_z, "-") == 0);
-        rc = !no_image && !out ? check_output(grid, 0) : 0;
+        rc = !no_image && !out ? check_output(grid, 0) : 0; /* the default grid, named only now */
         if (!rc && save_z) rc = write_npy(save_z, z, count, z_shape, 2);
         if (!rc && npy) rc = write_npy(npy, x, count, shape, 4);
         if (!rc && !no_image) rc = write_grid(grid, x, count, shape, (int)nrow);
