@@ -9,7 +9,9 @@
  *
  * The same checks as the Python runtime: vae.json's format and format_version (1, or 2: a learned prior, whose
  * prior.onnx turns noise into z), shapes and latent size, the sha256 of every file read, and the onnxruntime
- * version against vae.json's onnx.min_onnxruntime. Every error is one line in err (VAE_ERROR_SIZE bytes).
+ * version against vae.json's onnx.min_onnxruntime. A folder may come from a stranger (docs/security.md): every file
+ * is a regular file inside it of the size vae.json says, each .onnx holds nothing outside a closed list, and every
+ * graph's output is checked after each run. Every error is one line in err (VAE_ERROR_SIZE bytes).
  * onnxruntime is loaded with dlopen (see vae_load); the decoder and a format-2 folder's prior.onnx only: no
  * encoder (nor score.onnx) is read. A loaded model may be used from one thread at a time.
  */
@@ -24,6 +26,7 @@ extern "C" {
 #endif
 
 #define VAE_ERROR_SIZE 512
+#define VAE_MAX_COUNT 1048576 /* the most latents or images vae_latents and vae_sample give in one call (2^20) */
 #define VAE_FORMAT "vae-edge-onnx"
 #define VAE_FORMAT_VERSION 2 /* the newest folder format this C reader reads (as Python and JavaScript): 1, and 2 */
 /* The oldest onnxruntime whose C API this program asks for (API version N is release 1.N): 1.19, the first whose
@@ -54,12 +57,12 @@ const char *vae_onnxruntime_version(const vae_model *vae);
 /* z: n x latent_dim floats -> x: n x C x H x W pixel probabilities in [0, 1]. 0 on success, else -1 and err. */
 int vae_decode(vae_model *vae, const float *z, size_t n, float *x, char err[VAE_ERROR_SIZE]);
 
-/* n x latent_dim latents: the z that vae_sample decodes, Python's and the browser's for the same seed.
+/* n (at most VAE_MAX_COUNT) x latent_dim latents: the z that vae_sample decodes, Python's and the browser's for the same seed.
  * z = temperature * eps, eps = vae_gaussian(n * latent_dim, seed); in a format-2 folder (a learned prior)
  * z = prior.onnx(temperature * eps, u), u = vae_uniform(n, seed) (never scaled by temperature). */
 int vae_latents(const vae_model *vae, size_t n, uint64_t seed, double temperature, float *z, char err[VAE_ERROR_SIZE]);
 
-/* n images decoded from vae_latents(n, seed, temperature): Python's and the browser's images for a seed. */
+/* n (at most VAE_MAX_COUNT) images decoded from vae_latents(n, seed, temperature): Python's and the browser's images for a seed. */
 int vae_sample(vae_model *vae, size_t n, uint64_t seed, double temperature, float *x, char err[VAE_ERROR_SIZE]);
 
 /* The first count standard normal floats of seed's stream eps (seed < 2^53; docs/noise.md): Philox4x32-10 and

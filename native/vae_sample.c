@@ -1,11 +1,13 @@
 /* vae-sample in C: images from an exported VAE, written as .npy and as a PGM/PPM grid, through vae_edge.h. */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "vae_edge.h"
@@ -14,15 +16,15 @@ static const char USAGE[] =
     "usage: vae-sample [options]\n"
     "Sample images from an exported VAE (a vae-export folder) with onnxruntime's C API.\n\n"
     "  -m, --model DIR        export folder (default: vae-onnx)\n"
-    "  -n, --n N              number of images (default: 64)\n"
+    "  -n, --n N              number of images, at most 1048576 (default: 64)\n"
     "      --seed S           seed in [0, 2^53) of the noise that draws z: Python's and the browser's z too\n"
     "                         (default: 0)\n"
     "  -t, --temperature T    z = T * N(0, I); with a learned prior (format 2), prior.onnx(T * eps, u)\n"
     "                         (default: 1)\n"
     "      --z FILE.npy       decode these latents (float32 or float64, N x latent_dim) instead of drawing z\n"
     "  -o, --out FILE         image grid, .pgm (1 channel) or .ppm (3 channels) (default: samples.pgm or .ppm)\n"
-    "      --npy FILE         also write the images as float32 .npy (N, C, H, W)\n"
-    "      --save-z FILE      also write the latents decoded as float32 .npy (N, latent_dim)\n"
+    "      --npy FILE         also write the images as float32 .npy (N, C, H, W); - for standard output\n"
+    "      --save-z FILE      also write the latents decoded as float32 .npy (N, latent_dim); - for standard output\n"
     "      --no-image         write no image grid (with --npy)\n"
     "      --nrow K           images per row of the grid (default: 8)\n"
     "      --precision P      fp32 or int8 (default: fp32)\n"
@@ -39,15 +41,46 @@ static int die(const char *fmt, const char *a, const char *b) {
     return 2;
 }
 
-/* Write through a temporary file renamed into place: a failed run leaves no partial file. */
+/* An output path the user names: "-" (standard output) where allowed, or a path that is a regular file or nothing,
+   in a folder that exists. Anything else (a folder, a device, a FIFO, a symlink) is never replaced. */
+static int check_output(const char *path, int dash) {
+    struct stat st;
+    if (strcmp(path, "-") == 0 && dash) return 0;
+    if (lstat(path, &st) == 0 ? !S_ISREG(st.st_mode) : errno != ENOENT)
+        return die("cannot write %s: it exists and is not a regular file (a folder, device, FIFO or symlink); "
+                   "refusing to replace it%s", path, "");
+    char parent[4096];
+    const char *slash = strrchr(path, '/');
+    snprintf(parent, sizeof parent, "%.*s", slash ? (int)(slash - path) + (slash == path) : 1, slash ? path : ".");
+    if (stat(parent, &st) != 0 || !S_ISDIR(st.st_mode))
+        return die("cannot write %s: its folder %s does not exist", path, parent);
+    return 0;
+}
+
+/* Write through a temporary file in the same folder, synced, then renamed into place: a failed or killed run leaves
+   no partial file, and what the path held stays until the new file is whole. "-": standard output, unbuffered by
+   any temporary file. */
 static FILE *open_temp(const char *path, char *tmp, size_t size) {
+    if (strcmp(path, "-") == 0) return stdout;
     snprintf(tmp, size, "%s.tmp-%ld", path, (long)getpid());
-    return fopen(tmp, "wb");
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0666);
+    FILE *f = fd >= 0 ? fdopen(fd, "wb") : NULL;
+    if (fd >= 0 && !f) close(fd);
+    return f;
 }
 
 static int close_temp(FILE *f, const char *tmp, const char *path, int ok) {
-    ok = !ferror(f) && ok;
+    if (f == stdout) {
+        ok = fflush(f) == 0 && ok;
+        return ok ? 0 : die("cannot write %s: %s", "standard output", strerror(errno ? errno : EIO));
+    }
+    errno = 0;
+    ok = fflush(f) == 0 && fsync(fileno(f)) == 0 && !ferror(f) && ok;
     ok = fclose(f) == 0 && ok;
+    if (ok && check_output(path, 0) != 0) { /* replaced by something else since the start: leave it */
+        remove(tmp);
+        return 2;
+    }
     if (ok && rename(tmp, path) == 0) return 0;
     int e = errno;
     remove(tmp);
@@ -131,7 +164,15 @@ static float *read_z(const char *path, int latent_dim, size_t *n) {
         die("z in %s has shape %s", path, err);
         return NULL;
     }
-    size_t count = rows * cols, size = f8 ? 8 : 4;
+    size_t size = f8 ? 8 : 4, count;
+    struct stat st; /* the header's row count held to the file's size before anything is allocated for it */
+    long at = ftell(f);
+    if (fstat(fileno(f), &st) != 0 || at < 0 || rows > ((size_t)st.st_size - (size_t)at) / (cols * size)) {
+        fclose(f);
+        die("%s is truncated or unreadable%s", path, "");
+        return NULL;
+    }
+    count = rows * cols;
     unsigned char *raw = malloc(count * size);
     float *z = malloc(count * sizeof *z);
     ok = raw && z && fread(raw, size, count, f) == count;
@@ -189,7 +230,10 @@ int main(int argc, char **argv) {
         int bad = 0;
         switch (opt) {
         case 'm': model = optarg; break;
-        case 'n': bad = parse_count(optarg, &n, "--n", 1, 1e9); break;
+        case 'n':
+            bad = parse_count(optarg, &n, "--n", 1, 1e18);
+            if (!bad && n > VAE_MAX_COUNT) bad = die("--n must be at most 1048576 per call, got %s%s", optarg, "");
+            break;
         case SEED: bad = parse_count(optarg, &seed, "--seed", 0, 9007199254740991.0); break;
         case 't':
             bad = parse_number(optarg, &temperature, "--temperature");
@@ -212,6 +256,11 @@ int main(int argc, char **argv) {
         if (bad) return 2;
     }
     if (optind < argc) return die("unexpected argument '%s' (see --help)%s", argv[optind], "");
+    if (npy && save_z && strcmp(npy, "-") == 0 && strcmp(save_z, "-") == 0)
+        return die("--npy and --save-z cannot both write to standard output%s%s", "", "");
+    if ((npy && check_output(npy, 1)) || (save_z && check_output(save_z, 1)) ||
+        (out && !no_image && check_output(out, 0)))
+        return 2; /* before anything is loaded or drawn */
     char err[VAE_ERROR_SIZE];
     if (check) {
         int bad = vae_check(model, err);
@@ -246,12 +295,14 @@ int main(int argc, char **argv) {
         die("%s%s", err, "");
     } else {
         const char *grid = out ? out : shape[0] == 1 ? "samples.pgm" : "samples.ppm";
-        rc = save_z && write_npy(save_z, z, count, z_shape, 2) ? 2 : 0;
+        int piped = (npy && strcmp(npy, "-") == 0) || (save_z && strcmp(save_z, "-") == 0);
+        rc = !no_image && !out ? check_output(grid, 0) : 0; /* the default grid, named only now */
+        if (!rc && save_z) rc = write_npy(save_z, z, count, z_shape, 2);
         if (!rc && npy) rc = write_npy(npy, x, count, shape, 4);
         if (!rc && !no_image) rc = write_grid(grid, x, count, shape, (int)nrow);
-        if (!rc)
-            printf("%zu images (%d x %d x %d) -> %s%s%s\n", count, shape[0], shape[1], shape[2],
-                   no_image ? "" : grid, npy && !no_image ? ", " : "", npy ? npy : "");
+        if (!rc) /* not on standard output when that carries a .npy */
+            fprintf(piped ? stderr : stdout, "%zu images (%d x %d x %d) -> %s%s%s\n", count, shape[0], shape[1],
+                    shape[2], no_image ? "" : grid, npy && !no_image ? ", " : "", npy ? npy : "");
     }
     free(x);
     free(z);
