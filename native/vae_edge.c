@@ -34,7 +34,11 @@ struct vae_model {
     OrtMemoryInfo *cpu;
     char *z_name, *x_name;
     char ort_version[32];
-    char decoder_path[4096], prior_path[4096]; /* as errors name them */
+    char decoder_path[4096], prior_path[4096], score_path[4096]; /* as errors name them */
+    OrtSession *score; /* score.onnx, opened on the first vae_score */
+    cJSON *meta;       /* vae.json, kept for score.onnx's entry */
+    char *folder;
+    int threads, binarized; /* binarized: a --binarize model, whose likelihood is defined on 0/1 pixels */
 };
 
 /* text as one line of UTF-8, whatever a message from onnxruntime (which may quote a name from the file) holds: cut at
@@ -606,10 +610,18 @@ vae_model *vae_load(const char *folder, const vae_options *options, char err[VAE
             check_prior(vae, err) != 0)
             goto fail;
     }
-    cJSON_Delete(meta);
+    vae->meta = meta; /* kept for score.onnx, read on the first vae_score */
+    vae->threads = options->threads;
+    vae->binarized = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(meta, "recipe"),
+                                                                  "binarize"));
+    if (!(vae->folder = malloc(strlen(folder) + 1))) {
+        fail(err, "out of memory");
+        goto fail;
+    }
+    strcpy(vae->folder, folder);
     return vae;
 fail:
-    cJSON_Delete(meta);
+    if (vae->meta != meta) cJSON_Delete(meta);
     vae_free(vae);
     return NULL;
 }
@@ -737,10 +749,151 @@ int vae_sample(vae_model *vae, size_t n, uint64_t seed, double temperature, floa
     return rc;
 }
 
+/* -- scores (issue 33): score.onnx, as runtime/prior.py's log_likelihood -------------------------------------- */
+
+#define IMAGES_PER_SCORE 100  /* images per score.onnx run, as runtime/prior.py */
+#define DECODES_PER_SCORE 4096 /* samples x images per run, as runtime/prior.py */
+
+/* Whether input or output i of score.onnx is `name` float32 with these dims (-1: a symbolic axis). */
+static int score_io(vae_model *vae, int output, size_t i, const char *name, const int64_t *want, int rank,
+                    int *fits, char *err) {
+    OrtAllocator *alloc;
+    char *got;
+    int64_t dims[8];
+    ONNXTensorElementDataType type;
+    ORT(vae->ort->GetAllocatorWithDefaultOptions(&alloc), "onnxruntime");
+    ORT((output ? vae->ort->SessionGetOutputName : vae->ort->SessionGetInputName)(vae->score, i, alloc, &got),
+        "onnxruntime");
+    int count = io_info(vae, vae->score, output, i, &type, dims, err);
+    *fits = count == rank && type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT && strcmp(got, name) == 0;
+    for (int d = 0; *fits && d < rank; d++) *fits = want[d] < 0 ? dims[d] < 0 : dims[d] == want[d];
+    alloc->Free(alloc, got);
+    return count < 0 ? -1 : 0;
+}
+
+/* score.onnx's contract (rule G2), as runtime/graph.py's check_score: x [batch, C, H, W], eps [samples, batch,
+   latent_dim] (in that order, as vae-export writes them) -> log_w [samples, batch], all float32. */
+static int check_score(vae_model *vae, char *err) {
+    size_t inputs, outputs;
+    int fits = 0, ok = 1;
+    const int64_t x[4] = {-1, vae->shape[0], vae->shape[1], vae->shape[2]}, e[3] = {-1, -1, vae->latent_dim};
+    const int64_t w[2] = {-1, -1};
+    ORT(vae->ort->SessionGetInputCount(vae->score, &inputs), "onnxruntime");
+    ORT(vae->ort->SessionGetOutputCount(vae->score, &outputs), "onnxruntime");
+    ok = inputs == 2 && outputs == 1;
+    if (ok && (score_io(vae, 0, 0, "x", x, 4, &fits, err) || !(ok = fits))) ok = 0;
+    if (ok && (score_io(vae, 0, 1, "eps", e, 3, &fits, err) || !(ok = fits))) ok = 0;
+    if (ok && (score_io(vae, 1, 0, "log_w", w, 2, &fits, err) || !(ok = fits))) ok = 0;
+    if (ok) return 0;
+    return fail(err, "%s is not the score graph vae.json describes: expected x float32 [batch, %d, %d, %d], eps "
+                     "float32 [samples, batch, %d] -> log_w float32 [samples, batch]", vae->score_path,
+                vae->shape[0], vae->shape[1], vae->shape[2], vae->latent_dim);
+}
+
+/* score.onnx's session, made on first use through the checks every file gets (check_file, the closed list). */
+static int open_score(vae_model *vae, char *err) {
+    if (vae->score) return 0;
+    if (!cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(vae->meta, "files"), "score"))
+        return fail(err, "%s has no score.onnx; re-export it with this vae-edge's vae-export to score images",
+                    vae->folder);
+    if (open_session(vae, vae->folder, vae->meta, "score", vae->threads, &vae->score, vae->score_path, err) != 0)
+        return -1;
+    if (check_score(vae, err) == 0) return 0;
+    vae->ort->ReleaseSession(vae->score);
+    vae->score = NULL;
+    return -1;
+}
+
+/* log w [m, nb] = score.onnx(x [nb, C, H, W], eps [m, nb, latent_dim]): one run, its output checked (rule G3). */
+static int score_batch(vae_model *vae, const float *x, const float *eps, size_t nb, size_t m, float *log_w,
+                       char *err) {
+    int64_t x_shape[4] = {(int64_t)nb, vae->shape[0], vae->shape[1], vae->shape[2]};
+    int64_t e_shape[3] = {(int64_t)m, (int64_t)nb, vae->latent_dim}, w_shape[2] = {(int64_t)m, (int64_t)nb};
+    OrtValue *in[2] = {NULL, NULL};
+    const char *names[2] = {"x", "eps"};
+    OrtStatus *status = vae->ort->CreateTensorWithDataAsOrtValue(vae->cpu, (void *)x, nb * vae_image_size(vae) *
+                                                                 sizeof(float), x_shape, 4,
+                                                                 ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, &in[0]);
+    if (!status)
+        status = vae->ort->CreateTensorWithDataAsOrtValue(vae->cpu, (void *)eps, m * nb * vae->latent_dim *
+                                                          sizeof(float), e_shape, 3,
+                                                          ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, &in[1]);
+    int rc = status ? ort_fail(vae->ort, status, err, "onnxruntime")
+                    : run(vae, vae->score, vae->score_path, "score.onnx failed to run", names,
+                          (const OrtValue *const *)in, 2, "log_w", w_shape, 2, log_w, err);
+    for (int i = 0; i < 2; i++)
+        if (in[i]) vae->ort->ReleaseValue(in[i]);
+    return rc;
+}
+
+/* log(exp(a) + exp(b)), -inf included (numpy's logaddexp). */
+static double logaddexp(double a, double b) {
+    if (a == -INFINITY) return b;
+    if (b == -INFINITY) return a;
+    return (a > b ? a : b) + log1p(exp(-fabs(a - b)));
+}
+
+/* Images i .. i + nb - 1 of x (already binarized where the model is) scored into out: k samples in runs of m. */
+static int score_images(vae_model *vae, const float *x, size_t n, size_t i, size_t nb, size_t k, uint64_t seed,
+                        const float *eps, double *out, float *e, float *log_w, char *err) {
+    size_t d = (size_t)vae->latent_dim, chunk = DECODES_PER_SCORE / nb ? DECODES_PER_SCORE / nb : 1;
+    for (size_t b = 0; b < nb; b++) out[b] = -INFINITY;
+    for (size_t j = 0; j < k; j += chunk) {
+        size_t m = k - j < chunk ? k - j : chunk;
+        for (size_t b = 0; b < nb; b++)
+            for (size_t s = 0; s < m; s++) { /* image i + b's sample j + s into e's [s, b] row */
+                float *row = e + (s * nb + b) * d;
+                if (eps) memcpy(row, eps + ((j + s) * n + i + b) * d, d * sizeof *row);
+                else vae_gaussian_at(row, d, seed, ((uint64_t)(i + b) * k + j + s) * d);
+            }
+        if (score_batch(vae, x, e, nb, m, log_w, err) != 0) return -1;
+        for (size_t b = 0; b < nb; b++) {
+            double top = -INFINITY, sum = 0;
+            for (size_t s = 0; s < m; s++) top = log_w[s * nb + b] > top ? log_w[s * nb + b] : top;
+            for (size_t s = 0; s < m; s++) sum += exp(log_w[s * nb + b] - top);
+            out[b] = logaddexp(out[b], top + log(sum));
+        }
+    }
+    for (size_t b = 0; b < nb; b++) out[b] = -(out[b] - log((double)k));
+    return 0;
+}
+
+int vae_score(vae_model *vae, size_t n, const float *x, size_t k, uint64_t seed, const float *eps, double *out_nats,
+              char err[VAE_ERROR_SIZE]) {
+    size_t d = (size_t)vae->latent_dim, pixels = vae_image_size(vae);
+    if (n == 0 || n > VAE_MAX_COUNT) return fail(err, "n must be from 1 to %d per call, got %zu", VAE_MAX_COUNT, n);
+    if (k == 0 || k > VAE_MAX_COUNT) return fail(err, "k must be from 1 to %d per call, got %zu", VAE_MAX_COUNT, k);
+    if (!eps && seed >= (uint64_t)1 << 53)
+        return fail(err, "seed must be an integer in [0, 2^53), got %llu", (unsigned long long)seed);
+    for (size_t i = 0; i < n * pixels; i++)
+        if (!isfinite(x[i])) return fail(err, "x contains NaN or inf");
+    for (size_t i = 0; eps && i < k * n * d; i++)
+        if (!isfinite(eps[i])) return fail(err, "eps contains NaN or inf");
+    if (open_score(vae, err) != 0) return -1;
+    /* a run holds m x nb <= DECODES_PER_SCORE samples (nb <= IMAGES_PER_SCORE images, m = DECODES_PER_SCORE / nb) */
+    size_t nb_max = n < IMAGES_PER_SCORE ? n : IMAGES_PER_SCORE;
+    float *xb = malloc(nb_max * pixels * sizeof *xb), *e = malloc(DECODES_PER_SCORE * d * sizeof *e);
+    float *log_w = malloc(DECODES_PER_SCORE * sizeof *log_w);
+    int rc = xb && e && log_w ? 0 : fail(err, "out of memory for %zu images", nb_max);
+    for (size_t i = 0; !rc && i < n; i += IMAGES_PER_SCORE) {
+        size_t nb = n - i < IMAGES_PER_SCORE ? n - i : IMAGES_PER_SCORE;
+        for (size_t p = 0; p < nb * pixels; p++) /* a binarized model's pixels: >= 0.5 is 1 */
+            xb[p] = vae->binarized ? (x[i * pixels + p] >= 0.5f ? 1.0f : 0.0f) : x[i * pixels + p];
+        rc = score_images(vae, xb, n, i, nb, k, seed, eps, out_nats + i, e, log_w, err);
+    }
+    free(xb);
+    free(e);
+    free(log_w);
+    return rc;
+}
+
 void vae_free(vae_model *vae) {
     if (!vae) return;
     if (vae->decoder) vae->ort->ReleaseSession(vae->decoder);
     if (vae->prior) vae->ort->ReleaseSession(vae->prior);
+    if (vae->score) vae->ort->ReleaseSession(vae->score);
+    cJSON_Delete(vae->meta);
+    free(vae->folder);
     if (vae->cpu) vae->ort->ReleaseMemoryInfo(vae->cpu);
     if (vae->env) vae->ort->ReleaseEnv(vae->env);
     free(vae->z_name);

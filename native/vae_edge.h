@@ -12,8 +12,8 @@
  * version against vae.json's onnx.min_onnxruntime. A folder may come from a stranger (docs/security.md): every file
  * is a regular file inside it of the size vae.json says, each .onnx holds nothing outside a closed list, and every
  * graph's output is checked after each run. Every error is one line in err (VAE_ERROR_SIZE bytes).
- * onnxruntime is loaded with dlopen (see vae_load); the decoder and a format-2 folder's prior.onnx only: no
- * encoder (nor score.onnx) is read. A loaded model may be used from one thread at a time.
+ * onnxruntime is loaded with dlopen (see vae_load); the decoder and a format-2 folder's prior.onnx at load, score.onnx
+ * on the first vae_score; no encoder is read. A loaded model may be used from one thread at a time.
  */
 #ifndef VAE_EDGE_H
 #define VAE_EDGE_H
@@ -69,9 +69,23 @@ int vae_sample(vae_model *vae, size_t n, uint64_t seed, double temperature, floa
  * Marsaglia's polar method, the bits runtime/random.py and web/src/random.js draw for the seed. */
 void vae_gaussian(float *out, size_t count, uint64_t seed);
 
+/* count normals of seed's stream eps from number start: a slice of vae_gaussian's endless draw (docs/noise.md). */
+void vae_gaussian_at(float *out, size_t count, uint64_t seed, uint64_t start);
+
 /* The first count floats in [0, 1) (24 bits each) of seed's stream u (seed < 2^53; docs/noise.md), as Python and
  * JavaScript draw them: a learned prior's u (a mixture's component floor(u K)). */
 void vae_uniform(float *out, size_t count, uint64_t seed);
+
+/* Each of n images' score in nats (out_nats, n doubles; higher: less likely under the model): the negative ELBO at
+ * k = 1, the negative IWAE bound with k importance samples for k > 1 (n, k at most VAE_MAX_COUNT), from the folder's
+ * score.onnx (x [n, C, H, W], eps [k, n, latent_dim] -> log w [k, n]), read, checked and held to that contract on
+ * the first score; a folder without one is refused ("re-export"). x: n x C x H x W floats in [0, 1], binarized at
+ * 0.5 (a pixel >= 0.5 is 1) for a binarized model (vae.json's recipe.binarize). eps: k x n x latent_dim floats
+ * ([sample, image, dimension]), or NULL for the seed's noise: image i's sample s is normals (i k + s) latent_dim ..
+ * of stream eps, as Python's log_likelihood and JavaScript's vae.score draw them. The k log-weights of an image are
+ * summed by a running logsumexp in double. */
+int vae_score(vae_model *vae, size_t n, const float *x, size_t k, uint64_t seed, const float *eps, double *out_nats,
+              char err[VAE_ERROR_SIZE]);
 
 void vae_free(vae_model *vae);
 

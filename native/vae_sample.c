@@ -31,6 +31,10 @@ static const char USAGE[] =
     "      --threads K        onnxruntime intra-op threads (default: onnxruntime decides)\n"
     "      --onnxruntime LIB  libonnxruntime.so to load (default: $VAE_EDGE_ONNXRUNTIME, else python3's\n"
     "                         onnxruntime package, else the system's)\n"
+    "      --score FILE.npy   score these images (float32 or float64, N x C x H x W in [0, 1]) instead: each one's\n"
+    "                         negative ELBO (--k 1) or negative IWAE bound in nats, float64 .npy (N,) to --npy\n"
+    "      --k K              importance samples per image for --score (default: 1)\n"
+    "      --eps FILE.npy     the noise for --score (K x N x latent_dim) instead of the seed's\n"
     "      --check            verify every file vae.json lists against its sha256, print the result, exit\n"
     "  -h, --help             this help\n";
 
@@ -87,14 +91,16 @@ static int close_temp(FILE *f, const char *tmp, const char *path, int ok) {
     return die("cannot write %s: %s", path, strerror(e ? e : EIO));
 }
 
-/* float32 (n, shape[0]) if ndim is 2, else (n, shape[0], shape[1], shape[2]). */
-static int write_npy(const char *path, const float *x, size_t n, const int shape[3], int ndim) {
-    char header[128], tmp[4200];
-    int len = ndim == 2 ? snprintf(header, sizeof header, "{'descr': '<f4', 'fortran_order': False, 'shape': (%zu, %d), }",
-                                   n, shape[0])
-                        : snprintf(header, sizeof header,
-                                   "{'descr': '<f4', 'fortran_order': False, 'shape': (%zu, %d, %d, %d), }", n, shape[0],
-                                   shape[1], shape[2]);
+/* A .npy of n rows, each of the dims in shape (ndim - 1 of them: 0 to 3), float32 (size 4) or float64 (size 8). */
+static int write_npy(const char *path, const void *x, size_t size, size_t n, const int shape[3], int ndim) {
+    char header[160], tmp[4200];
+    size_t count = n;
+    int len = snprintf(header, sizeof header, "{'descr': '<f%zu', 'fortran_order': False, 'shape': (%zu,", size, n);
+    for (int i = 0; i < ndim - 1; i++) {
+        len += snprintf(header + len, sizeof header - (size_t)len, "%s%d", i ? ", " : " ", shape[i]);
+        count *= (size_t)shape[i];
+    }
+    len += snprintf(header + len, sizeof header - (size_t)len, "), }");
     int total = (10 + len + 1 + 63) / 64 * 64; /* magic, version, length, header, newline: 64-byte aligned */
     memset(header + len, ' ', (size_t)(total - 10 - len - 1));
     header[total - 10 - 1] = '\n';
@@ -104,8 +110,7 @@ static int write_npy(const char *path, const float *x, size_t n, const int shape
     unsigned char lenbytes[2] = {(unsigned char)(hl & 0xff), (unsigned char)(hl >> 8)};
     int ok = fwrite("\x93NUMPY\x01\x00", 1, 8, f) == 8 && fwrite(lenbytes, 1, 2, f) == 2 &&
              fwrite(header, 1, (size_t)(total - 10), f) == (size_t)(total - 10);
-    size_t count = n * (size_t)shape[0] * (ndim == 2 ? 1 : (size_t)shape[1] * shape[2]);
-    ok = ok && fwrite(x, sizeof *x, count, f) == count; /* little-endian hosts: x86-64 and ARM64 */
+    ok = ok && fwrite(x, size, count, f) == count; /* little-endian hosts: x86-64 and ARM64 */
     return close_temp(f, tmp, path, ok);
 }
 
@@ -136,43 +141,58 @@ static int write_grid(const char *path, const float *x, size_t n, const int shap
     return close_temp(f, tmp, path, ok);
 }
 
-/* Latents from a .npy file: float32 or float64, C order, (N, latent_dim). */
-static float *read_z(const char *path, int latent_dim, size_t *n) {
+/* An array from a .npy file: float32 or float64, C order, (N, want[0], ..., want[ndim - 2]); what names it. */
+static float *read_npy(const char *path, const size_t *want, int ndim, const char *what, size_t *n) {
     FILE *f = fopen(path, "rb");
     unsigned char head[10];
-    char header[4096], err[64];
+    char header[4096], got[160], expected[160];
     if (!f) {
         die("cannot read %s: %s", path, strerror(errno));
         return NULL;
     }
-    size_t len = 0, rows = 0, cols = 0;
+    size_t len = 0, dims[8], found = 0;
     int ok = fread(head, 1, 10, f) == 10 && memcmp(head, "\x93NUMPY", 6) == 0 && head[6] == 1 &&
              (len = head[8] | (size_t)head[9] << 8) < sizeof header && fread(header, 1, len, f) == len;
     header[ok ? len : 0] = '\0';
     int f8 = strstr(header, "'descr': '<f8'") != NULL, f4 = strstr(header, "'descr': '<f4'") != NULL;
     const char *shape = strstr(header, "'shape': (");
-    ok = ok && (f4 || f8) && strstr(header, "'fortran_order': False") && shape &&
-         sscanf(shape, "'shape': (%zu, %zu)", &rows, &cols) == 2;
+    for (const char *p = shape ? shape + 10 : NULL; p && found < 8;) { /* (a, b, ...): the dims written */
+        char *end;
+        unsigned long long d = strtoull(p, &end, 10);
+        if (end == p) break;
+        dims[found++] = (size_t)d;
+        p = end + strspn(end, ", ");
+    }
+    ok = ok && (f4 || f8) && strstr(header, "'fortran_order': False") && shape && found == (size_t)ndim;
     if (!ok) {
         fclose(f);
-        die("%s is not a 2-D float32 or float64 .npy file (version 1.0, C order)%s", path, "");
+        snprintf(expected, sizeof expected, "%d-D", ndim);
+        die("%s is not a %s float32 or float64 .npy file (version 1.0, C order)", path, expected);
         return NULL;
     }
-    if (cols != (size_t)latent_dim || rows == 0) {
+    size_t count = dims[0], size = f8 ? 8 : 4;
+    int fits = dims[0] > 0;
+    int at_got = snprintf(got, sizeof got, "(%zu", dims[0]), at_want = snprintf(expected, sizeof expected, "(N");
+    for (int i = 1; i < ndim; i++) {
+        fits = fits && dims[i] == want[i - 1];
+        count *= dims[i] ? dims[i] : 1;
+        at_got += snprintf(got + at_got, sizeof got - (size_t)at_got, ", %zu", dims[i]);
+        at_want += snprintf(expected + at_want, sizeof expected - (size_t)at_want, ", %zu", want[i - 1]);
+    }
+    snprintf(got + at_got, sizeof got - (size_t)at_got, "); expected %s)", expected);
+    if (!fits) {
         fclose(f);
-        snprintf(err, sizeof err, "(%zu, %zu); expected (N, %d)", rows, cols, latent_dim);
-        die("z in %s has shape %s", path, err);
+        die("%s has shape %s", what, got);
         return NULL;
     }
-    size_t size = f8 ? 8 : 4, count;
     struct stat st; /* the header's row count held to the file's size before anything is allocated for it */
     long at = ftell(f);
-    if (fstat(fileno(f), &st) != 0 || at < 0 || rows > ((size_t)st.st_size - (size_t)at) / (cols * size)) {
+    if (fstat(fileno(f), &st) != 0 || at < 0 || count / dims[0] == 0 ||
+        dims[0] > ((size_t)st.st_size - (size_t)at) / (count / dims[0] * size)) {
         fclose(f);
         die("%s is truncated or unreadable%s", path, "");
         return NULL;
     }
-    count = rows * cols;
     unsigned char *raw = malloc(count * size);
     float *z = malloc(count * sizeof *z);
     ok = raw && z && fread(raw, size, count, f) == count;
@@ -189,7 +209,7 @@ static float *read_z(const char *path, int latent_dim, size_t *n) {
         die("%s is truncated or unreadable%s", path, "");
         return NULL;
     }
-    *n = rows;
+    *n = dims[0];
     return z;
 }
 
@@ -211,12 +231,41 @@ static int parse_count(const char *text, double *out, const char *name, double l
     return 0;
 }
 
+/* --score: the images in path scored (k samples, the seed's noise or eps_path's) into a float64 .npy at npy. */
+static int score(vae_model *vae, const char *path, double k, uint64_t seed, const char *eps_path, const char *npy) {
+    int shape[3], rc = 2;
+    vae_input_shape(vae, shape);
+    const size_t x_want[3] = {(size_t)shape[0], (size_t)shape[1], (size_t)shape[2]};
+    char what[4200], err[VAE_ERROR_SIZE];
+    size_t n, rows = (size_t)k;
+    snprintf(what, sizeof what, "the images in %s", path);
+    float *x = read_npy(path, x_want, 4, what, &n), *eps = NULL;
+    double *nats = x ? malloc(n * sizeof *nats) : NULL;
+    if (x && eps_path) {
+        const size_t e_want[2] = {n, (size_t)vae_latent_dim(vae)};
+        snprintf(what, sizeof what, "eps in %s", eps_path);
+        eps = read_npy(eps_path, e_want, 3, what, &rows);
+    }
+    if (x && nats && (!eps_path || eps)) {
+        if (vae_score(vae, n, x, rows, seed, eps, nats, err)) die("%s%s", err, "");
+        else if (!(rc = write_npy(npy, nats, 8, n, shape, 1)))
+            fprintf(strcmp(npy, "-") == 0 ? stderr : stdout, "%zu scores (k = %zu) -> %s\n", n, rows, npy);
+    } else if (x && !nats) {
+        die("out of memory for %s scores%s", "the", "");
+    }
+    free(x);
+    free(eps);
+    free(nats);
+    return rc;
+}
+
 int main(int argc, char **argv) {
-    const char *model = "vae-onnx", *out = NULL, *npy = NULL, *zfile = NULL, *save_z = NULL;
-    double n = 64, seed = 0, temperature = 1, nrow = 8, threads = 0;
+    const char *model = "vae-onnx", *out = NULL, *npy = NULL, *zfile = NULL, *save_z = NULL, *score_file = NULL;
+    const char *eps_file = NULL;
+    double n = 64, seed = 0, temperature = 1, nrow = 8, threads = 0, k = 1;
     int check = 0, no_image = 0;
     vae_options options = {0};
-    enum { SEED = 256, Z, SAVE_Z, NPY, NO_IMAGE, NROW, PRECISION, THREADS, ONNXRUNTIME, CHECK };
+    enum { SEED = 256, Z, SAVE_Z, NPY, NO_IMAGE, NROW, PRECISION, THREADS, ONNXRUNTIME, CHECK, SCORE, K, EPS };
     static const struct option longs[] = {
         {"model", required_argument, 0, 'm'}, {"n", required_argument, 0, 'n'},
         {"seed", required_argument, 0, SEED}, {"temperature", required_argument, 0, 't'},
@@ -224,6 +273,7 @@ int main(int argc, char **argv) {
         {"no-image", no_argument, 0, NO_IMAGE}, {"nrow", required_argument, 0, NROW},
         {"precision", required_argument, 0, PRECISION}, {"threads", required_argument, 0, THREADS},
         {"onnxruntime", required_argument, 0, ONNXRUNTIME}, {"check", no_argument, 0, CHECK},
+        {"score", required_argument, 0, SCORE}, {"k", required_argument, 0, K}, {"eps", required_argument, 0, EPS},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     opterr = 0;
     for (int opt; (opt = getopt_long(argc, argv, ":m:n:t:o:h", longs, NULL)) != -1;) {
@@ -249,6 +299,9 @@ int main(int argc, char **argv) {
         case THREADS: bad = parse_count(optarg, &threads, "--threads", 0, 1024); break;
         case ONNXRUNTIME: options.onnxruntime_path = optarg; break;
         case CHECK: check = 1; break;
+        case SCORE: score_file = optarg; break;
+        case K: bad = parse_count(optarg, &k, "--k", 1, VAE_MAX_COUNT); break;
+        case EPS: eps_file = optarg; break;
         case 'h': fputs(USAGE, stdout); return 0;
         case ':': return die("option %s needs a value (see --help)%s", argv[optind - 1], "");
         default: return die("unknown option %s (see --help)%s", argv[optind - 1], "");
@@ -268,9 +321,15 @@ int main(int argc, char **argv) {
         printf("%s: every file matches its sha256 in vae.json\n", model);
         return 0;
     }
+    if (score_file && !npy) return die("--score writes its scores to --npy FILE (or - for standard output)%s%s", "", "");
     options.threads = (int)threads;
     vae_model *vae = vae_load(model, &options, err);
     if (!vae) return die("%s%s", err, "");
+    if (score_file) {
+        int rc = score(vae, score_file, k, (uint64_t)seed, eps_file, npy);
+        vae_free(vae);
+        return rc;
+    }
     int shape[3], rc = 2;
     vae_input_shape(vae, shape);
     if (!no_image && shape[0] != 1 && shape[0] != 3) {
@@ -284,7 +343,10 @@ int main(int argc, char **argv) {
     }
     size_t count = (size_t)n;
     const int latent = vae_latent_dim(vae), z_shape[3] = {latent, 1, 1};
-    float *z = zfile ? read_z(zfile, latent, &count) : malloc(count * latent * sizeof *z), *x = NULL;
+    const size_t z_want[1] = {(size_t)latent};
+    char z_what[4200];
+    snprintf(z_what, sizeof z_what, "z in %s", zfile ? zfile : "");
+    float *z = zfile ? read_npy(zfile, z_want, 2, z_what, &count) : malloc(count * latent * sizeof *z), *x = NULL;
     if (!z) {
         if (!zfile) die("out of memory for %s latents%s", "the", "");
     } else if (!zfile && vae_latents(vae, count, (uint64_t)seed, temperature, z, err)) {
@@ -297,8 +359,8 @@ int main(int argc, char **argv) {
         const char *grid = out ? out : shape[0] == 1 ? "samples.pgm" : "samples.ppm";
         int piped = (npy && strcmp(npy, "-") == 0) || (save_z && strcmp(save_z, "-") == 0);
         rc = !no_image && !out ? check_output(grid, 0) : 0; /* the default grid, named only now */
-        if (!rc && save_z) rc = write_npy(save_z, z, count, z_shape, 2);
-        if (!rc && npy) rc = write_npy(npy, x, count, shape, 4);
+        if (!rc && save_z) rc = write_npy(save_z, z, 4, count, z_shape, 2);
+        if (!rc && npy) rc = write_npy(npy, x, 4, count, shape, 4);
         if (!rc && !no_image) rc = write_grid(grid, x, count, shape, (int)nrow);
         if (!rc) /* not on standard output when that carries a .npy */
             fprintf(piped ? stderr : stdout, "%zu images (%d x %d x %d) -> %s%s%s\n", count, shape[0], shape[1],
