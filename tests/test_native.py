@@ -559,6 +559,87 @@ def test_an_output_that_cannot_be_written_leaves_no_partial_file(native, tmp_pat
     assert [p.name for p in tmp_path.iterdir()] == ["x.npy"] and not list((tmp_path / "x.npy").iterdir())
 
 
+# -- scores (issue 33): vae_score and --score against the Python runtime's log_likelihood ------------------------
+
+# log w is float32 from onnxruntime, whose kernels may differ by build and CPU: the decoders' fp32 tolerance, 1e-5,
+# on each of the C H W + latent_dim terms log w sums (8.2e-3 nats for the bundled model; measured here: 0).
+SCORE_TOL = 1e-5 * (28 * 28 + 32)
+
+
+def _binary_images(n: int) -> np.ndarray:
+    """n fresh 0/1 images of the bundled model's shape, each with its own share of ones (a binarized model's pixels)."""
+    rng = np.random.default_rng()
+    return (rng.random((n, 1, 28, 28)) < rng.random((n, 1, 1, 1))).astype(np.float32)
+
+
+def _score(native, tmp_path, x, *args, folder=BUNDLED) -> np.ndarray:
+    np.save(tmp_path / "x.npy", x)
+    r = vae_sample(native, "--model", folder, "--score", tmp_path / "x.npy", *args, "--npy", tmp_path / "s.npy")
+    assert r.returncode == 0, r.stderr
+    return np.load(tmp_path / "s.npy")
+
+
+def test_c_scores_equal_the_python_runtimes_for_the_same_images_and_noise(native, tmp_path):
+    """150 images: two runs of score.onnx (100 images a run, as Python's), the second smaller."""
+    x, k = _binary_images(150), 3
+    eps = np.random.default_rng().standard_normal((k, len(x), 32)).astype(np.float32)
+    np.save(tmp_path / "eps.npy", eps)
+    got = _score(native, tmp_path, x, "--eps", tmp_path / "eps.npy")
+    assert got.dtype == np.float64 and got.shape == (150,)
+    np.testing.assert_allclose(got, -VAE.load(BUNDLED).log_likelihood(x, k, eps=eps), rtol=0, atol=SCORE_TOL)
+
+
+def test_c_draws_the_python_runtimes_noise_for_a_seeds_scores(native, tmp_path):
+    """The same seed, the noise drawn in C: the same scores, so image i's sample s is normals (i k + s) d .. in C."""
+    x, k, seed = _binary_images(7), 5, fresh_seed()
+    got = _score(native, tmp_path, x, "--k", k, "--seed", seed)
+    np.testing.assert_allclose(got, -VAE.load(BUNDLED).log_likelihood(x, k, seed=seed), rtol=0, atol=SCORE_TOL)
+
+
+def test_c_scores_a_grey_image_as_its_binarization_at_one_half_for_a_binarized_model(native, tmp_path):
+    grey = np.random.default_rng().random((4, 1, 28, 28), dtype=np.float32)
+    seed = fresh_seed()
+    assert np.array_equal(_score(native, tmp_path, grey, "--k", 2, "--seed", seed),
+                          _score(native, tmp_path, (grey >= 0.5).astype(np.float32), "--k", 2, "--seed", seed))
+
+
+def test_a_folder_without_score_onnx_is_refused_in_one_line_saying_to_re_export(native, tmp_path):
+    folder = tmp_path / "old"
+    shutil.copytree(BUNDLED, folder)
+    meta = json.loads((folder / "vae.json").read_text())
+    del meta["files"]["score"]
+    (folder / "score.onnx").unlink()
+    (folder / "vae.json").write_text(json.dumps(meta))
+    np.save(tmp_path / "x.npy", _binary_images(2))
+    r = vae_sample(native, "--model", folder, "--score", tmp_path / "x.npy", "--npy", tmp_path / "s.npy")
+    assert refused(r) == f"vae-sample: {folder} has no score.onnx; re-export it with this vae-edge's vae-export to " \
+                         "score images"
+    assert not (tmp_path / "s.npy").exists()
+
+
+def test_a_score_graph_that_is_another_network_is_refused_at_the_first_score(native, tmp_path):
+    folder = tmp_path / "swapped"
+    shutil.copytree(BUNDLED, folder)
+    meta = json.loads((folder / "vae.json").read_text())
+    meta["files"]["score"] = meta["files"]["prior"]  # a real, checked file with another contract
+    (folder / "vae.json").write_text(json.dumps(meta))
+    np.save(tmp_path / "x.npy", _binary_images(2))
+    r = vae_sample(native, "--model", folder, "--score", tmp_path / "x.npy", "--npy", tmp_path / "s.npy")
+    assert refused(r).startswith(f"vae-sample: {folder}/prior.onnx is not the score graph vae.json describes")
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "--score writes its scores to --npy FILE"),
+    (["--npy", "s.npy", "--k", "0"], "--k must be an integer in [1, 1048576], got 0"),
+    (["--npy", "s.npy", "--eps", "eps.npy"], "eps in eps.npy has shape (2, 4, 32); expected (N, 3, 32)"),
+])
+def test_bad_score_arguments_are_refused_in_one_line(native, tmp_path, args, message):
+    np.save(tmp_path / "x.npy", _binary_images(3))
+    np.save(tmp_path / "eps.npy", np.ones((2, 4, 32), np.float32))  # noise for 4 images, not 3
+    r = vae_sample(native, "--model", BUNDLED, "--score", "x.npy", *args, cwd=tmp_path)
+    assert message in refused(r)
+
+
 def test_no_onnxruntime_is_a_one_line_error(native, tmp_path):
     r = vae_sample(native, "--model", BUNDLED, library=tmp_path / "libonnxruntime.so")
     assert re.search(r"cannot load onnxruntime .*pass --onnxruntime PATH/libonnxruntime.so", refused(r))
