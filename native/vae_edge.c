@@ -36,6 +36,9 @@ struct vae_model {
     char ort_version[32];
     char decoder_path[4096], prior_path[4096], score_path[4096]; /* as errors name them */
     OrtSession *score; /* score.onnx, opened on the first vae_score */
+    OrtSession *encoder; /* with vae_options.encoder: x -> mu, logvar */
+    char *x_in_name;     /* the encoder's input */
+    char encoder_path[4096];
     cJSON *meta;       /* vae.json, kept for score.onnx's entry */
     char *folder;
     int threads, binarized; /* binarized: a --binarize model, whose likelihood is defined on 0/1 pixels */
@@ -463,6 +466,59 @@ static int check_decoder(vae_model *vae, const char *folder, char *err) {
     return vae->z_name && vae->x_name ? 0 : fail(err, "out of memory");
 }
 
+/* The encoder must map x [batch, C, H, W] -> mu and logvar [batch, latent_dim] (its outputs named so, in either
+   order), in runtime/graph.py's words. */
+static int check_encoder(vae_model *vae, const char *folder, char *err) {
+    OrtAllocator *alloc;
+    size_t inputs, outputs;
+    ORT(vae->ort->GetAllocatorWithDefaultOptions(&alloc), "onnxruntime");
+    ORT(vae->ort->SessionGetInputCount(vae->encoder, &inputs), "onnxruntime");
+    ORT(vae->ort->SessionGetOutputCount(vae->encoder, &outputs), "onnxruntime");
+    if (inputs != 1 || outputs != 2)
+        return fail(err, "%s: the encoder file is not an encoder (x -> mu, logvar): it has %zu inputs and %zu "
+                         "outputs%s", folder, inputs, outputs,
+                    inputs == 1 && outputs == 1 ? "; encoder and decoder swapped?" : "");
+    char *names[2];
+    ORT(vae->ort->SessionGetOutputName(vae->encoder, 0, alloc, &names[0]), "onnxruntime");
+    OrtStatus *status = vae->ort->SessionGetOutputName(vae->encoder, 1, alloc, &names[1]);
+    if (status) {
+        alloc->Free(alloc, names[0]);
+        return ort_fail(vae->ort, status, err, "onnxruntime");
+    }
+    int first = strcmp(names[0], names[1]) <= 0 ? 0 : 1; /* sorted, as Python names them */
+    int named = strcmp(names[first], "logvar") == 0 && strcmp(names[1 - first], "mu") == 0;
+    if (!named)
+        fail(err, "%s: the encoder's outputs are named %s, %s; expected mu and logvar", folder, names[first],
+             names[1 - first]);
+    alloc->Free(alloc, names[0]);
+    alloc->Free(alloc, names[1]);
+    if (!named) return -1;
+    int64_t x[8], d[8];
+    ONNXTensorElementDataType type;
+    int nx = io_info(vae, vae->encoder, 0, 0, &type, x, err);
+    if (nx < 0) return -1;
+    char shown[128];
+    if (nx != 4 || x[1] != vae->shape[0] || x[2] != vae->shape[1] || x[3] != vae->shape[2]) {
+        show_dims(shown, sizeof shown, x, nx);
+        return fail(err, "%s: the encoder takes x of shape %s but vae.json says input_shape [%d, %d, %d]", folder,
+                    shown, vae->shape[0], vae->shape[1], vae->shape[2]);
+    }
+    for (size_t i = 0; i < 2; i++) {
+        int nd = io_info(vae, vae->encoder, 1, i, &type, d, err);
+        if (nd < 0) return -1;
+        if (nd != 2 || d[1] != vae->latent_dim) {
+            show_dims(shown, sizeof shown, d + 1, nd > 0 ? nd - 1 : 0);
+            return fail(err, "%s: the encoder and vae.json disagree on latent_dim: vae.json says %d, the encoder "
+                             "gives %s", folder, vae->latent_dim, shown);
+        }
+    }
+    char *name;
+    ORT(vae->ort->SessionGetInputName(vae->encoder, 0, alloc, &name), "onnxruntime");
+    vae->x_in_name = strdup(name);
+    alloc->Free(alloc, name);
+    return vae->x_in_name ? 0 : fail(err, "out of memory");
+}
+
 /* Appends "name type [dims]" of a session's input or output i to out (dims: ints, and the names of symbolic axes,
    None where unnamed, as Python prints them); 1 if it is float32 of the dims that `want` (the latent size, -1 for
    a symbolic axis) gives the name among eps [batch, D], u [batch] and z [batch, D], else 0; -1 on error. */
@@ -601,6 +657,10 @@ vae_model *vae_load(const char *folder, const vae_options *options, char err[VAE
     if (open_session(vae, folder, meta, key, options->threads, &vae->decoder, vae->decoder_path, err) != 0 ||
         check_decoder(vae, folder, err) != 0)
         goto fail;
+    if (options->encoder && (open_session(vae, folder, meta, strcmp(key, "decoder") == 0 ? "encoder" : "encoder_int8",
+                                          options->threads, &vae->encoder, vae->encoder_path, err) != 0 ||
+                             check_encoder(vae, folder, err) != 0))
+        goto fail;
     if (cJSON_GetObjectItemCaseSensitive(meta, "format_version")->valuedouble == 2) { /* fp32 at any precision */
         const cJSON *prior = cJSON_GetObjectItemCaseSensitive(meta, "prior");
         const cJSON *noise = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(prior, "sample"),
@@ -634,22 +694,17 @@ size_t vae_image_size(const vae_model *vae) { return (size_t)vae->shape[0] * vae
 
 const char *vae_onnxruntime_version(const vae_model *vae) { return vae->ort_version; }
 
-/* One run of session (the file at path): its one output `out`, which must be float32 of exactly the dims want
-   (rule G3: a graph may return anything), copied to dst. what: the run's name in onnxruntime's errors. */
-static int run(const vae_model *vae, OrtSession *session, const char *path, const char *what,
-               const char *const *names, const OrtValue *const *inputs, size_t count, const char *out,
-               const int64_t *want, int rank, float *dst, char *err) {
+/* value, which must be float32 of exactly the dims want (rule G3: a graph may return anything), copied to dst. */
+static int check_output(const vae_model *vae, OrtValue *value, const char *path, const char *what,
+                        const int64_t *want, int rank, float *dst, char *err) {
     const OrtApi *ort = vae->ort;
-    OrtValue *value = NULL;
     OrtTensorTypeAndShapeInfo *info = NULL;
     ONNXTensorElementDataType type = ONNX_TENSOR_ELEMENT_DATA_TYPE_UNDEFINED;
     size_t ndim = 0, size = 1;
     int64_t dims[8];
     int tensor = 0, same = 0;
     void *data;
-    OrtStatus *status = ort->Run(session, NULL, names, inputs, count, &out, 1, &value);
-    if (status) return ort_fail(ort, status, err, what);
-    status = ort->IsTensor(value, &tensor);
+    OrtStatus *status = ort->IsTensor(value, &tensor);
     if (!status && tensor) status = ort->GetTensorTypeAndShape(value, &info);
     if (!status && info) status = ort->GetTensorElementType(info, &type);
     if (!status && info) status = ort->GetDimensionsCount(info, &ndim);
@@ -661,7 +716,6 @@ static int run(const vae_model *vae, OrtSession *session, const char *path, cons
     if (!status && same) status = ort->GetTensorMutableData(value, &data);
     if (!status && same) memcpy(dst, data, size * sizeof *dst);
     if (info) ort->ReleaseTensorTypeAndShapeInfo(info);
-    ort->ReleaseValue(value);
     if (status) return ort_fail(ort, status, err, what);
     if (same) return 0;
     char got[128], expected[128];
@@ -669,6 +723,32 @@ static int run(const vae_model *vae, OrtSession *session, const char *path, cons
     show_dims(expected, sizeof expected, want, rank);
     return fail(err, "%s returned %s %s; expected float32 %s", path, tensor ? type_name(type) : "a non-tensor",
                 tensor ? got : "value", expected);
+}
+
+/* One run of session with outputs outs[0 .. nout - 1] (nout at most 2), each float32 of exactly the dims want, copied to dsts. */
+static int run_outputs(const vae_model *vae, OrtSession *session, const char *path, const char *what,
+                       const char *const *names, const OrtValue *const *inputs, size_t count,
+                       const char *const *outs, size_t nout, const int64_t *want, int rank, float *const *dsts,
+                       char *err) {
+    OrtValue *values[2] = {NULL, NULL};
+    OrtStatus *status = vae->ort->Run(session, NULL, names, inputs, count, outs, nout, values);
+    if (status) return ort_fail(vae->ort, status, err, what);
+    int rc = 0;
+    for (size_t i = 0; i < nout; i++) {
+        if (!rc) rc = check_output(vae, values[i], path, what, want, rank, dsts[i], err);
+        vae->ort->ReleaseValue(values[i]);
+    }
+    return rc;
+}
+
+/* One run of session (the file at path) with one output `out`, checked and copied to dst as above. what: the run's
+   name in onnxruntime's errors. */
+static int run(const vae_model *vae, OrtSession *session, const char *path, const char *what,
+               const char *const *names, const OrtValue *const *inputs, size_t count, const char *out,
+               const int64_t *want, int rank, float *dst, char *err) {
+    const char *outs[1] = {out};
+    float *dsts[1] = {dst};
+    return run_outputs(vae, session, path, what, names, inputs, count, outs, 1, want, rank, dsts, err);
 }
 
 static int decode_batch(vae_model *vae, const float *z, size_t n, float *x, char *err) {
@@ -747,6 +827,46 @@ int vae_sample(vae_model *vae, size_t n, uint64_t seed, double temperature, floa
     int rc = vae_latents(vae, n, seed, temperature, z, err) || vae_decode(vae, z, n, x, err) ? -1 : 0;
     free(z);
     return rc;
+}
+
+/* Images the caller passes: finite floats in [0, 1], as runtime/inputs.py's pixels. */
+static int check_pixels(const float *x, size_t count, char *err) {
+    float lo = x[0], hi = x[0];
+    for (size_t i = 0; i < count; i++) {
+        if (!isfinite(x[i])) return fail(err, "x contains NaN or inf");
+        lo = x[i] < lo ? x[i] : lo;
+        hi = x[i] > hi ? x[i] : hi;
+    }
+    if (lo < 0 || hi > 1)
+        return fail(err, "x has values in [%g, %g]; floats must lie in [0, 1] (or pass uint8 in [0, 255])", lo, hi);
+    return 0;
+}
+
+/* mu, logvar [n, latent_dim] = encoder(x [n, C, H, W]): one run of a batch, both outputs checked (rule G3). */
+static int encode_batch(vae_model *vae, const float *x, size_t n, float *mu, float *logvar, char *err) {
+    int64_t x_shape[4] = {(int64_t)n, vae->shape[0], vae->shape[1], vae->shape[2]}, z_shape[2] = {(int64_t)n,
+                                                                                                    vae->latent_dim};
+    OrtValue *xv = NULL;
+    ORT(vae->ort->CreateTensorWithDataAsOrtValue(vae->cpu, (void *)x, n * vae_image_size(vae) * sizeof(float),
+                                                 x_shape, 4, ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, &xv), "onnxruntime");
+    const char *in[1] = {vae->x_in_name}, *outs[2] = {"mu", "logvar"};
+    float *dsts[2] = {mu, logvar};
+    int rc = run_outputs(vae, vae->encoder, vae->encoder_path, "the encoder failed to run", in,
+                         (const OrtValue *const *)&xv, 1, outs, 2, z_shape, 2, dsts, err);
+    vae->ort->ReleaseValue(xv);
+    return rc;
+}
+
+int vae_encode(vae_model *vae, const float *x, size_t n, float *mu, float *logvar, char err[VAE_ERROR_SIZE]) {
+    if (!vae->encoder) return fail(err, "this model was loaded without its encoder; load it with options.encoder = 1");
+    if (n == 0 || n > VAE_MAX_COUNT) return fail(err, "n must be from 1 to %d per call, got %zu", VAE_MAX_COUNT, n);
+    if (check_pixels(x, n * vae_image_size(vae), err) != 0) return -1;
+    size_t d = (size_t)vae->latent_dim;
+    for (size_t i = 0; i < n; i += BATCH) {
+        size_t m = n - i < BATCH ? n - i : BATCH;
+        if (encode_batch(vae, x + i * vae_image_size(vae), m, mu + i * d, logvar + i * d, err) != 0) return -1;
+    }
+    return 0;
 }
 
 /* -- scores (issue 33): score.onnx, as runtime/prior.py's log_likelihood -------------------------------------- */
@@ -865,8 +985,7 @@ int vae_score(vae_model *vae, size_t n, const float *x, size_t k, uint64_t seed,
     if (k == 0 || k > VAE_MAX_COUNT) return fail(err, "k must be from 1 to %d per call, got %zu", VAE_MAX_COUNT, k);
     if (!eps && seed >= (uint64_t)1 << 53)
         return fail(err, "seed must be an integer in [0, 2^53), got %llu", (unsigned long long)seed);
-    for (size_t i = 0; i < n * pixels; i++)
-        if (!isfinite(x[i])) return fail(err, "x contains NaN or inf");
+    if (check_pixels(x, n * pixels, err) != 0) return -1;
     for (size_t i = 0; eps && i < k * n * d; i++)
         if (!isfinite(eps[i])) return fail(err, "eps contains NaN or inf");
     if (open_score(vae, err) != 0) return -1;
@@ -892,6 +1011,8 @@ void vae_free(vae_model *vae) {
     if (vae->decoder) vae->ort->ReleaseSession(vae->decoder);
     if (vae->prior) vae->ort->ReleaseSession(vae->prior);
     if (vae->score) vae->ort->ReleaseSession(vae->score);
+    if (vae->encoder) vae->ort->ReleaseSession(vae->encoder);
+    free(vae->x_in_name);
     cJSON_Delete(vae->meta);
     free(vae->folder);
     if (vae->cpu) vae->ort->ReleaseMemoryInfo(vae->cpu);

@@ -13,7 +13,7 @@
  * is a regular file inside it of the size vae.json says, each .onnx holds nothing outside a closed list, and every
  * graph's output is checked after each run. Every error is one line in err (VAE_ERROR_SIZE bytes).
  * onnxruntime is loaded with dlopen (see vae_load); the decoder and a format-2 folder's prior.onnx at load, score.onnx
- * on the first vae_score; no encoder is read. A loaded model may be used from one thread at a time.
+ * on the first vae_score, and the encoder when options->encoder asks for it. A loaded model may be used from one thread at a time.
  */
 #ifndef VAE_EDGE_H
 #define VAE_EDGE_H
@@ -40,9 +40,11 @@ typedef struct {
     const char *onnxruntime_path; /* libonnxruntime.so to dlopen; NULL: $VAE_EDGE_ONNXRUNTIME, else the one in
                                      python3's onnxruntime package (onnxruntime/capi/), else the system's */
     int threads;                  /* onnxruntime intra-op threads; 0: onnxruntime decides */
+    int encoder;                  /* 1: load and check the encoder too (for vae_encode); 0: the decoder alone */
 } vae_options;
 
-/* Load and check the folder's vae.json, decoder and (format 2) prior.onnx; NULL (and err filled) on any problem. */
+/* Load and check the folder's vae.json, decoder, (format 2) prior.onnx and, with options->encoder, the encoder (as
+ * the Python runtime's VAE.load; without it, as VAE.load(decoder_only=True)); NULL (and err filled) on any problem. */
 vae_model *vae_load(const char *folder, const vae_options *options, char err[VAE_ERROR_SIZE]);
 
 /* Check every file vae.json lists against its sha256 (as vae-info does): 0 if all are intact, else the number of
@@ -56,6 +58,10 @@ const char *vae_onnxruntime_version(const vae_model *vae);
 
 /* z: n x latent_dim floats -> x: n x C x H x W pixel probabilities in [0, 1]. 0 on success, else -1 and err. */
 int vae_decode(vae_model *vae, const float *z, size_t n, float *x, char err[VAE_ERROR_SIZE]);
+
+/* x: n (at most VAE_MAX_COUNT) images, C x H x W floats in [0, 1] -> mu and logvar, n x latent_dim floats each, from
+ * the encoder (a model loaded with options->encoder). 0 on success, else -1 and err. */
+int vae_encode(vae_model *vae, const float *x, size_t n, float *mu, float *logvar, char err[VAE_ERROR_SIZE]);
 
 /* n (at most VAE_MAX_COUNT) x latent_dim latents: the z that vae_sample decodes, Python's and the browser's for the same seed.
  * z = temperature * eps, eps = vae_gaussian(n * latent_dim, seed); in a format-2 folder (a learned prior)

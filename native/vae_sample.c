@@ -35,6 +35,9 @@ static const char USAGE[] =
     "                         negative ELBO (--k 1) or negative IWAE bound in nats, float64 .npy (N,) to --npy\n"
     "      --k K              importance samples per image for --score (default: 1)\n"
     "      --eps FILE.npy     the noise for --score (K x N x latent_dim) instead of the seed's\n"
+    "      --encode FILE.npy  encode these images (float32 or float64, N x C x H x W in [0, 1]) instead: mu as\n"
+    "                         float32 .npy (N, latent_dim) to --npy, logvar to --logvar FILE\n"
+    "      --encoder          load and check the encoder too, as a reader of the whole folder (--encode does)\n"
     "      --check            verify every file vae.json lists against its sha256, print the result, exit\n"
     "  -h, --help             this help\n";
 
@@ -231,6 +234,31 @@ static int parse_count(const char *text, double *out, const char *name, double l
     return 0;
 }
 
+/* --encode: the images in path encoded into mu (at npy) and logvar (at logvar_path, when given). */
+static int encode(vae_model *vae, const char *path, const char *npy, const char *logvar_path) {
+    int shape[3], rc = 2, latent = vae_latent_dim(vae);
+    vae_input_shape(vae, shape);
+    const size_t x_want[3] = {(size_t)shape[0], (size_t)shape[1], (size_t)shape[2]};
+    const int z_shape[3] = {latent, 1, 1};
+    char what[4200], err[VAE_ERROR_SIZE];
+    size_t n;
+    snprintf(what, sizeof what, "the images in %s", path);
+    float *x = read_npy(path, x_want, 4, what, &n);
+    float *mu = x ? malloc(n * latent * sizeof *mu) : NULL, *logvar = x ? malloc(n * latent * sizeof *logvar) : NULL;
+    if (x && (!mu || !logvar)) {
+        die("out of memory for %s latents%s", "the", "");
+    } else if (x && vae_encode(vae, x, n, mu, logvar, err)) {
+        die("%s%s", err, "");
+    } else if (x && !(rc = write_npy(npy, mu, 4, n, z_shape, 2)) && logvar_path) {
+        rc = write_npy(logvar_path, logvar, 4, n, z_shape, 2);
+    }
+    if (!rc) fprintf(strcmp(npy, "-") == 0 ? stderr : stdout, "%zu images encoded -> %s\n", n, npy);
+    free(x);
+    free(mu);
+    free(logvar);
+    return rc;
+}
+
 /* --score: the images in path scored (k samples, the seed's noise or eps_path's) into a float64 .npy at npy. */
 static int score(vae_model *vae, const char *path, double k, uint64_t seed, const char *eps_path, const char *npy) {
     int shape[3], rc = 2;
@@ -261,11 +289,11 @@ static int score(vae_model *vae, const char *path, double k, uint64_t seed, cons
 
 int main(int argc, char **argv) {
     const char *model = "vae-onnx", *out = NULL, *npy = NULL, *zfile = NULL, *save_z = NULL, *score_file = NULL;
-    const char *eps_file = NULL;
+    const char *eps_file = NULL, *encode_file = NULL, *logvar = NULL;
     double n = 64, seed = 0, temperature = 1, nrow = 8, threads = 0, k = 1;
     int check = 0, no_image = 0;
     vae_options options = {0};
-    enum { SEED = 256, Z, SAVE_Z, NPY, NO_IMAGE, NROW, PRECISION, THREADS, ONNXRUNTIME, CHECK, SCORE, K, EPS };
+    enum { SEED = 256, Z, SAVE_Z, NPY, NO_IMAGE, NROW, PRECISION, THREADS, ONNXRUNTIME, CHECK, SCORE, K, EPS, ENCODE, ENCODER, LOGVAR };
     static const struct option longs[] = {
         {"model", required_argument, 0, 'm'}, {"n", required_argument, 0, 'n'},
         {"seed", required_argument, 0, SEED}, {"temperature", required_argument, 0, 't'},
@@ -273,7 +301,8 @@ int main(int argc, char **argv) {
         {"no-image", no_argument, 0, NO_IMAGE}, {"nrow", required_argument, 0, NROW},
         {"precision", required_argument, 0, PRECISION}, {"threads", required_argument, 0, THREADS},
         {"onnxruntime", required_argument, 0, ONNXRUNTIME}, {"check", no_argument, 0, CHECK},
-        {"score", required_argument, 0, SCORE}, {"k", required_argument, 0, K}, {"eps", required_argument, 0, EPS},
+        {"encode", required_argument, 0, ENCODE}, {"encoder", no_argument, 0, ENCODER},
+        {"logvar", required_argument, 0, LOGVAR}, {"score", required_argument, 0, SCORE}, {"k", required_argument, 0, K}, {"eps", required_argument, 0, EPS},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     opterr = 0;
     for (int opt; (opt = getopt_long(argc, argv, ":m:n:t:o:h", longs, NULL)) != -1;) {
@@ -302,6 +331,9 @@ int main(int argc, char **argv) {
         case SCORE: score_file = optarg; break;
         case K: bad = parse_count(optarg, &k, "--k", 1, VAE_MAX_COUNT); break;
         case EPS: eps_file = optarg; break;
+        case ENCODE: encode_file = optarg; options.encoder = 1; break;
+        case ENCODER: options.encoder = 1; break;
+        case LOGVAR: logvar = optarg; break;
         case 'h': fputs(USAGE, stdout); return 0;
         case ':': return die("option %s needs a value (see --help)%s", argv[optind - 1], "");
         default: return die("unknown option %s (see --help)%s", argv[optind - 1], "");
@@ -322,9 +354,16 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (score_file && !npy) return die("--score writes its scores to --npy FILE (or - for standard output)%s%s", "", "");
+    if (encode_file && !npy) return die("--encode writes mu to --npy FILE (or - for standard output)%s%s", "", "");
+    if (logvar && check_output(logvar, 0)) return 2;
     options.threads = (int)threads;
     vae_model *vae = vae_load(model, &options, err);
     if (!vae) return die("%s%s", err, "");
+    if (encode_file) {
+        int rc = encode(vae, encode_file, npy, logvar);
+        vae_free(vae);
+        return rc;
+    }
     if (score_file) {
         int rc = score(vae, score_file, k, (uint64_t)seed, eps_file, npy);
         vae_free(vae);

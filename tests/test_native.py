@@ -480,18 +480,13 @@ def _command_line(sample: dict) -> list | None:
     return args if isinstance(args[1], int) and not isinstance(args[1], bool) else None
 
 
-def _c_outcome(case: dict) -> str:
-    """The case's outcome for a reader of the decoder alone: a folder refused for its encoder alone is accepted."""
-    return "accepted" if case["name"].startswith("encoder") else case["outcome"]
-
-
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
-def test_the_c_program_gives_each_conformance_case_its_outcome_reading_the_decoder_alone(native, tmp_path, case):
-    """tests/conformance/: the C program reads the decoder (and a format-2 folder's prior.onnx) alone, as the
-    Python runtime with decoder_only=True, so a case refused for its encoder (named encoder-...) is accepted; every
-    other case gets its outcome: load and sample, or a refusal in one line, with the case's message where the
-    folder is at fault (a bad option is refused in the command line's own words: --seed ...). A case's setup (a
-    FIFO, a symlink) is applied to a copy, and the program is given a time limit: a hang fails the test."""
+def test_the_c_program_gives_each_conformance_case_its_outcome(native, tmp_path, case):
+    """tests/conformance/: the C program loads the folder as the case says (--encoder, the encoder too, unless the
+    case is decoder_only) and gives each case its outcome: load and sample, or a refusal in one line, with the
+    case's message where the folder is at fault (a bad option is refused in the command line's own words: --seed
+    ...). A case's setup (a FIFO, a symlink) is applied to a copy, and the program is given a time limit: a hang
+    fails the test."""
     precision, sample = case.get("precision", "fp32"), case.get("sample") or {"n": 1}
     args = _command_line(sample)
     if args is None or not isinstance(precision, str):
@@ -503,9 +498,10 @@ def test_the_c_program_gives_each_conformance_case_its_outcome_reading_the_decod
         apply_setup(folder, case["setup"])
     out = tmp_path / "out"
     out.mkdir()
-    r = vae_sample(native, "--model", folder, "--precision", precision, *args, "--npy", out / "x.npy", "--no-image",
-                   cwd=out, timeout=SETUP_TIMEOUT_S)
-    if _c_outcome(case) == "accepted":
+    whole = [] if case.get("decoder_only") else ["--encoder"]
+    r = vae_sample(native, "--model", folder, "--precision", precision, *whole, *args, "--npy", out / "x.npy",
+                   "--no-image", cwd=out, timeout=SETUP_TIMEOUT_S)
+    if case["outcome"] == "accepted":
         assert r.returncode == 0, r.stderr
     else:
         line = refused(r)
@@ -557,6 +553,30 @@ def test_an_output_that_cannot_be_written_leaves_no_partial_file(native, tmp_pat
     r = vae_sample(native, "--model", BUNDLED, "--n", 3, "--npy", tmp_path / "x.npy", "--no-image", cwd=tmp_path)
     assert re.search(r"cannot write .*x.npy", refused(r))
     assert [p.name for p in tmp_path.iterdir()] == ["x.npy"] and not list((tmp_path / "x.npy").iterdir())
+
+
+# -- the encoder: vae_encode and --encode ----------------------------------------------------------------------
+
+def test_c_encodes_like_the_python_runtime(native, tmp_path):
+    """1100 fresh images: two runs of the encoder (1024 images a run); mu and logvar within the fp32 tolerance."""
+    x = np.random.default_rng().random((1100, 1, 28, 28), dtype=np.float32)
+    np.save(tmp_path / "x.npy", x)
+    r = vae_sample(native, "--model", BUNDLED, "--encode", tmp_path / "x.npy", "--npy", tmp_path / "mu.npy",
+                   "--logvar", tmp_path / "logvar.npy")
+    assert r.returncode == 0, r.stderr
+    mu, logvar = VAE.load(BUNDLED).encode(x)
+    np.testing.assert_allclose(np.load(tmp_path / "mu.npy"), mu, rtol=0, atol=TOL)
+    np.testing.assert_allclose(np.load(tmp_path / "logvar.npy"), logvar, rtol=0, atol=TOL)
+
+
+@pytest.mark.parametrize("flag", ["--encode", "--score"])
+def test_images_outside_0_1_are_refused_in_one_line_as_the_python_runtime_refuses_them(native, tmp_path, flag):
+    x = np.random.default_rng().random((2, 1, 28, 28), dtype=np.float32)
+    x[0, 0, 0, 0], x[1, 0, 3, 4] = 0, 1.5  # the message names the smallest and the largest value, as Python's
+    np.save(tmp_path / "x.npy", x)
+    r = vae_sample(native, "--model", BUNDLED, flag, tmp_path / "x.npy", "--npy", tmp_path / "out.npy")
+    assert refused(r) == "vae-sample: x has values in [0, 1.5]; floats must lie in [0, 1] (or pass uint8 in [0, 255])"
+    assert not (tmp_path / "out.npy").exists()
 
 
 # -- scores (issue 33): vae_score and --score against the Python runtime's log_likelihood ------------------------
