@@ -728,7 +728,10 @@ def test_no_leak_invalid_access_or_undefined_behaviour_under_the_sanitizers(mlp,
     runs = [("--model", BUNDLED, "--n", 70, "--precision", "int8", "--npy", tmp_path / "x.npy", "--out",
              tmp_path / "g.pgm"), ("--model", mlp, "--n", 3, "--no-image"), ("--model", bad, "--n", 3),
             ("--model", tmp_path / "nowhere",), ("--model", BUNDLED, "--check"),
-            ("--model", vamp_export, "--n", 3, "--precision", "int8", "--no-image")]
+            ("--model", vamp_export, "--n", 3, "--precision", "int8", "--no-image"),
+            ("--model", BUNDLED, "--score", tmp_path / "x.npy", "--k", 50, "--npy", tmp_path / "s.npy"),
+            ("--model", BUNDLED, "--encode", tmp_path / "x.npy", "--npy", tmp_path / "mu.npy")]
+    np.save(tmp_path / "x.npy", _binary_images(130))  # two runs of score.onnx, the second of 30 images
     for args in runs:
         r = vae_sample(exe, *args, env=SANITIZER_ENV, cwd=tmp_path)
         assert sanitizers_silent(r), r.stderr[-4000:]
