@@ -522,8 +522,8 @@ static int check_encoder(vae_model *vae, const char *folder, char *err) {
 /* Appends "name type [dims]" of a session's input or output i to out (dims: ints, and the names of symbolic axes,
    None where unnamed, as Python prints them); 1 if it is float32 of the dims that `want` (the latent size, -1 for
    a symbolic axis) gives the name among eps [batch, D], u [batch] and z [batch, D], else 0; -1 on error. */
-static int describe(vae_model *vae, int output, size_t i, const char *const *wanted, char *out, size_t size,
-                    char *err) {
+static int describe(vae_model *vae, OrtSession *session, int output, size_t i, const char *const *wanted, char *out,
+                    size_t size, char *err) {
     OrtAllocator *alloc;
     OrtTypeInfo *info;
     const OrtTensorTypeAndShapeInfo *tensor = NULL;
@@ -533,10 +533,10 @@ static int describe(vae_model *vae, int output, size_t i, const char *const *wan
     const char *symbols[8];
     char *name;
     ORT(vae->ort->GetAllocatorWithDefaultOptions(&alloc), "onnxruntime");
-    ORT((output ? vae->ort->SessionGetOutputName : vae->ort->SessionGetInputName)(vae->prior, i, alloc, &name),
+    ORT((output ? vae->ort->SessionGetOutputName : vae->ort->SessionGetInputName)(session, i, alloc, &name),
         "onnxruntime");
     OrtStatus *status = (output ? vae->ort->SessionGetOutputTypeInfo : vae->ort->SessionGetInputTypeInfo)(
-        vae->prior, i, &info);
+        session, i, &info);
     if (!status) status = vae->ort->CastTypeInfoToTensorInfo(info, &tensor);
     if (!status && tensor) status = vae->ort->GetTensorElementType(tensor, &type);
     if (!status && tensor) status = vae->ort->GetDimensionsCount(tensor, &count);
@@ -570,8 +570,9 @@ static int check_prior(vae_model *vae, char *err) {
     ORT(vae->ort->SessionGetOutputCount(vae->prior, &outputs), "onnxruntime");
     int fits = inputs == want && outputs == 1;
     for (size_t i = 0; i < inputs + outputs; i++) {
-        int output = i >= inputs, one = output ? describe(vae, 1, i - inputs, z, got_out, sizeof got_out, err)
-                                               : describe(vae, 0, i, noise, got_in, sizeof got_in, err);
+        int output = i >= inputs, one = output ? describe(vae, vae->prior, 1, i - inputs, z, got_out, sizeof got_out,
+                                                          err)
+                                               : describe(vae, vae->prior, 0, i, noise, got_in, sizeof got_in, err);
         if (one < 0) return -1;
         fits = fits && one;
     }
@@ -905,16 +906,24 @@ static int check_score(vae_model *vae, char *err) {
     if (ok && (score_io(vae, 0, 1, "eps", e, 3, &fits, err) || !(ok = fits))) ok = 0;
     if (ok && (score_io(vae, 1, 0, "log_w", w, 2, &fits, err) || !(ok = fits))) ok = 0;
     if (ok) return 0;
-    return fail(err, "%s is not the score graph vae.json describes: expected x float32 [batch, %d, %d, %d], eps "
-                     "float32 [samples, batch, %d] -> log_w float32 [samples, batch]", vae->score_path,
-                vae->shape[0], vae->shape[1], vae->shape[2], vae->latent_dim);
+    const char *none[1] = {NULL};
+    char got_in[512] = "", got_out[512] = "";
+    for (size_t i = 0; i < inputs + outputs; i++)
+        if ((i >= inputs ? describe(vae, vae->score, 1, i - inputs, none, got_out, sizeof got_out, err)
+                         : describe(vae, vae->score, 0, i, none, got_in, sizeof got_in, err)) < 0)
+            return -1;
+    return fail(err, "%s is not the score graph vae.json describes: it maps %s -> %s; expected x float32 [batch, %d, "
+                     "%d, %d], eps float32 [samples, batch, %d] -> log_w float32 [samples, batch]", vae->score_path,
+                inputs ? got_in : "nothing", outputs ? got_out : "nothing", vae->shape[0], vae->shape[1],
+                vae->shape[2], vae->latent_dim);
 }
 
 /* score.onnx's session, made on first use through the checks every file gets (check_file, the closed list). */
 static int open_score(vae_model *vae, char *err) {
     if (vae->score) return 0;
     if (!cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(vae->meta, "files"), "score"))
-        return fail(err, "%s has no score.onnx; re-export it with this vae-edge's vae-export to score images",
+        return fail(err, "%s has no score.onnx (exported before vae-edge 0.2.0 wrote one); re-export it with "
+                         "vae-export to score images",
                     vae->folder);
     if (open_session(vae, vae->folder, vae->meta, "score", vae->threads, &vae->score, vae->score_path, err) != 0)
         return -1;

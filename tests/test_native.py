@@ -632,8 +632,8 @@ def test_a_folder_without_score_onnx_is_refused_in_one_line_saying_to_re_export(
     (folder / "vae.json").write_text(json.dumps(meta))
     np.save(tmp_path / "x.npy", _binary_images(2))
     r = vae_sample(native, "--model", folder, "--score", tmp_path / "x.npy", "--npy", tmp_path / "s.npy")
-    assert refused(r) == f"vae-sample: {folder} has no score.onnx; re-export it with this vae-edge's vae-export to " \
-                         "score images"
+    assert refused(r) == f"vae-sample: {folder} has no score.onnx (exported before vae-edge 0.2.0 wrote one); " \
+                         "re-export it with vae-export to score images"
     assert not (tmp_path / "s.npy").exists()
 
 
@@ -645,7 +645,9 @@ def test_a_score_graph_that_is_another_network_is_refused_at_the_first_score(nat
     (folder / "vae.json").write_text(json.dumps(meta))
     np.save(tmp_path / "x.npy", _binary_images(2))
     r = vae_sample(native, "--model", folder, "--score", tmp_path / "x.npy", "--npy", tmp_path / "s.npy")
-    assert refused(r).startswith(f"vae-sample: {folder}/prior.onnx is not the score graph vae.json describes")
+    assert refused(r) == (f"vae-sample: {folder}/prior.onnx is not the score graph vae.json describes: it maps eps "
+                          "float32 [batch, 32], u float32 [batch] -> z float32 [batch, 32]; expected x float32 [batch, "
+                          "1, 28, 28], eps float32 [samples, batch, 32] -> log_w float32 [samples, batch]")
 
 
 @pytest.mark.parametrize("args, message", [

@@ -32,8 +32,9 @@ export class Score {
     return this._session;
   }
 
-  /** -log p(x) per image (Float64Array, nats): x n images in [0, 1], k samples, eps [k, n, latent] or a seed. */
-  async nats(x, n, k, seed, eps, Tensor) {
+  /** -log p(x) per image (Float64Array, nats): x n images in [0, 1], k samples, eps [k, n, latent] or a seed's
+   * noise for images start .. start + n - 1. */
+  async nats(x, n, k, seed, eps, start, Tensor) {
     const session = await this.session();
     const pixels = x.length / n, d = this._latent;
     if (this.binarized) x = x.map((v) => (v >= 0.5 ? 1 : 0));
@@ -46,7 +47,7 @@ export class Score {
         const m = Math.min(chunk, k - j), e = new Float32Array(m * nb * d);
         for (let b = 0; b < nb; b++) {
           // image i + b's samples j .. j + m - 1, each d numbers, into e's [s, b] rows
-          const own = eps ? null : gaussian(m * d, seed, ((i + b) * k + j) * d);
+          const own = eps ? null : gaussian(m * d, seed, ((start + i + b) * k + j) * d);
           for (let s = 0; s < m; s++) {
             e.set(own ? own.subarray(s * d, (s + 1) * d)
               : eps.subarray(((j + s) * n + i + b) * d, ((j + s) * n + i + b + 1) * d), (s * nb + b) * d);

@@ -52,7 +52,8 @@ export class VAE {
     // score.onnx (fp32 at any precision) is read, checked and held to its contract on the first score
     const scorer = async () => {
       if (!Object.hasOwn(meta.files, 'score')) {
-        throw new ModelFolderError(`${folder} has no score.onnx; re-export it with this vae-edge's vae-export to score images`);
+        throw new ModelFolderError(`${folder} has no score.onnx (exported before vae-edge 0.2.0 wrote one); ` +
+          're-export it with vae-export to score images');
       }
       const score = await session('score');
       checkScore(score, meta.model.input_shape.map(Number), Number(meta.model.latent_dim), filePath(backend, folder, meta, 'score'));
@@ -152,11 +153,15 @@ export class VAE {
    * importance samples for k > 1, from the folder's score.onnx (read on the first score); higher is less likely.
    * A binarized model's images are binarized first (a pixel >= 0.5 is 1). Options: k, seed (image i's sample s
    * uses normals (i k + s) latent_dim .. of the seed's stream eps, docs/noise.md) or eps (k x n x latent_dim
-   * numbers), bitsPerDim (the score divided by C H W ln 2).
+   * numbers), bitsPerDim (the score divided by C H W ln 2), start (the index of x's first image in a set scored in
+   * chunks: its noise is image start + i's).
    */
-  async score(x, { k = 1, seed, eps, bitsPerDim = false } = {}) {
+  async score(x, { k = 1, seed, eps, bitsPerDim = false, start = 0 } = {}) {
     x = images(x, undefined, this._shape);
     k = checkCount(k, 'k');
+    if (!(Number.isSafeInteger(start) && start >= 0)) {
+      throw new RuntimeInputError(`start must be an integer >= 0, got ${show(start)}`);
+    }
     const n = x.length / this._pixels;
     if (eps !== undefined) {
       if (!(Array.isArray(eps) || (ArrayBuffer.isView(eps) && !(eps instanceof DataView)))) {
@@ -169,7 +174,7 @@ export class VAE {
           `${this._latent} = ${k * n * this._latent}`);
       }
     } else seed = checkSeed(seed);
-    const nats = await this._score.nats(x, n, k, seed, eps, this.constructor.backend.ort.Tensor);
+    const nats = await this._score.nats(x, n, k, seed, eps, start, this.constructor.backend.ort.Tensor);
     if (bitsPerDim) for (let i = 0; i < n; i++) nats[i] /= this._pixels * Math.LN2;
     return nats;
   }

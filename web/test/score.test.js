@@ -43,6 +43,13 @@ test("an image's score depends on its own noise alone: the seed's image i sample
   assert.deepEqual(await vae.score(x.subarray(0, 2 * d), { k, seed }), all.subarray(0, 2));
 });
 
+test('start: a set scored in chunks gets the scores of the whole set (image i draws image start + i\'s noise)', async () => {
+  const x = ref('x').data, d = vae.inputShape.reduce((a, b) => a * b);
+  const all = await vae.score(x, { k, seed });
+  assert.deepEqual(await vae.score(x.subarray(2 * d), { k, seed, start: 2 }), all.subarray(2));
+  await assert.rejects(vae.score(x, { start: -1 }), (e) => e instanceof RuntimeInputError && e.message === 'start must be an integer >= 0, got -1');
+});
+
 test('a binarized model scores a grey image as its binarization at 0.5', async () => {
   assert.equal(vae.meta.recipe.binarize, true);
   const grey = Float32Array.from({ length: 2 * 784 }, () => Math.random());
@@ -75,7 +82,8 @@ test('a folder without score.onnx is refused in one line on the first score, say
   writeFileSync(path.join(dir, 'vae.json'), JSON.stringify(meta));
   const old = await VAE.load(dir);
   await assert.rejects(old.score(ref('x').data), (e) => e instanceof ModelFolderError && !e.message.includes('\n') &&
-    e.message === `${dir} has no score.onnx; re-export it with this vae-edge's vae-export to score images`);
+    e.message === `${dir} has no score.onnx (exported before vae-edge 0.2.0 wrote one); re-export it with vae-export ` +
+    'to score images');
 });
 
 test("a score.onnx that is not the score graph is refused at its first score, in runtime/graph.py's words", async (t) => {

@@ -44,6 +44,8 @@ export interface ScoreOptions {
   eps?: Numbers;
   /** Bits per dimension (nats / (C H W ln 2)) instead of nats per image. */
   bitsPerDim?: boolean;
+  /** The index of the first image in a set scored in chunks (its noise is image start + i's); default 0. */
+  start?: number;
 }
 
 /** vae.json: the keys every export has; others are kept as they are. */
