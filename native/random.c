@@ -59,8 +59,8 @@ static int polar_pair(uint32_t wx, uint32_t wy, float out[2]) {
     return 1;
 }
 
-void vae_gaussian(float *out, size_t count, uint64_t seed) {
-    for (uint64_t block = 0; 4 * block < count; block++) {
+void vae_gaussian_at(float *out, size_t count, uint64_t seed, uint64_t start) {
+    for (uint64_t block = start / 4; 4 * block < start + count; block++) {
         uint32_t w0[4], w[4];
         float four[4];
         block_words(w0, seed, block, STREAM_EPS, 0);
@@ -71,9 +71,12 @@ void vae_gaussian(float *out, size_t count, uint64_t seed) {
                 use = w;
             }
         }
-        for (size_t j = 0; j < 4 && 4 * block + j < count; j++) out[4 * block + j] = four[j];
+        for (uint64_t j = 4 * block; j < 4 * block + 4; j++)
+            if (j >= start && j < start + count) out[j - start] = four[j - 4 * block];
     }
 }
+
+void vae_gaussian(float *out, size_t count, uint64_t seed) { vae_gaussian_at(out, count, seed, 0); }
 
 void vae_uniform(float *out, size_t count, uint64_t seed) {
     for (uint64_t block = 0; 4 * block < count; block++) {

@@ -31,6 +31,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import REPO
+from test_native import SANITIZER_ENV, sanitized_native, sanitizers_silent, vae_sample
 from vae_edge.runtime import VAE, ModelFolderError, RuntimeInputError
 from vae_edge.runtime.cli import decode_main, encode_main, info_main, sample_main
 
@@ -382,16 +383,10 @@ def test_a_folder_given_as_npy_is_refused_before_the_grid_is_written(tiny_export
     only(tmp_path, set())
 
 
-# -- the JavaScript library --------------------------------------------------------------------------------------
+# -- the JavaScript library and the C program ---------------------------------------------------------------------
 
-def test_the_javascript_loader_loads_or_throws_its_own_one_line_error_on_the_same_folders(model, tmp_path):
-    """The Node library (web/src/node.js) on tampered vae.json and .onnx files, one Node process for all."""
-    node = shutil.which("node")
-    if node is None or not (REPO / "web" / "node_modules" / "onnxruntime-node").is_dir():
-        msg = "node or web/node_modules is missing (make web-deps)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
+def fuzzed_folders(model, tmp_path: Path) -> list[Path]:
+    """FUZZ_CASES folders, each a tampered vae.json or tampered .onnx files with matching sha256 and bytes."""
     meta, files = model
     folders = []
 
@@ -404,9 +399,21 @@ def test_the_javascript_loader_loads_or_throws_its_own_one_line_error_on_the_sam
             write_folder(folder, doc, {meta["files"][k]["path"]: files[k] for k in KEYS}, raw)
         else:
             write_folder(folder, *rehashed(meta, data.draw(tampered_files(files))))
-        folders.append(str(folder))
+        folders.append(folder)
 
     make()
+    return folders
+
+
+def test_the_javascript_loader_loads_or_throws_its_own_one_line_error_on_the_same_folders(model, tmp_path):
+    """The Node library (web/src/node.js) on tampered vae.json and .onnx files, one Node process for all."""
+    node = shutil.which("node")
+    if node is None or not (REPO / "web" / "node_modules" / "onnxruntime-node").is_dir():
+        msg = "node or web/node_modules is missing (make web-deps)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    folders = [str(f) for f in fuzzed_folders(model, tmp_path)]
     (tmp_path / "cases.json").write_text(json.dumps(folders))
     r = subprocess.run([node, str(REPO / "web" / "tools" / "fuzz-load.mjs"), str(tmp_path / "cases.json")],
                        capture_output=True, text=True, timeout=WATCHDOG_S + 10 * len(folders), cwd=REPO / "web")
@@ -417,3 +424,27 @@ def test_the_javascript_loader_loads_or_throws_its_own_one_line_error_on_the_sam
         if not res["ok"]:
             assert res["name"] in ("ModelFolderError", "RuntimeInputError"), res
             assert res["message"].strip() and "\n" not in res["message"], res
+
+
+def test_the_c_program_under_the_sanitizers_loads_or_refuses_in_one_line_the_same_folders(model, tmp_path):
+    """The C program (native/), built with AddressSanitizer and UndefinedBehaviorSanitizer, on the same folders:
+    --check, and a sample (fp32 and int8 in turn), a process each; each run exits 0 or 2 with one `vae-sample: ...`
+    line, within the watchdog's time, and no sanitizer speaks (a finding ends the run with another exit status)."""
+    exe = sanitized_native()
+    out = tmp_path / "out"
+    out.mkdir()
+    verdicts = {0: 0, 2: 0}
+    for i, folder in enumerate(fuzzed_folders(model, tmp_path)):
+        for args in (["--check"], ["--n", 2, "--npy", out / "x.npy", "--out", out / "x.pgm", "--precision",
+                                   ("fp32", "int8")[i % 2]]):
+            r = vae_sample(exe, "--model", folder, *args, env=SANITIZER_ENV, cwd=out, timeout=WATCHDOG_S)
+            assert sanitizers_silent(r) and r.returncode in (0, 2), (folder, args, r.returncode, r.stderr[-4000:])
+            verdicts[r.returncode] += 1
+            if r.returncode == 2:
+                lines = r.stderr.strip().splitlines()
+                assert len(lines) == 1 and lines[0].startswith("vae-sample: "), (folder, args, r.stderr)
+            made = {p.name for p in out.iterdir()}
+            assert made <= ({"x.npy", "x.pgm"} if r.returncode == 0 else set()), made  # nothing half-written
+            for name in made:
+                (out / name).unlink()
+    print(f"C program under the sanitizers: {verdicts[0]} runs succeeded, {verdicts[2]} refused in one line")

@@ -5,6 +5,7 @@ same program cross-compiled for ARM64 and run by qemu on two CPUs.
 """
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -13,14 +14,17 @@ import subprocess
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime
 import pytest
 import torch
+from onnx import external_data_helper, helper, numpy_helper
 
 import arm64
 from conftest import REPO, copy_export, rehash
+from test_conformance import SETUP_TIMEOUT_S, apply_setup
 from vae_edge.export import export_model
-from vae_edge.runtime import VAE, ModelFolderError, RuntimeInputError, verify_files
+from vae_edge.runtime import VAE, ModelFolderError, verify_files
 from vae_edge.runtime.images import make_grid
 from vae_edge.train.model import VAE as TorchVAE
 
@@ -50,9 +54,9 @@ def native() -> Path:
     return REPO / "build" / "native" / "vae-sample"
 
 
-def vae_sample(exe: Path, *args, library: Path = ORT_LIBRARY, runner=subprocess.run, **kw):
+def vae_sample(exe: Path, *args, library: Path = ORT_LIBRARY, runner=subprocess.run, timeout=600, **kw):
     return runner([str(exe), "--onnxruntime", str(library), *map(str, args)], capture_output=True, text=True,
-                  timeout=600, **kw)
+                  timeout=timeout, **kw)
 
 
 # onnxruntime's own line on qemu's "max" CPU, whose ID names no vendor: printed before any of our code speaks
@@ -255,6 +259,209 @@ def test_a_format_2_folder_without_its_own_prior_graph_is_refused_in_one_line_as
         VAE.load(folder, decoder_only=True)
 
 
+# -- a folder from a stranger (docs/security.md): nothing outside it read, nothing hangs, no output trusted -----
+
+def _stranger(tiny_export, tmp_path, change=None) -> Path:
+    """A copy of the tiny export whose decoder.onnx is changed by change(onnx model) and rehashed."""
+    folder = copy_export(tiny_export, tmp_path)
+    if change is not None:
+        model = onnx.load(folder / "decoder.onnx")
+        change(model)
+        onnx.save(model, folder / "decoder.onnx")
+        rehash(folder, "decoder")
+    return folder
+
+
+def _sample(native, folder, tmp_path, *args):
+    return vae_sample(native, "--model", folder, "--n", 2, "--no-image", "--npy", tmp_path / "x.npy", *args,
+                      cwd=tmp_path, timeout=60)
+
+
+def test_a_fifo_in_the_decoders_place_is_refused_without_hanging(native, tiny_export, tmp_path):
+    folder = _stranger(tiny_export, tmp_path)
+    (folder / "decoder.onnx").unlink()
+    os.mkfifo(folder / "decoder.onnx")
+    assert refused(_sample(native, folder, tmp_path)).endswith("decoder.onnx is not a regular file")
+
+
+def test_a_decoder_that_is_a_symlink_to_dev_zero_is_refused(native, tiny_export, tmp_path):
+    folder = _stranger(tiny_export, tmp_path)
+    (folder / "decoder.onnx").unlink()
+    (folder / "decoder.onnx").symlink_to("/dev/zero")
+    assert refused(_sample(native, folder, tmp_path)).endswith("decoder.onnx resolves outside the model folder")
+
+
+def test_a_decoder_symlinked_inside_the_folder_loads(native, tiny_export, tmp_path):
+    folder = _stranger(tiny_export, tmp_path)
+    (folder / "real").mkdir()
+    (folder / "decoder.onnx").rename(folder / "real" / "decoder.onnx")
+    (folder / "decoder.onnx").symlink_to(Path("real") / "decoder.onnx")
+    assert _sample(native, folder, tmp_path).returncode == 0
+
+
+def test_a_file_of_another_size_than_vae_json_says_is_refused(native, tiny_export, tmp_path):
+    folder = _stranger(tiny_export, tmp_path)
+    size = (folder / "decoder.onnx").stat().st_size
+    with open(folder / "decoder.onnx", "ab") as f:
+        f.write(b"\0")
+    assert refused(_sample(native, folder, tmp_path)).endswith(
+        f"decoder.onnx has {size + 1} bytes; vae.json says {size}")
+
+
+def test_a_file_entry_without_bytes_is_refused(native, tiny_export, tmp_path):
+    folder = _stranger(tiny_export, tmp_path)
+    _edit_meta(lambda m: m["files"]["decoder"].pop("bytes"))(folder, None)
+    assert refused(_sample(native, folder, tmp_path)).endswith(
+        "vae.json lists no decoder file (path, sha256 and bytes)")
+
+
+@pytest.mark.parametrize("text,message", [
+    ("[" * 33 + "]" * 33, "vae.json is nested deeper than 32 levels"),
+    ('{"a": "' + "[" * 40 + '", "format": []}', "is not a vae-edge ONNX export"),  # brackets in a string: not nesting
+    (" " * (1 << 20) + "{}", "vae.json is larger than 1 MiB, the limit for vae.json"),
+], ids=["nested", "brackets-in-a-string", "large"])
+def test_vae_json_is_held_to_its_nesting_and_size_limits(native, tiny_export, tmp_path, text, message):
+    folder = _stranger(tiny_export, tmp_path)
+    (folder / "vae.json").write_text(text)
+    assert message in refused(_sample(native, folder, tmp_path))
+
+
+def _external(model):
+    """The biggest initializer stored in secret.bin beside the working directory, as onnx writes external data."""
+    biggest = max(model.graph.initializer, key=lambda t: len(t.raw_data))
+    external_data_helper.set_external_data(biggest, location="secret.bin")
+    biggest.data_location = onnx.TensorProto.EXTERNAL
+    _external.secret = biggest.raw_data
+    biggest.ClearField("raw_data")
+
+
+def test_external_data_in_the_working_directory_is_never_read(native, tiny_export, tmp_path):
+    """The secret holds exactly the tensor's bytes: onnxruntime, given the graph's bytes, would load it from the
+    working directory and run; the closed list refuses the graph before onnxruntime sees it."""
+    folder = _stranger(tiny_export, tmp_path, _external)
+    (tmp_path / "secret.bin").write_bytes(_external.secret)
+    line = refused(_sample(native, folder, tmp_path))
+    assert line.endswith("decoder.onnx stores a tensor outside the file (external data), which a model folder may not")
+
+
+def test_onnxruntimes_message_quoting_a_name_that_is_not_utf8_is_one_line_of_utf8(native, tiny_export, tmp_path):
+    """Found by make fuzz: a flipped bit in a tensor's name, which onnxruntime's refusal quotes."""
+    def rename(model):
+        model.graph.node[1].input[0] = "made_by_no_node_\u00e1"
+    folder = _stranger(tiny_export, tmp_path, rename)
+    data = (folder / "decoder.onnx").read_bytes().replace("\u00e1".encode(), b"\xe1A")  # not UTF-8
+    (folder / "decoder.onnx").write_bytes(data)
+    rehash(folder, "decoder")
+    line = refused(_sample(native, folder, tmp_path))  # text=True: strict UTF-8
+    assert "decoder.onnx is not a loadable ONNX model (corrupt?)" in line and "made_by_no_node_?A" in line, line
+
+
+def _node_attribute(model, attribute):
+    model.graph.node[0].attribute.append(attribute)
+
+
+def _sparse(model):
+    values = numpy_helper.from_array(np.ones(1, np.float32), "values")
+    indices = numpy_helper.from_array(np.zeros(1, np.int64), "indices")
+    model.graph.sparse_initializer.append(helper.make_sparse_tensor(values, indices, [4]))
+
+
+def _subgraph(model):
+    inner = helper.make_graph([], "inner", [], [])
+    _node_attribute(model, helper.make_attribute("body", inner))
+
+
+def _domain(model):
+    model.graph.node[0].domain = "com.example"
+
+
+def _function(model):
+    model.functions.append(helper.make_function("local", "f", [], [], [], [helper.make_opsetid("", 17)]))
+
+
+@pytest.mark.parametrize("change,message", [
+    (_sparse, "holds a sparse tensor, which a model folder may not"),
+    (_subgraph, "holds a subgraph, which a model folder may not"),
+    (_domain, "uses operator domain 'com.example', which a model folder may not"),
+    (_function, "defines local functions, which a model folder may not"),
+], ids=["sparse", "subgraph", "domain", "function"])
+def test_a_graph_holding_what_a_model_folder_may_not_is_refused(native, tiny_export, tmp_path, change, message):
+    folder = _stranger(tiny_export, tmp_path, change)
+    assert refused(_sample(native, folder, tmp_path)).endswith(f"decoder.onnx {message}")
+
+
+def _after_x(op, *inputs, **attributes):
+    """The decoder's x passed through one more node, its declared output left as it was."""
+    def change(model):
+        for node in model.graph.node:
+            node.output[:] = ["x_full" if o == "x" else o for o in node.output]
+        names = []
+        for i, value in enumerate(inputs):
+            names.append(f"extra{i}")
+            model.graph.initializer.append(numpy_helper.from_array(np.array(value, np.int64), names[-1]))
+        model.graph.node.append(helper.make_node(op, ["x_full", *names], ["x"], **attributes))
+        if op == "Cast":
+            model.graph.output[0].type.tensor_type.elem_type = onnx.TensorProto.INT64
+    return change
+
+
+@pytest.mark.parametrize("change,returned", [
+    (_after_x("Slice", [0], [1], [0]), "float32 [1, 1, 8, 8]"),  # one image, whatever the batch
+    (_after_x("Cast", to=onnx.TensorProto.INT64), "int64 [2, 1, 8, 8]"),
+], ids=["batch", "int64"])
+def test_a_decoder_lying_about_its_output_is_refused_after_its_run(native, tiny_export, tmp_path, change, returned):
+    folder = _stranger(tiny_export, tmp_path, change)
+    line = refused(_sample(native, folder, tmp_path))
+    assert line.endswith(f"decoder.onnx returned {returned}; expected float32 [2, 1, 8, 8]"), line
+    assert not (tmp_path / "x.npy").exists()
+
+
+def test_a_prior_graph_that_is_another_network_is_refused_at_load(native, vamp_export, tmp_path):
+    """prior.onnx replaced, byte for byte, by the encoder (as the fuzz found in Python): refused at load."""
+    folder = copy_export(vamp_export, tmp_path)
+    shutil.copyfile(folder / "encoder.int8.onnx", folder / "prior.onnx")
+    rehash(folder, "prior")
+    line = refused(_sample(native, folder, tmp_path))
+    assert line.endswith("prior.onnx is not the prior vae.json describes: it maps x float32 [batch, 1, 8, 8] -> "
+                         "mu float32 [batch, 4], logvar float32 [batch, 4]; expected eps float32 [batch, 4], "
+                         "u float32 [batch] -> z float32 [batch, 4]"), line
+
+
+@pytest.mark.parametrize("kind", ["fifo", "symlink", "device", "folder"])
+def test_an_output_that_exists_as_anything_but_a_regular_file_is_never_replaced(native, tmp_path, kind):
+    out = tmp_path / "x.npy"
+    if kind == "fifo":
+        os.mkfifo(out)
+    elif kind == "symlink":
+        (tmp_path / "kept.npy").write_bytes(b"kept")
+        out.symlink_to("kept.npy")
+    elif kind == "folder":
+        out.mkdir()
+    else:
+        out = Path("/dev/null")
+    r = vae_sample(native, "--model", BUNDLED, "--n", 2, "--no-image", "--npy", out, cwd=tmp_path, timeout=60)
+    assert refused(r) == f"vae-sample: cannot write {out}: it exists and is not a regular file (a folder, device, " \
+                         "FIFO or symlink); refusing to replace it"
+    assert out.is_symlink() or not out.is_file()
+    assert not list(tmp_path.glob("*.tmp-*"))
+
+
+def test_an_output_in_a_missing_folder_is_refused(native, tmp_path):
+    r = vae_sample(native, "--model", BUNDLED, "--n", 2, "--out", tmp_path / "missing" / "grid.pgm", cwd=tmp_path)
+    assert refused(r).endswith(f"cannot write {tmp_path}/missing/grid.pgm: its folder {tmp_path}/missing does not "
+                               "exist")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_dash_writes_the_npy_to_standard_output(native, tmp_path):
+    args = [native, "--onnxruntime", ORT_LIBRARY, "--model", BUNDLED, "--n", 3, "--seed", 4, "--no-image", "--npy",
+            "-", "--save-z", tmp_path / "z.npy"]
+    r = subprocess.run(list(map(str, args)), capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    x = np.load(io.BytesIO(r.stdout))
+    np.testing.assert_allclose(x, VAE.load(BUNDLED).decode(np.load(tmp_path / "z.npy")), rtol=0, atol=TOL)
+
+
 CONFORMANCE = REPO / "tests" / "conformance"
 CASES = json.loads((CONFORMANCE / "cases.json").read_text())["cases"]
 
@@ -274,29 +481,33 @@ def _command_line(sample: dict) -> list | None:
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c["name"] for c in CASES])
-def test_the_c_program_reads_each_conformance_folder_as_the_python_runtime_reads_its_decoder(native, tmp_path, case):
-    """tests/conformance/: the C program reads the decoder (and a format-2 folder's prior.onnx) alone, so on each
-    case it must give what the Python runtime gives with decoder_only=True (which passes every case): load and
-    sample, or a refusal in one line, for a folder with the case's message where the Python runtime's has it."""
+def test_the_c_program_gives_each_conformance_case_its_outcome(native, tmp_path, case):
+    """tests/conformance/: the C program loads the folder as the case says (--encoder, the encoder too, unless the
+    case is decoder_only) and gives each case its outcome: load and sample, or a refusal in one line, with the
+    case's message where the folder is at fault (a bad option is refused in the command line's own words: --seed
+    ...). A case's setup (a FIFO, a symlink) is applied to a copy, and the program is given a time limit: a hang
+    fails the test."""
     precision, sample = case.get("precision", "fp32"), case.get("sample") or {"n": 1}
     args = _command_line(sample)
     if args is None or not isinstance(precision, str):
         pytest.skip("not expressible on a command line")
     folder = CONFORMANCE / case["folder"]
-    try:
-        VAE.load(folder, precision=precision, decoder_only=True).sample(
-            sample.get("n", 1), seed=sample.get("seed"), temperature=sample.get("temperature", 1.0))
-        python = None
-    except (ModelFolderError, RuntimeInputError) as e:
-        python = str(e)
-    r = vae_sample(native, "--model", folder, "--precision", precision, *args, "--npy", tmp_path / "x.npy",
-                   "--no-image", cwd=tmp_path)
-    if python is None:
+    if "setup" in case:
+        folder = tmp_path / "case" / folder.name
+        shutil.copytree(CONFORMANCE / case["folder"], folder, symlinks=True)
+        apply_setup(folder, case["setup"])
+    out = tmp_path / "out"
+    out.mkdir()
+    whole = [] if case.get("decoder_only") else ["--encoder"]
+    r = vae_sample(native, "--model", folder, "--precision", precision, *whole, *args, "--npy", out / "x.npy",
+                   "--no-image", cwd=out, timeout=SETUP_TIMEOUT_S)
+    if case["outcome"] == "accepted":
         assert r.returncode == 0, r.stderr
-    else:  # a folder's refusal in the format's words; a bad option in the command line's own (--seed ...)
+    else:
         line = refused(r)
-        if case.get("error") == "ModelFolderError" and case["message"] in python:
-            assert case["message"] in line, (python, line)
+        if case["error"] == "ModelFolderError":
+            assert case["message"] in line, line
+        assert list(out.iterdir()) == []
 
 
 def test_check_passes_an_intact_folder(native):
@@ -306,6 +517,7 @@ def test_check_passes_an_intact_folder(native):
 
 @pytest.mark.parametrize("args,message", [
     (["--n", "0"], r"--n must be an integer in \[1, "),
+    (["--n", "1048577"], r"--n must be at most 1048576 per call, got 1048577$"),
     (["--seed", "-1"], r"--seed must be an integer in \[0, 9007199254740991\]"),
     (["--temperature", "nan"], r"--temperature must be a number, got 'nan'"),
     (["--precision", "fp16"], r"precision must be one of fp32, int8, got 'fp16'"),
@@ -325,11 +537,129 @@ def test_latents_of_the_wrong_size_are_refused(native, tmp_path):
     assert re.search(r"z in .*z.npy has shape \(3, 7\); expected \(N, 32\)", refused(r))
 
 
+@pytest.mark.parametrize("rows", [4, 2**40, 2**61])
+def test_latents_whose_header_declares_more_rows_than_the_file_holds_are_refused(native, tmp_path, rows):
+    """A hostile .npy header: refused before anything is allocated for it (and before rows x 32 x 4 overflows)."""
+    with open(tmp_path / "z.npy", "wb") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": (rows, 32)})
+        f.write(np.random.default_rng().standard_normal((3, 32)).astype(np.float32).tobytes())
+    r = vae_sample(native, "--model", BUNDLED, "--z", tmp_path / "z.npy", "--npy", tmp_path / "x.npy", "--no-image",
+                   cwd=tmp_path)
+    assert refused(r).endswith("z.npy is truncated or unreadable")
+
+
 def test_an_output_that_cannot_be_written_leaves_no_partial_file(native, tmp_path):
     (tmp_path / "x.npy").mkdir()  # rename onto a folder fails after the data is written
     r = vae_sample(native, "--model", BUNDLED, "--n", 3, "--npy", tmp_path / "x.npy", "--no-image", cwd=tmp_path)
     assert re.search(r"cannot write .*x.npy", refused(r))
     assert [p.name for p in tmp_path.iterdir()] == ["x.npy"] and not list((tmp_path / "x.npy").iterdir())
+
+
+# -- the encoder: vae_encode and --encode ----------------------------------------------------------------------
+
+def test_c_encodes_like_the_python_runtime(native, tmp_path):
+    """1100 fresh images: two runs of the encoder (1024 images a run); mu and logvar within the fp32 tolerance."""
+    x = np.random.default_rng().random((1100, 1, 28, 28), dtype=np.float32)
+    np.save(tmp_path / "x.npy", x)
+    r = vae_sample(native, "--model", BUNDLED, "--encode", tmp_path / "x.npy", "--npy", tmp_path / "mu.npy",
+                   "--logvar", tmp_path / "logvar.npy")
+    assert r.returncode == 0, r.stderr
+    mu, logvar = VAE.load(BUNDLED).encode(x)
+    np.testing.assert_allclose(np.load(tmp_path / "mu.npy"), mu, rtol=0, atol=TOL)
+    np.testing.assert_allclose(np.load(tmp_path / "logvar.npy"), logvar, rtol=0, atol=TOL)
+
+
+@pytest.mark.parametrize("flag", ["--encode", "--score"])
+def test_images_outside_0_1_are_refused_in_one_line_as_the_python_runtime_refuses_them(native, tmp_path, flag):
+    x = np.random.default_rng().random((2, 1, 28, 28), dtype=np.float32)
+    x[0, 0, 0, 0], x[1, 0, 3, 4] = 0, 1.5  # the message names the smallest and the largest value, as Python's
+    np.save(tmp_path / "x.npy", x)
+    r = vae_sample(native, "--model", BUNDLED, flag, tmp_path / "x.npy", "--npy", tmp_path / "out.npy")
+    assert refused(r) == "vae-sample: x has values in [0, 1.5]; floats must lie in [0, 1] (or pass uint8 in [0, 255])"
+    assert not (tmp_path / "out.npy").exists()
+
+
+# -- scores (issue 33): vae_score and --score against the Python runtime's log_likelihood ------------------------
+
+# log w is float32 from onnxruntime, whose kernels may differ by build and CPU: the decoders' fp32 tolerance, 1e-5,
+# on each of the C H W + latent_dim terms log w sums (8.2e-3 nats for the bundled model; measured here: 0).
+SCORE_TOL = 1e-5 * (28 * 28 + 32)
+
+
+def _binary_images(n: int) -> np.ndarray:
+    """n fresh 0/1 images of the bundled model's shape, each with its own share of ones (a binarized model's pixels)."""
+    rng = np.random.default_rng()
+    return (rng.random((n, 1, 28, 28)) < rng.random((n, 1, 1, 1))).astype(np.float32)
+
+
+def _score(native, tmp_path, x, *args, folder=BUNDLED) -> np.ndarray:
+    np.save(tmp_path / "x.npy", x)
+    r = vae_sample(native, "--model", folder, "--score", tmp_path / "x.npy", *args, "--npy", tmp_path / "s.npy")
+    assert r.returncode == 0, r.stderr
+    return np.load(tmp_path / "s.npy")
+
+
+def test_c_scores_equal_the_python_runtimes_for_the_same_images_and_noise(native, tmp_path):
+    """150 images: two runs of score.onnx (100 images a run, as Python's), the second smaller."""
+    x, k = _binary_images(150), 3
+    eps = np.random.default_rng().standard_normal((k, len(x), 32)).astype(np.float32)
+    np.save(tmp_path / "eps.npy", eps)
+    got = _score(native, tmp_path, x, "--eps", tmp_path / "eps.npy")
+    assert got.dtype == np.float64 and got.shape == (150,)
+    np.testing.assert_allclose(got, -VAE.load(BUNDLED).log_likelihood(x, k, eps=eps), rtol=0, atol=SCORE_TOL)
+
+
+def test_c_draws_the_python_runtimes_noise_for_a_seeds_scores(native, tmp_path):
+    """The same seed, the noise drawn in C: the same scores, so image i's sample s is normals (i k + s) d .. in C."""
+    x, k, seed = _binary_images(7), 5, fresh_seed()
+    got = _score(native, tmp_path, x, "--k", k, "--seed", seed)
+    np.testing.assert_allclose(got, -VAE.load(BUNDLED).log_likelihood(x, k, seed=seed), rtol=0, atol=SCORE_TOL)
+
+
+def test_c_scores_a_grey_image_as_its_binarization_at_one_half_for_a_binarized_model(native, tmp_path):
+    grey = np.random.default_rng().random((4, 1, 28, 28), dtype=np.float32)
+    seed = fresh_seed()
+    assert np.array_equal(_score(native, tmp_path, grey, "--k", 2, "--seed", seed),
+                          _score(native, tmp_path, (grey >= 0.5).astype(np.float32), "--k", 2, "--seed", seed))
+
+
+def test_a_folder_without_score_onnx_is_refused_in_one_line_saying_to_re_export(native, tmp_path):
+    folder = tmp_path / "old"
+    shutil.copytree(BUNDLED, folder)
+    meta = json.loads((folder / "vae.json").read_text())
+    del meta["files"]["score"]
+    (folder / "score.onnx").unlink()
+    (folder / "vae.json").write_text(json.dumps(meta))
+    np.save(tmp_path / "x.npy", _binary_images(2))
+    r = vae_sample(native, "--model", folder, "--score", tmp_path / "x.npy", "--npy", tmp_path / "s.npy")
+    assert refused(r) == f"vae-sample: {folder} has no score.onnx (exported before vae-edge 0.2.0 wrote one); " \
+                         "re-export it with vae-export to score images"
+    assert not (tmp_path / "s.npy").exists()
+
+
+def test_a_score_graph_that_is_another_network_is_refused_at_the_first_score(native, tmp_path):
+    folder = tmp_path / "swapped"
+    shutil.copytree(BUNDLED, folder)
+    meta = json.loads((folder / "vae.json").read_text())
+    meta["files"]["score"] = meta["files"]["prior"]  # a real, checked file with another contract
+    (folder / "vae.json").write_text(json.dumps(meta))
+    np.save(tmp_path / "x.npy", _binary_images(2))
+    r = vae_sample(native, "--model", folder, "--score", tmp_path / "x.npy", "--npy", tmp_path / "s.npy")
+    assert refused(r) == (f"vae-sample: {folder}/prior.onnx is not the score graph vae.json describes: it maps eps "
+                          "float32 [batch, 32], u float32 [batch] -> z float32 [batch, 32]; expected x float32 [batch, "
+                          "1, 28, 28], eps float32 [samples, batch, 32] -> log_w float32 [samples, batch]")
+
+
+@pytest.mark.parametrize("args, message", [
+    ([], "--score writes its scores to --npy FILE"),
+    (["--npy", "s.npy", "--k", "0"], "--k must be an integer in [1, 1048576], got 0"),
+    (["--npy", "s.npy", "--eps", "eps.npy"], "eps in eps.npy has shape (2, 4, 32); expected (N, 3, 32)"),
+])
+def test_bad_score_arguments_are_refused_in_one_line(native, tmp_path, args, message):
+    np.save(tmp_path / "x.npy", _binary_images(3))
+    np.save(tmp_path / "eps.npy", np.ones((2, 4, 32), np.float32))  # noise for 4 images, not 3
+    r = vae_sample(native, "--model", BUNDLED, "--score", "x.npy", *args, cwd=tmp_path)
+    assert message in refused(r)
 
 
 def test_no_onnxruntime_is_a_one_line_error(native, tmp_path):
@@ -373,24 +703,40 @@ def test_the_c_library_samples_with_seed_2_to_the_53_minus_1_and_refuses_2_to_th
     assert r.stderr == f"seed must be an integer in [0, 2^53), got {2**53}\n"
 
 
-# -- AddressSanitizer ---------------------------------------------------------------------------------------
+# -- AddressSanitizer, UndefinedBehaviorSanitizer ---------------------------------------------------------------
+
+# The sanitized build: AddressSanitizer (with LeakSanitizer) and UndefinedBehaviorSanitizer, any finding fatal.
+# No suppressions: onnxruntime's process-wide allocations stay reachable at exit (vae_free never dlcloses it), so
+# LeakSanitizer reports only what is lost, ours or onnxruntime's. tests/test_fuzz.py feeds it the fuzzed folders.
+SANITIZERS = "-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -g"
+SANITIZER_ENV = {**os.environ, "ASAN_OPTIONS": "detect_leaks=1:exitcode=99",
+                 "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1:exitcode=98"}
+
+
+def sanitized_native() -> Path:
+    make("native", "NATIVE_OUT=build/native-sanitized", f"EXTRA_CFLAGS={SANITIZERS}")
+    return REPO / "build" / "native-sanitized" / "vae-sample"
+
+
+def sanitizers_silent(r: subprocess.CompletedProcess) -> bool:
+    return not any(word in r.stderr for word in ("AddressSanitizer", "LeakSanitizer", "runtime error:"))
+
 
 @pytest.mark.slow
-def test_no_leak_or_invalid_access_under_address_sanitizer(mlp, vamp_export, tmp_path):
-    make("native", "NATIVE_OUT=build/native-asan", "EXTRA_CFLAGS=-fsanitize=address -fno-omit-frame-pointer -g")
-    exe = REPO / "build" / "native-asan" / "vae-sample"
-    # No suppressions: onnxruntime's process-wide allocations stay reachable at exit (vae_free never dlcloses it),
-    # so LeakSanitizer reports only what is lost, ours or onnxruntime's.
-    env = {**os.environ, "ASAN_OPTIONS": "detect_leaks=1:exitcode=99"}
+def test_no_leak_invalid_access_or_undefined_behaviour_under_the_sanitizers(mlp, vamp_export, tmp_path):
+    exe = sanitized_native()
     bad = copy_export(mlp, tmp_path)
     _flip_byte("decoder.onnx")(bad, None)
     runs = [("--model", BUNDLED, "--n", 70, "--precision", "int8", "--npy", tmp_path / "x.npy", "--out",
              tmp_path / "g.pgm"), ("--model", mlp, "--n", 3, "--no-image"), ("--model", bad, "--n", 3),
             ("--model", tmp_path / "nowhere",), ("--model", BUNDLED, "--check"),
-            ("--model", vamp_export, "--n", 3, "--precision", "int8", "--no-image")]
+            ("--model", vamp_export, "--n", 3, "--precision", "int8", "--no-image"),
+            ("--model", BUNDLED, "--score", tmp_path / "x.npy", "--k", 50, "--npy", tmp_path / "s.npy"),
+            ("--model", BUNDLED, "--encode", tmp_path / "x.npy", "--npy", tmp_path / "mu.npy")]
+    np.save(tmp_path / "x.npy", _binary_images(130))  # two runs of score.onnx, the second of 30 images
     for args in runs:
-        r = vae_sample(exe, *args, env=env, cwd=tmp_path)
-        assert "AddressSanitizer" not in r.stderr and "LeakSanitizer" not in r.stderr, r.stderr[-4000:]
+        r = vae_sample(exe, *args, env=SANITIZER_ENV, cwd=tmp_path)
+        assert sanitizers_silent(r), r.stderr[-4000:]
         assert r.returncode in (0, 2), r.stderr[-2000:]
 
 

@@ -30,6 +30,7 @@ MODELS = {
     "vamp2": (dict(arch="mlp", hidden_dim=32, latent_dim=6, prior="vamp", prior_components=7, latent_layers=2), {}),
 }
 INTERPOLATE_STEPS = 6
+BUNDLED = REPO / "runtime" / "models" / "fashion-mnist"  # a format-2 folder with score.onnx
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +71,19 @@ def reference(tmp_path_factory) -> Path:
                 "mu_uint8": vae.encode(inputs["x_uint8"])[0], "reconstruct": vae.reconstruct(inputs["x"]),
                 "interpolate": vae.interpolate(inputs["x"][0], inputs["x"][1], steps=INTERPOLATE_STEPS),
                 **({"from_noise": vae.from_noise(inputs["eps"], inputs["u"])} if "eps" in inputs else {})})
+    _score_reference(root / "score", rng)
     return root
+
+
+def _score_reference(folder: Path, rng) -> None:
+    """The bundled folder's scores (-log_likelihood) of fresh 0/1 images, for explicit noise and for a seed's."""
+    vae = VAE.load(BUNDLED)
+    n, k, seed = 5, 7, int(rng.integers(0, 2**53))
+    x = (rng.random((n, *vae.input_shape)) < rng.random((n, 1, 1, 1))).astype(np.float32)
+    eps = rng.standard_normal((k, n, vae.latent_dim)).astype(np.float32)
+    _save(folder, {"x": x, "eps": eps, "nats_eps": -vae.log_likelihood(x, k, eps=eps),
+                   "nats_seed": -vae.log_likelihood(x, k, seed=seed)})
+    (folder / "score.json").write_text(json.dumps({"k": k, "seed": seed}))
 
 
 def _save(folder: Path, arrays: dict) -> None:

@@ -71,3 +71,29 @@ export function checkPrior(prior, meta, where) {
     }
   }
 }
+
+// An input's or output's dims as every reader writes them, symbolic axes by name: [samples, batch, 32].
+const written = (m) => `${m.name} ${m.type} [${(m.shape ?? []).join(', ')}]`;
+// A dim that fits what is wanted: the number itself, or, where a name is wanted, any symbolic axis.
+const fits = (d, w) => (typeof w === 'number' ? d === w : !(typeof d === 'number' && d >= 0));
+
+/** Refuse a session whose inputs and outputs are not exactly `inputs` and `outputs` (name -> dims: numbers, and
+ * names for symbolic axes), each float32, in runtime/graph.py's words: "WHERE is not the WHAT vae.json describes:
+ * it maps ... -> ...; expected ... -> ...". */
+function checkGraph(session, inputs, outputs, what, where) {
+  const fit = (args, want) => same(args.map((a) => a.name).sort(), Object.keys(want).sort()) && args.every((a) =>
+    a.type === 'float32' && (a.shape ?? []).length === want[a.name].length && a.shape.every((d, i) => fits(d, want[a.name][i])));
+  const got = (args) => args.map(written).join(', ') || 'nothing';
+  const want = (args) => Object.entries(args).map(([k, v]) => `${k} float32 [${v.join(', ')}]`).join(', ');
+  if (!fit(session.inputMetadata, inputs) || !fit(session.outputMetadata, outputs)) {
+    throw new ModelFolderError(`${where} is not the ${what} vae.json describes: it maps ${got(session.inputMetadata)} ` +
+      `-> ${got(session.outputMetadata)}; expected ${want(inputs)} -> ${want(outputs)}`);
+  }
+}
+
+/** Refuse a score.onnx (session) that does not map x [batch, C, H, W], eps [samples, batch, latent_dim] -> log_w
+ * [samples, batch] (rule G2); where names the file. */
+export function checkScore(score, shape, latent, where) {
+  checkGraph(score, { x: ['batch', ...shape], eps: ['samples', 'batch', latent] }, { log_w: ['samples', 'batch'] },
+    'score graph', where);
+}

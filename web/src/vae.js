@@ -8,9 +8,10 @@
 
 import { ModelFolderError, RuntimeInputError, show } from './errors.js';
 import { checkFile, filePath, precisionFiles, PRECISIONS, readMeta } from './folder.js';
-import { checkPair, checkPrior } from './graph.js';
+import { checkPair, checkPrior, checkScore } from './graph.js';
 import { checkCount, checkSeed, checkTemperature, images, latents } from './inputs.js';
 import { Prior, noise } from './prior.js';
+import { Score } from './score.js';
 import { openSession } from './sessions.js';
 
 const MAX_THREADS = 1024; // onnxruntime starts every thread asked for (as runtime/model.py)
@@ -48,11 +49,23 @@ export class VAE {
     const encoder = decoderOnly ? null : await session(encKey);
     const prior = meta.format_version === 2 ? await session('prior') : null; // prior.onnx, fp32 at any precision
     if (prior) checkPrior(prior, meta, filePath(backend, folder, meta, 'prior'));
-    return new this(encoder, decoder, meta, { precision, batchSize, name: folder, prior });
+    // score.onnx (fp32 at any precision) is read, checked and held to its contract on the first score
+    const scorer = async () => {
+      if (!Object.hasOwn(meta.files, 'score')) {
+        throw new ModelFolderError(`${folder} has no score.onnx (exported before vae-edge 0.2.0 wrote one); ` +
+          're-export it with vae-export to score images');
+      }
+      const score = await session('score');
+      checkScore(score, meta.model.input_shape.map(Number), Number(meta.model.latent_dim), filePath(backend, folder, meta, 'score'));
+      return score;
+    };
+    return new this(encoder, decoder, meta, { precision, batchSize, name: folder, prior, scorer });
   }
 
-  constructor(encoder, decoder, meta, { precision = 'fp32', batchSize = DEFAULT_BATCH_SIZE, name = 'model', prior = null } = {}) {
+  constructor(encoder, decoder, meta, { precision = 'fp32', batchSize = DEFAULT_BATCH_SIZE, name = 'model', prior = null,
+    scorer = null } = {}) {
     this._prior = prior ? new Prior(prior, meta) : null;
+    this._score = new Score(scorer, meta);
     this.encoder = encoder;
     this.decoder = decoder;
     this.precision = precision;
@@ -133,6 +146,37 @@ export class VAE {
   /** n images (n x C x H x W float32) decoded from z (above); the same seed gives the same images. */
   async sample(n, { seed, temperature = 1 } = {}) {
     return this.decode(await this.latents(n, { seed, temperature }));
+  }
+
+  /**
+   * Each image's score in nats (a Float64Array): the negative ELBO at k = 1, the negative IWAE bound with k
+   * importance samples for k > 1, from the folder's score.onnx (read on the first score); higher is less likely.
+   * A binarized model's images are binarized first (a pixel >= 0.5 is 1). Options: k, seed (image i's sample s
+   * uses normals (i k + s) latent_dim .. of the seed's stream eps, docs/noise.md) or eps (k x n x latent_dim
+   * numbers), bitsPerDim (the score divided by C H W ln 2), start (the index of x's first image in a set scored in
+   * chunks: its noise is image start + i's).
+   */
+  async score(x, { k = 1, seed, eps, bitsPerDim = false, start = 0 } = {}) {
+    x = images(x, undefined, this._shape);
+    k = checkCount(k, 'k');
+    if (!(Number.isSafeInteger(start) && start >= 0)) {
+      throw new RuntimeInputError(`start must be an integer >= 0, got ${show(start)}`);
+    }
+    const n = x.length / this._pixels;
+    if (eps !== undefined) {
+      if (!(Array.isArray(eps) || (ArrayBuffer.isView(eps) && !(eps instanceof DataView)))) {
+        throw new RuntimeInputError(`eps must be a Float32Array or an array of numbers (k x n x latent_dim), got ${show(eps)}`);
+      }
+      eps = Float32Array.from(eps);
+      if (!eps.every(Number.isFinite)) throw new RuntimeInputError('eps contains NaN or inf');
+      if (eps.length !== k * n * this._latent) {
+        throw new RuntimeInputError(`eps has ${eps.length} numbers; expected k x n x latent_dim = ${k} x ${n} x ` +
+          `${this._latent} = ${k * n * this._latent}`);
+      }
+    } else seed = checkSeed(seed);
+    const nats = await this._score.nats(x, n, k, seed, eps, start, this.constructor.backend.ort.Tensor);
+    if (bitsPerDim) for (let i = 0; i < n; i++) nats[i] /= this._pixels * Math.LN2;
+    return nats;
   }
 
   /** decode(mu(x)): probabilities of the same length as x. */

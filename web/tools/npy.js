@@ -3,7 +3,7 @@
 
 import { readFileSync } from 'node:fs';
 
-const TYPES = { '<f4': Float32Array, '|u1': Uint8Array, '<u1': Uint8Array };
+const TYPES = { '<f4': Float32Array, '<f8': Float64Array, '|u1': Uint8Array, '<u1': Uint8Array };
 
 export function loadNpy(file) {
   const buf = readFileSync(file);

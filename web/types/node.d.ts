@@ -3,7 +3,7 @@ import * as ort from 'onnxruntime-node';
 import { VAE as BaseVAE } from './vae.js';
 
 export { ModelFolderError, RuntimeInputError } from './vae.js';
-export type { LoadOptions, ModelMeta, Numbers, Precision, SampleOptions } from './vae.js';
+export type { LoadOptions, ModelMeta, Numbers, Precision, SampleOptions, ScoreOptions } from './vae.js';
 export { ort };
 
 export declare class VAE extends BaseVAE {

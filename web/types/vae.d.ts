@@ -35,6 +35,19 @@ export interface SampleOptions {
   temperature?: number;
 }
 
+export interface ScoreOptions {
+  /** Importance samples per image, 1 to 1048576; default 1 (the negative ELBO). */
+  k?: number;
+  /** The noise's seed when eps is not given; left out, a fresh one. */
+  seed?: number;
+  /** Explicit noise, k x n x latentDim numbers ([sample, image, dimension], as Python's log_likelihood). */
+  eps?: Numbers;
+  /** Bits per dimension (nats / (C H W ln 2)) instead of nats per image. */
+  bitsPerDim?: boolean;
+  /** The index of the first image in a set scored in chunks (its noise is image start + i's); default 0. */
+  start?: number;
+}
+
 /** vae.json: the keys every export has; others are kept as they are. */
 export interface ModelMeta {
   format: 'vae-edge-onnx';
@@ -75,6 +88,13 @@ export declare class VAE {
   fromNoise(eps: Numbers, u?: Numbers | null, n?: number): Promise<Float32Array>;
   /** n images (1 <= n <= 1048576 per call), n x C x H x W in [0, 1], decoded from latents(n, options). */
   sample(n: number, options?: SampleOptions): Promise<Float32Array>;
+  /**
+   * Each image's score in nats (higher: less likely under the model): the negative ELBO at k = 1, the negative
+   * IWAE bound for k > 1, from the folder's score.onnx (read and checked on the first score; a folder without one is
+   * a ModelFolderError). A binarized model's images are binarized at 0.5 first. The noise is options.eps
+   * (k x n x latentDim numbers) or the seed's (docs/noise.md: the same numbers as Python and C).
+   */
+  score(x: Numbers, options?: ScoreOptions): Promise<Float64Array>;
   /** decode(mu(x)): probabilities of the same length as x. */
   reconstruct(x: Numbers, n?: number): Promise<Float32Array>;
   /**
