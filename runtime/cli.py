@@ -162,8 +162,10 @@ def _report(text: str, outputs: tuple) -> None:
     _echo(text, sys.stderr if any(map(_is_stdout, outputs)) else None)
 
 
-def _load(model: Optional[str], precision: str, threads: Optional[int], batch_size: int, decoder_only=False) -> VAE:
-    vae = VAE.load(model, precision=precision, threads=threads, batch_size=batch_size, decoder_only=decoder_only)
+def _load(model: Optional[str], precision: str, threads: Optional[int], batch_size: int, provider: str,
+          decoder_only=False) -> VAE:
+    vae = VAE.load(model, precision=precision, threads=threads, providers=[provider], batch_size=batch_size,
+                   decoder_only=decoder_only)
     _loaded["vae"] = vae
     if vae.bundled:
         _echo(f"using the bundled model {vae.bundled} (vae-info --list; --model FOLDER for your own)", sys.stderr)
@@ -188,6 +190,8 @@ MODEL_OPT = Option(None, "--model", "-m",
                         "Default: ./vae-onnx if it exists, else the bundled fashion-mnist model.")
 PRECISION_OPT = Option("fp32", "--precision", help="fp32, or int8 where the export wrote int8 files.")
 THREADS_OPT = Option(None, "--threads", help="onnxruntime intra-op threads (default: onnxruntime decides).")
+PROVIDER_OPT = Option("CPUExecutionProvider", "--provider",
+                      help="onnxruntime execution provider; one it lists but cannot use here is an error.")
 BATCH_OPT = Option(DEFAULT_BATCH_SIZE, "--batch-size", help="Images per onnxruntime call; bounds memory.")
 NROW_OPT = Option(8, "--nrow", help="Images per row of the grid.")
 
@@ -207,6 +211,7 @@ def sample(
     nrow: int = NROW_OPT,
     precision: str = PRECISION_OPT,
     threads: Optional[int] = THREADS_OPT,
+    provider: str = PROVIDER_OPT,
     batch_size: int = BATCH_OPT,
 ) -> None:
     """Decode n random latents to images: a PNG grid (--out) and/or an .npy array (--npy)."""
@@ -215,7 +220,7 @@ def sample(
         check_seed(seed)
         _check_common(precision, threads, batch_size, nrow)
         png = _outputs(out, npy, "samples.png", n)
-        vae = _load(model, precision, threads, batch_size, decoder_only=True)  # sampling needs no encoder
+        vae = _load(model, precision, threads, batch_size, provider, decoder_only=True)  # no encoder needed
         chunks = vae.iter_samples(n, seed=seed, temperature=temperature)  # checks temperature now
         written = _write_images(chunks, (n, *vae.input_shape), png, npy, nrow)
         _report(f"wrote {n} samples to {written}", (npy,))
@@ -233,6 +238,7 @@ def encode(
     seed: int = Option(0, "--seed", help="Seed of the noise that draws eps for --sample (docs/noise.md)."),
     precision: str = PRECISION_OPT,
     threads: Optional[int] = THREADS_OPT,
+    provider: str = PROVIDER_OPT,
     batch_size: int = BATCH_OPT,
 ) -> None:
     """Encode images to latents: mu by default, or a reparameterized sample with --sample."""
@@ -244,7 +250,7 @@ def encode(
         if out.suffix.lower() in (".png", ".jpg", ".jpeg"):
             raise RuntimeInputError(f"--out {out} is an image name; latents are written as .npy")
         _check_npy_output(out, "--out")
-        vae = _load(model, precision, threads, batch_size)
+        vae = _load(model, precision, threads, batch_size, provider)
         x = _read_npy(npys[0]) if npys else load_images(inputs, vae.input_shape)
         if sample:
             z = vae.encode(x, sample=True, seed=seed)
@@ -269,6 +275,7 @@ def decode(
     nrow: int = NROW_OPT,
     precision: str = PRECISION_OPT,
     threads: Optional[int] = THREADS_OPT,
+    provider: str = PROVIDER_OPT,
     batch_size: int = BATCH_OPT,
 ) -> None:
     """Decode latents to images: a PNG grid (--out) and/or an .npy array (--npy)."""
@@ -276,7 +283,7 @@ def decode(
         _check_common(precision, threads, batch_size, nrow)
         z = _read_npy(latents)
         png = _outputs(out, npy, "grid.png", z.shape[0] if z.ndim else None)
-        vae = _load(model, precision, threads, batch_size, decoder_only=True)
+        vae = _load(model, precision, threads, batch_size, provider, decoder_only=True)
         chunks = vae.iter_decode(z)  # checks z's shape and dtype now
         written = _write_images(chunks, (z.shape[0], *vae.input_shape), png, npy, nrow)
         _report(f"decoded {z.shape[0]} latents to {written}", (npy,))

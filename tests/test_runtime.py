@@ -285,6 +285,16 @@ def test_unknown_provider_is_refused_instead_of_silently_falling_back(mlp):
         VAE.load(mlp[1], providers=["NoSuchExecutionProvider"])
 
 
+def test_a_provider_onnxruntime_lists_but_cannot_use_is_an_error_not_a_fallback(mlp, monkeypatch):
+    from vae_edge.runtime import sessions
+
+    # a CPU build asked for CUDA makes its session on the CPU with a warning: as on a machine without a GPU
+    listed = sessions.ort.get_available_providers() + ["CUDAExecutionProvider"]
+    monkeypatch.setattr(sessions.ort, "get_available_providers", lambda: listed)
+    with pytest.raises(RuntimeInputError, match="lists CUDAExecutionProvider but could not use it on this machine"):
+        VAE.load(mlp[1], providers=["CUDAExecutionProvider"])
+
+
 # -- precision --------------------------------------------------------------------------------------
 
 def test_int8_precision_uses_the_int8_files(mlp):

@@ -531,3 +531,23 @@ def test_a_million_samples_stream_to_npy_under_300_mb(tmp_path_factory):
         out.unlink(missing_ok=True)
         for p in out.parent.glob(".out.npy.*"):
             os.unlink(p)
+
+
+@pytest.mark.parametrize("command", ["sample", "encode", "decode"])
+def test_provider_option_picks_the_provider_and_refuses_one_not_available(mlp, work, command):
+    app, args = {"sample": (sample_app, ["--n", "2", "--npy", "z.npy"]),
+                 "encode": (encode_app, [_images_npy(work), "--out", "z.npy"]),
+                 "decode": (decode_app, [_latents_npy(work), "--npy", "x.npy"])}[command]
+    assert run(app, *args, "--model", mlp, "--provider", "CPUExecutionProvider").exit_code == 0
+    assert_fails(run(app, *args, "--model", mlp, "--provider", "NoSuchExecutionProvider"),
+                 "provider 'NoSuchExecutionProvider' is not available here")
+
+
+def _images_npy(work):
+    np.save(work / "x.npy", np.random.default_rng().random((3, 1, 28, 28), dtype=np.float32))
+    return work / "x.npy"
+
+
+def _latents_npy(work):
+    np.save(work / "zin.npy", np.random.default_rng().standard_normal((3, 10)).astype(np.float32))
+    return work / "zin.npy"
