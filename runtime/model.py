@@ -86,7 +86,7 @@ class VAE:
         vae.folder, vae.bundled = folder, bundled_name
         first = providers[0] if providers else None
         asked = first[0] if isinstance(first, (tuple, list)) else first
-        if asked is not None and asked not in vae.providers:  # listed, but unusable here (no GPU, no driver): no silent fallback
+        if asked is not None and asked not in vae.providers:  # listed but unusable here: no silent fallback
             raise RuntimeInputError(f"onnxruntime lists {asked} but could not use it on this machine (the session "
                                     f"runs on {', '.join(vae.providers)}); pick another provider")
         if meta["format_version"] == 2:  # prior.onnx and score.onnx, fp32 at any precision; format 1 ignores "prior"
