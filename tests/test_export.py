@@ -246,7 +246,7 @@ def test_vae_json_is_what_export_model_returned(exports):
     assert info["versions"]["torch"] == torch.__version__
     assert info["versions"]["onnx"] == onnx.__version__
     assert info["versions"]["onnxruntime"] == ort.__version__
-    assert info["int8"] is None and set(info["files"]) == {"encoder", "decoder"}
+    assert info["int8"] is None and set(info["files"]) == {"encoder", "decoder", "score"}
 
 
 @pytest.mark.parametrize("case", [("mlp", "init"), ("conv", "trained")], ids=["fp32", "int8"])

@@ -117,8 +117,8 @@ def train_cmd(
 @eval_app.command()
 def eval_cmd(
     model: Annotated[Path, typer.Argument(
-        help="A model.pt (or last.pt) written by vae-train, or a folder written by vae-export (format 2: scored from "
-             "its score.onnx alone).")],
+        help="A model.pt (or last.pt) written by vae-train, or a folder written by vae-export (scored from its "
+             "score.onnx alone).")],
     iwae_k: Annotated[int, typer.Option(
         help="Importance samples per test example for log p(x) (0: ELBO only; published binarized-MNIST figures use "
              "5000).")] = 1000,

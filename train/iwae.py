@@ -166,18 +166,20 @@ def onnx_session(model: VAE, threads: int | None = None):
     return ort.InferenceSession(log_weights_graph(model), sess_options=options, providers=["CPUExecutionProvider"])
 
 
-def log_weights_graph(model: VAE, opset: int | None = None) -> bytes:
+def log_weights_graph(model: VAE, opset: int | None = None, from_images: bool = False) -> bytes:
     """LogWeights(model) (a standard model) or Score(model) as an ONNX model (symbolic sample and image axes),
-    with the export's fast decoder; inputs x, (mu, logvar,) eps, output log_w."""
+    with the export's fast decoder; inputs x, (mu, logvar,) eps, output log_w. from_images: Score for a standard
+    model too (inputs x and eps: the folder's score.onnx, which encodes inside the graph)."""
     model = copy.deepcopy(model).float().cpu().eval()
-    module = (LogWeights if model.standard else Score)(model, for_export=True).eval()
+    scores = from_images or not model.standard
+    module = (Score if scores else LogWeights)(model, for_export=True).eval()
     c, h, w = model.input_shape
     d = model.latent_dim
     gen = torch.Generator().manual_seed(0)
     example = (torch.rand(3, c, h, w, generator=gen), torch.randn(3, d, generator=gen),
                torch.randn(3, d, generator=gen), torch.randn(2, 3, d, generator=gen))
     names = ["x", "mu", "logvar", "eps"]
-    if not model.standard:
+    if scores:
         example, names = (example[0], example[3]), ["x", "eps"]
     n, m = torch.export.Dim("n"), torch.export.Dim("m")
     axes = {"x": {0: n}, "mu": {0: n}, "logvar": {0: n}, "eps": {0: m, 1: n}}

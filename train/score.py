@@ -80,9 +80,9 @@ def score_folder(folder: Path, k: int, data_dir: str | None, limit: int, write: 
     from vae_edge.export.cpu import cpu_name
 
     vae = Folder.load(folder)
-    if vae.meta["format_version"] < 2:
-        raise TrainError(f"{folder} is a format-1 (Gaussian-prior) folder and has no score.onnx: "
-                         "score its model.pt with vae-eval instead")
+    if "score" not in vae.meta["files"]:
+        raise TrainError(f"{folder} has no score.onnx (exported before vae-edge 0.2.0 wrote one): re-export it, "
+                         "or score its model.pt with vae-eval")
     x = test_pixels(folder, data_dir, limit)
     t0 = time.perf_counter()
     lls = log_likelihoods(vae, x, k)
