@@ -19,7 +19,7 @@ from vae_edge.runtime.outputs import write_text
 
 from .data import load_data, pixels
 from .errors import TrainError
-from .progress import Bar
+from vae_edge.runtime.progress import Bar
 
 BATCH = 100  # images per draw of noise
 SUBSET = 500  # the first images, whose mean is recorded apart

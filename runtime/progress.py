@@ -1,4 +1,5 @@
-"""A progress bar on stderr (rich's), drawn only on a terminal and gone when done: training steps, IWAE decodes."""
+"""A progress bar on stderr (rich's, which typer brings), drawn only on a terminal and gone when done: training steps,
+IWAE decodes, vae-score's images (count, rate, time left). rich is imported only when the bar is drawn."""
 from __future__ import annotations
 
 import sys
