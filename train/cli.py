@@ -66,6 +66,11 @@ def train_cmd(
     binarize: Annotated[bool, typer.Option(
         help="Binarize training pixels afresh each batch, the test set once with a fixed seed (a proper Bernoulli "
              "likelihood; comparable to published numbers).")] = D.binarize,
+    classes: Annotated[Optional[str], typer.Option(
+        help="Labelled data sets: train (and test) on these classes only, e.g. 0,3.")] = None,
+    exclude_classes: Annotated[Optional[str], typer.Option(
+        help="Labelled data sets: train (and test) on every class but these, e.g. 0,3: a model of normal data "
+             "for anomaly detection (vae-score).")] = None,
     image_size: Annotated[int, typer.Option(help="Image folders: resize to this height and width.")] = D.image_size,
     channels: Annotated[int, typer.Option(help="Image folders: 1 (grayscale) or 3 (RGB).")] = D.channels,
     test_fraction: Annotated[float, typer.Option(
@@ -91,13 +96,19 @@ def train_cmd(
     Ctrl-C or SIGTERM saves last.pt and exits; --resume continues exactly where it stopped.
     """
     from .checkpoint import CheckpointError
-    from .data import DataError
+    from .data import DataError, parse_classes
     from .train import Interrupted, TrainError, train
 
+    try:
+        classes, exclude_classes = parse_classes(classes, "--classes"), parse_classes(exclude_classes,
+                                                                                       "--exclude-classes")
+    except DataError as e:
+        _fail(str(e))
     cfg = Config(arch=arch, hidden_dim=hidden_dim, latent_dim=latent_dim, likelihood=likelihood, prior=prior,
                  prior_components=prior_components, latent_layers=latent_layers, dataset=dataset,
                  data_dir=data_dir, image_size=image_size, channels=channels, test_fraction=test_fraction,
-                 binarize=binarize, epochs=epochs, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, beta=beta,
+                 binarize=binarize, classes=classes, exclude_classes=exclude_classes, epochs=epochs,
+                 batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, beta=beta,
                  kl_warmup=kl_warmup, train_k=train_k, seed=seed, device=device, amp=amp, compile=compile,
                  cuda_graphs=cuda_graphs, iwae_k=iwae_k, out_dir=out_dir, name=name)
     try:
@@ -148,7 +159,7 @@ def eval_cmd(
     from vae_edge.runtime.outputs import check_output
 
     from . import checkpoint
-    from .data import DataError, load_data, pixels
+    from .data import DataError, load_data, pixels, select_classes
     from .iwae import pick_backend
     from .model import VAE
     from .devices import Ranks, pick_device
@@ -177,6 +188,7 @@ def eval_cmd(
         net = VAE.from_config(cfg.model()).to(dev)
         net.load_state_dict(ckpt["state_dict"])
         data = load_data(cfg.dataset, cfg.data_dir, cfg.image_size, cfg.channels, cfg.test_fraction, cfg.seed)
+        data = select_classes(data, cfg.classes, cfg.exclude_classes)
         if data.shape != tuple(cfg.input_shape):
             raise TrainError(f"{cfg.dataset} has images of {data.shape}, the model takes {tuple(cfg.input_shape)}")
     # typer.Exit is a RuntimeError too: raise our own errors in here, and fail only below.

@@ -17,7 +17,7 @@ import numpy as np
 from vae_edge.runtime import VAE as Folder, read_meta
 from vae_edge.runtime.outputs import write_text
 
-from .data import load_data, pixels
+from .data import load_data, pixels, select_classes
 from .errors import TrainError
 from vae_edge.runtime.progress import Bar
 
@@ -34,6 +34,7 @@ def test_pixels(folder: Path, data_dir: str | None = None, limit: int = 0) -> np
     data = load_data(recipe["dataset"], data_dir or recipe.get("data_dir", "data"), recipe.get("image_size", 28),
                      recipe.get("channels", 1), recipe.get("test_fraction", 0.1), recipe.get("seed", 1),
                      download=False)
+    data = select_classes(data, recipe.get("classes"), recipe.get("exclude_classes"))
     x = pixels(data.test, bool(recipe.get("binarize"))).numpy()
     return x[:limit] if limit > 0 else x
 
