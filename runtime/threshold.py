@@ -64,11 +64,11 @@ def load(path: Path, setting: dict, files: dict) -> float:
         raise RuntimeInputError(f"--threshold {path} is not JSON: {str(e)[:200]}") from None
     if not isinstance(saved, dict) or saved.get("format") != FORMAT or not isinstance(saved.get("threshold"), float):
         raise RuntimeInputError(f"--threshold {path} is not a threshold written by vae-score --calibrate --save")
-    if saved.get("files") != files:
-        raise RuntimeInputError(f"--threshold {path} was made for another model (its files' sha256 differ); "
-                                f"calibrate again on this one")
     for key in MATCHED:
         if saved.get(key) != setting[key]:
             raise RuntimeInputError(f"--threshold {path} was made with {key} {saved.get(key)!r}, these scores with "
                                     f"{setting[key]!r}; score with the same {key} or calibrate again")
+    if saved.get("files") != files:
+        raise RuntimeInputError(f"--threshold {path} was made for another model (its files' sha256 differ); "
+                                f"calibrate again on this one")
     return saved["threshold"]
