@@ -1,35 +1,41 @@
-"""A progress bar on stderr (rich's, which typer brings), drawn only on a terminal and gone when done: training steps,
-IWAE decodes, vae-score's images (count, rate, time left). rich is imported only when the bar is drawn."""
+"""A progress line on stderr, drawn only on a terminal and erased when done: count, rate and time left. The
+standard library alone (the runtime imports nothing else), redrawn at most every PERIOD seconds."""
 from __future__ import annotations
 
 import sys
+import time
+
+PERIOD = 0.2  # seconds between redraws
 
 
-class Bar:
-    """`with Bar(total, "epoch 3/10", show) as bar: ... bar.advance(1, note="loss 97.1")`"""
+class Progress:
+    """`with Progress(total, "vae-score", show) as p: ... p.advance(n)`; total 0 when unknown (no time left)."""
 
-    def __init__(self, total: int, label: str, show: bool, unit: str = "steps"):
-        self.total, self.label, self.unit = max(total, 1), label, unit
+    def __init__(self, total: int, label: str, show: bool, unit: str = "images"):
+        self.total, self.label, self.unit = total, label, unit
         self.show = show and sys.stderr.isatty()
+        self.done, self.start, self.drawn = 0, time.perf_counter(), 0.0
 
-    def __enter__(self):
-        if self.show:
-            from rich.console import Console
-            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-            self.bar = Progress(TextColumn("{task.description}"), BarColumn(),
-                                TextColumn(f"{{task.completed:,}}/{{task.total:,}} {self.unit}"),
-                                TextColumn("{task.fields[note]}"), TimeElapsedColumn(), TextColumn("left"),
-                                TimeRemainingColumn(), console=Console(stderr=True), transient=True)
-            self.bar.__enter__()
-            self.task = self.bar.add_task(self.label, total=self.total, note="")
+    def __enter__(self) -> "Progress":
         return self
 
-    def advance(self, n: int = 1, note=None) -> None:
-        """n more done; note: a function giving a short text to show (called only when the bar is drawn)."""
-        if self.show:
-            self.bar.update(self.task, advance=n, **({"note": note()} if note else {}))
+    def advance(self, n: int) -> None:
+        self.done += n
+        now = time.perf_counter()
+        if self.show and now - self.drawn >= PERIOD:
+            self.drawn = now
+            rate = self.done / max(now - self.start, 1e-9)
+            of = f"/{self.total:,}" if self.total else ""
+            left = f", {_clock((self.total - self.done) / rate)} left" if self.total and rate > 0 else ""
+            sys.stderr.write(f"\r\033[K{self.label}: {self.done:,}{of} {self.unit}, {rate:,.1f}/s{left}")
+            sys.stderr.flush()
 
-    def __exit__(self, *exc):
-        if self.show:
-            self.bar.__exit__(*exc)
+    def __exit__(self, *exc) -> None:
+        if self.show and self.drawn:
+            sys.stderr.write("\r\033[K")  # erased: what stays on screen is the command's closing line
+            sys.stderr.flush()
+
+
+def _clock(seconds: float) -> str:
+    m, s = divmod(int(seconds + 0.5), 60)
+    return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m}:{s:02d}"

@@ -12,7 +12,6 @@ import csv
 import io
 import json
 import sys
-import time
 from pathlib import Path
 from typing import List, Optional
 
@@ -28,7 +27,7 @@ from .folder import PRECISIONS
 from .inputs import check_count, check_seed
 from .model import VAE
 from .outputs import STDOUT, atomic_file, check_output
-from .progress import Bar
+from .progress import Progress
 
 
 def score(
@@ -53,7 +52,7 @@ def score(
     save: Optional[Path] = Option(None, "--save", help="With --calibrate: write the threshold and what it was "
                                                        "computed on to this JSON file."),
     strict: bool = Option(False, "--strict", help="Stop at the first unreadable file (exit 2) instead of skipping it."),
-    quiet: bool = Option(False, "--quiet", "-q", help="No progress bar and no closing line."),
+    quiet: bool = Option(False, "--quiet", "-q", help="No progress line and no closing line."),
     precision: str = PRECISION_OPT,
     threads: Optional[int] = THREADS_OPT,
     batch_size: int = BATCH_OPT,
@@ -88,7 +87,7 @@ def score(
         else:
             total = sum(1 for _ in walk.files(inputs, glob)) if show else 0
             chunks = walk.image_chunks(walk.files(inputs, glob), vae.input_shape, batch_size, skip)
-        scored = _scored(vae, chunks, k, seed, bits_per_dim, Bar(total, f"vae-score k={k}", show, unit="images"))
+        scored = _scored(vae, chunks, k, seed, bits_per_dim, Progress(total, f"vae-score k={k}", show))
         if calibrate:
             return _calibrate(scored, fpr, setting, _files(vae), save, quiet, skipped)
         n = _write(scored, out, "index" if npy else "path", jsonl, t)
@@ -106,14 +105,14 @@ def _files(vae: VAE) -> dict:
     return {key: meta["files"][key]["sha256"] for key in keys}
 
 
-def _scored(vae: VAE, chunks, k: int, seed: int, bits_per_dim: bool, bar: Bar):
-    """(names, scores) per chunk, image i's noise its own whatever the chunking; the bar advanced as they come."""
-    done, t0 = 0, time.perf_counter()
-    with bar:
+def _scored(vae: VAE, chunks, k: int, seed: int, bits_per_dim: bool, progress: Progress):
+    """(names, scores) per chunk, image i's noise its own whatever the chunking; progress advanced as they come."""
+    done = 0
+    with progress:
         for names, x in chunks:
             yield names, vae.score(x, k=k, seed=seed, bits_per_dim=bits_per_dim, start=done)
             done += len(names)
-            bar.advance(len(names), note=lambda: f"{done / max(time.perf_counter() - t0, 1e-9):,.1f} images/s")
+            progress.advance(len(names))
 
 
 def _write(scored, out: str, name: str, jsonl: bool, t: Optional[float]) -> int:

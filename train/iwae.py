@@ -23,7 +23,7 @@ from torch import nn
 
 from . import likelihood as lik
 from .model import VAE
-from vae_edge.runtime.progress import Bar
+from .progress import Bar
 
 LOG_2PI = math.log(2 * math.pi)
 BACKENDS = ("auto", "torch", "onnxruntime")

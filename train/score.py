@@ -19,7 +19,7 @@ from vae_edge.runtime.outputs import write_text
 
 from .data import load_data, pixels, select_classes
 from .errors import TrainError
-from vae_edge.runtime.progress import Bar
+from .progress import Bar
 
 BATCH = 100  # images per draw of noise
 SUBSET = 500  # the first images, whose mean is recorded apart

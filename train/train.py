@@ -24,7 +24,7 @@ from .devices import Ranks, init_distributed, job_sums, pick_device  # noqa: F40
 from .errors import TrainError
 from .evaluation import describe, evaluate, iwae, summary
 from .model import VAE
-from vae_edge.runtime.progress import Bar
+from .progress import Bar
 from .run_folder import check_run_folder, final_checkpoint, load_resumable, resume_state, run_dir, save_epoch
 from .schedule import kl_weight, learning_rate
 from .step import WARMUP_STEPS, Inputs, Step, capture, load_state, optimizer, set_learning_rate
