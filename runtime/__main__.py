@@ -1,5 +1,6 @@
-"""python -m vae_edge.runtime COMMAND [OPTIONS]: the console scripts (vae-sample, vae-encode, vae-decode, vae-info, vae-score)
-for where their shebang cannot run, e.g. a package copied to another machine or run by an emulated Python."""
+"""python -m vae_edge.runtime COMMAND [OPTIONS]: the console scripts (vae-sample, vae-encode, vae-decode, vae-info,
+vae-score) for where their shebang cannot run, e.g. a package copied to another machine or run by an emulated
+Python."""
 import sys
 
 from . import cli, score_cli

@@ -30,10 +30,15 @@ class Progress:
             sys.stderr.write(f"\r\033[K{self.label}: {self.done:,}{of} {self.unit}, {rate:,.1f}/s{left}")
             sys.stderr.flush()
 
-    def __exit__(self, *exc) -> None:
+    def clear(self) -> None:
+        """Erase the line (before another line is written to stderr, or at the end); the next advance redraws it."""
         if self.show and self.drawn:
-            sys.stderr.write("\r\033[K")  # erased: what stays on screen is the command's closing line
+            sys.stderr.write("\r\033[K")
             sys.stderr.flush()
+            self.drawn = 0.0
+
+    def __exit__(self, *exc) -> None:
+        self.clear()  # what stays on screen is the command's closing line
 
 
 def _clock(seconds: float) -> str:

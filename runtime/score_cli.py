@@ -60,7 +60,8 @@ def score(
     """Score images by how badly the model explains them (-log p(x)); higher is more anomalous."""
     with _errors():
         _check_common(precision, threads, batch_size)
-        k, seed = check_count(k, "--k"), check_seed(seed)
+        k = check_count(k, "--k")
+        check_seed(seed)
         _check(not (calibrate and threshold), "--calibrate picks a threshold; --threshold uses one: give one of them")
         _check(calibrate or save is None, "--save writes a threshold: use it with --calibrate")
         if calibrate:
@@ -73,21 +74,24 @@ def score(
         setting = {"precision": precision, "k": k, "pixel_rule": vae.pixel_rule, "seed": seed,
                    "units": "bits per dimension" if bits_per_dim else "nats per image"}
         t = thresholds.load(threshold, setting, _files(vae)) if threshold is not None else None
+        show = not quiet and sys.stderr.isatty()
+        if npy:
+            total, chunks = walk.npy_chunks(inputs[0], batch_size, _read_npy)
+        else:
+            total = sum(1 for _ in walk.files(inputs, glob)) if show else 0
+        progress = Progress(total, f"vae-score k={k}", show)
         skipped: list[str] = []
 
         def skip(reason: str) -> None:
             if strict:
                 raise RuntimeInputError(f"{reason} (--strict)")
             skipped.append(reason)
+            progress.clear()
             _echo(f"skipped: {reason}", sys.stderr)
 
-        show = not quiet and sys.stderr.isatty()
-        if npy:
-            total, chunks = walk.npy_chunks(inputs[0], batch_size, _read_npy)
-        else:
-            total = sum(1 for _ in walk.files(inputs, glob)) if show else 0
+        if not npy:
             chunks = walk.image_chunks(walk.files(inputs, glob), vae.input_shape, batch_size, skip)
-        scored = _scored(vae, chunks, k, seed, bits_per_dim, Progress(total, f"vae-score k={k}", show))
+        scored = _scored(vae, chunks, k, seed, bits_per_dim, progress)
         if calibrate:
             return _calibrate(scored, fpr, setting, _files(vae), save, quiet, skipped)
         n = _write(scored, out, "index" if npy else "path", jsonl, t)
