@@ -119,7 +119,8 @@ def test_a_binarized_model_scores_grey_inputs_thresholded_at_one_half(mlp, tmp_p
     bits = (x >= 0.5).astype(np.float32)
     assert binary.pixel_rule == "binary: x >= 0.5 is 1" and grey.pixel_rule == "grey levels in [0, 1]"
     np.testing.assert_array_equal(binary.score(x, seed=3), grey.score(bits, seed=3))
-    np.testing.assert_array_equal(binary.score((x * 255).astype(np.uint8), seed=3), grey.score(bits, seed=3))
+    u = (x * 255).astype(np.uint8)  # uint8: 128 and above are 1 (128 / 255 >= 0.5 > 127 / 255)
+    np.testing.assert_array_equal(binary.score(u, seed=3), grey.score((u >= 128).astype(np.float32), seed=3))
     assert not np.array_equal(grey.score(x, seed=3), grey.score(bits, seed=3))
 
 
