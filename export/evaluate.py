@@ -23,8 +23,8 @@ def _fail(msg: str, code: int = 2):
 @eval_app.command()
 def eval_cmd(
     model: Annotated[Path, typer.Argument(
-        help="A model.pt (or last.pt) written by vae-train, or a folder written by vae-export (format 2: scored from "
-             "its score.onnx alone).")],
+        help="A model.pt (or last.pt) written by vae-train, or a folder written by vae-export (scored from its "
+             "score.onnx alone).")],
     iwae_k: Annotated[int, typer.Option(
         help="Importance samples per test example for log p(x) (0: ELBO only; published binarized-MNIST figures use "
              "5000).")] = 1000,
@@ -51,7 +51,7 @@ def eval_cmd(
     import time
 
     from vae_edge.train import checkpoint
-    from vae_edge.train.data import DataError, load_data, pixels
+    from vae_edge.train.data import DataError, load_data, pixels, select_classes
     from vae_edge.train.devices import Ranks, pick_device
     from vae_edge.train.errors import TrainError
     from vae_edge.train.evaluation import describe, evaluate, iwae
@@ -84,6 +84,7 @@ def eval_cmd(
         net = VAE.from_config(cfg.model()).to(dev)
         net.load_state_dict(ckpt["state_dict"])
         data = load_data(cfg.dataset, cfg.data_dir, cfg.image_size, cfg.channels, cfg.test_fraction, cfg.seed)
+        data = select_classes(data, cfg.classes, cfg.exclude_classes)
         if data.shape != tuple(cfg.input_shape):
             raise TrainError(f"{cfg.dataset} has images of {data.shape}, the model takes {tuple(cfg.input_shape)}")
     # typer.Exit is a RuntimeError too: raise our own errors in here, and fail only below.

@@ -16,7 +16,7 @@ import numpy as np
 
 from vae_edge.runtime import VAE as Folder, read_meta
 from vae_edge.runtime.outputs import write_text
-from vae_edge.train.data import load_data, pixels
+from vae_edge.train.data import load_data, pixels, select_classes
 from vae_edge.train.errors import TrainError
 from vae_edge.train.progress import Bar
 
@@ -35,6 +35,7 @@ def test_pixels(folder: Path, data_dir: str | None = None, limit: int = 0) -> np
     data = load_data(recipe["dataset"], data_dir or recipe.get("data_dir", "data"), recipe.get("image_size", 28),
                      recipe.get("channels", 1), recipe.get("test_fraction", 0.1), recipe.get("seed", 1),
                      download=False)
+    data = select_classes(data, recipe.get("classes"), recipe.get("exclude_classes"))
     x = pixels(data.test, bool(recipe.get("binarize"))).numpy()
     return x[:limit] if limit > 0 else x
 
@@ -79,9 +80,9 @@ def score_folder(folder: Path, k: int, data_dir: str | None, limit: int, write: 
     import onnxruntime
 
     vae = Folder.load(folder)
-    if vae.meta["format_version"] < 2:
-        raise TrainError(f"{folder} is a format-1 (Gaussian-prior) folder and has no score.onnx: "
-                         "score its model.pt with vae-eval instead")
+    if "score" not in vae.meta["files"]:
+        raise TrainError(f"{folder} has no score.onnx (exported before vae-edge 0.2.0 wrote one): re-export it, "
+                         "or score its model.pt with vae-eval")
     x = test_pixels(folder, data_dir, limit)
     t0 = time.perf_counter()
     lls = log_likelihoods(vae, x, k)

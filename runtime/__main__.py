@@ -1,10 +1,12 @@
-"""python -m vae_edge.runtime COMMAND [OPTIONS]: the console scripts (vae-sample, vae-encode, vae-decode, vae-info)
-for where their shebang cannot run, e.g. a package copied to another machine or run by an emulated Python."""
+"""python -m vae_edge.runtime COMMAND [OPTIONS]: the console scripts (vae-sample, vae-encode, vae-decode, vae-info,
+vae-score) for where their shebang cannot run, e.g. a package copied to another machine or run by an emulated
+Python."""
 import sys
 
-from . import cli
+from . import cli, score_cli
 
-NAMES = {"sample": cli.sample_main, "encode": cli.encode_main, "decode": cli.decode_main, "info": cli.info_main}
+NAMES = {"sample": cli.sample_main, "encode": cli.encode_main, "decode": cli.decode_main, "info": cli.info_main,
+         "score": score_cli.score_main}
 
 
 def main() -> None:

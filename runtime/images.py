@@ -9,7 +9,7 @@ import math
 import os
 import warnings
 from pathlib import Path
-from typing import BinaryIO, Iterable
+from typing import BinaryIO, Iterable, Iterator
 
 import numpy as np
 
@@ -150,3 +150,29 @@ def write_npy_chunks(f: BinaryIO, chunks: Iterable[np.ndarray], shape: tuple[int
         rows += chunk.shape[0]
     if rows != shape[0]:
         raise RuntimeInputError(f"wrote {rows} rows but the array has {shape[0]}")
+
+
+def read_npy_chunks(f: BinaryIO, rows: int) -> tuple[tuple[int, ...], Iterator[np.ndarray]]:
+    """An .npy on an open file or a pipe, read without seeking: (its shape, its rows in chunks of `rows`), one chunk
+    in memory at a time. Object arrays (pickles) and Fortran order are refused."""
+    try:
+        version = np.lib.format.read_magic(f)
+        read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}[version]
+        shape, fortran, dtype = read(f)
+    except (ValueError, KeyError, EOFError) as e:
+        raise RuntimeInputError(f"standard input is not a readable .npy array: {str(e).strip()[:200]}") from None
+    if dtype.hasobject or fortran or not shape:
+        raise RuntimeInputError(f"standard input holds a {'Fortran-order ' if fortran else ''}{dtype} array of shape "
+                                f"{shape}; expected a C-order numeric array with a row axis")
+    row_bytes = math.prod(shape[1:]) * dtype.itemsize
+
+    def chunks() -> Iterator[np.ndarray]:
+        for i in range(0, shape[0], rows):
+            m = min(rows, shape[0] - i)
+            data = f.read(m * row_bytes)
+            if len(data) != m * row_bytes:
+                raise RuntimeInputError(f"standard input ended after {i + len(data) // max(row_bytes, 1)} of "
+                                        f"{shape[0]} rows")
+            yield np.frombuffer(data, dtype).reshape(m, *shape[1:])
+
+    return shape, chunks()

@@ -10,13 +10,14 @@ sessions.py (onnxruntime), graph.py (the networks fit vae.json); inputs.py check
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Iterator
 
 import numpy as np
 
-from . import bundled, graph, inputs, prior, random
+from . import bundled, graph, inputs, prior, random, score
 from .errors import ModelFolderError, RuntimeInputError
 from .folder import PRECISIONS, input_shape, latent_dim, read_meta
 from .sessions import InferenceSession, check_ort_format, open_file, ort
@@ -34,7 +35,8 @@ class VAE:
         self.precision = precision
         self.folder: Path | None = None  # where it was loaded from, and the bundled model's name if it is one
         self.bundled: str | None = None
-        self._prior: prior.Prior | None = None  # a format-2 folder's prior.onnx and score.onnx (VAE.load)
+        self._prior: prior.Prior | None = None  # a format-2 folder's prior.onnx (VAE.load)
+        self._scorer: score.Scorer | None = None  # score.onnx, where the folder has one (VAE.load)
         self.batch_size = inputs.check_count(batch_size, "batch_size")
         self._shape, self._latent = input_shape(meta), latent_dim(meta)
         self._x_name, self._z_name = graph.check_pair(encoder, decoder, self._shape, self._latent, name)
@@ -89,8 +91,10 @@ class VAE:
         if asked is not None and asked not in vae.providers:  # listed but unusable here: no silent fallback
             raise RuntimeInputError(f"onnxruntime lists {asked} but could not use it on this machine (the session "
                                     f"runs on {', '.join(vae.providers)}); pick another provider")
-        if meta["format_version"] == 2:  # prior.onnx and score.onnx, fp32 at any precision; format 1 ignores "prior"
+        if meta["format_version"] == 2:  # prior.onnx, fp32 at any precision; format 1 ignores "prior"
             vae._prior = prior.Prior(meta, lambda key: open_file(folder, meta, key, threads, providers))
+        if meta["format_version"] == 2 or "score" in meta["files"]:  # opened on the first score, fp32 at any precision
+            vae._scorer = score.Scorer(meta, lambda: open_file(folder, meta, "score", threads, providers))
         return vae
 
     # -- facts -----------------------------------------------------------------------------------------
@@ -210,15 +214,53 @@ class VAE:
         return eps, (random.uniform(n, seed) if self._prior is not None else None)
 
     def log_likelihood(self, x, k: int = 1000, seed: int | None = None, eps=None) -> np.ndarray:
-        """The IWAE estimate of log p(x) in nats, per image, with k samples, from score.onnx (format 2 folders);
-        x holds the pixels the likelihood is defined on (0/1 for a --binarize model); eps (k, N, latent_dim)
-        optional noise."""
-        if self._prior is None:
-            raise RuntimeInputError("this folder has no score.onnx (a format-1, Gaussian-prior export); "
-                                    "use vae-eval on its checkpoint")
+        """The IWAE estimate of log p(x) in nats, per image, with k samples, from score.onnx; x holds the pixels
+        the likelihood is defined on (0/1 for a --binarize model, taken as given); eps (k, N, latent_dim) optional
+        noise. score() is its negative on the model's own pixels."""
         x, _ = inputs.images(x, self._shape)
-        return self._prior.log_likelihood(inputs.pixels(x, self._shape), inputs.check_count(k, "k"),
-                                          inputs.check_seed(seed), eps)
+        return self._score_with()(inputs.pixels(x, self._shape), inputs.check_count(k, "k"), inputs.check_seed(seed),
+                                  self._noise(eps, k, len(x)))
+
+    def score(self, images, k: int = 1, seed: int | None = None, eps=None, bits_per_dim: bool = False,
+              start: int = 0) -> np.ndarray:
+        """The anomaly score of each image (float64): -log p(x) estimated from score.onnx, the negative ELBO at k = 1
+        and the negative IWAE bound for k > 1, in nats per image (bits per dimension with bits_per_dim). Higher is
+        less like the training data.
+
+        The pixels are those the likelihood is defined on: a model trained with --binarize (vae.json's
+        recipe.binarize) scores x >= 0.5 as 1 and the rest as 0 (grey inputs are thresholded, not refused);
+        any other model scores the grey levels. eps (k, N, latent_dim) is the noise, else the seed's (docs/noise.md:
+        image i's sample s is normals (i k + s) d .. of stream eps, i counted from start, the index of images[0]
+        in a set scored in chunks)."""
+        x, _ = inputs.images(images, self._shape)
+        k, seed = inputs.check_count(k, "k"), inputs.check_seed(seed)
+        start = inputs.check_count(start + 1, "start + 1", limit=None) - 1
+        x = score.to_pixels(inputs.pixels(x, self._shape), score.binarized(self._meta))
+        nll = -self._score_with()(x, k, seed, self._noise(eps, k, len(x)), start)
+        return nll / (math.prod(self._shape) * math.log(2)) if bits_per_dim else nll
+
+    @property
+    def pixel_rule(self) -> str:
+        """The pixels score() computes on, in words (what a vae-score threshold records)."""
+        return score.pixel_rule(self._meta)
+
+    def _score_with(self):
+        if self._scorer is None:
+            raise score.missing(self.folder)
+        return self._scorer.log_likelihood
+
+    def _noise(self, eps, k: int, n: int) -> np.ndarray | None:
+        """Explicit noise, checked: finite floats of shape (k, N, latent_dim)."""
+        if eps is None:
+            return None
+        eps = np.asarray(eps)
+        if not np.issubdtype(eps.dtype, np.floating) or eps.shape != (k, n, self._latent):
+            raise RuntimeInputError(f"eps has {eps.dtype} shape {tuple(eps.shape)}; expected floats of shape "
+                                    f"({k}, {n}, {self._latent}) (k, N, latent_dim)")
+        eps = np.ascontiguousarray(eps, dtype=np.float32)
+        if not np.isfinite(eps).all():
+            raise RuntimeInputError("eps contains NaN or inf")
+        return eps
 
     def _gather(self, chunks: Iterator[np.ndarray], n: int) -> np.ndarray:
         out = np.empty((n, *self._shape), np.float32)

@@ -31,6 +31,7 @@ from vae_edge.train.model import VAE
 TOL = 1e-5
 FILES = ("encoder.onnx", "decoder.onnx")
 INT8_FILES = ("encoder.int8.onnx", "decoder.int8.onnx")
+SCORE_FILE = "score.onnx"  # every export's IWAE log-weights graph (a format-1 folder's since 0.2.0)
 
 
 # -----------------------------------------------------------------------------
@@ -223,14 +224,14 @@ def test_decoder_outputs_probabilities(exports):
     assert px.min() >= 0.0 and px.max() <= 1.0
 
 
-@pytest.mark.parametrize("name", FILES + INT8_FILES)
+@pytest.mark.parametrize("name", FILES + INT8_FILES + (SCORE_FILE,))
 def test_each_file_is_self_contained_and_passes_the_checker(exports, name):
     folder = exports["conv", "trained"][1]
     onnx.checker.check_model(str(folder / name), full_check=True)
     proto = onnx.load(str(folder / name), load_external_data=False)
     assert proto.graph.initializer
     assert all(t.data_location != onnx.TensorProto.EXTERNAL for t in proto.graph.initializer)
-    assert sorted(p.name for p in folder.iterdir()) == sorted(["vae.json", *FILES, *INT8_FILES])
+    assert sorted(p.name for p in folder.iterdir()) == sorted(["vae.json", *FILES, *INT8_FILES, SCORE_FILE])
 
 
 # -----------------------------------------------------------------------------
@@ -246,7 +247,7 @@ def test_vae_json_is_what_export_model_returned(exports):
     assert info["versions"]["torch"] == torch.__version__
     assert info["versions"]["onnx"] == onnx.__version__
     assert info["versions"]["onnxruntime"] == ort.__version__
-    assert info["int8"] is None and set(info["files"]) == {"encoder", "decoder"}
+    assert info["int8"] is None and set(info["files"]) == {"encoder", "decoder", "score"}
 
 
 @pytest.mark.parametrize("case", [("mlp", "init"), ("conv", "trained")], ids=["fp32", "int8"])

@@ -42,6 +42,6 @@ def _graph(path) -> bytes:
 def test_a_gaussian_prior_export_writes_the_same_graphs_as_format1(arch, tmp_path):
     info = export_checkpoint(FIXTURES / f"format1-{arch}.pt", tmp_path / "out")
     assert info["format_version"] == 1
-    assert set(info["files"]) == {"encoder", "decoder"}
+    assert set(info["files"]) == {"encoder", "decoder", "score"}
     for name in ("encoder.onnx", "decoder.onnx"):
         assert _graph(tmp_path / "out" / name) == _graph(FIXTURES / f"format1-{arch}" / name)

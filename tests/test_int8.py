@@ -72,7 +72,7 @@ def test_over_the_bound_the_export_keeps_fp32_only_and_says_so(conv_and_images, 
     monkeypatch.setattr(quantize, "BOUND", {"mu_mean_abs": 1e-9, "x_mean_abs": 1e-9})
     said = []
     info = export_model(model, tmp_path / "out", quantize="int8", calibration=str(images), say=said.append)
-    assert set(info["files"]) == {"encoder", "decoder"}
+    assert set(info["files"]) == {"encoder", "decoder", "score"}
     assert said and said[0].startswith("note: int8 stays over the error bound (encoder ")
     with pytest.raises(ModelFolderError, match="at export their error against fp32 was over the bound"):
         VAE.load(tmp_path / "out", precision="int8")

@@ -347,9 +347,9 @@ def test_info_prints_the_metadata_and_verifies_every_file(mlp):
     r = run(info_app, "--model", mlp)
     assert r.exit_code == 0, r.stderr
     for text in ("vae-edge-onnx v1", "arch=mlp", "latent_dim=10", "input_shape=[1, 28, 28]", "parity:",
-                 "int8:", "ok: 4 files verified"):
+                 "int8:", "ok: 5 files verified"):  # encoder, decoder, score and the two int8 files
         assert text in r.stdout
-    assert r.stdout.count("  ok\n") == 4
+    assert r.stdout.count("  ok\n") == 5
 
 
 def test_info_json_prints_vae_json(conv):
@@ -364,9 +364,9 @@ def test_info_fails_on_a_hash_mismatch(mlp, tmp_path):
     (folder / "encoder.int8.onnx").write_bytes(data[:-1] + bytes([data[-1] ^ 1]))  # its size kept: the sha256 speaks
     r = run(info_app, "--model", folder)
     assert r.exit_code == 2
-    assert "MISMATCH" in r.stdout and r.stdout.count("  ok\n") == 3
+    assert "MISMATCH" in r.stdout and r.stdout.count("  ok\n") == 4
     assert r.stderr.splitlines() == [
-        f"error: 1 of 4 files failed verification: {folder / 'encoder.int8.onnx'} does not match the sha256 "
+        f"error: 1 of 5 files failed verification: {folder / 'encoder.int8.onnx'} does not match the sha256 "
         f"in vae.json (tampered or corrupt); refusing to load it"]
 
 

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import run_cli
+from conftest import REPO, run_cli
 from vae_edge.runtime import VAE
 from vae_edge.export import score
 
@@ -80,10 +80,10 @@ def test_bad_options_for_a_folder_are_one_line_errors(vamp_folder, args, message
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
 
 
-def test_a_format_1_folder_has_no_score_graph_and_says_so_in_one_line(tiny_export, tmp_path):
-    r = run_cli("vae-eval", tiny_export, cwd=tmp_path)
+def test_a_0_1_0_folder_has_no_score_graph_and_says_so_in_one_line(tmp_path):
+    r = run_cli("vae-eval", REPO / "tests" / "fixtures" / "format1-mlp", cwd=tmp_path)
     assert r.returncode == 2 and r.stderr.count("\n") == 1, r.stderr
-    assert "is a format-1 (Gaussian-prior) folder and has no score.onnx" in r.stderr
+    assert "has no score.onnx (exported before vae-edge 0.2.0 wrote one): re-export it" in r.stderr
 
 
 def test_record_is_refused_for_a_checkpoint(vamp_folder):

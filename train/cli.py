@@ -62,6 +62,11 @@ def train_cmd(
     binarize: Annotated[bool, typer.Option(
         help="Binarize training pixels afresh each batch, the test set once with a fixed seed (a proper Bernoulli "
              "likelihood; comparable to published numbers).")] = D.binarize,
+    classes: Annotated[Optional[str], typer.Option(
+        help="Labelled data sets: train (and test) on these classes only, e.g. 0,3.")] = None,
+    exclude_classes: Annotated[Optional[str], typer.Option(
+        help="Labelled data sets: train (and test) on every class but these, e.g. 0,3: a model of normal data "
+             "for anomaly detection (vae-score).")] = None,
     image_size: Annotated[int, typer.Option(help="Image folders: resize to this height and width.")] = D.image_size,
     channels: Annotated[int, typer.Option(help="Image folders: 1 (grayscale) or 3 (RGB).")] = D.channels,
     test_fraction: Annotated[float, typer.Option(
@@ -89,13 +94,19 @@ def train_cmd(
     from vae_edge.runtime.errors import os_error
 
     from .checkpoint import CheckpointError
-    from .data import DataError
+    from .data import DataError, parse_classes
     from .train import Interrupted, TrainError, train
 
+    try:
+        classes, exclude_classes = parse_classes(classes, "--classes"), parse_classes(exclude_classes,
+                                                                                       "--exclude-classes")
+    except DataError as e:
+        _fail(str(e))
     cfg = Config(arch=arch, hidden_dim=hidden_dim, latent_dim=latent_dim, likelihood=likelihood, prior=prior,
                  prior_components=prior_components, latent_layers=latent_layers, dataset=dataset,
                  data_dir=data_dir, image_size=image_size, channels=channels, test_fraction=test_fraction,
-                 binarize=binarize, epochs=epochs, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, beta=beta,
+                 binarize=binarize, classes=classes, exclude_classes=exclude_classes, epochs=epochs,
+                 batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, beta=beta,
                  kl_warmup=kl_warmup, train_k=train_k, seed=seed, device=device, amp=amp, compile=compile,
                  cuda_graphs=cuda_graphs, iwae_k=iwae_k, out_dir=out_dir, name=name)
     try:

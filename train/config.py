@@ -27,6 +27,8 @@ class Config:
     channels: int = 1  # for image folders
     test_fraction: float = 0.1  # for folders and .npy files
     binarize: bool = False
+    classes: list[int] | None = None  # labelled data sets: train and test on these classes only
+    exclude_classes: list[int] | None = None  # ... or on all but these (the anomaly set-up: docs/runtime.md)
     # optimisation
     epochs: int = 10
     batch_size: int = 128

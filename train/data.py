@@ -23,6 +23,8 @@ class Data:
     train: torch.Tensor  # uint8 [N, C, H, W]
     test: torch.Tensor  # uint8 [M, C, H, W]
     source: str  # where it came from, for the log
+    train_labels: torch.Tensor | None = None  # int64 [N], where the data set has labels (the named ones)
+    test_labels: torch.Tensor | None = None
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -72,7 +74,9 @@ def _load_named(name: str, data_dir: Path, download: bool = True) -> Data:
     for d in candidates:
         train, test = _find_idx(d, "train"), _find_idx(d, "t10k")
         if train and test:
-            return Data(_read_idx(train), _read_idx(test), f"{name} from {d}")
+            return Data(_read_idx(train), _read_idx(test), f"{name} from {d}",
+                        *(_read_labels(p) if p else None for p in (_find_idx(d, "train", "labels-idx1"),
+                                                                    _find_idx(d, "t10k", "labels-idx1"))))
     tried = ", ".join(str(d) for d in candidates)
     if not download:
         raise DataError(f"{name} is not on this machine (looked in {tried})")
@@ -85,12 +89,45 @@ def _load_named(name: str, data_dir: Path, download: bool = True) -> Data:
         raise DataError(f"{name} not found locally (looked in {tried}) and the download failed: "
                         f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
     return Data(ds_train.data.unsqueeze(1).contiguous(), ds_test.data.unsqueeze(1).contiguous(),
-                f"{name} via torchvision in {data_dir}")
+                f"{name} via torchvision in {data_dir}", ds_train.targets.long(), ds_test.targets.long())
 
 
-def _find_idx(d: Path, prefix: str) -> Path | None:
+def select_classes(data: Data, classes: list[int] | None, exclude: list[int] | None) -> Data:
+    """The images of some classes only, in both splits (vae-train --classes / --exclude-classes): the set-up of
+    anomaly detection, a model trained on normal classes alone. None and None: data as it is."""
+    if classes is None and exclude is None:
+        return data
+    if data.train_labels is None or data.test_labels is None:
+        raise DataError(f"--classes and --exclude-classes need a labelled data set ({', '.join(TORCHVISION_CLASSES)}"
+                        f" with its labels files); {data.source} has no labels")
+    present = sorted(set(data.train_labels.tolist()))
+    unknown = sorted((set(classes or []) | set(exclude or [])) - set(present))
+    if unknown:
+        raise DataError(f"{data.source} has no class {unknown[0]}; its classes are {present[0]} to {present[-1]}")
+    keep = [c for c in present if (classes is None or c in classes) and c not in (exclude or [])]
+    if not keep:
+        raise DataError("--classes and --exclude-classes leave no class to train on")
+    train, test = (torch.isin(labels, torch.tensor(keep)) for labels in (data.train_labels, data.test_labels))
+    return Data(data.train[train], data.test[test], f"{data.source}, classes {','.join(map(str, keep))}",
+                data.train_labels[train], data.test_labels[test])
+
+
+def parse_classes(text: str | None, option: str) -> list[int] | None:
+    """'0,3' -> [0, 3] (sorted, once each); None stays None."""
+    if text is None:
+        return None
+    try:
+        classes = sorted({int(c) for c in text.split(",")})
+    except ValueError:
+        raise DataError(f"{option} takes class numbers separated by commas (0,3), got {text!r}") from None
+    if classes[0] < 0:
+        raise DataError(f"{option} takes class numbers >= 0, got {classes[0]}")
+    return classes
+
+
+def _find_idx(d: Path, prefix: str, kind: str = "images-idx3") -> Path | None:
     for suffix in ("", ".gz"):
-        p = d / f"{prefix}-images-idx3-ubyte{suffix}"
+        p = d / f"{prefix}-{kind}-ubyte{suffix}"
         if p.is_file():
             return p
     return None
@@ -111,6 +148,19 @@ def _read_idx(path: Path) -> torch.Tensor:
         raise DataError(f"{path} is truncated: expected {n} images of {h}x{w}")
     arr = np.frombuffer(raw, np.uint8, offset=16).reshape(n, 1, h, w)
     return torch.from_numpy(arr.copy())
+
+
+def _read_labels(path: Path) -> torch.Tensor:
+    """Read an IDX1 uint8 labels file (optionally gzipped) into int64 [N]."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as e:
+        raise DataError(f"cannot read {path}: {e}") from None
+    if len(raw) < 8 or raw[:4] != b"\x00\x00\x08\x01" or len(raw) != 8 + int.from_bytes(raw[4:8], "big"):
+        raise DataError(f"{path} is not an IDX file of uint8 labels")
+    return torch.from_numpy(np.frombuffer(raw, np.uint8, offset=8).astype(np.int64))
 
 
 def _read_folder(path: Path, size: int, channels: int) -> torch.Tensor:

@@ -19,7 +19,7 @@ from . import checkpoint
 from .checks import check_config
 from .clock import Clock
 from .config import Config
-from .data import load_data, pixels
+from .data import load_data, pixels, select_classes
 from .devices import Ranks, init_distributed, job_sums, pick_device  # noqa: F401 (pick_device: the CLI's)
 from .errors import TrainError
 from .evaluation import describe, evaluate, iwae, summary
@@ -61,6 +61,7 @@ def train(cfg: Config, resume: str | None = None, force: bool = False,
 
     # -- the data, the model, the optimizer (restored when resuming) ---------------------------------------
     data = load_data(cfg.dataset, cfg.data_dir, cfg.image_size, cfg.channels, cfg.test_fraction, cfg.seed)
+    data = select_classes(data, cfg.classes, cfg.exclude_classes)
     cfg.input_shape = data.shape
     clock.lap("data")
     graphs = cfg.cuda_graphs and device.type == "cuda"

@@ -200,6 +200,12 @@ FOLDERS = {
                                "files": {**vae_json(FP32)["files"],
                                          "prior": {"path": "prior.onnx", "sha256": "0" * 64, "bytes": 1}}}},
                      {}, ACCEPTED),
+    "format-1-score-unopened": ("a format-1 folder's score.onnx (vae-export since 0.2.0) is opened only to score: "
+                                "loading and sampling never read it",
+                                {"meta": {**vae_json(FP32), "files": {
+                                    **vae_json(FP32)["files"],
+                                    "score": {"path": "score.onnx", "sha256": "0" * 64, "bytes": 1}}}},
+                                {"sample": {"n": 2, "seed": 0}}, ACCEPTED),
     "latent-dim-fraction": ("latent_dim is an integer: 2.9 is refused, not read as 2",
                             {"meta": with_model(latent_dim=2.9)}, {},
                             (FOLDER_ERROR, "lacks valid model.input_shape, model.latent_dim or files")),

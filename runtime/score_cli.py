@@ -1,0 +1,182 @@
+"""vae-score: anomaly scores of images, folders or an .npy, as CSV or JSON Lines, and thresholds calibrated on
+normal images (threshold.py), without torch.
+
+The score is VAE.score: -log p(x) estimated from the folder's score.onnx (the negative ELBO at --k 1, the negative
+IWAE bound above), nats per image or bits per dimension. Inputs stream in chunks of --batch-size images (walk.py),
+so memory stays bounded whatever the count; rows are written as each chunk is scored, to a temporary file that
+replaces --out at the end (or to standard output, `-`).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import numpy as np
+
+from . import threshold as thresholds
+from . import walk
+from .args import Argument, Option
+from .cli import (BATCH_OPT, MODEL_OPT, PRECISION_OPT, THREADS_OPT, _check, _check_common, _echo, _errors, _load,
+                  _read_npy, _report)
+from .errors import RuntimeInputError
+from .folder import PRECISIONS
+from .inputs import check_count, check_seed
+from .model import VAE
+from .outputs import STDOUT, atomic_file, check_output
+from .progress import Progress
+
+
+def score(
+    inputs: List[str] = Argument(
+        ..., metavar="INPUTS...",
+        help="Image files, folders (walked recursively; image suffixes, or --glob), or one .npy of shape (N, C, H, W) "
+             "or (N, C*H*W), float in [0, 1] or uint8 (- reads it from standard input)."),
+    out: str = Option(STDOUT, "--out", "-o", help="Where to write the scores (- for standard output, the default)."),
+    jsonl: bool = Option(False, "--jsonl", help="Write JSON Lines instead of CSV."),
+    model: Optional[str] = MODEL_OPT,
+    k: int = Option(1, "--k", help="Importance samples per image: 1 scores the negative ELBO, more the negative "
+                                   "IWAE bound (closer to -log p(x), k times the work)."),
+    seed: int = Option(0, "--seed", help="Seed of the noise that draws z (docs/noise.md): image i's own noise."),
+    bits_per_dim: bool = Option(False, "--bits-per-dim", help="Scores in bits per pixel value instead of nats per "
+                                                              "image."),
+    glob: Optional[str] = Option(None, "--glob", help="In folders, the files whose path below the folder matches "
+                                                      "this pattern (* crosses /), e.g. '*.png'."),
+    threshold: Optional[Path] = Option(None, "--threshold", help="A threshold.json from --calibrate --save: adds a "
+                                                                 "flag column, 1 where the score is above it."),
+    calibrate: bool = Option(False, "--calibrate", help="INPUTS are normal images: pick the threshold at --fpr."),
+    fpr: float = Option(0.01, "--fpr", help="With --calibrate: the share of normal images flagged."),
+    save: Optional[Path] = Option(None, "--save", help="With --calibrate: write the threshold and what it was "
+                                                       "computed on to this JSON file."),
+    strict: bool = Option(False, "--strict", help="Stop at the first unreadable file (exit 2) instead of skipping it."),
+    quiet: bool = Option(False, "--quiet", "-q", help="No progress line and no closing line."),
+    precision: str = PRECISION_OPT,
+    threads: Optional[int] = THREADS_OPT,
+    batch_size: int = BATCH_OPT,
+) -> None:
+    """Score images by how badly the model explains them (-log p(x)); higher is more anomalous."""
+    with _errors():
+        _check_common(precision, threads, batch_size)
+        k = check_count(k, "--k")
+        check_seed(seed)
+        _check(not (calibrate and threshold), "--calibrate picks a threshold; --threshold uses one: give one of them")
+        _check(calibrate or save is None, "--save writes a threshold: use it with --calibrate")
+        if calibrate:
+            thresholds.allowed_false_positives(1 << 62, fpr)  # the rate itself, before any work
+        for path, option in ((out, "--out"), (save, "--save")):
+            if path is not None and str(path) != STDOUT:
+                check_output(path, option)
+        npy = walk.is_npy(inputs)
+        vae = _load(model, precision, threads, batch_size)
+        setting = {"precision": precision, "k": k, "pixel_rule": vae.pixel_rule, "seed": seed,
+                   "units": "bits per dimension" if bits_per_dim else "nats per image"}
+        t = thresholds.load(threshold, setting, _files(vae)) if threshold is not None else None
+        show = not quiet and sys.stderr.isatty()
+        if npy:
+            total, chunks = walk.npy_chunks(inputs[0], batch_size, _read_npy)
+        else:
+            total = sum(1 for _ in walk.files(inputs, glob)) if show else 0
+        progress = Progress(total, f"vae-score k={k}", show)
+        skipped: list[str] = []
+
+        def skip(reason: str) -> None:
+            if strict:
+                raise RuntimeInputError(f"{reason} (--strict)")
+            skipped.append(reason)
+            progress.clear()
+            _echo(f"skipped: {reason}", sys.stderr)
+
+        if not npy:
+            chunks = walk.image_chunks(walk.files(inputs, glob), vae.input_shape, batch_size, skip)
+        scored = _scored(vae, chunks, k, seed, bits_per_dim, progress)
+        if calibrate:
+            return _calibrate(scored, fpr, setting, _files(vae), save, quiet, skipped)
+        n = _write(scored, out, "index" if npy else "path", jsonl, t)
+        where = "standard output" if out == STDOUT else out
+        if not quiet:
+            _report(f"scored {n} images ({setting['units']}, k={k}, seed {seed}) to {where}{_skips(skipped)}", (out,))
+        elif skipped:
+            _echo(_skips(skipped).removeprefix("; "), sys.stderr)
+
+
+def _files(vae: VAE) -> dict:
+    """The sha256 of each file the loaded precision reads, as vae.json lists (and the load checked) them."""
+    meta = vae.meta
+    keys = [*PRECISIONS[vae.precision], *(key for key in ("prior", "score") if key in meta["files"])]
+    return {key: meta["files"][key]["sha256"] for key in keys}
+
+
+def _scored(vae: VAE, chunks, k: int, seed: int, bits_per_dim: bool, progress: Progress):
+    """(names, scores) per chunk, image i's noise its own whatever the chunking; progress advanced as they come."""
+    done = 0
+    with progress:
+        for names, x in chunks:
+            yield names, vae.score(x, k=k, seed=seed, bits_per_dim=bits_per_dim, start=done)
+            done += len(names)
+            progress.advance(len(names))
+
+
+def _write(scored, out: str, name: str, jsonl: bool, t: Optional[float]) -> int:
+    """Stream the rows to out (a temporary file renamed at the end, or standard output); returns their count."""
+    if out == STDOUT:
+        return _rows(sys.stdout, scored, name, jsonl, t)
+    with atomic_file(out) as f:
+        text = io.TextIOWrapper(f, encoding="utf-8", newline="")
+        try:
+            n = _rows(text, scored, name, jsonl, t)
+            text.flush()
+        finally:
+            text.detach()  # atomic_file closes (or removes) the file itself
+    return n
+
+
+def _rows(f, scored, name: str, jsonl: bool, t: Optional[float]) -> int:
+    columns = [name, "score"] + (["flag"] if t is not None else [])
+    writer = None if jsonl else csv.writer(f, lineterminator="\n")
+    if writer:
+        writer.writerow(columns)
+    n = 0
+    for names, scores in scored:
+        for row_name, s in zip(names, scores.tolist()):
+            row = [int(row_name) if name == "index" else row_name, s] + ([int(s > t)] if t is not None else [])
+            if writer:
+                writer.writerow([row[0], repr(s), *row[2:]])
+            else:
+                f.write(json.dumps(dict(zip(columns, row[:2] + [bool(x) for x in row[2:]]))) + "\n")
+        n += len(names)
+        f.flush()
+    return n
+
+
+def _calibrate(scored, fpr: float, setting: dict, files: dict, save: Optional[Path], quiet: bool,
+               skipped: list) -> None:
+    scores = np.concatenate([s for _, s in scored] or [np.empty(0)])
+    t, flagged = thresholds.calibrate(scores, fpr)
+    if save is not None:
+        thresholds.save(save, thresholds.record(t, flagged, fpr, len(scores), setting, files))
+    if not quiet or save is None:
+        _echo(f"threshold {t!r} ({setting['units']}): flags {flagged} of {len(scores)} normal images (fpr {fpr:g})"
+              f"{f'; saved to {save}' if save else ''}{_skips(skipped)}")
+
+
+def _skips(skipped: list) -> str:
+    return f"; skipped {len(skipped)} unreadable file{'s' * (len(skipped) != 1)}" if skipped else ""
+
+
+def score_main() -> None:
+    from .args import run
+
+    run(score)
+
+
+def __getattr__(name: str):
+    """score_app: the typer app, built when first asked for."""
+    if name != "score_app":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from .args import typer_app
+
+    app = globals()[name] = typer_app(score)
+    return app
