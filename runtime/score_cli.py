@@ -20,8 +20,8 @@ import numpy as np
 from . import threshold as thresholds
 from . import walk
 from .args import Argument, Option
-from .cli import (BATCH_OPT, MODEL_OPT, PRECISION_OPT, THREADS_OPT, _check, _check_common, _echo, _errors, _load,
-                  _read_npy, _report)
+from .cli import (BATCH_OPT, MODEL_OPT, PRECISION_OPT, PROVIDER_OPT, THREADS_OPT, _check, _check_common, _echo,
+                  _errors, _load, _read_npy, _report)
 from .errors import RuntimeInputError
 from .folder import PRECISIONS
 from .inputs import check_count, check_seed
@@ -55,6 +55,7 @@ def score(
     quiet: bool = Option(False, "--quiet", "-q", help="No progress line and no closing line."),
     precision: str = PRECISION_OPT,
     threads: Optional[int] = THREADS_OPT,
+    provider: str = PROVIDER_OPT,
     batch_size: int = BATCH_OPT,
 ) -> None:
     """Score images by how badly the model explains them (-log p(x)); higher is more anomalous."""
@@ -70,7 +71,7 @@ def score(
             if path is not None and str(path) != STDOUT:
                 check_output(path, option)
         npy = walk.is_npy(inputs)
-        vae = _load(model, precision, threads, batch_size)
+        vae = _load(model, precision, threads, batch_size, provider)
         setting = {"precision": precision, "k": k, "pixel_rule": vae.pixel_rule, "seed": seed,
                    "units": "bits per dimension" if bits_per_dim else "nats per image"}
         t = thresholds.load(threshold, setting, _files(vae)) if threshold is not None else None
