@@ -189,11 +189,11 @@ def free_port() -> int:
 class Server:
     """vae-serve in a subprocess on a free loopback port; its log in a file."""
 
-    def __init__(self, tmp_path: Path, *args: str):
+    def __init__(self, tmp_path: Path, *args: str, bin_dir: Path = BIN, env: dict | None = None):
         self.port = free_port()
         self.log = tmp_path / f"serve-{self.port}.log"
-        self.proc = subprocess.Popen([str(BIN / "vae-serve"), "--port", str(self.port), *args],
-                                     stdout=subprocess.DEVNULL, stderr=open(self.log, "w"))
+        self.proc = subprocess.Popen([str(bin_dir / "vae-serve"), "--port", str(self.port), *args],
+                                     stdout=subprocess.DEVNULL, stderr=open(self.log, "w"), env=env)
         try:
             self.wait_ready()
         except BaseException:
@@ -563,6 +563,28 @@ def test_importing_the_runtime_imports_no_server():
              "print(sorted({'starlette', 'uvicorn'} & set(sys.modules)))")
     r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert r.stdout.strip() == "[]"
+
+
+@pytest.mark.slow
+def test_the_serve_extra_in_a_fresh_venv_serves_the_bundled_model(wheel, tmp_path):
+    """pip install "vae-edge[serve]" && vae-serve, as the README says: the bundled model over HTTP, and no torch."""
+    from conftest import UV_ENV, uv
+
+    env = {k: v for k, v in UV_ENV.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+    venv = tmp_path / "venv"
+    subprocess.run([uv(), "venv", "-q", "--python", sys.executable, str(venv)], check=True, env=env)
+    r = subprocess.run([uv(), "pip", "install", "-q", "--python", str(venv / "bin" / "python"), f"{wheel}[serve]"],
+                       capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert not list(venv.glob("lib/python*/site-packages/torch")), "the serve extra pulled in torch"
+    s = Server(tmp_path, "--threads", "1", bin_dir=venv / "bin", env=env)
+    try:
+        status, headers, body = s.request("POST", "/v1/sample", {"n": 3, "seed": 7}, {"Accept": NPY})
+    finally:
+        s.stop()
+    images = _npy(body)
+    assert status == 200 and headers["x-seed"] == "7" and images.shape == (3, 1, 28, 28)
+    assert images.dtype == np.float32 and 0 <= images.min() and images.max() <= 1
 
 
 @pytest.mark.slow
