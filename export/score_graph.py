@@ -18,6 +18,7 @@ import torch
 from vae_edge.train.iwae import Score
 from vae_edge.train.model import VAE
 
+from .errors import ExportError, first_line
 from .graphs import NATIVE_OPSET, Decoder, lowest_ir, rename_axes
 from .parity import session
 
@@ -54,7 +55,10 @@ def score_graph(model: VAE, opset: int) -> onnx.ModelProto:
     """score.onnx: x [batch, C, H, W], eps [samples, batch, latent_dim] -> log_w [samples, batch]."""
     proto = onnx.load_from_string(score_bytes(model, max(opset, NATIVE_OPSET)))
     if proto.opset_import[0].version != opset:
-        proto = onnx.version_converter.convert_version(proto, opset)
+        try:
+            proto = onnx.version_converter.convert_version(proto, opset)
+        except Exception as e:  # onnx's converter has no adapter down for some ops (Shape below 15)
+            raise ExportError(f"cannot convert the score graph to opset {opset}: {first_line(e)}") from None
     rename_axes(proto, {"n": "batch", "m": "samples"})
     return lowest_ir(proto)
 
