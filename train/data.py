@@ -133,14 +133,19 @@ def _find_idx(d: Path, prefix: str, kind: str = "images-idx3") -> Path | None:
     return None
 
 
-def _read_idx(path: Path) -> torch.Tensor:
-    """Read an IDX3 uint8 image file (optionally gzipped) into [N, 1, H, W]."""
+def _read_raw(path: Path) -> bytes:
+    """An IDX file's bytes, gunzipped where its name ends in .gz."""
     opener = gzip.open if path.suffix == ".gz" else open
     try:
         with opener(path, "rb") as f:
-            raw = f.read()
+            return f.read()
     except (OSError, EOFError) as e:
         raise DataError(f"cannot read {path}: {e}") from None
+
+
+def _read_idx(path: Path) -> torch.Tensor:
+    """Read an IDX3 uint8 image file (optionally gzipped) into [N, 1, H, W]."""
+    raw = _read_raw(path)
     if len(raw) < 16 or raw[:4] != b"\x00\x00\x08\x03":
         raise DataError(f"{path} is not an IDX file of uint8 images")
     n, h, w = (int.from_bytes(raw[i:i + 4], "big") for i in (4, 8, 12))
@@ -152,12 +157,7 @@ def _read_idx(path: Path) -> torch.Tensor:
 
 def _read_labels(path: Path) -> torch.Tensor:
     """Read an IDX1 uint8 labels file (optionally gzipped) into int64 [N]."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rb") as f:
-            raw = f.read()
-    except (OSError, EOFError) as e:
-        raise DataError(f"cannot read {path}: {e}") from None
+    raw = _read_raw(path)
     if len(raw) < 8 or raw[:4] != b"\x00\x00\x08\x01" or len(raw) != 8 + int.from_bytes(raw[4:8], "big"):
         raise DataError(f"{path} is not an IDX file of uint8 labels")
     return torch.from_numpy(np.frombuffer(raw, np.uint8, offset=8).astype(np.int64))
