@@ -26,6 +26,14 @@ DEFAULT_BATCH_SIZE = 1024
 MAX_THREADS = 1024  # onnxruntime starts every thread asked for: 10^5 would hang the load, 2^31 overflow its int
 
 
+def check_provider(asked: str, used: list[str]) -> None:
+    """onnxruntime lists a provider it was built with and, where this machine cannot run it (no GPU, no driver),
+    makes the session on the CPU with a warning: that is an error here, not a silent fallback."""
+    if asked not in used:
+        raise RuntimeInputError(f"onnxruntime lists {asked} but could not use it on this machine (the session "
+                                f"runs on {', '.join(used)}); pick another provider")
+
+
 class VAE:
     """An exported VAE on onnxruntime: encode, decode, sample, reconstruct, interpolate."""
 
@@ -87,10 +95,8 @@ class VAE:
                   batch_size, name=str(folder))
         vae.folder, vae.bundled = folder, bundled_name
         first = providers[0] if providers else None
-        asked = first[0] if isinstance(first, (tuple, list)) else first
-        if asked is not None and asked not in vae.providers:  # listed but unusable here: no silent fallback
-            raise RuntimeInputError(f"onnxruntime lists {asked} but could not use it on this machine (the session "
-                                    f"runs on {', '.join(vae.providers)}); pick another provider")
+        if first is not None:
+            check_provider(first[0] if isinstance(first, (tuple, list)) else first, vae.providers)
         if meta["format_version"] == 2:  # prior.onnx, fp32 at any precision; format 1 ignores "prior"
             vae._prior = prior.Prior(meta, lambda key: open_file(folder, meta, key, threads, providers))
         if meta["format_version"] == 2 or "score" in meta["files"]:  # opened on the first score, fp32 at any precision

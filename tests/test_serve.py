@@ -26,7 +26,7 @@ pytest.importorskip("uvicorn", reason="the serve extra: pip install -e '.[serve]
 
 from vae_edge.runtime import VAE  # noqa: E402
 from vae_edge.runtime.serve.batcher import Batcher, Job, QueueFull  # noqa: E402
-from vae_edge.runtime.serve.cli import check_provider  # noqa: E402
+from vae_edge.runtime.model import check_provider  # noqa: E402
 from vae_edge.runtime.serve.codecs import HTTPError, negotiate, read_npy  # noqa: E402
 from vae_edge.runtime.serve.metrics import Metrics  # noqa: E402
 from vae_edge.runtime.errors import RuntimeInputError  # noqa: E402

@@ -35,18 +35,9 @@ def load(settings: Settings):
     """The VAE the settings name, on the provider asked for, which its session must really use."""
     from ..model import VAE
 
-    vae = VAE.load(settings.model, precision=settings.precision, threads=settings.threads,
-                   providers=[settings.provider], batch_size=max(settings.max_batch, settings.max_n))
-    check_provider(settings.provider, vae.providers)
-    return vae
-
-
-def check_provider(asked: str, used: list[str]) -> None:
-    """onnxruntime lists a provider it was built with and, when this machine cannot run it (no GPU, no driver),
-    makes the session on the CPU with a warning: that is an error here."""
-    if asked not in used:
-        raise RuntimeInputError(f"onnxruntime lists {asked} but could not use it on this machine (the session "
-                                f"runs on {', '.join(used)}); pick another --provider")
+    # VAE.load refuses a provider onnxruntime lists but could not use (model.check_provider)
+    return VAE.load(settings.model, precision=settings.precision, threads=settings.threads,
+                    providers=[settings.provider], batch_size=max(settings.max_batch, settings.max_n))
 
 
 def check(settings: Settings, workers: int) -> None:
