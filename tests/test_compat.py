@@ -45,6 +45,7 @@ PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 RUNTIME_DEPS = PYPROJECT["project"]["dependencies"]
 TRAIN_DEPS = PYPROJECT["project"]["optional-dependencies"]["train"]
 SEED = 3  # compat_check.py samples with this seed
+ROWS = 200
 
 
 def python(version: str) -> str | None:
@@ -112,10 +113,11 @@ def _checkpoint(arch: str, path: Path, **kw) -> VAE:
 
 @torch.no_grad()
 def _save_reference(model: VAE, prefix: Path) -> list[str]:
-    """PyTorch's outputs on fresh random inputs, and on the z that the runtime's sample(seed=SEED) draws."""
+    """PyTorch's outputs on fresh random inputs, and on the z that the runtime's sample(seed=SEED) draws. 200 rows:
+    int8's "at most 1% of the values off" needs a few hundred values (9 rows of 6 latents failed on 2 values)."""
     rng = np.random.default_rng()
-    x = rng.random((9, *model.input_shape), dtype=np.float32)
-    z = rng.standard_normal((9, model.latent_dim), dtype=np.float32)
+    x = rng.random((ROWS, *model.input_shape), dtype=np.float32)
+    z = rng.standard_normal((ROWS, model.latent_dim), dtype=np.float32)
     zs = random.gaussian(6 * model.latent_dim, SEED).reshape(6, model.latent_dim)
     mu, logvar = model.encode(torch.from_numpy(x))
     arrays = {"x": x, "z": z, "mu": mu.numpy(), "logvar": logvar.numpy(),
