@@ -175,7 +175,8 @@ def _load(model: Optional[str], precision: str, threads: Optional[int], batch_si
 def _read_npy(path: Path) -> np.ndarray:
     """Memory-map an .npy file (large arrays are then read chunk by chunk), refusing pickles."""
     try:
-        return np.load(path, mmap_mode="r", allow_pickle=False)
+        with np.errstate(over="ignore"):  # a declared size past 2^63 overflows in numpy's memmap before its ValueError
+            return np.load(path, mmap_mode="r", allow_pickle=False)
     except FileNotFoundError:
         raise RuntimeInputError(f"no such file: {path}") from None
     except MemoryError:

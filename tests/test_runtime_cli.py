@@ -336,6 +336,17 @@ def test_decode_refuses_a_file_that_is_not_npy(mlp, work, tmp_path):
     assert_fails(run(decode_app, tmp_path / "z.npy", "--model", mlp), "is not a readable .npy array", work)
 
 
+def test_decode_refuses_an_npy_whose_header_declares_2_to_the_62_rows_in_one_line(mlp, tmp_path):
+    with open(tmp_path / "z.npy", "wb") as f:  # numpy's size arithmetic overflows before it refuses
+        np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": (2**62, 10)})
+        f.write(np.random.default_rng().standard_normal(20, np.float32).tobytes())
+    r = subprocess.run([BIN / "vae-decode", tmp_path / "z.npy", "--model", mlp, "--out", tmp_path / "x.png"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2
+    assert len(r.stderr.splitlines()) == 1 and "is not a readable .npy array: array is too big" in r.stderr
+    assert not (tmp_path / "x.png").exists()
+
+
 def test_decode_refuses_more_latents_than_a_grid_holds(mlp, work, tmp_path):
     np.save(tmp_path / "z.npy", np.zeros((MAX_GRID + 1, 10), np.float32))
     assert_fails(run(decode_app, tmp_path / "z.npy", "--model", mlp), "too many for one image grid", work)
