@@ -7,13 +7,10 @@ from typing import Optional
 
 import typer
 
+from vae_edge.runtime.errors import fail
+
 app = typer.Typer(pretty_exceptions_enable=False, add_completion=False,
                   help="Export a VAE checkpoint to ONNX (encoder, decoder, vae.json), checked against PyTorch.")
-
-
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(2)
 
 
 def _shape(text: str) -> tuple[int, int, int]:
@@ -22,7 +19,7 @@ def _shape(text: str) -> tuple[int, int, int]:
     except ValueError:
         shape = ()
     if len(shape) != 3 or min(shape) < 1:
-        _fail(f"--input-shape must be C,H,W (three positive integers), got {text!r}")
+        fail(f"--input-shape must be C,H,W (three positive integers), got {text!r}")
     return shape
 
 
@@ -88,15 +85,15 @@ def main(
 
     shape = _shape(input_shape)
     if not out.parent.is_dir():  # the project's run folders make their own; an output the user names does not
-        _fail(f"--out {out}: there is no folder {out.parent}; make it first")
+        fail(f"--out {out}: there is no folder {out.parent}; make it first")
     if quantize is not None and quantize != "int8":
-        _fail(f"--quantize takes int8, got {quantize!r}")
+        fail(f"--quantize takes int8, got {quantize!r}")
     try:
         info = export_checkpoint(model_pt, out, input_shape=shape, opset=opset, quantize=quantize,
                                  calibration=calibration, force_int8=force_int8, ort_format=ort, force=force,
                                  say=lambda line: typer.echo(line, err=True))
     except ExportError as e:
-        _fail(str(e))
+        fail(str(e))
     typer.echo(report(info, out))
 
 

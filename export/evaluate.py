@@ -8,16 +8,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from vae_edge.runtime.errors import os_error
+from vae_edge.runtime.errors import fail, os_error
 from vae_edge.train.config import Config
 
 eval_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
                        help="Evaluate a saved model.pt, or an exported folder, on its test split.")
-
-
-def _fail(msg: str, code: int = 2):
-    typer.echo(f"error: {msg}", err=True)
-    raise typer.Exit(code)
 
 
 @eval_app.command()
@@ -66,11 +61,11 @@ def eval_cmd(
         try:
             check_output(json_out, "--json")
         except RuntimeInputError as e:
-            _fail(str(e))
+            fail(str(e))
     if model.is_dir():
         return _eval_folder(model, iwae_k, data_dir, limit, json_out, record)
     if record:
-        _fail("--record writes into an exported folder's vae.json; give the folder, not a checkpoint")
+        fail("--record writes into an exported folder's vae.json; give the folder, not a checkpoint")
     try:
         ckpt = checkpoint.load(model)
         if not checkpoint.is_vae_edge(ckpt):
@@ -87,9 +82,8 @@ def eval_cmd(
         data = select_classes(data, cfg.classes, cfg.exclude_classes)
         if data.shape != tuple(cfg.input_shape):
             raise TrainError(f"{cfg.dataset} has images of {data.shape}, the model takes {tuple(cfg.input_shape)}")
-    # typer.Exit is a RuntimeError too: raise our own errors in here, and fail only below.
     except (checkpoint.CheckpointError, DataError, TrainError, RuntimeError, KeyError, ValueError) as e:
-        _fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
+        fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
     test_x = pixels(data.test, cfg.binarize)  # binarized as a whole, so --limit keeps the same bits
     test_x = (test_x[:limit] if limit > 0 else test_x).to(dev)
     result = {"model": str(model), "dataset": cfg.dataset, "examples": int(test_x.shape[0])}
@@ -112,15 +106,15 @@ def _eval_folder(folder: Path, k: int, data_dir, limit: int, json_out, record: b
     from .score import score_folder
 
     if k < 1:
-        _fail(f"an exported folder is scored by the IWAE alone: --iwae-k must be 1 or more, got {k}")
+        fail(f"an exported folder is scored by the IWAE alone: --iwae-k must be 1 or more, got {k}")
     if record and limit:
-        _fail("--record keeps the whole test set's figure: drop --limit")
+        fail("--record keeps the whole test set's figure: drop --limit")
     try:
         result = score_folder(folder, k, data_dir, limit, record)
     except (ModelFolderError, RuntimeInputError, DataError, TrainError) as e:
-        _fail(str(e).splitlines()[0])
+        fail(str(e).splitlines()[0])
     except OSError as e:  # --record could not write vae.json
-        _fail(os_error(e))
+        fail(os_error(e))
     _report(result, json_out)
     if record:
         typer.echo(f"recorded in {folder / 'vae.json'} (metrics.iwae)")
@@ -139,5 +133,5 @@ def _report(result: dict, json_out) -> None:
         try:
             write_text(json_out, json.dumps(result, indent=2) + "\n")
         except OSError as e:
-            _fail(os_error(e))
+            fail(os_error(e))
 

@@ -1,7 +1,9 @@
 """The runtime's two errors, each one line: bad input from the caller, and a model folder that cannot be used."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from typing import NoReturn
 
 
 class RuntimeInputError(ValueError):
@@ -25,3 +27,10 @@ def os_error(e: OSError) -> str:
 
 def missing_model_message(folder: Path) -> str:
     return f"no exported model at {folder}; run `vae-export model.pt --out {folder}` first"
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """A command's end on bad input: `error: MESSAGE` on stderr, in one write, and exit status `code`."""
+    sys.stderr.write(f"error: {message}\n")
+    sys.stderr.flush()
+    raise SystemExit(code)

@@ -11,16 +11,13 @@ from typing import Annotated, Optional
 
 import typer
 
+from vae_edge.runtime.errors import fail, os_error
+
 from .config import Config
 
 D = Config()  # the defaults live in one place
 train_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
                         help="Fit the VAE and write runs/<name>/model.pt.")
-
-
-def _fail(msg: str, code: int = 2):
-    typer.echo(f"error: {msg}", err=True)
-    raise typer.Exit(code)
 
 
 @train_app.command()
@@ -91,8 +88,6 @@ def train_cmd(
 
     Ctrl-C or SIGTERM saves last.pt and exits; --resume continues exactly where it stopped.
     """
-    from vae_edge.runtime.errors import os_error
-
     from .checkpoint import CheckpointError
     from .data import DataError, parse_classes
     from .train import Interrupted, TrainError, train
@@ -101,7 +96,7 @@ def train_cmd(
         classes, exclude_classes = parse_classes(classes, "--classes"), parse_classes(exclude_classes,
                                                                                        "--exclude-classes")
     except DataError as e:
-        _fail(str(e))
+        fail(str(e))
     cfg = Config(arch=arch, hidden_dim=hidden_dim, latent_dim=latent_dim, likelihood=likelihood, prior=prior,
                  prior_components=prior_components, latent_layers=latent_layers, dataset=dataset,
                  data_dir=data_dir, image_size=image_size, channels=channels, test_fraction=test_fraction,
@@ -116,9 +111,9 @@ def train_cmd(
             typer.echo(f"interrupted: saved {e.path}; continue with: vae-train --resume {e.path.parent}", err=True)
         raise typer.Exit(128 + e.signum)
     except (TrainError, DataError, CheckpointError, ValueError) as e:
-        _fail(str(e))
+        fail(str(e))
     except OSError as e:  # a failed write (a full disk, a file too large): name the file
-        _fail(os_error(e))
+        fail(os_error(e))
     finally:
         _leave_process_group()
 
