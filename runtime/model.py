@@ -250,6 +250,11 @@ class VAE:
         """The pixels score() computes on, in words (what a vae-score threshold records)."""
         return score.pixel_rule(self._meta)
 
+    @property
+    def can_score(self) -> bool:
+        """Whether the folder has score.onnx: a 0.1.0 folder has none, and score() refuses it."""
+        return self._scorer is not None
+
     def _score_with(self):
         if self._scorer is None:
             raise score.missing(self.folder)

@@ -23,7 +23,6 @@ from .args import Argument, Option
 from .cli import (BATCH_OPT, MODEL_OPT, PRECISION_OPT, PROVIDER_OPT, THREADS_OPT, _check, _check_common, _echo,
                   _errors, _load, _read_npy, _report)
 from .errors import RuntimeInputError
-from .folder import PRECISIONS
 from .inputs import check_count, check_seed
 from .model import VAE
 from .outputs import STDOUT, atomic_file, check_output
@@ -73,8 +72,8 @@ def score(
         npy = walk.is_npy(inputs)
         vae = _load(model, precision, threads, batch_size, provider)
         setting = {"precision": precision, "k": k, "pixel_rule": vae.pixel_rule, "seed": seed,
-                   "units": "bits per dimension" if bits_per_dim else "nats per image"}
-        t = thresholds.load(threshold, setting, _files(vae)) if threshold is not None else None
+                   "units": thresholds.units(bits_per_dim)}
+        t = thresholds.load(threshold, setting, thresholds.model_files(vae)) if threshold is not None else None
         show = not quiet and sys.stderr.isatty()
         if npy:
             total, chunks = walk.npy_chunks(inputs[0], batch_size, _read_npy)
@@ -94,20 +93,13 @@ def score(
             chunks = walk.image_chunks(walk.files(inputs, glob), vae.input_shape, batch_size, skip)
         scored = _scored(vae, chunks, k, seed, bits_per_dim, progress)
         if calibrate:
-            return _calibrate(scored, fpr, setting, _files(vae), save, quiet, skipped)
+            return _calibrate(scored, fpr, setting, thresholds.model_files(vae), save, quiet, skipped)
         n = _write(scored, out, "index" if npy else "path", jsonl, t)
         where = "standard output" if out == STDOUT else out
         if not quiet:
             _report(f"scored {n} images ({setting['units']}, k={k}, seed {seed}) to {where}{_skips(skipped)}", (out,))
         elif skipped:
             _echo(_skips(skipped).removeprefix("; "), sys.stderr)
-
-
-def _files(vae: VAE) -> dict:
-    """The sha256 of each file the loaded precision reads, as vae.json lists (and the load checked) them."""
-    meta = vae.meta
-    keys = [*PRECISIONS[vae.precision], *(key for key in ("prior", "score") if key in meta["files"])]
-    return {key: meta["files"][key]["sha256"] for key in keys}
 
 
 def _scored(vae: VAE, chunks, k: int, seed: int, bits_per_dim: bool, progress: Progress):

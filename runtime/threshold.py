@@ -15,11 +15,17 @@ from pathlib import Path
 import numpy as np
 
 from .errors import RuntimeInputError
+from .folder import PRECISIONS
 from .outputs import write_text
 
 FORMAT = "vae-score-threshold"
 # What a threshold must have been computed with to compare with today's scores (the seed only redraws the noise).
 MATCHED = ("precision", "k", "pixel_rule", "units")
+
+
+def units(bits_per_dim: bool) -> str:
+    """The unit of a score, in the words a threshold file records."""
+    return "bits per dimension" if bits_per_dim else "nats per image"
 
 
 def allowed_false_positives(n: int, fpr: float) -> int:
@@ -56,6 +62,11 @@ def save(path: Path, contents: dict) -> None:
 def load(path: Path, setting: dict, files: dict) -> float:
     """The threshold in path, refused in one line where it was made for another model, precision, k, pixel rule
     or unit."""
+    return check(read(path), path, setting, files)["threshold"]
+
+
+def read(path: Path) -> dict:
+    """A threshold file's contents, refused in one line where it is not one."""
     try:
         saved = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -64,11 +75,24 @@ def load(path: Path, setting: dict, files: dict) -> float:
         raise RuntimeInputError(f"--threshold {path} is not JSON: {str(e)[:200]}") from None
     if not isinstance(saved, dict) or saved.get("format") != FORMAT or not isinstance(saved.get("threshold"), float):
         raise RuntimeInputError(f"--threshold {path} is not a threshold written by vae-score --calibrate --save")
-    for key in MATCHED:
+    return saved
+
+
+def check(saved: dict, path: Path, setting: dict, files: dict, matched: tuple[str, ...] = MATCHED) -> dict:
+    """saved, refused in one line where the setting differs on a matched key or the files' sha256 differ (vae-serve
+    matches k and units per request: it passes the rest)."""
+    for key in matched:
         if saved.get(key) != setting[key]:
             raise RuntimeInputError(f"--threshold {path} was made with {key} {saved.get(key)!r}, these scores with "
                                     f"{setting[key]!r}; score with the same {key} or calibrate again")
     if saved.get("files") != files:
         raise RuntimeInputError(f"--threshold {path} was made for another model (its files' sha256 differ); "
                                 f"calibrate again on this one")
-    return saved["threshold"]
+    return saved
+
+
+def model_files(vae) -> dict:
+    """The sha256 of each file the loaded precision reads, as vae.json lists (and the load checked) them."""
+    meta = vae.meta
+    keys = [*PRECISIONS[vae.precision], *(key for key in ("prior", "score") if key in meta["files"])]
+    return {key: meta["files"][key]["sha256"] for key in keys}

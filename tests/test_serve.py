@@ -68,8 +68,9 @@ def test_coalesced_requests_get_what_each_would_get_alone_bit_for_bit(model):
     samples = [(int(n), int(rng.integers(2**53)), float(t)) for n, t in zip(rng.integers(1, 40, 4), [1.0, 0.7, 0, 1.3])]
     latents = [rng.standard_normal((int(n), model.latent_dim)).astype(np.float32) for n in rng.integers(1, 30, 3)]
     images = [rng.random((int(n), c, h, w), dtype=np.float32) for n in rng.integers(1, 30, 3)]
+    scores = [(x, int(k), int(rng.integers(2**53)), bits) for x, k, bits in zip(images, [1, 3], [False, True])]
     jobs = ([Job("sample", n, (n, s, t)) for n, s, t in samples] + [Job("decode", len(z), (z,)) for z in latents]
-            + [Job("encode", len(x), (x,)) for x in images])
+            + [Job("encode", len(x), (x,)) for x in images] + [Job("score", len(a[0]), a) for a in scores])
     rng.shuffle(jobs)
     results, metrics = _coalesced(model, jobs)
     assert metrics.batch_requests.count == 1  # one batch: each file that may be coalesced ran once
@@ -81,6 +82,9 @@ def test_coalesced_requests_get_what_each_would_get_alone_bit_for_bit(model):
             np.testing.assert_array_equal(got, model.sample(*job.args))
         elif job.kind == "decode":
             np.testing.assert_array_equal(got, model.decode(job.args[0]))
+        elif job.kind == "score":  # each request's images scored alone, from image 0 of its seed's noise
+            x, k, seed, bits = job.args
+            np.testing.assert_array_equal(got, model.score(x, k=k, seed=seed, bits_per_dim=bits))
         else:
             mu, logvar = model.encode(job.args[0])
             np.testing.assert_array_equal(got[0], mu)
@@ -318,6 +322,103 @@ def test_encode_takes_json_npy_and_png_images(server, bundled):
     np.testing.assert_array_equal(np.array(json.loads(body)["mu"], np.float32), mu[:1])
 
 
+def _npy_bytes(a: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, a)
+    return buf.getvalue()
+
+
+def test_score_answers_what_vae_score_gives_for_json_and_npy_bodies_bit_for_bit(server, bundled):
+    rng = np.random.default_rng()
+    x, seed = rng.random((3, 1, 28, 28), dtype=np.float32), int(rng.integers(2**53))
+    status, headers, body = server.request("POST", "/v1/score", {"images": x.tolist(), "k": 4, "seed": seed})
+    answer = json.loads(body)
+    expected = bundled.score(x, k=4, seed=seed)
+    assert status == 200 and headers["x-seed"] == str(seed)
+    assert {k: answer[k] for k in ("k", "seed", "units", "pixel_rule")} == \
+        {"k": 4, "seed": seed, "units": "nats per image", "pixel_rule": bundled.pixel_rule}
+    np.testing.assert_array_equal(np.array(answer["scores"]), expected)
+    status, headers, body = server.request("POST", f"/v1/score?k=4&seed={seed}", _npy_bytes(x),
+                                           {"Content-Type": NPY, "Accept": NPY})
+    assert status == 200 and _npy(body).dtype == np.float64
+    np.testing.assert_array_equal(_npy(body), expected)
+
+
+def test_score_in_bits_per_dim_is_vae_scores_with_bits_per_dim(server, bundled):
+    x = (np.random.default_rng().random((2, 784)) * 255).astype(np.uint8)
+    status, _, body = server.request("POST", "/v1/score?seed=5&bits_per_dim=true", _npy_bytes(x),
+                                     {"Content-Type": NPY})
+    answer = json.loads(body)
+    assert status == 200 and answer["units"] == "bits per dimension" and answer["k"] == 1
+    np.testing.assert_array_equal(np.array(answer["scores"]), bundled.score(x, seed=5, bits_per_dim=True))
+
+
+def test_score_without_a_seed_says_the_seed_it_drew_and_that_seed_gives_the_same_scores(server, bundled):
+    x = np.random.default_rng().random((2, 1, 28, 28), dtype=np.float32)
+    status, headers, body = server.request("POST", "/v1/score?k=2", _npy_bytes(x), {"Content-Type": NPY})
+    answer = json.loads(body)
+    assert status == 200 and answer["seed"] == int(headers["x-seed"])
+    np.testing.assert_array_equal(np.array(answer["scores"]), bundled.score(x, k=2, seed=answer["seed"]))
+
+
+def test_score_requests_are_counted_in_the_metrics(server):
+    line = 'vae_serve_requests_total{route="/v1/score",status="200"}'
+    before = server.metric(line)
+    server.request("POST", "/v1/score", {"images": np.random.default_rng().random((1, 784)).tolist()})
+    assert server.metric(line) == before + 1 and server.metric('vae_serve_run_rows_count{model_file="score"}') >= 1
+
+
+def test_the_openapi_document_and_info_list_the_score_route(server, bundled):
+    doc = json.loads(server.request("GET", "/v1/openapi.json")[2])
+    score = doc["paths"]["/v1/score"]["post"]
+    assert {p["name"] for p in score["parameters"]} == {"k", "seed", "bits_per_dim"}
+    assert {"application/json", NPY, "image/png"} <= set(score["requestBody"]["content"])
+    assert "422" in score["responses"] and "501" in score["responses"]
+    info = json.loads(server.request("GET", "/v1/info")[2])
+    assert info["score"] == {"route": True, "pixel_rule": bundled.pixel_rule, "threshold": None}
+    assert info["settings"]["max_score_samples"] == 8192
+
+
+def test_a_folder_without_score_onnx_answers_score_with_501_in_one_line_and_serves_the_rest(make_server):
+    s = make_server("--model", str(Path(__file__).parent / "fixtures" / "format1-mlp"))
+    status, _, body = s.request("POST", "/v1/score", {"images": [[0.5] * 784]})
+    assert status == 501 and "has no score.onnx" in json.loads(body)["error"] and body.count(b"\n") <= 1
+    assert json.loads(s.request("GET", "/v1/info")[2])["score"]["route"] is False
+    assert s.request("POST", "/v1/sample", {"n": 1})[0] == 200
+
+
+def _calibrated(tmp_path: Path, *args: str) -> Path:
+    """A threshold.json from vae-score --calibrate --save on 8 random images of the bundled model (k 2)."""
+    images, saved = tmp_path / "normal.npy", tmp_path / "threshold.json"
+    np.save(images, np.random.default_rng().random((8, 1, 28, 28), dtype=np.float32))
+    r = subprocess.run([str(BIN / "vae-score"), str(images), "--calibrate", "--fpr", "0.25", "--k", "2", "--save",
+                        str(saved), "--quiet", *args], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    return saved
+
+
+def test_with_a_threshold_scores_default_to_its_k_and_carry_flags(make_server, tmp_path, bundled):
+    saved = _calibrated(tmp_path)
+    t = json.loads(saved.read_text())["threshold"]
+    s = make_server("--threshold", str(saved))
+    x = np.random.default_rng().random((6, 1, 28, 28), dtype=np.float32)
+    status, _, body = s.request("POST", "/v1/score?seed=3", _npy_bytes(x), {"Content-Type": NPY})
+    answer = json.loads(body)
+    expected = bundled.score(x, k=2, seed=3)
+    assert status == 200 and answer["k"] == 2 and answer["threshold"] == t
+    np.testing.assert_array_equal(np.array(answer["scores"]), expected)
+    assert answer["flags"] == (expected > t).tolist()
+    status, _, body = s.request("POST", "/v1/score?k=1", _npy_bytes(x), {"Content-Type": NPY})
+    assert status == 422 and "threshold made with k 2" in json.loads(body)["error"]
+
+
+def test_a_threshold_made_for_another_precision_is_refused_at_start_in_one_line(tmp_path):
+    saved = _calibrated(tmp_path)
+    r = subprocess.run([str(BIN / "vae-serve"), "--port", str(free_port()), "--threshold", str(saved),
+                        "--precision", "int8"], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and r.stderr.count("\n") == 1 and "made with precision 'fp32'" in r.stderr, r.stderr
+
+
 def _png(size: tuple[int, int]) -> bytes:
     from PIL import Image
 
@@ -355,6 +456,20 @@ BAD = {  # request -> the status it must get, one JSON line each
     "a body over the limit": ("/v1/decode", b"[" + b"0," * 150000 + b"0]", JSON_HEADERS, 413),
     "an unanswerable Accept": ("/v1/encode", b"{}", {**JSON_HEADERS, "Accept": "image/png"}, 406),
     "a bad nrow": ("/v1/sample?nrow=0", b"{}", JSON_HEADERS, 422),
+    "an nrow int() cannot read": ("/v1/sample?nrow=%C2%B2", b"{}", JSON_HEADERS, 422),
+    "an nrow of 5,000 digits": ("/v1/sample?nrow=" + "9" * 5000, b"{}", JSON_HEADERS, 422),
+    "a k of 5,000 digits": ("/v1/score?k=" + "9" * 5000, json.dumps({"images": [[0.5] * 784]}).encode(),
+                            JSON_HEADERS, 422),
+    "k x images over the score limit": ("/v1/score?k=4097", json.dumps({"images": [[0.5] * 784] * 2}).encode(),
+                                        JSON_HEADERS, 422),
+    "k zero": ("/v1/score", json.dumps({"images": [[0.5] * 784], "k": 0}).encode(), JSON_HEADERS, 422),
+    "k in the query and in the body": ("/v1/score?k=2", json.dumps({"images": [[0.5] * 784], "k": 2}).encode(),
+                                       JSON_HEADERS, 422),
+    "a bad bits_per_dim": ("/v1/score?bits_per_dim=maybe", json.dumps({"images": [[0.5] * 784]}).encode(),
+                           JSON_HEADERS, 422),
+    "NaN pixels to score": ("/v1/score", b'{"images": [[' + b",".join([b"NaN"] * 784) + b"]]}", JSON_HEADERS, 422),
+    "pixels out of range to score": ("/v1/score", json.dumps({"images": [[1.5] * 784]}).encode(), JSON_HEADERS,
+                                     422),
 }
 
 

@@ -16,6 +16,7 @@ import platform
 import secrets
 import signal
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,8 @@ from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, R
 from starlette.routing import Route
 
 from ... import __version__
-from .. import inputs
+from .. import inputs, score
+from .. import threshold as thresholds
 from ..errors import RuntimeInputError
 from . import codecs, openapi
 from .batcher import Batcher, Job, QueueFull
@@ -42,20 +44,32 @@ INLINE_BODY = 16 * 1024
 INLINE_VALUES = 4096
 IMAGE_OUT = (JSON, NPY, PNG)
 ARRAY_OUT = (JSON, NPY)
+SCORE_OPTIONS = ("k", "seed", "bits_per_dim")
+FLAGS = {"true": True, "1": True, "false": False, "0": False}  # bits_per_dim in a query
 
 
 class ClientGone(Exception):
     """The client closed its connection before its answer was ready."""
 
 
+@dataclass(frozen=True)
+class Threshold:
+    """A vae-score threshold the server flags scores against, and the k and unit its scores were computed with."""
+    value: float
+    k: int
+    bits_per_dim: bool
+
+
 class Service:
-    """What the routes share: the loaded VAE, its batcher, the metrics, the settings, whether it is draining."""
+    """What the routes share: the loaded VAE, its batcher, the metrics, the settings, the threshold, whether it is
+    draining."""
 
     def __init__(self, vae, settings: Settings):
         self.vae, self.settings = vae, settings
         self.metrics = Metrics()
         self.batcher = Batcher(vae, settings.max_batch, settings.max_wait_ms / 1e3, settings.max_queue, self.metrics)
         self.token = _read_token(settings.token_file) if settings.token_file else None
+        self.threshold = _read_threshold(settings.threshold, vae) if settings.threshold else None
         self.draining = False
 
     def drain(self) -> None:
@@ -72,6 +86,20 @@ def _read_token(path: str) -> bytes:
     return token
 
 
+def _read_threshold(path: str, vae) -> Threshold:
+    """The threshold in path, refused in one line where vae-score would refuse it for this model, precision or pixel
+    rule; k and the unit are matched per request."""
+    if not vae.can_score:
+        raise score.missing(vae.folder)
+    saved = thresholds.check(thresholds.read(Path(path)), Path(path),
+                             {"precision": vae.precision, "pixel_rule": vae.pixel_rule},
+                             thresholds.model_files(vae), matched=("precision", "pixel_rule"))
+    k, unit, units = saved.get("k"), saved.get("units"), (thresholds.units(False), thresholds.units(True))
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1 or unit not in units:
+        raise RuntimeInputError(f"--threshold {path} records no valid k and units; calibrate again with vae-score")
+    return Threshold(saved["threshold"], k, unit == units[1])
+
+
 # -- reading a request -----------------------------------------------------------------------------------------
 async def read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
@@ -86,9 +114,14 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+def _digits(text: str) -> bool:
+    """Plain ASCII digits, few enough for int() (which refuses '²', an isdigit(), and 4,301 digits or more)."""
+    return text.isascii() and text.isdigit() and len(text) <= 20
+
+
 def _nrow(request: Request) -> int:
     text = request.query_params.get("nrow", "8")
-    if not text.isdigit() or not 1 <= int(text) <= 1024:
+    if not _digits(text) or not 1 <= int(text) <= 1024:
         raise HTTPError(422, f"nrow must be an integer from 1 to 1024, got {text[:20]!r}")
     return int(text)
 
@@ -117,32 +150,81 @@ def parse_sample(body: bytes, content_type: str, settings: Settings) -> tuple:
     return n, secrets.randbelow(inputs.SEED_LIMIT) if seed is None else seed, temperature
 
 
-def read_array(body: bytes, content_type: str, field: str, settings: Settings, accepted: tuple[str, ...]):
-    """The array of an .npy body, or of a JSON body's one field (nested lists), at most max_n rows."""
+def read_array(body: bytes, content_type: str, field: str, settings: Settings, accepted: tuple[str, ...],
+               options: tuple[str, ...] = ()) -> tuple[np.ndarray, dict]:
+    """The array of an .npy body, or of a JSON body's field (nested lists), at most max_n rows; and the JSON
+    body's options ({} for an .npy body)."""
+    fields: dict = {}
     if content_type == NPY:
         a = codecs.read_npy(body, f"the {field}")
     elif content_type == JSON:
         fields = codecs.read_json(body)
-        _fields(fields, (field,))
-        a = codecs.json_array(fields.get(field), field)
+        _fields(fields, (field, *options))
+        a = codecs.json_array(fields.pop(field, None), field)
     else:
         raise HTTPError(415, f"this route takes {', '.join(accepted)}, not {content_type or 'no content type'!r}")
     _rows(a, settings.max_n, field)
-    return a
+    return a, fields
 
 
 def parse_latents(body: bytes, content_type: str, vae, settings: Settings) -> np.ndarray:
-    z = read_array(body, content_type, "latents", settings, (JSON, NPY))
+    z, _ = read_array(body, content_type, "latents", settings, (JSON, NPY))
     return inputs.finite_latents(inputs.latents(z, vae.latent_dim))
 
 
-def parse_images(body: bytes, content_type: str, vae, settings: Settings) -> np.ndarray:
+def parse_images(body: bytes, content_type: str, vae, settings: Settings,
+                 options: tuple[str, ...] = ()) -> tuple[np.ndarray, dict]:
+    """The checked pixels of a JSON, .npy or image body, float32 (N, C, H, W); and the JSON body's options."""
+    fields: dict = {}
     if content_type in codecs.IMAGE_TYPES:
         x = codecs.read_image(body, vae.input_shape, settings.max_pixels)
     else:
-        x = read_array(body, content_type, "images", settings, (JSON, NPY, *codecs.IMAGE_TYPES))
+        x, fields = read_array(body, content_type, "images", settings, (JSON, NPY, *codecs.IMAGE_TYPES), options)
     x, _ = inputs.images(x, vae.input_shape)
-    return inputs.pixels(x, vae.input_shape)
+    return inputs.pixels(x, vae.input_shape), fields
+
+
+def parse_score(body: bytes, content_type: str, service: "Service", query) -> tuple:
+    """(images, k, seed, bits_per_dim): the images as encode takes them; the options from the query string (any
+    body) or the JSON body's fields, not both. Without a seed the server draws one; with a threshold, k and the
+    unit default to its own, and others are refused (its flags would mean nothing)."""
+    x, fields = parse_images(body, content_type, service.vae, service.settings, SCORE_OPTIONS)
+    twice = sorted(set(fields) & set(query))
+    if twice:
+        raise HTTPError(422, f"{twice[0]} is given twice, in the query and in the body; give it once")
+    t = service.threshold
+    k = inputs.check_count(fields["k"] if "k" in fields else _query_count(query, "k", t.k if t else 1), "k")
+    seed = inputs.check_seed(fields["seed"] if "seed" in fields else _query_count(query, "seed", None))
+    bits = fields["bits_per_dim"] if "bits_per_dim" in fields else _query_flag(query, "bits_per_dim",
+                                                                               t.bits_per_dim if t else False)
+    if not isinstance(bits, bool):
+        raise HTTPError(422, f"bits_per_dim must be true or false, got {bits!r}")
+    limit = service.settings.max_score_samples
+    if len(x) * k > limit:
+        raise HTTPError(422, f"k x images must be at most {limit} in one request (--max-score-samples), got "
+                             f"{k} x {len(x)}")
+    if t is not None and (k, bits) != (t.k, t.bits_per_dim):
+        raise HTTPError(422, f"this server flags scores against a threshold made with k {t.k} in "
+                             f"{thresholds.units(t.bits_per_dim)}; ask with those (or leave k and bits_per_dim out)")
+    return x, k, secrets.randbelow(inputs.SEED_LIMIT) if seed is None else seed, bits
+
+
+def _query_count(query, name: str, default):
+    text = query.get(name)
+    if text is None:
+        return default
+    if not _digits(text):
+        raise HTTPError(422, f"{name} must be an integer from 0 to 2^53 - 1, got {text[:20]!r}")
+    return int(text)
+
+
+def _query_flag(query, name: str, default: bool) -> bool:
+    text = query.get(name)
+    if text is None:
+        return default
+    if text.lower() not in FLAGS:
+        raise HTTPError(422, f"{name} must be true or false, got {text[:20]!r}")
+    return FLAGS[text.lower()]
 
 
 # -- answering -------------------------------------------------------------------------------------------------
@@ -158,6 +240,13 @@ def render_latents(mu: np.ndarray, logvar: np.ndarray, media: str) -> Response:
     if media == NPY:  # one array: [mu, logvar], (2, N, latent_dim)
         return Response(codecs.npy_bytes(np.stack([mu, logvar])), media_type=NPY)
     return JSONResponse({"shape": list(mu.shape), "mu": mu.tolist(), "logvar": logvar.tolist()})
+
+
+def render_scores(scores: np.ndarray, media: str, extra: dict, threshold: Threshold | None) -> Response:
+    if media == NPY:  # float64 (N,); the flags are the JSON answer's
+        return Response(codecs.npy_bytes(scores), media_type=NPY)
+    flags = {} if threshold is None else {"threshold": threshold.value, "flags": (scores > threshold.value).tolist()}
+    return JSONResponse({"scores": scores.tolist(), **extra, **flags})
 
 
 async def _disconnected(receive) -> None:
@@ -192,7 +281,7 @@ async def off_loop(heavy: bool, fn, *args):
     return await run_in_threadpool(fn, *args) if heavy else fn(*args)
 
 
-def model_route(kind: str, parse, offers: tuple[str, ...]):
+def model_route(parse, offers: tuple[str, ...]):
     """A POST route: body -> checked array -> the batcher -> a response (parsing and rendering in a thread when
     large)."""
     async def route(request: Request) -> Response:
@@ -207,18 +296,9 @@ def model_route(kind: str, parse, offers: tuple[str, ...]):
             except asyncio.TimeoutError:
                 raise HTTPError(408, f"the body did not arrive within {settings.timeout_s:g} s") from None
             content_type = codecs.media_type(request.headers.get("content-type"))
-            args = await off_loop(len(body) > INLINE_BODY, parse, body, content_type, service)
-            rows = args[0] if kind == "sample" else len(args)
-            result = await run_job(service, request, Job(kind, rows, args if kind == "sample" else (args,)),
-                                   deadline)
-            if kind == "encode":
-                mu, logvar = result
-                return await off_loop(mu.size > INLINE_VALUES, render_latents, mu, logvar, media)
-            extra = {"seed": args[1], "n": args[0], "temperature": args[2]} if kind == "sample" else {}
-            response = await off_loop(result.size > INLINE_VALUES, render_images, result, media, nrow, extra)
-            if kind == "sample":
-                response.headers["X-Seed"] = str(args[1])
-            return response
+            job = await off_loop(len(body) > INLINE_BODY, parse, body, content_type, service, request.query_params)
+            result = await run_job(service, request, job, deadline)
+            return await respond(service, job, result, media, nrow)
         except HTTPError as e:
             return JSONResponse({"error": e.message}, e.status, headers=e.headers)
         except RuntimeInputError as e:
@@ -229,16 +309,45 @@ def model_route(kind: str, parse, offers: tuple[str, ...]):
     return route
 
 
-def _sample(body, content_type, service):
-    return parse_sample(body, content_type, service.settings)
+async def respond(service: Service, job: Job, result, media: str, nrow: int) -> Response:
+    """The job's result in the negotiated format (rendered in a thread when large); a seed drawn or given goes in
+    X-Seed too."""
+    if job.kind == "encode":
+        mu, logvar = result
+        return await off_loop(mu.size > INLINE_VALUES, render_latents, mu, logvar, media)
+    if job.kind == "score":
+        _, k, seed, bits = job.args
+        extra = {"k": k, "seed": seed, "units": thresholds.units(bits), "pixel_rule": service.vae.pixel_rule}
+        response = await off_loop(result.size > INLINE_VALUES, render_scores, result, media, extra,
+                                  service.threshold)
+    else:
+        extra = dict(zip(("n", "seed", "temperature"), job.args)) if job.kind == "sample" else {}
+        response = await off_loop(result.size > INLINE_VALUES, render_images, result, media, nrow, extra)
+    if "seed" in extra:
+        response.headers["X-Seed"] = str(extra["seed"])
+    return response
 
 
-def _decode(body, content_type, service):
-    return parse_latents(body, content_type, service.vae, service.settings)
+def _sample(body, content_type, service, query) -> Job:
+    args = parse_sample(body, content_type, service.settings)
+    return Job("sample", args[0], args)
 
 
-def _encode(body, content_type, service):
-    return parse_images(body, content_type, service.vae, service.settings)
+def _decode(body, content_type, service, query) -> Job:
+    z = parse_latents(body, content_type, service.vae, service.settings)
+    return Job("decode", len(z), (z,))
+
+
+def _encode(body, content_type, service, query) -> Job:
+    x, _ = parse_images(body, content_type, service.vae, service.settings)
+    return Job("encode", len(x), (x,))
+
+
+def _score(body, content_type, service, query) -> Job:
+    if not service.vae.can_score:
+        raise HTTPError(501, str(score.missing(service.vae.folder)))
+    args = parse_score(body, content_type, service, query)
+    return Job("score", len(args[0]), args)
 
 
 # -- the GET routes --------------------------------------------------------------------------------------------
@@ -274,6 +383,8 @@ def info_document(service: Service) -> dict:
                      "starlette": starlette.__version__, "uvicorn": uvicorn.__version__},
         "batching": {"coalesced": service.batcher.coalesce,
                      "together_against_alone": service.batcher.differences},
+        "score": {"route": service.vae.can_score, "pixel_rule": service.vae.pixel_rule,
+                  "threshold": None if service.threshold is None else asdict(service.threshold)},
         "settings": service.settings.public(),
     }
 
@@ -308,9 +419,10 @@ def create_app(vae, settings: Settings) -> Starlette:
         service.drain()
         await run_in_threadpool(service.batcher.stop)
 
-    routes = [Route("/v1/sample", model_route("sample", _sample, IMAGE_OUT), methods=["POST"]),
-              Route("/v1/decode", model_route("decode", _decode, IMAGE_OUT), methods=["POST"]),
-              Route("/v1/encode", model_route("encode", _encode, ARRAY_OUT), methods=["POST"]),
+    routes = [Route("/v1/sample", model_route(_sample, IMAGE_OUT), methods=["POST"]),
+              Route("/v1/decode", model_route(_decode, IMAGE_OUT), methods=["POST"]),
+              Route("/v1/encode", model_route(_encode, ARRAY_OUT), methods=["POST"]),
+              Route("/v1/score", model_route(_score, ARRAY_OUT), methods=["POST"]),
               Route("/v1/health", health), Route("/v1/ready", ready), Route("/v1/info", info),
               Route("/v1/metrics", metrics), Route("/v1/openapi.json", openapi_json), Route("/v1/docs", docs)]
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={

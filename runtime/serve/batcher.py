@@ -4,7 +4,9 @@ The event loop hands each checked request to submit(); the worker takes the firs
 is queued (waiting up to max_wait for more, never past max_batch rows), and runs each model file once for the
 lot: the prior's graph on every sample's noise, the decoder on those z and every decode's latents, the encoder on
 every encode's images. The rows are split back in order, so each request gets what VAE.sample, decode and encode
-give it alone (bit for bit where onnxruntime's kernels do not depend on the batch size: docs/serving.md).
+give it alone (bit for bit where onnxruntime's kernels do not depend on the batch size: docs/serving.md). A score
+job is VAE.score on its own images, once per request: its noise is drawn from its seed for images 0.. of the
+request (start 0), as a caller of VAE.score alone gets it.
 
 Coalescing a model file is right only where its outputs for a row do not depend on the other rows of the run.
 probe() checks each file at start: a run over 8 random rows against 8 runs of one row. fp32 files give the same
@@ -38,7 +40,8 @@ class QueueFull(Exception):
 
 @dataclass(eq=False)
 class Job:
-    kind: str  # "sample" (args: n, seed, temperature), "decode" (args: z float32) or "encode" (args: x float32)
+    kind: str  # "sample" (args: n, seed, temperature), "decode" (z float32), "encode" (x float32) or "score"
+    # (x float32, k, seed, bits_per_dim)
     rows: int
     args: tuple
     future: Any = None
@@ -136,6 +139,7 @@ class Batcher:
         try:
             self._decode([j for j in batch if j.kind in ("sample", "decode")])
             self._encode([j for j in batch if j.kind == "encode"])
+            self._score([j for j in batch if j.kind == "score"])
             self.metrics.batch(len(batch), sum(j.rows for j in batch))
         except Exception as e:  # noqa: BLE001 (a model that fails to run: every job of the batch is answered)
             for j in batch:
@@ -173,6 +177,16 @@ class Batcher:
         parts = self._runs("encoder", [j.args[0] for j in jobs], [j.rows for j in jobs], both, np.concatenate)
         for j, part in zip(jobs, parts):
             j.result = (part[:, :self.vae.latent_dim], part[:, self.vae.latent_dim:])
+
+    def _score(self, jobs: list[Job]) -> None:
+        """Each score job alone (score.onnx's runs are chunked by k inside VAE.score); a bad one fails alone."""
+        for j in jobs:
+            x, k, seed, bits_per_dim = j.args
+            self.metrics.run("score", j.rows)
+            try:
+                j.result = self.vae.score(x, k=k, seed=seed, bits_per_dim=bits_per_dim)
+            except ValueError as e:  # a RuntimeInputError or ModelFolderError: that request's alone
+                j.result = e
 
     def _runs(self, name: str, inputs: list, rows: list[int], run, join) -> list[np.ndarray]:
         """run over the inputs (rows each): once, on them joined, where the file may be coalesced; else once each."""

@@ -50,7 +50,7 @@ def check(settings: Settings, workers: int) -> None:
          f"(and, unless a proxy authenticates, --token-file: docs/serving.md)")
     need(0 < settings.port < 65536, f"--port must be in 1..65535, got {settings.port}")
     need(settings.threads is None or settings.threads >= 0, f"--threads must be >= 0, got {settings.threads}")
-    for name in ("max_batch", "max_queue", "max_n", "max_body", "max_pixels"):
+    for name in ("max_batch", "max_queue", "max_n", "max_body", "max_pixels", "max_score_samples"):
         need(getattr(settings, name) >= 1, f"--{name.replace('_', '-')} must be >= 1, got {getattr(settings, name)}")
     need(settings.max_wait_ms >= 0, f"--max-wait-ms must be >= 0, got {settings.max_wait_ms}")
     need(settings.timeout_s > 0, f"--timeout must be > 0, got {settings.timeout_s}")
@@ -77,10 +77,14 @@ def serve(
     max_n: int = Option(1024, "--max-n", help="Images or latents in one request."),
     max_body: int = Option(16 * 2**20, "--max-body", help="Request body bytes."),
     max_pixels: int = Option(4096 * 4096, "--max-pixels", help="Pixels of one uploaded image."),
+    max_score_samples: int = Option(8192, "--max-score-samples",
+                                    help="Images x k in one /v1/score request (each is a decode)."),
+    threshold: Optional[str] = Option(None, "--threshold",
+                                      help="A threshold.json from vae-score --calibrate --save: scores get flags."),
     timeout: float = Option(30.0, "--timeout", help="Seconds a request may take, body to answer."),
     no_access_log: bool = Option(False, "--no-access-log", help="No log line per request."),
 ) -> None:
-    """Serve a model over HTTP: /v1/sample, /v1/decode, /v1/encode, health, ready, info, metrics."""
+    """Serve a model over HTTP: /v1/sample, /v1/decode, /v1/encode, /v1/score, health, ready, info, metrics."""
     try:
         import uvicorn
     except ImportError:
@@ -89,14 +93,15 @@ def serve(
                         allow_remote=allow_remote, token_file=token_file,
                         cors_origins=tuple(o.strip() for o in cors_origins.split(",") if o.strip()),
                         max_batch=max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue, max_n=max_n,
-                        max_body=max_body, max_pixels=max_pixels, timeout_s=timeout, access_log=not no_access_log)
+                        max_body=max_body, max_pixels=max_pixels, max_score_samples=max_score_samples,
+                        threshold=threshold, timeout_s=timeout, access_log=not no_access_log)
     logging_setup()
     try:
         check(settings, workers)
         vae = load(settings)
         from .app import create_app
 
-        app = create_app(vae, settings)  # reads the token file: a bad one fails here
+        app = create_app(vae, settings)  # reads the token and threshold files: a bad one fails here
     except (RuntimeInputError, ModelFolderError) as e:
         _fail(str(e))
     except OSError as e:

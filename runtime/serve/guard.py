@@ -14,8 +14,8 @@ import time
 
 log = logging.getLogger("vae_serve")
 
-ROUTES = ("/v1/sample", "/v1/decode", "/v1/encode", "/v1/health", "/v1/ready", "/v1/info", "/v1/metrics",
-          "/v1/openapi.json", "/v1/docs")
+ROUTES = ("/v1/sample", "/v1/decode", "/v1/encode", "/v1/score", "/v1/health", "/v1/ready", "/v1/info",
+          "/v1/metrics", "/v1/openapi.json", "/v1/docs")
 OPEN = ("/v1/health", "/v1/ready")  # answered without the token: a load balancer's probes (they tell nothing)
 CLIENT_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")

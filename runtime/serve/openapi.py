@@ -15,6 +15,13 @@ IMAGES = {"application/json": {"schema": {"type": "object", "properties": {
                                    "description": "one grid, nrow images a row (?nrow=8)"}}}
 ERROR = {"description": "one line: {\"error\": \"...\"}",
          "content": {"application/json": {"schema": {"type": "object", "properties": {"error": {"type": "string"}}}}}}
+IMAGES_FIELD = {"type": "array", "description": "(N, C, H, W) or (N, C*H*W) floats in [0, 1]"}
+IMAGES_IN = {"application/json": {"schema": {"type": "object", "properties": {"images": IMAGES_FIELD}}},
+             "application/x-npy": {"schema": {"type": "string", "format": "binary",
+                                              "description": "float in [0, 1] or uint8"}},
+             "image/png": {"schema": {"type": "string", "format": "binary",
+                                      "description": "one image, converted and resized as vae-encode does"}},
+             "image/jpeg": {"schema": {"type": "string", "format": "binary"}}}
 NROW = {"name": "nrow", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 1024, "default": 8},
         "description": "images a row of a PNG grid"}
 
@@ -25,7 +32,8 @@ def _errors(*codes: int) -> dict:
 
 def document(settings: Settings) -> dict:
     limits = (f"At most {settings.max_n} images or latents a request, {settings.max_body} body bytes, "
-              f"{settings.max_pixels} pixels an uploaded image, {settings.timeout_s:g} s a request.")
+              f"{settings.max_pixels} pixels an uploaded image, {settings.max_score_samples} images x k a score "
+              f"request, {settings.timeout_s:g} s a request.")
     post_errors = _errors(400, 401, 406, 408, 413, 415, 422, 503)
     return {
         "openapi": "3.1.0",
@@ -51,20 +59,41 @@ def document(settings: Settings) -> dict:
                 "responses": {"200": {"description": "the images", "content": IMAGES}, **post_errors}}},
             "/v1/encode": {"post": {
                 "summary": "images to the posterior's mu and logvar",
-                "requestBody": {"content": {
-                    "application/json": {"schema": {"type": "object", "properties": {
-                        "images": {"type": "array", "description": "(N, C, H, W) or (N, C*H*W) floats in [0, 1]"}}}},
-                    "application/x-npy": {"schema": {"type": "string", "format": "binary",
-                                                     "description": "float in [0, 1] or uint8"}},
-                    "image/png": {"schema": {"type": "string", "format": "binary",
-                                             "description": "one image, converted and resized as vae-encode does"}},
-                    "image/jpeg": {"schema": {"type": "string", "format": "binary"}}}},
+                "requestBody": {"content": IMAGES_IN},
                 "responses": {"200": {"description": "mu and logvar, (N, latent_dim) each", "content": {
                     "application/json": {"schema": {"type": "object", "properties": {
                         "shape": {"type": "array"}, "mu": {"type": "array"}, "logvar": {"type": "array"}}}},
                     "application/x-npy": {"schema": {"type": "string", "format": "binary",
                                                      "description": "float32 (2, N, latent_dim): [mu, logvar]"}}}},
                               **post_errors}}},
+            "/v1/score": {"post": {
+                "summary": "anomaly scores of images: VAE.score, -log p(x) per image (higher is less like the "
+                           "training data); the seed used is in the JSON and in X-Seed",
+                "parameters": [
+                    {"name": "k", "in": "query", "schema": {"type": "integer", "minimum": 1, "default": 1},
+                     "description": f"importance samples per image; images x k at most {settings.max_score_samples}"},
+                    {"name": "seed", "in": "query", "schema": {"type": "integer", "minimum": 0,
+                                                               "maximum": 2**53 - 1},
+                     "description": "the noise's seed (the server draws one when none is given)"},
+                    {"name": "bits_per_dim", "in": "query", "schema": {"type": "boolean", "default": False},
+                     "description": "scores in bits per dimension instead of nats per image"}],
+                "requestBody": {"content": {**IMAGES_IN, "application/json": {"schema": {
+                    "type": "object", "properties": {
+                        "images": IMAGES_FIELD,
+                        "k": {"type": "integer", "minimum": 1}, "seed": {"type": ["integer", "null"]},
+                        "bits_per_dim": {"type": "boolean"}},
+                    "description": "k, seed and bits_per_dim here or in the query, not both"}}}},
+                "responses": {"200": {"description": "one score per image", "content": {
+                    "application/json": {"schema": {"type": "object", "properties": {
+                        "scores": {"type": "array", "items": {"type": "number"}}, "k": {"type": "integer"},
+                        "seed": {"type": "integer"}, "units": {"enum": ["nats per image", "bits per dimension"]},
+                        "pixel_rule": {"type": "string"},
+                        "threshold": {"type": "number", "description": "with --threshold"},
+                        "flags": {"type": "array", "items": {"type": "boolean"},
+                                  "description": "with --threshold: score > threshold"}}}},
+                    "application/x-npy": {"schema": {"type": "string", "format": "binary",
+                                                     "description": "float64 (N,)"}}}},
+                              **post_errors, **_errors(501)}}},
             "/v1/health": {"get": {"summary": "the process is up (no token needed)",
                                    "responses": {"200": {"description": "ok"}}}},
             "/v1/ready": {"get": {"summary": "ready for requests; 503 while draining",

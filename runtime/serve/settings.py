@@ -28,6 +28,8 @@ class Settings:
     max_n: int = 1024  # images or latents in one request
     max_body: int = 16 * 2**20  # request body bytes
     max_pixels: int = 4096 * 4096  # pixels of one uploaded image
+    max_score_samples: int = 8192  # images x k in one score request: its work (docs/serving.md)
+    threshold: str | None = None  # a vae-score threshold file: score answers carry flags
     timeout_s: float = 30.0  # per request, from the first byte of the body to the answer
     access_log: bool = True
 
