@@ -353,6 +353,17 @@ def test_score_in_bits_per_dim_is_vae_scores_with_bits_per_dim(server, bundled):
     np.testing.assert_array_equal(np.array(answer["scores"]), bundled.score(x, seed=5, bits_per_dim=True))
 
 
+def test_score_takes_one_png_image_as_encode_does(server, bundled):
+    from PIL import Image
+
+    x = np.random.default_rng().integers(0, 256, (28, 28), dtype=np.uint8)
+    png = io.BytesIO()
+    Image.fromarray(x).save(png, format="PNG")
+    status, _, body = server.request("POST", "/v1/score?seed=11&k=2", png.getvalue(), {"Content-Type": "image/png"})
+    assert status == 200
+    np.testing.assert_array_equal(np.array(json.loads(body)["scores"]), bundled.score(x[None, None], k=2, seed=11))
+
+
 def test_score_without_a_seed_says_the_seed_it_drew_and_that_seed_gives_the_same_scores(server, bundled):
     x = np.random.default_rng().random((2, 1, 28, 28), dtype=np.float32)
     status, headers, body = server.request("POST", "/v1/score?k=2", _npy_bytes(x), {"Content-Type": NPY})
