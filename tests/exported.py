@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 
 import onnx
 import onnxruntime
@@ -60,9 +61,13 @@ def install() -> None:
             kept = CACHE / f"{graph_key(module, args, kwargs)}.onnx"
         except Exception:  # a module torch.save cannot write: exported each time
             return export(module, args, **kwargs)
-        if kept.is_file():
-            kept.touch()  # used now: the last to be dropped
-            return Kept(onnx.load_from_string(kept.read_bytes()))
+        try:
+            os.utime(kept)  # used now: the last to be dropped
+            data = kept.read_bytes()
+        except FileNotFoundError:  # not kept, or dropped by another process's keep() since
+            data = None
+        if data:
+            return Kept(onnx.load_from_string(data))
         program = export(module, args, **kwargs)
         keep(kept, lambda part: part.write_bytes(program.model_proto.SerializeToString()), KEEP)
         return program

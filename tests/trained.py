@@ -59,8 +59,16 @@ def keep(kept: Path, write, most: int) -> None:
     part = kept.with_suffix(f".{os.getpid()}.part")
     write(part)
     os.replace(part, kept)
-    for old in sorted(kept.parent.glob(f"*{kept.suffix}"), key=lambda p: p.stat().st_mtime, reverse=True)[most:]:
+    for old in sorted(kept.parent.glob(f"*{kept.suffix}"), key=_last_used, reverse=True)[most:]:
         old.unlink(missing_ok=True)
+
+
+def _last_used(path: Path) -> float:
+    """A file's mtime, or 0 where another process has just dropped it (processes share the cache)."""
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
 
 
 def run_key(cfg: Config) -> str:
@@ -83,12 +91,14 @@ def train_cached(cfg: Config) -> tuple[VAE, list[dict]]:
     """train(cfg, quiet=True): the model (from its model.pt, in eval mode) and the metrics of each epoch; the
     model.pt is kept in .cache/trained/ and read instead of training when the key matches."""
     kept = CACHE / f"{run_key(cfg)}.pt"
-    if kept.is_file():
-        kept.touch()  # used now: the last to be dropped
-    else:
+    try:
+        os.utime(kept)  # used now: the last to be dropped
+        ckpt = checkpoint.load(kept)
+    except (FileNotFoundError, checkpoint.CheckpointError):  # not kept, dropped by another process since, or damaged
         train(cfg, quiet=True)
-        keep(kept, lambda part: shutil.copyfile(Path(cfg.out_dir) / cfg.name / "model.pt", part), KEEP)
-    ckpt = checkpoint.load(kept)
+        made = Path(cfg.out_dir) / cfg.name / "model.pt"
+        keep(kept, lambda part: shutil.copyfile(made, part), KEEP)
+        ckpt = checkpoint.load(made)
     model = VAE.from_config(Config.from_dict(ckpt["config"]).model())
     model.load_state_dict(ckpt["state_dict"])
     return model.eval(), ckpt["metrics"]
