@@ -146,12 +146,12 @@ def _write_images(chunks, shape: tuple, png: Optional[Path], npy: Optional[Path]
     if png is None and npy is None:
         for _ in chunks:  # the files are written as the chunks pass
             pass
-    elif png is None:
+    elif png is None and npy is not None:
         if to_stdout:
             write_npy_chunks(sys.stdout.buffer, chunks, shape)
         else:
             save_npy_chunks(chunks, npy, shape)
-    else:
+    elif png is not None:
         x = np.concatenate(list(chunks))
         if npy is None or to_stdout:
             save_grid(x, png, nrow=nrow)

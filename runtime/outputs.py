@@ -59,7 +59,7 @@ def check_out_dir(path: str | os.PathLike, option: str, force: bool) -> None:
 
 
 def _holds_files(folder: str | os.PathLike) -> bool:
-    with os.scandir(folder) as entries:
+    with os.scandir(Path(folder)) as entries:
         return any(True for _ in entries)
 
 

@@ -32,7 +32,8 @@ class Walk:
 
     def __init__(self, inputs: list[str], glob: str | None, shape: tuple, batch: int, strict: bool, quiet: bool,
                  label: str):
-        self.inputs, self.npy, self.strict, self.skipped = inputs, is_npy(inputs), strict, []
+        self.inputs, self.npy, self.strict = inputs, is_npy(inputs), strict
+        self.skipped: list[str] = []
         show = not quiet and sys.stderr.isatty()
         if self.npy:
             shape_in, _, rows = npy_rows(inputs[0], batch)

@@ -125,7 +125,8 @@ def test_sample_int8_precision(mlp, work):
     (["--precision", "fp16"], "--precision must be one of fp32, int8"),
     (["--seed", -1], "seed must be an integer in [0, 2^53), got -1"),
     (["--seed", 2**53], "seed must be an integer in [0, 2^53)"),
-    (["--n", MAX_GRID + 1], f"too many for one image grid (at most {MAX_GRID}); write them with --npy FILE alone"),
+    (["--n", MAX_GRID + 1], f"too many for one image grid (at most {MAX_GRID}); write them with --npy FILE or "
+                            f"--out-dir DIR alone"),
     (["--out", "samples.txt"], "use a name ending in .png"),
     (["--out", "same.png", "--npy", "same.png"], "name the same file"),
 ])
