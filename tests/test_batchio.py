@@ -165,6 +165,17 @@ def test_bad_options_are_one_line_errors(tiny_export, folder, command, args, mes
     assert r.returncode == 2 and r.stderr.splitlines()[-1] == f"error: {message}", r.stderr
 
 
+def test_training_reads_an_image_folder_as_vae_encode_walks_it(folder):
+    from vae_edge.train.data import load_data
+
+    root, paths = folder
+    Image.open(paths[0]).convert("RGBA").save(root / "sub" / "c.bmp")  # a suffix and a mode training took no part of
+    data = load_data(str(root), image_size=8, test_fraction=0.5)
+    read = load_images([*paths[:4], *paths[4:], root / "sub" / "c.bmp"], (1, 8, 8))
+    taken = np.concatenate([data.train.numpy(), data.test.numpy()])
+    assert len(taken) == 8 and sorted(x.tobytes() for x in taken) == sorted(x.tobytes() for x in read)
+
+
 @pytest.mark.parametrize("n", [0, 7, 123457])
 def test_an_npy_written_before_its_count_is_known_reads_as_np_save_s(tmp_path, n):
     x = np.random.default_rng().random((n, 3), dtype=np.float32)
