@@ -29,7 +29,7 @@ from .images import (image_format, save_grid, save_grid_and_npy, save_npy_chunks
                      write_npy, write_npy_chunks, write_npy_rows)
 from .errors import ModelFolderError, RuntimeInputError
 from .folder import PRECISIONS, read_meta, verify_files
-from .inputs import check_seed, latents as checked_latents
+from .inputs import check_seed, latents_like
 from .model import DEFAULT_BATCH_SIZE, VAE
 from .outputs import STDOUT, atomic_files, check_out_dir, check_output
 
@@ -140,7 +140,6 @@ def _write_images(chunks, shape: tuple, png: Optional[Path], npy: Optional[Path]
     """Write decoded chunks as a PNG grid, .npy (- is standard output) and/or one PNG per image in out_dir; streamed
     when there is no grid."""
     if out_dir is not None:
-        out_dir.mkdir(exist_ok=True)
         chunks = write_image_files(chunks, out_dir, shape[0])
     to_stdout = _is_stdout(npy)
     if png is None and npy is None:
@@ -339,7 +338,7 @@ def decode(
         shape, dtype, rows = walk.npy_rows(latents, batch_size)
         png = _outputs(out, npy, "grid.png", shape[0] if shape else None, out_dir, force)
         vae = _load(model, precision, threads, batch_size, provider, decoder_only=True)
-        checked_latents(np.broadcast_to(np.zeros((), dtype), shape), vae.latent_dim)  # the whole shape, no rows read
+        latents_like(shape, dtype, vae.latent_dim)  # before any row is read
         chunks = (x for z in rows for x in vae.iter_decode(z))
         written = _write_images(chunks, (shape[0], *vae.input_shape), png, npy, nrow, out_dir)
         _report(f"decoded {shape[0]} latents to {written}", (npy,))

@@ -134,7 +134,8 @@ def write_npy(f: BinaryIO, array: np.ndarray) -> None:
 def read_npy(path: str | os.PathLike) -> np.ndarray:
     """Memory-map an .npy file (large arrays are then read chunk by chunk), refusing pickles."""
     try:
-        return np.load(path, mmap_mode="r", allow_pickle=False)
+        with np.errstate(over="ignore"):  # a declared size past 2^63 overflows in numpy's memmap before its ValueError
+            return np.load(path, mmap_mode="r", allow_pickle=False)
     except FileNotFoundError:
         raise RuntimeInputError(f"no such file: {path}") from None
     except MemoryError:
@@ -229,6 +230,7 @@ def write_image_files(chunks: Iterable[np.ndarray], folder: Path, count: int) ->
     width = max(5, len(str(count - 1)))
     row = 0
     for chunk in chunks:
+        folder.mkdir(exist_ok=True)  # once the first images are made: a run refused before leaves no folder
         for image in chunk:
             with atomic_file(folder / f"{row:0{width}d}.png") as f:
                 write_grid(f, image[None], "PNG", nrow=1, padding=0)

@@ -106,6 +106,18 @@ def test_encode_piped_into_decode_gives_the_api_s_images(tiny_export, folder, tm
     np.testing.assert_array_equal(np.load(tmp_path / "x.npy"), expected)
 
 
+def test_decode_of_standard_input_refuses_latents_of_the_wrong_shape_before_any_row(tiny_export, tmp_path):
+    with open(tmp_path / "z.npy", "wb") as f:  # a header of 2^62 rows, a few rows behind it
+        np.lib.format.write_array_header_1_0(f, {"descr": "<f4", "fortran_order": False, "shape": (2**62, 9)})
+        f.write(np.zeros(18, np.float32).tobytes())
+    with open(tmp_path / "z.npy", "rb") as f:
+        r = subprocess.run([BIN / "vae-decode", "-", "--model", tiny_export, "--out-dir", tmp_path / "png"], stdin=f,
+                           capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.splitlines() == [
+        f"error: z has shape {(2**62, 9)}; expected (N, 3) (latent_dim is 3)"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["z.npy"]
+
+
 def test_decode_out_dir_writes_one_png_per_row_named_by_row(tiny_export, tmp_path):
     z = np.random.default_rng().standard_normal((11, 3)).astype(np.float32)
     np.save(tmp_path / "z.npy", z)
