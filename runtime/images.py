@@ -1,4 +1,5 @@
-"""Files in and out: image grids like torchvision's save_image, image loading, and atomic .npy writes.
+"""Files in and out: image grids like torchvision's save_image, image loading, one PNG per image, atomic .npy
+writes (whole, or streamed in chunks: of a known count, or of one known only at the end) and the rows' index.
 
 PNG grids are written by png.py on zlib; Pillow is imported only to read images and to write other formats
 (.jpg, .bmp, .webp), so neither `import vae_edge.runtime` nor a plain `vae-sample` loads it.

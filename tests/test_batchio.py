@@ -61,6 +61,38 @@ def test_a_sampled_z_does_not_depend_on_the_chunking(tiny_export, tmp_path):
     np.testing.assert_array_equal(np.load(tmp_path / "z.npy"), VAE.load(tiny_export).encode(x, sample=True, seed=5))
 
 
+def _stderr_on_a_terminal(*args) -> str:
+    """What a command writes to stderr when stderr is a terminal (a pseudo-terminal here)."""
+    import pty
+
+    main, terminal = pty.openpty()
+    try:
+        r = subprocess.run([BIN / args[0], *map(str, args[1:])], stderr=terminal, stdout=subprocess.PIPE)
+        os.close(terminal)
+        assert r.returncode == 0
+        out = b""
+        while chunk := _read(main):
+            out += chunk
+        return out.decode()
+    finally:
+        os.close(main)
+
+
+def _read(fd) -> bytes:
+    try:
+        return os.read(fd, 65536)
+    except OSError:  # the terminal's other end closed: all read
+        return b""
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_encode_shows_progress_on_a_terminal_unless_quiet(tiny_export, folder, tmp_path, quiet):
+    root, _ = folder
+    err = _stderr_on_a_terminal("vae-encode", root, "--model", tiny_export, "--out", tmp_path / "z.npy",
+                                "--batch-size", 2, *(["--quiet"] if quiet else []))
+    assert ("vae-encode: 2/7 images" in err) != quiet, err
+
+
 def test_encode_glob_keeps_the_files_whose_path_below_the_folder_matches(tiny_export, folder, tmp_path):
     root, paths = folder
     run_cli("vae-encode", root, "--model", tiny_export, "--glob", "sub/*", "--out", tmp_path / "z.npy")
