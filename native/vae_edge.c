@@ -964,7 +964,7 @@ static double logaddexp(double a, double b) {
 
 /* Images i .. i + nb - 1 of x (already binarized where the model is) scored into out: k samples in runs of m. */
 static int score_images(vae_model *vae, const float *x, size_t n, size_t i, size_t nb, size_t k, uint64_t seed,
-                        const float *eps, double *out, float *e, float *log_w, char *err) {
+                        uint64_t start, const float *eps, double *out, float *e, float *log_w, char *err) {
     size_t d = (size_t)vae->latent_dim, chunk = DECODES_PER_SCORE / nb ? DECODES_PER_SCORE / nb : 1;
     for (size_t b = 0; b < nb; b++) out[b] = -INFINITY;
     for (size_t j = 0; j < k; j += chunk) {
@@ -973,7 +973,7 @@ static int score_images(vae_model *vae, const float *x, size_t n, size_t i, size
             for (size_t s = 0; s < m; s++) { /* image i + b's sample j + s into e's [s, b] row */
                 float *row = e + (s * nb + b) * d;
                 if (eps) memcpy(row, eps + ((j + s) * n + i + b) * d, d * sizeof *row);
-                else vae_gaussian_at(row, d, seed, ((uint64_t)(i + b) * k + j + s) * d);
+                else vae_gaussian_at(row, d, seed, ((start + i + b) * k + j + s) * d);
             }
         if (score_batch(vae, x, e, nb, m, log_w, err) != 0) return -1;
         for (size_t b = 0; b < nb; b++) {
@@ -987,13 +987,15 @@ static int score_images(vae_model *vae, const float *x, size_t n, size_t i, size
     return 0;
 }
 
-int vae_score(vae_model *vae, size_t n, const float *x, size_t k, uint64_t seed, const float *eps, double *out_nats,
-              char err[VAE_ERROR_SIZE]) {
+int vae_score(vae_model *vae, size_t n, const float *x, size_t k, uint64_t seed, uint64_t start, const float *eps,
+              double *out_nats, char err[VAE_ERROR_SIZE]) {
     size_t d = (size_t)vae->latent_dim, pixels = vae_image_size(vae);
     if (n == 0 || n > VAE_MAX_COUNT) return fail(err, "n must be from 1 to %d per call, got %zu", VAE_MAX_COUNT, n);
     if (k == 0 || k > VAE_MAX_COUNT) return fail(err, "k must be from 1 to %d per call, got %zu", VAE_MAX_COUNT, k);
     if (!eps && seed >= (uint64_t)1 << 53)
         return fail(err, "seed must be an integer in [0, 2^53), got %llu", (unsigned long long)seed);
+    if (!eps && start >= (uint64_t)1 << 53)
+        return fail(err, "start must be an integer in [0, 2^53), got %llu", (unsigned long long)start);
     if (check_pixels(x, n * pixels, err) != 0) return -1;
     for (size_t i = 0; eps && i < k * n * d; i++)
         if (!isfinite(eps[i])) return fail(err, "eps contains NaN or inf");
@@ -1007,7 +1009,7 @@ int vae_score(vae_model *vae, size_t n, const float *x, size_t k, uint64_t seed,
         size_t nb = n - i < IMAGES_PER_SCORE ? n - i : IMAGES_PER_SCORE;
         for (size_t p = 0; p < nb * pixels; p++) /* a binarized model's pixels: >= 0.5 is 1 */
             xb[p] = vae->binarized ? (x[i * pixels + p] >= 0.5f ? 1.0f : 0.0f) : x[i * pixels + p];
-        rc = score_images(vae, xb, n, i, nb, k, seed, eps, out_nats + i, e, log_w, err);
+        rc = score_images(vae, xb, n, i, nb, k, seed, start, eps, out_nats + i, e, log_w, err);
     }
     free(xb);
     free(e);

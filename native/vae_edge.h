@@ -87,11 +87,12 @@ void vae_uniform(float *out, size_t count, uint64_t seed);
  * score.onnx (x [n, C, H, W], eps [k, n, latent_dim] -> log w [k, n]), read, checked and held to that contract on
  * the first score; a folder without one is refused ("re-export"). x: n x C x H x W floats in [0, 1], binarized at
  * 0.5 (a pixel >= 0.5 is 1) for a binarized model (vae.json's recipe.binarize). eps: k x n x latent_dim floats
- * ([sample, image, dimension]), or NULL for the seed's noise: image i's sample s is normals (i k + s) latent_dim ..
- * of stream eps, as Python's log_likelihood and JavaScript's vae.score draw them. The k log-weights of an image are
- * summed by a running logsumexp in double. */
-int vae_score(vae_model *vae, size_t n, const float *x, size_t k, uint64_t seed, const float *eps, double *out_nats,
-              char err[VAE_ERROR_SIZE]);
+ * ([sample, image, dimension]), or NULL for the seed's noise: image i's sample s is normals ((start + i) k + s)
+ * latent_dim .. of stream eps, as Python's log_likelihood and JavaScript's vae.score draw them; start (< 2^53) is the
+ * index of x's first image in a larger set scored in parts, as Python's VAE.score(start=). The k log-weights of an
+ * image are summed by a running logsumexp in double. */
+int vae_score(vae_model *vae, size_t n, const float *x, size_t k, uint64_t seed, uint64_t start, const float *eps,
+              double *out_nats, char err[VAE_ERROR_SIZE]);
 
 void vae_free(vae_model *vae);
 

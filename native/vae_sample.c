@@ -35,6 +35,8 @@ static const char USAGE[] =
     "                         negative ELBO (--k 1) or negative IWAE bound in nats, float64 .npy (N,) to --npy\n"
     "      --k K              importance samples per image for --score (default: 1)\n"
     "      --eps FILE.npy     the noise for --score (K x N x latent_dim) instead of the seed's\n"
+    "      --start I          with --score: the first image's index in a larger set scored in parts, which numbers\n"
+    "                         the seed's noise as Python's VAE.score(start=) (default: 0)\n"
     "      --encode FILE.npy  encode these images (float32 or float64, N x C x H x W in [0, 1]) instead: mu as\n"
     "                         float32 .npy (N, latent_dim) to --npy, logvar to --logvar FILE\n"
     "      --encoder          load and check the encoder too, as a reader of the whole folder (--encode does)\n"
@@ -260,7 +262,8 @@ static int encode(vae_model *vae, const char *path, const char *npy, const char 
 }
 
 /* --score: the images in path scored (k samples, the seed's noise or eps_path's) into a float64 .npy at npy. */
-static int score(vae_model *vae, const char *path, double k, uint64_t seed, const char *eps_path, const char *npy) {
+static int score(vae_model *vae, const char *path, double k, uint64_t seed, uint64_t start, const char *eps_path,
+                 const char *npy) {
     int shape[3], rc = 2;
     vae_input_shape(vae, shape);
     const size_t x_want[3] = {(size_t)shape[0], (size_t)shape[1], (size_t)shape[2]};
@@ -275,7 +278,7 @@ static int score(vae_model *vae, const char *path, double k, uint64_t seed, cons
         eps = read_npy(eps_path, e_want, 3, what, &rows);
     }
     if (x && nats && (!eps_path || eps)) {
-        if (vae_score(vae, n, x, rows, seed, eps, nats, err)) die("%s%s", err, "");
+        if (vae_score(vae, n, x, rows, seed, start, eps, nats, err)) die("%s%s", err, "");
         else if (!(rc = write_npy(npy, nats, 8, n, shape, 1)))
             fprintf(strcmp(npy, "-") == 0 ? stderr : stdout, "%zu scores (k = %zu) -> %s\n", n, rows, npy);
     } else if (x && !nats) {
@@ -290,10 +293,10 @@ static int score(vae_model *vae, const char *path, double k, uint64_t seed, cons
 int main(int argc, char **argv) {
     const char *model = "vae-onnx", *out = NULL, *npy = NULL, *zfile = NULL, *save_z = NULL, *score_file = NULL;
     const char *eps_file = NULL, *encode_file = NULL, *logvar = NULL;
-    double n = 64, seed = 0, temperature = 1, nrow = 8, threads = 0, k = 1;
+    double n = 64, seed = 0, temperature = 1, nrow = 8, threads = 0, k = 1, start = 0;
     int check = 0, no_image = 0;
     vae_options options = {0};
-    enum { SEED = 256, Z, SAVE_Z, NPY, NO_IMAGE, NROW, PRECISION, THREADS, ONNXRUNTIME, CHECK, SCORE, K, EPS, ENCODE, ENCODER, LOGVAR };
+    enum { SEED = 256, Z, SAVE_Z, NPY, NO_IMAGE, NROW, PRECISION, THREADS, ONNXRUNTIME, CHECK, SCORE, K, EPS, START, ENCODE, ENCODER, LOGVAR };
     static const struct option longs[] = {
         {"model", required_argument, 0, 'm'}, {"n", required_argument, 0, 'n'},
         {"seed", required_argument, 0, SEED}, {"temperature", required_argument, 0, 't'},
@@ -303,6 +306,7 @@ int main(int argc, char **argv) {
         {"onnxruntime", required_argument, 0, ONNXRUNTIME}, {"check", no_argument, 0, CHECK},
         {"encode", required_argument, 0, ENCODE}, {"encoder", no_argument, 0, ENCODER},
         {"logvar", required_argument, 0, LOGVAR}, {"score", required_argument, 0, SCORE}, {"k", required_argument, 0, K}, {"eps", required_argument, 0, EPS},
+        {"start", required_argument, 0, START},
         {"help", no_argument, 0, 'h'}, {0, 0, 0, 0}};
     opterr = 0;
     for (int opt; (opt = getopt_long(argc, argv, ":m:n:t:o:h", longs, NULL)) != -1;) {
@@ -331,6 +335,7 @@ int main(int argc, char **argv) {
         case SCORE: score_file = optarg; break;
         case K: bad = parse_count(optarg, &k, "--k", 1, VAE_MAX_COUNT); break;
         case EPS: eps_file = optarg; break;
+        case START: bad = parse_count(optarg, &start, "--start", 0, 9007199254740991.0); break;
         case ENCODE: encode_file = optarg; options.encoder = 1; break;
         case ENCODER: options.encoder = 1; break;
         case LOGVAR: logvar = optarg; break;
@@ -365,7 +370,7 @@ int main(int argc, char **argv) {
         return rc;
     }
     if (score_file) {
-        int rc = score(vae, score_file, k, (uint64_t)seed, eps_file, npy);
+        int rc = score(vae, score_file, k, (uint64_t)seed, (uint64_t)start, eps_file, npy);
         vae_free(vae);
         return rc;
     }

@@ -87,7 +87,7 @@ def parse(command, argv: list[str]) -> dict:
     positional = []
     args = iter(argv)
     for token in args:
-        if not token.startswith("-"):
+        if token == "-" or not token.startswith("-"):  # - alone: standard input
             positional.append(token)
             continue
         name, eq, text = token.partition("=") if token.startswith("--") else (token, "", "")

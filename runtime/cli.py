@@ -13,23 +13,25 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
-from contextlib import contextmanager
+import tempfile
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import List, Optional
 
 import numpy as np
 
 from .. import __version__
-from . import bundled, compat, prior
+from . import bundled, compat, prior, walk
 from .args import Argument, Option, run, typer_app
-from .images import (image_format, load_images, save_grid, save_grid_and_npy, save_npy, save_npy_chunks, write_npy,
-                     write_npy_chunks)
-from .errors import ModelFolderError, RuntimeInputError
+from .images import (image_format, save_grid, save_grid_and_npy, save_npy_chunks, write_image_files, write_index,
+                     write_npy, write_npy_chunks, write_npy_rows)
+from .errors import ModelFolderError, RuntimeInputError, fail
 from .folder import PRECISIONS, read_meta, verify_files
-from .inputs import check_seed
+from .inputs import check_seed, latents_like
 from .model import DEFAULT_BATCH_SIZE, VAE
-from .outputs import STDOUT, check_output
+from .outputs import STDOUT, atomic_files, check_out_dir, check_output
 
 # A PNG grid of more images than this is unreadable and costly; larger runs must use --npy.
 MAX_GRID = 4096
@@ -45,12 +47,12 @@ def _errors():
     try:
         yield
     except (RuntimeInputError, ModelFolderError) as e:
-        _fail(str(e))
+        fail(str(e))
     except OSError as e:
         where = f"{e.filename}: " if e.filename else ""
-        _fail(f"{where}{e.strerror or e}")
+        fail(f"{where}{e.strerror or e}")
     except MemoryError:
-        _fail(_out_of_memory(_loaded.get("vae")))
+        fail(_out_of_memory(_loaded.get("vae")))
 
 
 def _out_of_memory(vae: Optional[VAE]) -> str:
@@ -85,9 +87,6 @@ def _echo(text: str, file=None) -> None:
     file.flush()
 
 
-def _fail(msg: str):
-    _echo(f"error: {msg}", sys.stderr)
-    raise SystemExit(2)
 
 
 def _check(ok: bool, msg: str) -> None:
@@ -102,20 +101,24 @@ def _check_common(precision: str, threads: Optional[int], batch_size: int, nrow:
     _check(nrow >= 1, f"--nrow must be >= 1, got {nrow}")
 
 
-def _outputs(out: Optional[Path], npy: Optional[Path], default_png: str, n: Optional[int]) -> Optional[Path]:
-    """The PNG path to write: --out, else default_png unless only --npy was asked for. Each output is checked
-    here, before anything is loaded or written."""
-    png = out if out is not None else (Path(default_png) if npy is None else None)
+def _outputs(out: Optional[Path], npy: Optional[Path], default_png: str, n: Optional[int],
+             out_dir: Optional[Path] = None, force: bool = False) -> Optional[Path]:
+    """The PNG path to write: --out, else default_png unless only --npy or --out-dir was asked for. Each output is
+    checked here, before anything is loaded or written."""
+    png = out if out is not None else (Path(default_png) if npy is None and out_dir is None else None)
     if png is not None:
         image_format(png)
         if n is not None and n > MAX_GRID:
             raise RuntimeInputError(f"{n} images are too many for one image grid (at most {MAX_GRID}); "
-                                    f"write them with --npy FILE alone")
+                                    f"write them with --npy FILE or --out-dir DIR alone")
     if png is not None and npy is not None and os.path.abspath(png) == os.path.abspath(npy):
         raise RuntimeInputError("--out and --npy name the same file")
     if png is not None:
         check_output(png, "--out")
     _check_npy_output(npy, "--npy")
+    _check(out_dir is not None or not force, "--force writes into a folder that holds files: use it with --out-dir")
+    if out_dir is not None:
+        check_out_dir(out_dir, "--out-dir", force)
     return png
 
 
@@ -129,16 +132,22 @@ def _check_npy_output(path: Optional[Path], option: str) -> None:
                                 f"pipe it or redirect it to a file")
 
 
-def _write_images(chunks, shape: tuple, png: Optional[Path], npy: Optional[Path], nrow: int) -> str:
-    """Write decoded chunks as a PNG grid and/or .npy (- is standard output); streamed when there is no grid."""
+def _write_images(chunks, shape: tuple, png: Optional[Path], npy: Optional[Path], nrow: int,
+                  out_dir: Optional[Path] = None) -> str:
+    """Write decoded chunks as a PNG grid, .npy (- is standard output) and/or one PNG per image in out_dir; streamed
+    when there is no grid."""
+    if out_dir is not None:
+        chunks = write_image_files(chunks, out_dir, shape[0])
     to_stdout = _is_stdout(npy)
-    if png is None:
-        assert npy is not None  # _outputs gives no PNG path only when --npy was asked for
+    if png is None and npy is None:
+        for _ in chunks:  # the files are written as the chunks pass
+            pass
+    elif png is None and npy is not None:
         if to_stdout:
             write_npy_chunks(sys.stdout.buffer, chunks, shape)
         else:
             save_npy_chunks(chunks, npy, shape)
-    else:
+    elif png is not None:
         x = np.concatenate(list(chunks))
         if npy is None or to_stdout:
             save_grid(x, png, nrow=nrow)
@@ -146,7 +155,35 @@ def _write_images(chunks, shape: tuple, png: Optional[Path], npy: Optional[Path]
                 write_npy(sys.stdout.buffer, x)
         else:
             save_grid_and_npy(x, png, npy, nrow=nrow)
-    return ", ".join(_name(p) for p in (png, npy) if p is not None)
+    names = [_name(p) for p in (png, npy) if p is not None]
+    return ", ".join(names + ([f"{out_dir}/ ({shape[0]} PNG files)"] if out_dir is not None else []))
+
+
+def _write_rows(named: walk.Chunks, out: Path, index: Optional[Path], column: str, row_shape: tuple) -> int:
+    """Rows (of a count known only at the end) into the .npy out, their names into index (CSV), published together
+    by the one atomic write; for out -, the rows are spooled to a temporary file and sent once all are written.
+    Returns the count."""
+    to_stdout = _is_stdout(out)
+    targets = [p for p in (None if to_stdout else out, index) if p is not None]
+    with atomic_files(*targets) as files, (tempfile.TemporaryFile() if to_stdout else nullcontext(files[0])) as array:
+        rows = write_index(files[-1], named, column) if index is not None else (x for _, x in named)
+        n = write_npy_rows(array, rows, row_shape)
+        if to_stdout:
+            array.seek(0)
+            shutil.copyfileobj(array, sys.stdout.buffer)
+    return n
+
+
+def _index_path(out: Path, index: Optional[Path]) -> Optional[Path]:
+    """--index, else NAME.index.csv beside --out NAME.npy; none for standard output unless asked for."""
+    if index is None and not _is_stdout(out):
+        stem = out.name[:-4] if out.name.lower().endswith(".npy") else out.name
+        index = out.with_name(f"{stem}.index.csv")
+    if index is not None:
+        same = not _is_stdout(out) and os.path.abspath(index) == os.path.abspath(out)
+        _check(not same, "--out and --index name the same file")
+        check_output(index, "--index")
+    return index
 
 
 def _is_stdout(path: Optional[Path]) -> bool:
@@ -162,6 +199,14 @@ def _report(text: str, outputs: tuple) -> None:
     _echo(text, sys.stderr if any(map(_is_stdout, outputs)) else None)
 
 
+def _close(line: str, walked: walk.Walk, quiet: bool, outputs: tuple) -> None:
+    """The closing line with the count of files skipped; with --quiet, that count alone (on stderr), if any."""
+    if not quiet:
+        _report(line + walked.skips(), outputs)
+    elif walked.skipped:
+        _echo(walked.skips().removeprefix("; "), sys.stderr)
+
+
 def _load(model: Optional[str], precision: str, threads: Optional[int], batch_size: int, provider: str,
           decoder_only=False) -> VAE:
     vae = VAE.load(model, precision=precision, threads=threads, providers=[provider], batch_size=batch_size,
@@ -170,20 +215,6 @@ def _load(model: Optional[str], precision: str, threads: Optional[int], batch_si
     if vae.bundled:
         _echo(f"using the bundled model {vae.bundled} (vae-info --list; --model FOLDER for your own)", sys.stderr)
     return vae
-
-
-def _read_npy(path: Path) -> np.ndarray:
-    """Memory-map an .npy file (large arrays are then read chunk by chunk), refusing pickles."""
-    try:
-        with np.errstate(over="ignore"):  # a declared size past 2^63 overflows in numpy's memmap before its ValueError
-            return np.load(path, mmap_mode="r", allow_pickle=False)
-    except FileNotFoundError:
-        raise RuntimeInputError(f"no such file: {path}") from None
-    except MemoryError:
-        raise
-    except Exception as e:  # noqa: BLE001 (a damaged header makes numpy raise SyntaxError, tokenize's errors, ...)
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise RuntimeInputError(f"{path} is not a readable .npy array: {first[:200]}") from None
 
 
 MODEL_OPT = Option(None, "--model", "-m",
@@ -195,17 +226,27 @@ PROVIDER_OPT = Option("CPUExecutionProvider", "--provider",
                       help="onnxruntime execution provider; one it lists but cannot use here is an error.")
 BATCH_OPT = Option(DEFAULT_BATCH_SIZE, "--batch-size", help="Images per onnxruntime call; bounds memory.")
 NROW_OPT = Option(8, "--nrow", help="Images per row of the grid.")
+GLOB_OPT = Option(None, "--glob", help="In folders, the files whose path below the folder matches this pattern "
+                                       "(* crosses /), e.g. '*.png'.")
+STRICT_OPT = Option(False, "--strict", help="Stop at the first unreadable file (exit 2) instead of skipping it.")
+QUIET_OPT = Option(False, "--quiet", "-q", help="No progress line and no closing line.")
+OUT_DIR_OPT = Option(None, "--out-dir", help="Also write each image as its own PNG in this folder, named by row "
+                                             "(00000.png, ...); made if missing, refused if it holds files.")
+FORCE_OPT = Option(False, "--force", help="With --out-dir: write into a folder that holds files, replacing those of "
+                                          "the same names.")
 
 
 def sample(
     n: int = Option(64, "--n", "-n", help="Number of images to sample."),
     model: Optional[str] = MODEL_OPT,
     out: Optional[Path] = Option(
-        None, "--out", "-o", help="Image grid to write (default: samples.png; none when only --npy is given). "
-                                  f"At most {MAX_GRID} images."),
+        None, "--out", "-o", help="Image grid to write (default: samples.png; none when only --npy or --out-dir is "
+                                  f"given). At most {MAX_GRID} images."),
     npy: Optional[Path] = Option(
         None, "--npy", help="Also write the images as float32 (n, C, H, W) .npy (- for standard output); streamed "
                             "in chunks when no grid is written, so any n fits in memory."),
+    out_dir: Optional[Path] = OUT_DIR_OPT,
+    force: bool = FORCE_OPT,
     seed: int = Option(0, "--seed", help="Seed of the noise that draws z (docs/noise.md): Python's, JavaScript's and "
                                          "C's z alike."),
     temperature: float = Option(1.0, "--temperature", "-t", help="z = temperature * N(0, I)."),
@@ -215,63 +256,72 @@ def sample(
     provider: str = PROVIDER_OPT,
     batch_size: int = BATCH_OPT,
 ) -> None:
-    """Decode n random latents to images: a PNG grid (--out) and/or an .npy array (--npy)."""
+    """Decode n random latents to images: a PNG grid (--out), an .npy array (--npy) and/or PNG files (--out-dir)."""
     with _errors():
         _check(n >= 1, f"--n must be >= 1, got {n}")
         check_seed(seed)
         _check_common(precision, threads, batch_size, nrow)
-        png = _outputs(out, npy, "samples.png", n)
+        png = _outputs(out, npy, "samples.png", n, out_dir, force)
         vae = _load(model, precision, threads, batch_size, provider, decoder_only=True)  # no encoder needed
         chunks = vae.iter_samples(n, seed=seed, temperature=temperature)  # checks temperature now
-        written = _write_images(chunks, (n, *vae.input_shape), png, npy, nrow)
+        written = _write_images(chunks, (n, *vae.input_shape), png, npy, nrow, out_dir)
         _report(f"wrote {n} samples to {written}", (npy,))
 
 
 def encode(
-    inputs: List[Path] = Argument(
+    inputs: List[str] = Argument(
         ..., metavar="INPUTS...",
-        help="PNG/JPEG files (converted to the model's channels and resized to its H x W), or one .npy "
-             "of shape (N, C, H, W) or (N, C*H*W), float in [0, 1] or uint8 in [0, 255]."),
+        help="Image files and folders (walked recursively: image suffixes, or --glob), converted to the model's "
+             "channels and resized to its H x W; or one .npy of shape (N, C, H, W) or (N, C*H*W), float in [0, 1] "
+             "or uint8 in [0, 255] (- reads it from standard input)."),
     out: Path = Option(Path("latents.npy"), "--out", "-o",
-                      help="Latents to write, float32 (N, latent_dim) .npy (- for standard output)."),
+                      help="Latents to write, float32 (N, latent_dim) .npy (- for standard output, once all are "
+                           "encoded)."),
+    index: Optional[Path] = Option(
+        None, "--index", help="Which row came from which file: CSV, a path (or an .npy's row index) per row. "
+                              "Default: NAME.index.csv beside --out NAME.npy; none for --out - unless given."),
     model: Optional[str] = MODEL_OPT,
     sample: bool = Option(False, "--sample", help="Write z = mu + exp(logvar / 2) * eps instead of mu."),
     seed: int = Option(0, "--seed", help="Seed of the noise that draws eps for --sample (docs/noise.md)."),
+    glob: Optional[str] = GLOB_OPT,
+    strict: bool = STRICT_OPT,
+    quiet: bool = QUIET_OPT,
     precision: str = PRECISION_OPT,
     threads: Optional[int] = THREADS_OPT,
     provider: str = PROVIDER_OPT,
     batch_size: int = BATCH_OPT,
 ) -> None:
-    """Encode images to latents: mu by default, or a reparameterized sample with --sample."""
+    """Encode images to latents: mu by default, or a reparameterized sample with --sample. Images stream in chunks
+    of --batch-size, so memory stays bounded whatever their count."""
     with _errors():
         _check_common(precision, threads, batch_size)
         check_seed(seed)
-        npys = [p for p in inputs if p.suffix.lower() == ".npy"]
-        _check(not npys or len(inputs) == 1, "give either image files or one .npy file, not both or several .npy")
+        walk.is_npy(inputs)  # a mix of .npy and images refused before any work
         if out.suffix.lower() in (".png", ".jpg", ".jpeg"):
             raise RuntimeInputError(f"--out {out} is an image name; latents are written as .npy")
         _check_npy_output(out, "--out")
+        index = _index_path(out, index)
         vae = _load(model, precision, threads, batch_size, provider)
-        x = _read_npy(npys[0]) if npys else load_images(inputs, vae.input_shape)
-        if sample:
-            z = vae.encode(x, sample=True, seed=seed)
-        else:
-            z, _ = vae.encode(x)
-        if _is_stdout(out):
-            write_npy(sys.stdout.buffer, z)
-        else:
-            save_npy(z, out)
-        _report(f"wrote {'sampled z' if sample else 'mu'} of shape {tuple(z.shape)} to {_name(out)}", (out,))
+        walked = walk.Walk(inputs, glob, vae.input_shape, batch_size, strict, quiet, "vae-encode")
+        encoded = walked.map(lambda x, start: vae.encode(x, sample=True, seed=seed, start=start) if sample
+                             else vae.encode(x)[0])
+        n = _write_rows(encoded, out, index, "index" if walked.npy else "path", (vae.latent_dim,))
+        also = f" (rows named in {index})" if index is not None else ""
+        _close(f"wrote {'sampled z' if sample else 'mu'} of shape {(n, vae.latent_dim)} to {_name(out)}{also}",
+               walked, quiet, (out,))
 
 
 def decode(
-    latents: Path = Argument(..., metavar="LATENTS.npy", help="An .npy of latents, float (N, latent_dim)."),
+    latents: str = Argument(..., metavar="LATENTS.npy",
+                            help="An .npy of latents, float (N, latent_dim) (- reads it from standard input)."),
     out: Optional[Path] = Option(
-        None, "--out", "-o", help="Image grid to write (default: grid.png; none when only --npy is given). "
-                                  f"At most {MAX_GRID} images."),
+        None, "--out", "-o", help="Image grid to write (default: grid.png; none when only --npy or --out-dir is "
+                                  f"given). At most {MAX_GRID} images."),
     npy: Optional[Path] = Option(
         None, "--npy", help="Also write the images as float32 (N, C, H, W) .npy (- for standard output); streamed "
                             "in chunks when no grid is written."),
+    out_dir: Optional[Path] = OUT_DIR_OPT,
+    force: bool = FORCE_OPT,
     model: Optional[str] = MODEL_OPT,
     nrow: int = NROW_OPT,
     precision: str = PRECISION_OPT,
@@ -279,15 +329,16 @@ def decode(
     provider: str = PROVIDER_OPT,
     batch_size: int = BATCH_OPT,
 ) -> None:
-    """Decode latents to images: a PNG grid (--out) and/or an .npy array (--npy)."""
+    """Decode latents to images: a PNG grid (--out), an .npy array (--npy) and/or PNG files (--out-dir)."""
     with _errors():
         _check_common(precision, threads, batch_size, nrow)
-        z = _read_npy(latents)
-        png = _outputs(out, npy, "grid.png", z.shape[0] if z.ndim else None)
+        shape, dtype, rows = walk.npy_rows(latents, batch_size)
+        png = _outputs(out, npy, "grid.png", shape[0] if shape else None, out_dir, force)
         vae = _load(model, precision, threads, batch_size, provider, decoder_only=True)
-        chunks = vae.iter_decode(z)  # checks z's shape and dtype now
-        written = _write_images(chunks, (z.shape[0], *vae.input_shape), png, npy, nrow)
-        _report(f"decoded {z.shape[0]} latents to {written}", (npy,))
+        latents_like(shape, dtype, vae.latent_dim)  # before any row is read
+        chunks = (x for z in rows for x in vae.iter_decode(z))
+        written = _write_images(chunks, (shape[0], *vae.input_shape), png, npy, nrow, out_dir)
+        _report(f"decoded {shape[0]} latents to {written}", (npy,))
 
 
 def requirement(meta: dict) -> str:

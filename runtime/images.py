@@ -1,12 +1,16 @@
-"""Files in and out: image grids like torchvision's save_image, image loading, and atomic .npy writes.
+"""Files in and out: image grids like torchvision's save_image, image loading, one PNG per image, atomic .npy
+writes (whole, or streamed in chunks: of a known count, or of one known only at the end) and the rows' index.
 
 PNG grids are written by png.py on zlib; Pillow is imported only to read images and to write other formats
 (.jpg, .bmp, .webp), so neither `import vae_edge.runtime` nor a plain `vae-sample` loads it.
 """
 from __future__ import annotations
 
+import csv
+import io
 import math
 import os
+import struct
 import warnings
 from pathlib import Path
 from typing import BinaryIO, Iterable, Iterator
@@ -128,6 +132,20 @@ def write_npy(f: BinaryIO, array: np.ndarray) -> None:
     np.save(f, np.asarray(array), allow_pickle=False)
 
 
+def read_npy(path: str | os.PathLike) -> np.ndarray:
+    """Memory-map an .npy file (large arrays are then read chunk by chunk), refusing pickles."""
+    try:
+        with np.errstate(over="ignore"):  # a declared size past 2^63 overflows in numpy's memmap before its ValueError
+            return np.load(path, mmap_mode="r", allow_pickle=False)
+    except FileNotFoundError:
+        raise RuntimeInputError(f"no such file: {path}") from None
+    except MemoryError:
+        raise
+    except Exception as e:  # noqa: BLE001 (a damaged header makes numpy raise SyntaxError, tokenize's errors, ...)
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise RuntimeInputError(f"{path} is not a readable .npy array: {first[:200]}") from None
+
+
 def save_npy_chunks(chunks: Iterable[np.ndarray], path: str | os.PathLike, shape: tuple[int, ...],
                     dtype=np.float32) -> None:
     """Stream chunks (stacked on axis 0) into one .npy of `shape`, holding one chunk in memory at a time; the file
@@ -138,9 +156,39 @@ def save_npy_chunks(chunks: Iterable[np.ndarray], path: str | os.PathLike, shape
 
 def write_npy_chunks(f: BinaryIO, chunks: Iterable[np.ndarray], shape: tuple[int, ...], dtype=np.float32) -> None:
     """The header first (numpy.lib.format), then each chunk's bytes, to an open file or a pipe."""
-    dtype = np.dtype(dtype)
-    header = {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": tuple(shape)}
-    np.lib.format.write_array_header_1_0(f, header)
+    f.write(_npy_header(shape, dtype))
+    rows = _write_rows(f, chunks, shape, dtype)
+    if rows != shape[0]:
+        raise RuntimeInputError(f"wrote {rows} rows but the array has {shape[0]}")
+
+
+def write_npy_rows(f: BinaryIO, chunks: Iterable[np.ndarray], row_shape: tuple[int, ...], dtype=np.float32) -> int:
+    """Stream chunks of a row count not known in advance into a seekable file as one .npy; returns the count. The
+    header is written first for the largest count, and rewritten for the real one at the end (to the same length)."""
+    start = f.tell()
+    reserved = _npy_header((np.iinfo(np.int64).max, *row_shape), dtype)
+    f.write(reserved)
+    rows = _write_rows(f, chunks, (None, *row_shape), dtype)
+    end = f.tell()
+    f.seek(start)
+    f.write(_npy_header((rows, *row_shape), dtype, len(reserved)))
+    f.seek(end)
+    return rows
+
+
+def _npy_header(shape: tuple[int, ...], dtype, size: int | None = None) -> bytes:
+    """numpy.lib.format's version 1.0 header, padded with spaces (as numpy pads it) to `size` bytes if given."""
+    buf = io.BytesIO()
+    header = {"descr": np.lib.format.dtype_to_descr(np.dtype(dtype)), "fortran_order": False, "shape": tuple(shape)}
+    np.lib.format.write_array_header_1_0(buf, header)
+    h = buf.getvalue()
+    if size is not None and len(h) < size:
+        pad = size - len(h)
+        h = h[:8] + struct.pack("<H", len(h) - 10 + pad) + h[10:-1] + b" " * pad + b"\n"
+    return h
+
+
+def _write_rows(f: BinaryIO, chunks: Iterable[np.ndarray], shape: tuple, dtype) -> int:
     rows = 0
     for chunk in chunks:
         chunk = np.ascontiguousarray(chunk, dtype=dtype)
@@ -148,13 +196,12 @@ def write_npy_chunks(f: BinaryIO, chunks: Iterable[np.ndarray], shape: tuple[int
             raise RuntimeInputError(f"chunk of shape {chunk.shape} does not fit an array of shape {shape}")
         f.write(chunk.data.cast("B"))
         rows += chunk.shape[0]
-    if rows != shape[0]:
-        raise RuntimeInputError(f"wrote {rows} rows but the array has {shape[0]}")
+    return rows
 
 
-def read_npy_chunks(f: BinaryIO, rows: int) -> tuple[tuple[int, ...], Iterator[np.ndarray]]:
-    """An .npy on an open file or a pipe, read without seeking: (its shape, its rows in chunks of `rows`), one chunk
-    in memory at a time. Object arrays (pickles) and Fortran order are refused."""
+def read_npy_chunks(f: BinaryIO, rows: int) -> tuple[tuple[int, ...], np.dtype, Iterator[np.ndarray]]:
+    """An .npy on an open file or a pipe, read without seeking: (its shape, its dtype, its rows in chunks of `rows`),
+    one chunk in memory at a time. Object arrays (pickles) and Fortran order are refused."""
     try:
         version = np.lib.format.read_magic(f)
         read = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}[version]
@@ -175,4 +222,33 @@ def read_npy_chunks(f: BinaryIO, rows: int) -> tuple[tuple[int, ...], Iterator[n
                                         f"{shape[0]} rows")
             yield np.frombuffer(data, dtype).reshape(m, *shape[1:])
 
-    return shape, chunks()
+    return shape, dtype, chunks()
+
+
+def write_image_files(chunks: Iterable[np.ndarray], folder: Path, count: int) -> Iterator[np.ndarray]:
+    """Pass chunks of (m, C, H, W) images in [0, 1] through, writing each image as its own PNG in folder, named by
+    its row (00000.png, ...; wider when count needs it), each file atomically."""
+    width = max(5, len(str(count - 1)))
+    row = 0
+    for chunk in chunks:
+        folder.mkdir(exist_ok=True)  # once the first images are made: a run refused before leaves no folder
+        for image in chunk:
+            with atomic_file(folder / f"{row:0{width}d}.png") as f:
+                write_grid(f, image[None], "PNG", nrow=1, padding=0)
+            row += 1
+        yield chunk
+
+
+def write_index(f: BinaryIO, named: Iterable[tuple[list[str], np.ndarray]], column: str) -> Iterator[np.ndarray]:
+    """Pass the arrays of (names, array) chunks through, writing the names to f as CSV: a header (`column`: path or
+    index) and one line per row, as vae-score's first column."""
+    f.write(_csv([[column]]))
+    for names, array in named:
+        f.write(_csv([name] for name in names))
+        yield array
+
+
+def _csv(rows: Iterable[list[str]]) -> bytes:
+    text = io.StringIO()
+    csv.writer(text, lineterminator="\n").writerows(rows)
+    return text.getvalue().encode()

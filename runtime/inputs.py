@@ -79,15 +79,20 @@ def pixels(x: np.ndarray, shape: tuple) -> np.ndarray:
 def latents(z, latent_dim: int) -> np.ndarray:
     """Check z's shape and dtype: floats (N, latent_dim)."""
     z = np.asarray(z)
-    if not np.issubdtype(z.dtype, np.floating):
-        raise RuntimeInputError(f"z has dtype {z.dtype}; latents must be floats")
-    if z.ndim != 2 or z.shape[1] != latent_dim:
-        hint = "; add a batch axis (z[None])" if z.shape == (latent_dim,) else ""
-        raise RuntimeInputError(f"z has shape {tuple(z.shape)}; expected (N, {latent_dim}) "
-                                f"(latent_dim is {latent_dim}){hint}")
-    if z.shape[0] == 0:
-        raise RuntimeInputError("z holds no latents (N = 0)")
+    latents_like(z.shape, z.dtype, latent_dim)
     return z
+
+
+def latents_like(shape: tuple, dtype: np.dtype, latent_dim: int) -> None:
+    """latents' checks on a shape and dtype alone (an .npy's header, before its rows are read)."""
+    if not np.issubdtype(dtype, np.floating):
+        raise RuntimeInputError(f"z has dtype {dtype}; latents must be floats")
+    if len(shape) != 2 or shape[1] != latent_dim:
+        hint = "; add a batch axis (z[None])" if tuple(shape) == (latent_dim,) else ""
+        raise RuntimeInputError(f"z has shape {tuple(shape)}; expected (N, {latent_dim}) "
+                                f"(latent_dim is {latent_dim}){hint}")
+    if shape[0] == 0:
+        raise RuntimeInputError("z holds no latents (N = 0)")
 
 
 def finite_latents(z: np.ndarray) -> np.ndarray:

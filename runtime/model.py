@@ -138,15 +138,17 @@ class VAE:
     def _decode_chunk(self, z: np.ndarray) -> np.ndarray:
         return self._dec.run(None, {self._z_name: inputs.finite_latents(z)}, [(len(z), *self._shape)])[0]
 
-    def encode(self, x, sample: bool = False, seed: int | None = None):
+    def encode(self, x, sample: bool = False, seed: int | None = None, start: int = 0):
         """x -> (mu, logvar), each (N, latent_dim) float32; or, with sample=True, z = mu + exp(logvar/2) * eps.
 
         eps ~ N(0, I) is the seed's stream eps (docs/noise.md): image i's are normals i d .. (i + 1) d - 1, the
-        numbers sample() draws, so the result does not depend on batch_size.
+        numbers sample() draws, so the result does not depend on batch_size; i counts from start, the index of x[0]
+        in a set encoded in chunks.
         """
         if self._enc is None:
             raise RuntimeInputError("this VAE was loaded with decoder_only=True; load it without to encode")
         seed = inputs.check_seed(seed)
+        start = inputs.check_count(start + 1, "start + 1", limit=None) - 1
         x, _ = inputs.images(x, self._shape)
         n, bs = x.shape[0], self.batch_size
         mu = np.empty((n, self._latent), np.float32)
@@ -159,7 +161,7 @@ class VAE:
         z = np.empty_like(mu)
         for i in range(0, n, bs):
             m = min(bs, n - i)
-            eps = random.gaussian(m * self._latent, seed, i * self._latent).reshape(m, self._latent)
+            eps = random.gaussian(m * self._latent, seed, (start + i) * self._latent).reshape(m, self._latent)
             z[i:i + bs] = mu[i:i + bs] + np.exp(0.5 * logvar[i:i + bs]) * eps
         return z
 

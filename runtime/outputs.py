@@ -45,6 +45,24 @@ def check_output(path: str | os.PathLike, option: str) -> None:
         raise RuntimeInputError(f"{option} {path}: there is no folder {folder}; make it first")
 
 
+def check_out_dir(path: str | os.PathLike, option: str, force: bool) -> None:
+    """Refuse, in one line, an output folder that exists as anything but a folder (a symlink to one included), one that
+    holds files unless `force`, or one whose parent folder is missing."""
+    what = not_a_file(path) or "a file"
+    if os.path.lexists(path) and what != "a folder":
+        raise RuntimeInputError(f"{option} {path} is {what}, not a folder; refusing to write into it")
+    if os.path.lexists(path) and not force and _holds_files(path):
+        raise RuntimeInputError(f"{option} {path} exists and is not empty; --force writes into it, replacing the "
+                                f"files of the same names")
+    if not Path(path).parent.is_dir():
+        raise RuntimeInputError(f"{option} {path}: there is no folder {Path(path).parent}; make it first")
+
+
+def _holds_files(folder: str | os.PathLike) -> bool:
+    with os.scandir(Path(folder)) as entries:
+        return any(True for _ in entries)
+
+
 def fsync_folder(folder: str | os.PathLike) -> None:
     """Make the renames in folder durable; a no-op where folders cannot be opened (Windows)."""
     if os.name == "nt":

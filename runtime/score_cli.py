@@ -20,13 +20,10 @@ import numpy as np
 from . import threshold as thresholds
 from . import walk
 from .args import Argument, Option
-from .cli import (BATCH_OPT, MODEL_OPT, PRECISION_OPT, PROVIDER_OPT, THREADS_OPT, _check, _check_common, _echo,
-                  _errors, _load, _read_npy, _report)
-from .errors import RuntimeInputError
+from .cli import (BATCH_OPT, GLOB_OPT, MODEL_OPT, PRECISION_OPT, PROVIDER_OPT, QUIET_OPT, STRICT_OPT, THREADS_OPT,
+                  _check, _check_common, _close, _echo, _errors, _load)
 from .inputs import check_count, check_seed
-from .model import VAE
 from .outputs import STDOUT, atomic_file, check_output
-from .progress import Progress
 
 
 def score(
@@ -42,16 +39,15 @@ def score(
     seed: int = Option(0, "--seed", help="Seed of the noise that draws z (docs/noise.md): image i's own noise."),
     bits_per_dim: bool = Option(False, "--bits-per-dim", help="Scores in bits per pixel value instead of nats per "
                                                               "image."),
-    glob: Optional[str] = Option(None, "--glob", help="In folders, the files whose path below the folder matches "
-                                                      "this pattern (* crosses /), e.g. '*.png'."),
+    glob: Optional[str] = GLOB_OPT,
     threshold: Optional[Path] = Option(None, "--threshold", help="A threshold.json from --calibrate --save: adds a "
                                                                  "flag column, 1 where the score is above it."),
     calibrate: bool = Option(False, "--calibrate", help="INPUTS are normal images: pick the threshold at --fpr."),
     fpr: float = Option(0.01, "--fpr", help="With --calibrate: the share of normal images flagged."),
     save: Optional[Path] = Option(None, "--save", help="With --calibrate: write the threshold and what it was "
                                                        "computed on to this JSON file."),
-    strict: bool = Option(False, "--strict", help="Stop at the first unreadable file (exit 2) instead of skipping it."),
-    quiet: bool = Option(False, "--quiet", "-q", help="No progress line and no closing line."),
+    strict: bool = STRICT_OPT,
+    quiet: bool = QUIET_OPT,
     precision: str = PRECISION_OPT,
     threads: Optional[int] = THREADS_OPT,
     provider: str = PROVIDER_OPT,
@@ -69,47 +65,20 @@ def score(
         for path, option in ((out, "--out"), (save, "--save")):
             if path is not None and str(path) != STDOUT:
                 check_output(path, option)
-        npy = walk.is_npy(inputs)
+        walk.is_npy(inputs)  # a mix of .npy and images refused before the model loads
         vae = _load(model, precision, threads, batch_size, provider)
         setting = {"precision": precision, "k": k, "pixel_rule": vae.pixel_rule, "seed": seed,
                    "units": thresholds.units(bits_per_dim)}
         t = thresholds.load(threshold, setting, thresholds.model_files(vae)) if threshold is not None else None
-        show = not quiet and sys.stderr.isatty()
-        if npy:
-            total, chunks = walk.npy_chunks(inputs[0], batch_size, _read_npy)
-        else:
-            total = sum(1 for _ in walk.files(inputs, glob)) if show else 0
-        progress = Progress(total, f"vae-score k={k}", show)
-        skipped: list[str] = []
-
-        def skip(reason: str) -> None:
-            if strict:
-                raise RuntimeInputError(f"{reason} (--strict)")
-            skipped.append(reason)
-            progress.clear()
-            _echo(f"skipped: {reason}", sys.stderr)
-
-        if not npy:
-            chunks = walk.image_chunks(walk.files(inputs, glob), vae.input_shape, batch_size, skip)
-        scored = _scored(vae, chunks, k, seed, bits_per_dim, progress)
+        walked = walk.Walk(inputs, glob, vae.input_shape, batch_size, strict, quiet, f"vae-score k={k}")
+        scored = walked.map(lambda x, start: vae.score(x, k=k, seed=seed, bits_per_dim=bits_per_dim, start=start))
         if calibrate:
-            return _calibrate(scored, fpr, setting, thresholds.model_files(vae), save, quiet, skipped)
-        n = _write(scored, out, "index" if npy else "path", jsonl, t)
+            return _calibrate(scored, fpr, setting, thresholds.model_files(vae), save, quiet, walked)
+        n = _write(scored, out, "index" if walked.npy else "path", jsonl, t)
         where = "standard output" if out == STDOUT else out
-        if not quiet:
-            _report(f"scored {n} images ({setting['units']}, k={k}, seed {seed}) to {where}{_skips(skipped)}", (out,))
-        elif skipped:
-            _echo(_skips(skipped).removeprefix("; "), sys.stderr)
+        _close(f"scored {n} images ({setting['units']}, k={k}, seed {seed}) to {where}", walked, quiet, (out,))
 
 
-def _scored(vae: VAE, chunks, k: int, seed: int, bits_per_dim: bool, progress: Progress):
-    """(names, scores) per chunk, image i's noise its own whatever the chunking; progress advanced as they come."""
-    done = 0
-    with progress:
-        for names, x in chunks:
-            yield names, vae.score(x, k=k, seed=seed, bits_per_dim=bits_per_dim, start=done)
-            done += len(names)
-            progress.advance(len(names))
 
 
 def _write(scored, out: str, name: str, jsonl: bool, t: Optional[float]) -> int:
@@ -145,18 +114,14 @@ def _rows(f, scored, name: str, jsonl: bool, t: Optional[float]) -> int:
 
 
 def _calibrate(scored, fpr: float, setting: dict, files: dict, save: Optional[Path], quiet: bool,
-               skipped: list) -> None:
+               walked: walk.Walk) -> None:
     scores = np.concatenate([s for _, s in scored] or [np.empty(0)])
     t, flagged = thresholds.calibrate(scores, fpr)
     if save is not None:
         thresholds.save(save, thresholds.record(t, flagged, fpr, len(scores), setting, files))
     if not quiet or save is None:
         _echo(f"threshold {t!r} ({setting['units']}): flags {flagged} of {len(scores)} normal images (fpr {fpr:g})"
-              f"{f'; saved to {save}' if save else ''}{_skips(skipped)}")
-
-
-def _skips(skipped: list) -> str:
-    return f"; skipped {len(skipped)} unreadable file{'s' * (len(skipped) != 1)}" if skipped else ""
+              f"{f'; saved to {save}' if save else ''}{walked.skips()}")
 
 
 def score_main() -> None:

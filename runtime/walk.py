@@ -1,9 +1,12 @@
-"""vae-score's inputs, each in chunks of a batch so that memory stays bounded whatever the count: image files,
-folders walked recursively (sorted, hidden names skipped, symlinked folders not followed; the files whose suffix
-is an image's, or those --glob matches), or one .npy (memory-mapped, or `-`: standard input, read row by row).
+"""The inputs of vae-score and vae-encode, each in chunks of a batch so that memory stays bounded whatever the
+count: image files, folders walked recursively (sorted, hidden names skipped, symlinked folders not followed; the
+files whose suffix is an image's, or those --glob matches), or one .npy (memory-mapped, or `-`: standard input, read
+row by row). An image file is read as images.load_images reads it: converted to the model's channels (alpha dropped,
+or added opaque), resized to its H x W (bilinear).
 
-A chunk is (names, images): a name is a file's path, or a row's index in the .npy. A file that cannot be read
-is handed to `skip` (its one-line reason) and left out.
+A chunk is (names, images): a name is a file's path (the folder as given, then the path below it), or a row's
+index in the .npy. A file that cannot be read is named on stderr in one line and left out, or, with strict, stops
+the run. On a terminal a progress line counts the images as the command takes each chunk.
 """
 from __future__ import annotations
 
@@ -16,9 +19,64 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from .errors import RuntimeInputError
-from .images import IMAGE_SUFFIXES, load_images, read_npy_chunks
+from .images import IMAGE_SUFFIXES, load_images, read_npy, read_npy_chunks
+from .progress import Progress
 
 STDIN = "-"
+
+Chunks = Iterator[tuple[list[str], np.ndarray]]
+
+
+class Walk:
+    """A command's inputs: `chunks` (names, images) as it takes them, `npy` (names are row indices), `skipped`."""
+
+    def __init__(self, inputs: list[str], glob: str | None, shape: tuple, batch: int, strict: bool, quiet: bool,
+                 label: str):
+        self.inputs, self.npy, self.strict = inputs, is_npy(inputs), strict
+        self.skipped: list[str] = []
+        show = not quiet and sys.stderr.isatty()
+        if self.npy:
+            shape_in, _, rows = npy_rows(inputs[0], batch)
+            if len(shape_in) < 2:
+                raise RuntimeInputError(f"{inputs[0]} holds an array of shape {tuple(shape_in)}; expected "
+                                        f"(N, C, H, W) or (N, C*H*W)")
+            total, chunks = shape_in[0], _indexed(rows)
+        else:  # the count for time left costs a second walk, made only when a terminal shows it
+            total = sum(1 for _ in files(inputs, glob)) if show else 0
+            chunks = image_chunks(files(inputs, glob), shape, batch, self._skip)
+        self.progress = Progress(total, label, show)
+        self.chunks = self._counted(chunks)
+
+    def _skip(self, reason: str) -> None:
+        if self.strict:
+            raise RuntimeInputError(f"{reason} (--strict)")
+        self.skipped.append(reason)
+        self.progress.clear()
+        sys.stderr.write(f"skipped: {reason}\n")
+        sys.stderr.flush()
+
+    def _counted(self, chunks: Chunks) -> Chunks:
+        with self.progress:
+            for names, x in chunks:
+                yield names, x
+                self.progress.advance(len(names))
+        if not self.progress.done:  # a run on nothing is a mistake (a wrong folder, a --glob that matches nothing)
+            found = f"could be read ({len(self.skipped)} skipped)" if self.skipped else "found"
+            raise RuntimeInputError(f"no images {found} in {' '.join(self.inputs)}"
+                                    f"{'' if self.npy or self.skipped else ' (image suffixes, or --glob)'}")
+
+    def map(self, fn: Callable[[np.ndarray, int], np.ndarray]) -> Chunks:
+        """(names, fn(images, start)) per chunk, start the index of the chunk's first image among all taken (so
+        that image i's noise is its own whatever the chunking)."""
+        start = 0
+        for names, x in self.chunks:
+            yield names, fn(x, start)
+            start += len(names)
+
+    def skips(self) -> str:
+        """The closing line's count of skipped files ('; skipped 2 unreadable files'), or ''."""
+        n = len(self.skipped)
+        return f"; skipped {n} unreadable file{'s' * (n != 1)}" if n else ""
 
 
 def is_npy(inputs: list[str]) -> bool:
@@ -69,22 +127,16 @@ def image_chunks(paths: Iterable[Path], shape: tuple, batch: int,
         yield names, np.stack(arrays)
 
 
-def npy_chunks(path: str, batch: int, read_npy) -> tuple[int, Iterator[tuple[list[str], np.ndarray]]]:
-    """(the row count, the rows in chunks with their indices) of an .npy file (read_npy memory-maps it) or of
-    standard input."""
+def npy_rows(path: str, batch: int) -> tuple[tuple[int, ...], np.dtype, Iterator[np.ndarray]]:
+    """(shape, dtype, the rows in chunks of batch) of an .npy file (memory-mapped) or of standard input (-)."""
     if path == STDIN:
-        shape, rows = read_npy_chunks(sys.stdin.buffer, batch)
-    else:
-        x = read_npy(Path(path))
-        shape = x.shape
-        rows = (x[i:i + batch] for i in range(0, x.shape[0] if x.ndim else 0, batch))
-    if len(shape) < 2:
-        raise RuntimeInputError(f"{path} holds an array of shape {tuple(shape)}; expected (N, C, H, W) or (N, C*H*W)")
+        return read_npy_chunks(sys.stdin.buffer, batch)
+    x = read_npy(path)
+    return x.shape, x.dtype, (x[i:i + batch] for i in range(0, x.shape[0] if x.ndim else 0, batch))
 
-    def chunks():
-        i = 0
-        for x in rows:
-            yield [str(j) for j in range(i, i + len(x))], x
-            i += len(x)
 
-    return shape[0], chunks()
+def _indexed(rows: Iterator[np.ndarray]) -> Chunks:
+    i = 0
+    for x in rows:
+        yield [str(j) for j in range(i, i + len(x))], x
+        i += len(x)

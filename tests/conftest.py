@@ -113,6 +113,40 @@ def run_cli(cmd: str, *args, cwd=None, timeout: float = 300, **kw) -> subprocess
                           timeout=timeout, **kw)
 
 
+def write_png_file(path: Path, image: np.ndarray) -> None:
+    """A uint8 (C, H, W) image as a PNG file, its folders made."""
+    from vae_edge.runtime.png import write_png
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "wb") as f:
+        write_png(f, image.transpose(1, 2, 0))
+
+
+def image_folder(root: Path) -> list[Path]:
+    """a0..a3.png at the top, sub/b0..b2.png below (8 x 8 blobs), a .txt that no image walk takes, a hidden file;
+    returns the image paths in walk order."""
+    images = blobs(7)
+    paths = [root / f"a{i}.png" for i in range(4)] + [root / "sub" / f"b{i}.png" for i in range(3)]
+    for path, image in zip(paths, images):
+        write_png_file(path, image)
+    (root / "notes.txt").write_text("not an image")
+    write_png_file(root / ".hidden.png", images[0])
+    return paths
+
+
+# A command's main run in this process, its peak resident memory (KiB) printed last on stderr.
+PEAK = ("import importlib, resource, sys; module, main = sys.argv.pop(1).split(':')\n"
+        "try:\n    getattr(importlib.import_module(module), main)()\n"
+        "finally:\n    print('peak', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)")
+
+
+def peak_kib(main: str, *args) -> int:
+    """The peak resident memory in KiB of one run of main ('vae_edge.runtime.cli:encode_main') on args."""
+    r = subprocess.run([sys.executable, "-c", PEAK, main, *map(str, args)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return int(r.stderr.split("peak ")[-1])
+
+
 def copy_export(folder: Path, tmp_path: Path) -> Path:
     """A scratch copy of an export folder, to tamper with."""
     dst = tmp_path / "model-copy"

@@ -32,6 +32,8 @@ def typer_reads(command, argv: list[str]) -> dict:
     (cli.encode, ["a.png", "--sample", "b.png", "--out", "z.npy", "--seed", "9"]),
     (cli.encode, ["x.npy"]),
     (cli.decode, ["--model", "m", "z.npy", "--nrow", "3"]),
+    (cli.encode, ["-", "-o", "-", "--glob", "*.png", "--strict", "-q", "--index", "i.csv"]),  # - alone: an input
+    (cli.decode, ["-", "--out-dir", "d", "--force"]),
     (cli.info, ["--json"]),
     (cli.info, []),
 ])
@@ -44,7 +46,7 @@ def test_a_plain_command_line_reads_as_typer_reads_it(command, argv):
     (cli.sample, ["--bogus"]), (cli.sample, ["extra"]), (cli.sample, ["--n"]), (cli.sample, ["--", "--n"]),
     (cli.sample, ["-n5"]), (cli.sample, ["--n", "007"]), (cli.sample, ["--n", "4.0"]), (cli.sample, ["--n", "x"]),
     (cli.sample, ["--temperature", "nan"]), (cli.sample, ["--out", ""]), (cli.info, ["--json=1"]),
-    (cli.encode, []), (cli.encode, ["-"]), (cli.decode, ["a.npy", "b.npy"]), (cli.decode, []),
+    (cli.encode, []), (cli.decode, ["a.npy", "b.npy"]), (cli.decode, []),
 ])
 def test_help_errors_and_unusual_spellings_are_left_to_typer(command, argv):
     with pytest.raises(NotPlain):

@@ -616,6 +616,15 @@ def test_c_draws_the_python_runtimes_noise_for_a_seeds_scores(native, tmp_path):
     np.testing.assert_allclose(got, -VAE.load(BUNDLED).log_likelihood(x, k, seed=seed), rtol=0, atol=SCORE_TOL)
 
 
+def test_c_numbers_the_noise_from_start_as_the_python_runtime_does(native, tmp_path):
+    """--start 5: the images are the sixth onwards of a set scored in parts, so their noise is VAE.score(start=5)'s."""
+    x, k, seed = _binary_images(4), 3, fresh_seed()
+    got = _score(native, tmp_path, x, "--k", k, "--seed", seed, "--start", 5)
+    expected = VAE.load(BUNDLED).score(x, k=k, seed=seed, start=5)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=SCORE_TOL)
+    assert np.abs(got - _score(native, tmp_path, x, "--k", k, "--seed", seed)).max() > SCORE_TOL
+
+
 def test_c_scores_a_grey_image_as_its_binarization_at_one_half_for_a_binarized_model(native, tmp_path):
     grey = np.random.default_rng().random((4, 1, 28, 28), dtype=np.float32)
     seed = fresh_seed()

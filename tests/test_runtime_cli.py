@@ -125,7 +125,8 @@ def test_sample_int8_precision(mlp, work):
     (["--precision", "fp16"], "--precision must be one of fp32, int8"),
     (["--seed", -1], "seed must be an integer in [0, 2^53), got -1"),
     (["--seed", 2**53], "seed must be an integer in [0, 2^53)"),
-    (["--n", MAX_GRID + 1], f"too many for one image grid (at most {MAX_GRID}); write them with --npy FILE alone"),
+    (["--n", MAX_GRID + 1], f"too many for one image grid (at most {MAX_GRID}); write them with --npy FILE or "
+                            f"--out-dir DIR alone"),
     (["--out", "samples.txt"], "use a name ending in .png"),
     (["--out", "same.png", "--npy", "same.png"], "name the same file"),
 ])
@@ -263,9 +264,12 @@ def test_encode_refuses_a_pickled_npy(mlp, work, tmp_path):
     assert_fails(run(encode_app, tmp_path / "x.npy", "--model", mlp), "is not a readable .npy array", work)
 
 
-def test_encode_refuses_a_file_that_is_not_an_image(mlp, work, tmp_path):
+def test_encode_refuses_a_file_that_is_not_an_image_when_it_is_all_there_is(mlp, work, tmp_path):
     (tmp_path / "fake.png").write_text("hello")
-    assert_fails(run(encode_app, tmp_path / "fake.png", "--model", mlp), "cannot read image", work)
+    r = run(encode_app, tmp_path / "fake.png", "--model", mlp)
+    assert r.exit_code == 2 and f"skipped: cannot read image {tmp_path / 'fake.png'}" in r.stderr, r.stderr
+    assert r.stderr.splitlines()[-1] == f"error: no images could be read (1 skipped) in {tmp_path / 'fake.png'}"
+    assert list(work.iterdir()) == []
 
 
 def test_encode_refuses_a_missing_input(mlp, work, tmp_path):
@@ -396,10 +400,12 @@ def test_info_without_a_model_says_how_to_make_one(tmp_path):
 # -- help -------------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("app,options", [
-    (sample_app, ["--n", "--model", "--out", "--npy", "--seed", "--temperature", "--nrow", "--precision",
-                  "--threads", "--batch-size"]),
-    (encode_app, ["INPUTS", "--out", "--model", "--sample", "--seed", "--precision", "--threads", "--batch-size"]),
-    (decode_app, ["LATENTS", "--out", "--npy", "--model", "--nrow", "--precision", "--threads", "--batch-size"]),
+    (sample_app, ["--n", "--model", "--out", "--npy", "--out-dir", "--force", "--seed", "--temperature", "--nrow",
+                  "--precision", "--threads", "--batch-size"]),
+    (encode_app, ["INPUTS", "--out", "--index", "--model", "--sample", "--seed", "--glob", "--strict", "--quiet",
+                  "--precision", "--threads", "--batch-size"]),
+    (decode_app, ["LATENTS", "--out", "--npy", "--out-dir", "--force", "--model", "--nrow", "--precision", "--threads",
+                  "--batch-size"]),
     (info_app, ["--model", "--json"]),
 ])
 def test_help_documents_every_option(app, options):
@@ -463,7 +469,8 @@ def test_a_dash_writes_the_npy_to_standard_output_and_the_report_to_stderr(mlp, 
     assert to_stdout.exit_code == 0 and to_file.exit_code == 0, to_stdout.stderr + to_file.stderr
     np.testing.assert_array_equal(np.load(io.BytesIO(to_stdout.stdout_bytes)), np.load(work / name))
     assert "to standard output" in to_stdout.stderr and option in run(app, "--help").stdout
-    assert sorted(p.name for p in work.iterdir()) == [name]
+    index = ["out.index.csv"] if command == "vae-encode --out" else []  # none beside standard output
+    assert sorted(p.name for p in work.iterdir()) == index + [name]
 
 
 def test_a_failed_write_names_the_file(mlp, tmp_path):

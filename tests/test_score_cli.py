@@ -5,35 +5,19 @@ import io
 import json
 import math
 import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from conftest import BIN, blobs, run_cli
+from conftest import BIN, blobs, image_folder, peak_kib, run_cli, write_png_file
 from vae_edge.runtime import VAE, RuntimeInputError
 from vae_edge.runtime import threshold as thresholds
-from vae_edge.runtime.png import write_png
-
-
-def _png(path, image: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as f:
-        write_png(f, image.transpose(1, 2, 0))
 
 
 @pytest.fixture
 def folder(tmp_path):
-    """a0..a3.png at the top, sub/b0..b2.png below, a .txt that no image walk takes, a hidden file."""
-    images = blobs(7)
-    root = tmp_path / "in"
-    for i in range(4):
-        _png(root / f"a{i}.png", images[i])
-    for i in range(3):
-        _png(root / "sub" / f"b{i}.png", images[4 + i])
-    (root / "notes.txt").write_text("not an image")
-    _png(root / ".hidden.png", images[0])
-    return root
+    image_folder(tmp_path / "in")
+    return tmp_path / "in"
 
 
 def _rows(text: str) -> list[dict]:
@@ -184,16 +168,9 @@ def test_bad_options_are_one_line_errors(tiny_export, tmp_path, args, message):
     assert r.returncode == 2 and r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
 
 
-PEAK = ("import resource, sys; from vae_edge.runtime.score_cli import score_main\n"
-        "try:\n    score_main()\nfinally:\n"
-        "    print('peak', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)")
-
-
 def _peak_kib(folder, out) -> int:
-    r = subprocess.run([sys.executable, "-c", PEAK, str(folder), "--out", str(out), "--batch-size", "100",
-                        "--model", "fashion-mnist", "--quiet"], capture_output=True, text=True)
-    assert r.returncode == 0, r.stderr
-    return int(r.stderr.split("peak ")[-1])
+    return peak_kib("vae_edge.runtime.score_cli:score_main", folder, "--out", out, "--batch-size", 100,
+                    "--model", "fashion-mnist", "--quiet")
 
 
 @pytest.mark.slow
@@ -204,7 +181,7 @@ def test_memory_stays_bounded_whatever_the_number_of_images(tmp_path):
     rng = np.random.default_rng()
     for n in (300, 20000):
         for i in range(n):
-            _png(tmp_path / str(n) / f"{i // 1000}" / f"{i}.png", rng.integers(0, 256, (1, 28, 28), np.uint8))
+            write_png_file(tmp_path / str(n) / f"{i // 1000}" / f"{i}.png", rng.integers(0, 256, (1, 28, 28), np.uint8))
     small, large = (_peak_kib(tmp_path / str(n), tmp_path / f"{n}.csv") for n in (300, 20000))
     assert len((tmp_path / "20000.csv").read_text().splitlines()) == 20001
     assert large - small < 6 * 1024, (small, large)

@@ -253,6 +253,7 @@ def _blank_png(path: Path, width: int, height: int) -> None:
 def test_vae_encode_refuses_a_decompression_bomb_in_one_line_before_decoding_it(model, tmp_path, side):
     """100 million pixels (Pillow only warns, and would decode them) and 400 million (Pillow refuses)."""
     _blank_png(tmp_path / "bomb.png", side, side)
-    r = run_cli("vae-encode", "--model", model, tmp_path / "bomb.png", "--out", tmp_path / "z.npy", timeout=120)
+    r = run_cli("vae-encode", "--model", model, tmp_path / "bomb.png", "--out", tmp_path / "z.npy", "--strict",
+                timeout=120)  # without --strict it is skipped, in the same line
     _one_line_error(r, f"cannot read image {tmp_path / 'bomb.png'}: Image size ({side * side} pixels) exceeds limit")
     assert not (tmp_path / "z.npy").exists()

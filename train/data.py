@@ -11,7 +11,6 @@ import torch
 # Where Debian's dataset-fashion-mnist package puts the IDX files.
 DEBIAN_DIRS = {"fashion-mnist": Path("/usr/share/datasets/fashion-mnist")}
 TORCHVISION_CLASSES = {"fashion-mnist": "FashionMNIST", "mnist": "MNIST", "kmnist": "KMNIST"}
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
 
 
 class DataError(ValueError):
@@ -164,23 +163,21 @@ def _read_labels(path: Path) -> torch.Tensor:
 
 
 def _read_folder(path: Path, size: int, channels: int) -> torch.Tensor:
-    from PIL import Image, UnidentifiedImageError
+    """The images below path as the runtime's commands find and read them (vae_edge.runtime.walk): recursive, in
+    sorted order, hidden names skipped; converted to `channels`, resized to size x size."""
+    from vae_edge.runtime.errors import RuntimeInputError
+    from vae_edge.runtime.images import IMAGE_SUFFIXES, load_images
+    from vae_edge.runtime.walk import files
 
     if channels not in (1, 3):
         raise DataError(f"--channels must be 1 or 3, got {channels}")
-    files = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise DataError(f"no PNG or JPEG images in {path}")
-    mode = "L" if channels == 1 else "RGB"
-    out = np.empty((len(files), size, size, channels), np.uint8)
-    for i, f in enumerate(files):
-        try:
-            with Image.open(f) as im:
-                im = im.convert(mode).resize((size, size), Image.BILINEAR)
-                out[i] = np.asarray(im).reshape(size, size, channels)
-        except (UnidentifiedImageError, OSError) as e:
-            raise DataError(f"cannot read image {f}: {e}") from None
-    return torch.from_numpy(out).permute(0, 3, 1, 2).contiguous()
+    paths = list(files([str(path)], None))
+    if not paths:
+        raise DataError(f"no images in {path} (files ending in {', '.join(IMAGE_SUFFIXES)})")
+    try:
+        return torch.from_numpy(load_images(paths, (channels, size, size)))
+    except RuntimeInputError as e:
+        raise DataError(str(e)) from None
 
 
 def _read_npy(path: Path) -> torch.Tensor:

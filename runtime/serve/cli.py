@@ -11,15 +11,10 @@ import sys
 from typing import Any, Optional
 
 from ..args import Option, run
-from ..errors import ModelFolderError, RuntimeInputError
+from ..errors import ModelFolderError, RuntimeInputError, fail
 from .settings import LOOPBACK, Settings
 
 log = logging.getLogger("vae_serve")
-
-
-def _fail(message: str):
-    sys.stderr.write(f"error: {message}\n")
-    raise SystemExit(2)
 
 
 def logging_setup() -> None:
@@ -88,7 +83,7 @@ def serve(
     try:
         import uvicorn
     except ImportError:
-        _fail("vae-serve needs the serve extra: pip install 'vae-edge[serve]'")
+        fail("vae-serve needs the serve extra: pip install 'vae-edge[serve]'")
     settings = Settings(model=model, precision=precision, threads=threads, provider=provider, host=host, port=port,
                         allow_remote=allow_remote, token_file=token_file,
                         cors_origins=tuple(o.strip() for o in cors_origins.split(",") if o.strip()),
@@ -103,9 +98,9 @@ def serve(
 
         app = create_app(vae, settings)  # reads the token and threshold files: a bad one fails here
     except (RuntimeInputError, ModelFolderError) as e:
-        _fail(str(e))
+        fail(str(e))
     except OSError as e:
-        _fail(f"{e.filename + ': ' if e.filename else ''}{e.strerror or e}")
+        fail(f"{e.filename + ': ' if e.filename else ''}{e.strerror or e}")
     log.info("model %s (%s%s), %s, providers %s, threads %s; batching: max %d rows, wait %g ms; queue %d",
              vae.folder, vae.precision, f", bundled {vae.bundled}" if vae.bundled else "", repr(vae),
              ",".join(vae.providers), threads if threads else "onnxruntime's default", max_batch, max_wait_ms,
