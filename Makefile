@@ -40,8 +40,8 @@ demo: setup data  ## set up, get the data, train 10 epochs, export (fp32 + int8)
 # The model bundled in the package (runtime/models/$(MODEL_NAME)/, shipped in the wheel): trained from scratch with
 # this recipe and seed, exported with int8 and checked for parity. vae.json records the recipe and the metrics.
 MODEL_NAME := fashion-mnist
-# Then its NLL (IWAE, k = 5000, the whole test set) from the exported files, recorded in vae.json: about 40 minutes
-# on 2 cores, apart from the training's 80 (docs/model-quality.md).
+# Then its NLL (IWAE, k = 5000, the whole test set) from the exported files, recorded in vae.json; the times of
+# both are in docs/model-card.md.
 MODEL_RECIPE := --dataset fashion-mnist --arch conv --hidden-dim 256 --latent-dim 32 --prior vamp --prior-components 100 --binarize --epochs 150 --kl-warmup 10 --lr-schedule cosine --seed 1
 model: setup data  ## train, export and score the bundled model (runtime/models/fashion-mnist/)
 	$(BIN)/vae-train $(MODEL_RECIPE) --name bundled-$(MODEL_NAME) --force

@@ -70,8 +70,8 @@ class Decoder(nn.Module):
         return mean(self.logits(z), self.vae.likelihood)
 
 
-# onnxruntime's ConvTranspose runs one small matrix product per image and then a col2im (bench/runtime.py
-# measured it at a third of a bare MatMul's GFLOP/s); its Conv works on the whole batch in blocked layout.
+# onnxruntime's ConvTranspose runs one small matrix product per image and then a col2im (slow: docs/performance.md);
+# its Conv works on the whole batch in blocked layout.
 # So the decoder's ConvTranspose2d(4, 2, 1) -> ReLU -> ConvTranspose2d(4, 2, 1) is exported as:
 #   conv1: Conv2d 2x2, padding 1, 4*C1 channels (co, a, b): at (k, l) it holds the first layer's output
 #          pixel (2k-a, 2l-b), the four sub-pixel phases of a stride-2 transposed conv, no zero weights;

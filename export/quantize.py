@@ -1,25 +1,22 @@
 """int8: each graph quantized the fastest way that stays within the error bound, and its error against PyTorch.
 
-Ways, fastest first as measured on this project's CPU (AVX-512 VNNI):
-  static   - the conv decoder (export/int8_decoder.py): its int8 layout graph, int8 from fc4 through the
-             phase mask with calibrated activation ranges (fc4 one uint8 matrix product, conv1 and the mask
-             onnxruntime's QDQ), the last convolution as int8 matrix products with float logits; 2.1x fp32
-             at batch 1024 on the bundled decoder. The conv encoder: QDQ int8 for the
-             Convs and Gemms, activation scales calibrated on real images (QLinearConv / int8 matrix products);
-  mixed    - the conv encoder: static QDQ for the Convs, dynamic int8 for the Gemms;
-  dynamic  - int8 weights for the Gemms only, activations quantized on the fly; Convs stay float
-             (onnxruntime's ConvInteger ran slower than float Conv);
-  dynamic-u8 - the same with 8-bit uint8 weights, where the 7 bits below miss the bound (the make demo mlp's
-             decoder: 0.0028 in 7 bits, 0.0011 in 8); uint8 x uint8 products run slower than uint8 x int8.
-Graphs without convolutions (the mlp) use dynamic, which ran 2.3x fp32 for the mlp decoder. The layer that
-reads z stays float in every way, as does the encoder's last layer and the decoder's logits: 8 bits for z,
-or for the logits, cost most of the error for a small share of the time. The first way whose mean abs error
-against PyTorch on held-out data stays within BOUND is kept; with none, there is no int8 unless force=True.
+Ways, fastest first (docs/export-and-int8.md has the figures):
+  static     - the conv decoder (export/int8_decoder.py): int8 from fc4 through the phase mask with calibrated
+               activation ranges, the last convolution as int8 matrix products with float logits. The conv
+               encoder: QDQ int8 for the Convs and Gemms, activation scales calibrated on real images;
+  mixed      - the conv encoder: static QDQ for the Convs, dynamic int8 for the Gemms;
+  dynamic    - int8 weights for the Gemms only, activations quantized on the fly; Convs stay float
+               (onnxruntime's ConvInteger is slower than its float Conv);
+  dynamic-u8 - the same with 8-bit uint8 weights, for graphs whose error needs the 8th bit.
+Graphs without convolutions (the mlp) start at dynamic. The layer that reads z stays float in every way, as do
+the encoder's last layer and the decoder's logits: 8 bits there cost most of the error for a small share of the
+time. The first way whose mean abs error against PyTorch on held-out data stays within BOUND is kept; with none,
+there is no int8 unless force=True.
 
 Every way keeps its int8 weights in 7 bits ([-64, 64], onnxruntime's reduce_range; the static decoder's last
 conv has uint8 weights of 8 bits instead), so that no onnxruntime kernel saturates: the file computes the same
-on every CPU (export/int8_reference.py says why). The error that chooses the way and that vae.json records is the file's
-own, computed by that exact reference against PyTorch; the error of onnxruntime on the exporting CPU is
+on every CPU (export/int8_reference.py says why). The error that chooses the way and that vae.json records is the
+file's own, computed by that exact reference against PyTorch; the error of onnxruntime on the exporting CPU is
 recorded beside it ("this_cpu"), as a measurement of one machine.
 """
 from __future__ import annotations

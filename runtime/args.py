@@ -4,7 +4,7 @@ A command is a plain function whose parameters default to Option(...) or Argumen
 parses sys.argv with the standard library and calls it: enough for a plain run such as
 `vae-sample --n 64 --out s.png`. Anything else (`--help`, an unknown option, a missing value, a number
 written in an unusual way) goes to `typer_app(command)`, the typer app built from the same declarations,
-so help pages and usage errors are typer's, exactly as before. Importing typer (its click, and the
+so help pages and usage errors are typer's. Importing typer (its click, and the
 pydantic it coerces values with) costs more than the rest of a plain run: about 55 ms and 15 MiB.
 
 The plain parser accepts a subset of what typer accepts and reads it to the same values: long and short
