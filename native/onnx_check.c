@@ -130,6 +130,28 @@ static int model(span s, span *bad) { /* ModelProto */
     return why ? why : got ? CORRUPT : OK;
 }
 
+int onnx_versions(const unsigned char *data, size_t len, long long *ir_version, long long *opset) {
+    span s = {data, data + len}, bad;
+    field f, g;
+    int got;
+    *ir_version = *opset = -1;
+    while ((got = next(&s, &f)) > 0) {
+        if (f.number == 1 && f.wire == 0) {
+            *ir_version = (long long)f.value; /* past 2^63: negative, no version */
+        } else if (f.number == 8 && f.wire == 2) { /* OperatorSetIdProto: domain = 1, version = 2 */
+            span o = f.bytes;
+            long long version = -1;
+            int ours = 1;
+            while (next(&o, &g) > 0) {
+                if (g.number == 1 && g.wire == 2) ours = domain(g.bytes, &bad) == OK;
+                else if (g.number == 2 && g.wire == 0) version = (long long)g.value;
+            }
+            if (ours && version >= 0) *opset = version;
+        }
+    }
+    return got == 0 && *ir_version >= 0 && *opset >= 0 ? 0 : -1;
+}
+
 int onnx_check(const unsigned char *data, size_t len, const char *path, char *err, size_t size) {
     span s = {data, data + len}, bad = {NULL, NULL};
     char shown[81];

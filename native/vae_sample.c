@@ -12,11 +12,13 @@
 
 #include "vae_edge.h"
 
+#define TEXT(x) STRING(x) /* a macro's value as a string literal */
+#define STRING(x) #x
 static const char USAGE[] =
     "usage: vae-sample [options]\n"
     "Sample images from an exported VAE (a vae-export folder) with onnxruntime's C API.\n\n"
     "  -m, --model DIR        export folder (default: vae-onnx)\n"
-    "  -n, --n N              number of images, at most 1048576 (default: 64)\n"
+    "  -n, --n N              number of images, at most " TEXT(VAE_MAX_COUNT) " (default: 64)\n"
     "      --seed S           seed in [0, 2^53) of the noise that draws z: Python's and the browser's z too\n"
     "                         (default: 0)\n"
     "  -t, --temperature T    z = T * N(0, I); with a learned prior (format 2), prior.onnx(T * eps, u)\n"
@@ -311,7 +313,7 @@ int main(int argc, char **argv) {
         case 'm': model = optarg; break;
         case 'n':
             bad = parse_count(optarg, &n, "--n", 1, 1e18);
-            if (!bad && n > VAE_MAX_COUNT) bad = die("--n must be at most 1048576 per call, got %s%s", optarg, "");
+            if (!bad && n > VAE_MAX_COUNT) bad = die("--n must be at most %s per call, got %s", TEXT(VAE_MAX_COUNT), optarg);
             break;
         case SEED: bad = parse_count(optarg, &seed, "--seed", 0, 9007199254740991.0); break;
         case 't':
@@ -325,7 +327,7 @@ int main(int argc, char **argv) {
         case NO_IMAGE: no_image = 1; break;
         case NROW: bad = parse_count(optarg, &nrow, "--nrow", 1, 1e6); break;
         case PRECISION: options.precision = optarg; break;
-        case THREADS: bad = parse_count(optarg, &threads, "--threads", 0, 1024); break;
+        case THREADS: bad = parse_count(optarg, &threads, "--threads", 0, VAE_MAX_THREADS); break;
         case ONNXRUNTIME: options.onnxruntime_path = optarg; break;
         case CHECK: check = 1; break;
         case SCORE: score_file = optarg; break;

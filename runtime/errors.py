@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .rules import message
+
 
 class RuntimeInputError(ValueError):
     """Bad input from the caller (shape, dtype, NaN/inf, n <= 0, ...); the message is one line."""
@@ -24,4 +26,4 @@ def os_error(e: OSError) -> str:
 
 
 def missing_model_message(folder: Path) -> str:
-    return f"no exported model at {folder}; run `vae-export model.pt --out {folder}` first"
+    return message("missing", folder=folder)

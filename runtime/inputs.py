@@ -8,11 +8,12 @@ from numbers import Integral, Real
 import numpy as np
 
 from .errors import RuntimeInputError
+from .rules import LIMITS
 
 SEED_LIMIT = 2**53  # seeds are integers in [0, 2^53): what JavaScript's numbers hold exactly
 # A count a caller passes (sample's n, interpolate's steps, batch_size, k), per call, in every reader: beyond it a
 # call would allocate more than any machine holds (2^20 images of 28 x 28 are 3.3 GB). iter_samples streams.
-COUNT_LIMIT = 2**20
+COUNT_LIMIT = LIMITS["count"]
 
 
 def check_count(n, what: str, limit: int | None = COUNT_LIMIT) -> int:

@@ -2,11 +2,12 @@
 // and the seed. Each bad value is a RuntimeInputError of one line; tests/conformance/ holds the shared rules.
 
 import { RuntimeInputError, show } from './errors.js';
+import { RULES } from './format_rules.js';
 import { randomSeed } from './random.js';
 
 // A count per call (sample's n, interpolate's steps, batchSize): at most 2^20, so that what it allocates is
 // bounded and a huge count is the caller's error in words, not a RangeError from an array.
-export const MAX_COUNT = 2 ** 20;
+export const MAX_COUNT = RULES.limits.count;
 
 export function checkCount(n, what) {
   if (!Number.isInteger(n)) throw new RuntimeInputError(`${what} must be an integer, got ${show(n)}`);

@@ -2,7 +2,7 @@
 // browser, and a file onnxruntime cannot load refused as a ModelFolderError.
 
 import { ModelFolderError, oneLine } from './errors.js';
-import { checkClosedList } from './onnx.js';
+import { checkClosedList, onnxVersions, refusedAsTooNew, versionProblem } from './onnx.js';
 
 // onnxruntime's threads spin 100 µs after a run, not longer, so the encoder's idle threads do not hold the cores
 // the decoder needs next (bench/runtime.py measures it in Python).
@@ -22,11 +22,16 @@ export function sessionOptions(executionProviders, threads) {
  * checked), once they hold only what the closed list allows (onnx.js); where is the file's path or URL. */
 export async function openSession(backend, bytes, threads, where) {
   checkClosedList(bytes, where);
+  // rule 4h: the file's IR version and opset, from its bytes, against the installed onnxruntime
+  const versions = onnxVersions(bytes), installed = backend.ort?.env?.versions?.common ?? 'unknown';
+  const problem = versionProblem(where, versions, installed);
+  if (problem) throw new ModelFolderError(problem);
   let session;
   try {
     session = await backend.session(bytes, threads);
   } catch (e) {
-    throw new ModelFolderError(`${where} is not a loadable ONNX model (corrupt?): ${oneLine(e)}`);
+    throw new ModelFolderError(refusedAsTooNew(where, versions, installed) ??
+      `${where} is not a loadable ONNX model (corrupt?): ${oneLine(e)}`);
   }
   return failingInOneLine(session, where);
 }
