@@ -8,7 +8,8 @@
 #define VAE_FORMAT_VERSIONS_TEXT "1, 2"
 /* the versions whose folders load prior.onnx */
 #define VAE_PRIOR_VERSIONS {2}
-#define VAE_PRECISIONS {{"fp32", "encoder", "decoder"}, {"int8", "encoder_int8", "decoder_int8"}}
+#define VAE_DEFAULT_FOLDER "vae-onnx" /* the model when none is named */
+#define VAE_PRECISIONS {{"fp32", "encoder", "decoder"}, {"int8", "encoder_int8", "decoder_int8"}} /* {precision, encoder key, decoder key} */
 #define VAE_PRECISIONS_TEXT "fp32, int8"
 #define VAE_PATH_FIRST "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_" /* a path part's first character */
 #define VAE_PATH_REST "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-"

@@ -17,7 +17,7 @@
 static const char USAGE[] =
     "usage: vae-sample [options]\n"
     "Sample images from an exported VAE (a vae-export folder) with onnxruntime's C API.\n\n"
-    "  -m, --model DIR        export folder (default: vae-onnx)\n"
+    "  -m, --model DIR        export folder (default: " VAE_DEFAULT_FOLDER ")\n"
     "  -n, --n N              number of images, at most " TEXT(VAE_MAX_COUNT) " (default: 64)\n"
     "      --seed S           seed in [0, 2^53) of the noise that draws z: Python's and the browser's z too\n"
     "                         (default: 0)\n"
@@ -290,7 +290,7 @@ static int score(vae_model *vae, const char *path, double k, uint64_t seed, cons
 }
 
 int main(int argc, char **argv) {
-    const char *model = "vae-onnx", *out = NULL, *npy = NULL, *zfile = NULL, *save_z = NULL, *score_file = NULL;
+    const char *model = VAE_DEFAULT_FOLDER, *out = NULL, *npy = NULL, *zfile = NULL, *save_z = NULL, *score_file = NULL;
     const char *eps_file = NULL, *encode_file = NULL, *logvar = NULL;
     double n = 64, seed = 0, temperature = 1, nrow = 8, threads = 0, k = 1;
     int check = 0, no_image = 0;

@@ -43,7 +43,7 @@ def _size(v) -> int:
     return int(v)
 
 
-def read_meta(path: str | os.PathLike = "vae-onnx") -> dict:
+def read_meta(path: str | os.PathLike = RULES["default_folder"]) -> dict:
     """Read and check vae.json of a model folder: opened like every listed file (open_inside), at most 1 MiB and
     nested at most 32 levels (scanned before the parser runs), strict JSON, this format and version, the sizes."""
     folder = Path(path)
@@ -214,7 +214,7 @@ def check_file(folder: Path, meta: dict, key: str) -> bytes:
     return data
 
 
-def verify_files(path: str | os.PathLike = "vae-onnx") -> list[tuple[str, str, str | None]]:
+def verify_files(path: str | os.PathLike = RULES["default_folder"]) -> list[tuple[str, str, str | None]]:
     """Check every file listed in vae.json: (key, path, None if it is intact else the reason)."""
     folder = Path(path)
     meta = read_meta(folder)

@@ -259,6 +259,15 @@ def test_vae_jsons_min_onnxruntime_is_informative_the_files_own_versions_decide(
     assert r.returncode == 0, r.stderr
 
 
+def test_without_model_vae_onnx_is_read_and_a_missing_one_is_refused_with_no_fallback(native, tmp_path):
+    """The default-model rule of docs/format.md: the C program bundles no model, so it ends at vae-onnx."""
+    shutil.copytree(REPO / "tests" / "conformance" / "folders" / "valid", tmp_path / "vae-onnx")
+    assert vae_sample(native, "--n", 2, "--npy", tmp_path / "x.npy", cwd=tmp_path).returncode == 0
+    shutil.rmtree(tmp_path / "vae-onnx")
+    assert refused(vae_sample(native, "--n", 2, "--npy", tmp_path / "y.npy", cwd=tmp_path)) == (
+        "vae-sample: no exported model at vae-onnx; run `vae-export model.pt --out vae-onnx` first")
+
+
 @pytest.mark.parametrize("damage,message", [
     (lambda folder: (folder / "prior.onnx").unlink(), r"cannot read .*prior.onnx"),
     (lambda folder: _flip_byte("prior.onnx")(folder, None), r"prior.onnx does not match the sha256 in vae.json"),

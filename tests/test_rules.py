@@ -35,9 +35,10 @@ def test_the_python_runtime_reads_the_source_itself():
 # What a reader may no longer say by hand: each rule's literal, in the readers' sources.
 STATED_ONCE = {
     "the format versions": r"FORMAT_VERSIONS\s*=\s*[\[(]|format_version(\)|\"\])?\s*===?\s*2|v != 1 &&",
-    "the precisions' files": r"\[\s*['\"]encoder_int8['\"],\s*['\"]decoder_int8['\"]\s*\]|\(\"encoder_int8\", \"decoder_int8\"\)",
+    "the precisions' files": r"['\"]encoder_int8['\"],\s*['\"]decoder_int8['\"]",
     "the plain path": r"\[A-Za-z0-9_\]|isalnum",
     "the limits": r"\b(1 << 20|2 \*\* 20|2\*\*20(?! ?:)|2 \*\* 31|2\*\*31|1048576|2147483648|= 1024|\b1024\))",
+    "the default folder": r"= ['\"]vae-onnx['\"]|Path\(\"vae-onnx\"\)|\(default: vae-onnx\)",
     "the messages": r"no int8 files;|lists no .{0,6} file \(path|is not a plain path inside|but no valid prior|"
                     r"newer than this vae-edge reads|needs onnxruntime >=",
 }

@@ -49,6 +49,8 @@ def _printf(template: str) -> tuple[str, list[str]]:
 
 def c_header(r: dict) -> str:
     versions = sorted(map(int, r["format_versions"]))
+    with_prior = ", ".join(v for v, files in r["format_versions"].items() if "prior" in files["loads"])
+    precisions = ", ".join("{" + ", ".join(map(json.dumps, [p, *keys])) + "}" for p, keys in r["precisions"].items())
     limits = r["limits"]
     reads = ", ".join(f"{{{release.replace('.', ', ')}, {ir}, {opset}}}"
                       for release, ir, opset in r["onnxruntime_reads"])
@@ -62,8 +64,9 @@ def c_header(r: dict) -> str:
         f"#define VAE_FORMAT_VERSIONS {{{', '.join(map(str, versions))}}} /* the versions read */",
         f"#define VAE_FORMAT_VERSIONS_TEXT \"{', '.join(map(str, versions))}\"",
         "/* the versions whose folders load prior.onnx */",
-        f"#define VAE_PRIOR_VERSIONS {{{', '.join(v for v, f in r['format_versions'].items() if 'prior' in f['loads'])}}}",
-        f"#define VAE_PRECISIONS {{{', '.join('{' + ', '.join(map(json.dumps, [p, *keys])) + '}' for p, keys in r['precisions'].items())}}}",
+        f"#define VAE_PRIOR_VERSIONS {{{with_prior}}}",
+        f"#define VAE_DEFAULT_FOLDER {json.dumps(r['default_folder'])} /* the model when none is named */",
+        f"#define VAE_PRECISIONS {{{precisions}}} /* {{precision, encoder key, decoder key}} */",
         f"#define VAE_PRECISIONS_TEXT {json.dumps(', '.join(r['precisions']))}",
         f"#define VAE_PATH_FIRST {json.dumps(_chars(r['path_part']['first']))} /* a path part's first character */",
         f"#define VAE_PATH_REST {json.dumps(_chars(r['path_part']['rest']))}",

@@ -4,6 +4,7 @@ export const RULES = {
   "about": "The facts every reader of a model folder shares (docs/format.md): the source. Python reads this file; tests/conformance/make_rules.py writes web/src/format_rules.js and native/format_rules.h from it; tests/test_rules.py fails when a copy drifts.",
   "format": "vae-edge-onnx",
   "format_version_written": 1,
+  "default_folder": "vae-onnx",
   "format_versions": {
     "1": {
       "loads": [],

@@ -30,7 +30,7 @@ export class VAE {
    * Options: precision 'fp32' | 'int8', threads (onnxruntime's; unset: its default), batchSize (images per run),
    * decoderOnly (load and check the decoder alone: enough for decode and sample).
    */
-  static async load(folder = 'vae-onnx', { precision = 'fp32', threads, batchSize = DEFAULT_BATCH_SIZE,
+  static async load(folder = RULES.default_folder, { precision = 'fp32', threads, batchSize = DEFAULT_BATCH_SIZE,
     decoderOnly = false } = {}) {
     const backend = this.backend;
     if (!backend) throw new Error("import VAE from 'vae-edge' (src/node.js or src/browser.js), not from src/vae.js");
