@@ -46,5 +46,11 @@
 #define VAE_MSG_NEEDS_NEWER "an onnxruntime newer than %s" /* release */
 #define VAE_MSG_FIX_OPSET "upgrade onnxruntime, or re-export with vae-export --opset %lld" /* opset */
 #define VAE_MSG_FIX_UPGRADE "upgrade onnxruntime to %s or newer" /* release */
+#define VAE_MSG_PRECISION "precision must be one of %s, got %s" /* precisions, got */
+#define VAE_MSG_COUNT_INTEGER "%s must be an integer, got %s" /* what, got */
+#define VAE_MSG_COUNT_POSITIVE "%s must be >= 1, got %zu" /* what, count */
+#define VAE_MSG_COUNT_LIMIT "%s must be at most %d per call, got %zu" /* what, limit, count */
+#define VAE_MSG_TEMPERATURE "temperature must be a finite number >= 0, got %g" /* temperature */
+#define VAE_MSG_SEED "seed must be an integer in [0, 2^53), got %llu" /* seed */
 
 #endif

@@ -663,7 +663,9 @@ vae_model *vae_load(const char *folder, const vae_options *options, char err[VAE
     for (size_t i = 0; i < sizeof precisions / sizeof precisions[0]; i++)
         if (strcmp(precision, precisions[i][0]) == 0) keys = precisions[i];
     if (!keys) {
-        fail(err, "precision must be one of %s, got '%s'", VAE_PRECISIONS_TEXT, precision);
+        char shown[VAE_ERROR_SIZE / 2];
+        snprintf(shown, sizeof shown, "'%s'", precision);
+        fail(err, VAE_MSG_PRECISION, VAE_PRECISIONS_TEXT, shown);
         return NULL;
     }
     const char *key = keys[2];
@@ -849,12 +851,10 @@ static int prior_z(const vae_model *vae, size_t n, uint64_t seed, float *z, char
 }
 
 int vae_latents(const vae_model *vae, size_t n, uint64_t seed, double temperature, float *z, char err[VAE_ERROR_SIZE]) {
-    if (n == 0) return fail(err, "n must be >= 1, got 0");
-    if (n > VAE_MAX_COUNT) return fail(err, "n must be at most %d per call, got %zu", VAE_MAX_COUNT, n);
-    if (!isfinite(temperature) || temperature < 0)
-        return fail(err, "temperature must be finite and >= 0, got %g", temperature);
-    if (seed >= (uint64_t)1 << 53)
-        return fail(err, "seed must be an integer in [0, 2^53), got %llu", (unsigned long long)seed);
+    if (n == 0) return fail(err, VAE_MSG_COUNT_POSITIVE, "n", n);
+    if (n > VAE_MAX_COUNT) return fail(err, VAE_MSG_COUNT_LIMIT, "n", VAE_MAX_COUNT, n);
+    if (!isfinite(temperature) || temperature < 0) return fail(err, VAE_MSG_TEMPERATURE, temperature);
+    if (seed >= (uint64_t)1 << 53) return fail(err, VAE_MSG_SEED, (unsigned long long)seed);
     size_t count = n * (size_t)vae->latent_dim;
     vae_gaussian(z, count, seed);
     for (size_t i = 0; i < count; i++) z[i] = (float)(z[i] * temperature);
@@ -862,7 +862,7 @@ int vae_latents(const vae_model *vae, size_t n, uint64_t seed, double temperatur
 }
 
 int vae_sample(vae_model *vae, size_t n, uint64_t seed, double temperature, float *x, char err[VAE_ERROR_SIZE]) {
-    if (n > VAE_MAX_COUNT) return fail(err, "n must be at most %d per call, got %zu", VAE_MAX_COUNT, n);
+    if (n > VAE_MAX_COUNT) return fail(err, VAE_MSG_COUNT_LIMIT, "n", VAE_MAX_COUNT, n);
     float *z = malloc((n ? n : 1) * (size_t)vae->latent_dim * sizeof *z);
     if (!z) return fail(err, "out of memory for %zu latents", n);
     int rc = vae_latents(vae, n, seed, temperature, z, err) || vae_decode(vae, z, n, x, err) ? -1 : 0;
@@ -1033,7 +1033,7 @@ int vae_score(vae_model *vae, size_t n, const float *x, size_t k, uint64_t seed,
     if (n == 0 || n > VAE_MAX_COUNT) return fail(err, "n must be from 1 to %d per call, got %zu", VAE_MAX_COUNT, n);
     if (k == 0 || k > VAE_MAX_COUNT) return fail(err, "k must be from 1 to %d per call, got %zu", VAE_MAX_COUNT, k);
     if (!eps && seed >= (uint64_t)1 << 53)
-        return fail(err, "seed must be an integer in [0, 2^53), got %llu", (unsigned long long)seed);
+        return fail(err, VAE_MSG_SEED, (unsigned long long)seed);
     if (check_pixels(x, n * pixels, err) != 0) return -1;
     for (size_t i = 0; eps && i < k * n * d; i++)
         if (!isfinite(eps[i])) return fail(err, "eps contains NaN or inf");

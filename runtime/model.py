@@ -67,7 +67,7 @@ class VAE:
         mobile and minimal builds would.
         """
         if precision not in PRECISIONS:
-            raise RuntimeInputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+            raise RuntimeInputError(message("precision", precisions=", ".join(PRECISIONS), got=repr(precision)))
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
                                     or not 0 <= threads <= MAX_THREADS):
             raise RuntimeInputError(f"threads must be an int from 0 (onnxruntime decides) to {MAX_THREADS}, "

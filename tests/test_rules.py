@@ -40,7 +40,8 @@ STATED_ONCE = {
     "the limits": r"\b(1 << 20|2 \*\* 20|2\*\*20(?! ?:)|2 \*\* 31|2\*\*31|1048576|2147483648|= 1024|\b1024\))",
     "the default folder": r"= ['\"]vae-onnx['\"]|Path\(\"vae-onnx\"\)|\(default: vae-onnx\)",
     "the messages": r"no int8 files;|lists no .{0,6} file \(path|is not a plain path inside|but no valid prior|"
-                    r"newer than this vae-edge reads|needs onnxruntime >=",
+                    r"newer than this vae-edge reads|needs onnxruntime >=|seed must be an integer in|"
+                    r"temperature must be a finite|(?<![-\w])\w+ must be >= 1, got|(?<!-)precision must be one of",
 }
 READERS = [*sorted((ROOT / "runtime").glob("*.py")), *sorted((ROOT / "web" / "src").glob("*.js")),
            ROOT / "native" / "vae_edge.c", ROOT / "native" / "vae_sample.c", ROOT / "native" / "vae_edge.h"]

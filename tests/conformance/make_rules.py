@@ -15,7 +15,8 @@ SOURCE = ROOT / "runtime" / "format_rules.json"
 JS, C = ROOT / "web" / "src" / "format_rules.js", ROOT / "native" / "format_rules.h"
 NOTICE = "Written by tests/conformance/make_rules.py from runtime/format_rules.json: edit that, then run it."
 # The printf conversion of each placeholder that is not a string (C passes the others as char *).
-C_INTEGERS = {"depth": "%d", "newest": "%d", "size": "%lld", "bytes": "%lld", "ir_version": "%lld", "opset": "%lld"}
+C_FORMATS = {"depth": "%d", "newest": "%d", "size": "%lld", "bytes": "%lld", "ir_version": "%lld", "opset": "%lld",
+             "limit": "%d", "count": "%zu", "temperature": "%g", "seed": "%llu"}
 PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
 
@@ -43,7 +44,7 @@ def _chars(ranges: str) -> str:
 def _printf(template: str) -> tuple[str, list[str]]:
     """A template as a printf format and its arguments' names in order."""
     names = PLACEHOLDER.findall(template)
-    text = PLACEHOLDER.sub(lambda m: C_INTEGERS.get(m[1], "%s"), template.replace("%", "%%"))
+    text = PLACEHOLDER.sub(lambda m: C_FORMATS.get(m[1], "%s"), template.replace("%", "%%"))
     return json.dumps(text), names
 
 

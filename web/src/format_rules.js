@@ -104,6 +104,12 @@ export const RULES = {
     "needs_release": "onnxruntime >= {release}",
     "needs_newer": "an onnxruntime newer than {release}",
     "fix_opset": "upgrade onnxruntime, or re-export with vae-export --opset {opset}",
-    "fix_upgrade": "upgrade onnxruntime to {release} or newer"
+    "fix_upgrade": "upgrade onnxruntime to {release} or newer",
+    "precision": "precision must be one of {precisions}, got {got}",
+    "count_integer": "{what} must be an integer, got {got}",
+    "count_positive": "{what} must be >= 1, got {count}",
+    "count_limit": "{what} must be at most {limit} per call, got {count}",
+    "temperature": "temperature must be a finite number >= 0, got {temperature}",
+    "seed": "seed must be an integer in [0, 2^53), got {seed}"
   }
 };

@@ -6,7 +6,7 @@
 // (onnxruntime), graph.js (the networks fit vae.json); inputs.js checks what the caller passes.
 // Arrays are flat Float32Arrays in the Python runtime's layouts: z is (n, latent_dim), images (n, C, H, W).
 
-import { ModelFolderError, RuntimeInputError, show } from './errors.js';
+import { message, ModelFolderError, RuntimeInputError, show } from './errors.js';
 import { checkFile, filePath, loads, precisionFiles, PRECISIONS, readMeta } from './folder.js';
 import { RULES } from './format_rules.js';
 import { checkPair, checkPrior, checkScore } from './graph.js';
@@ -35,7 +35,7 @@ export class VAE {
     const backend = this.backend;
     if (!backend) throw new Error("import VAE from 'vae-edge' (src/node.js or src/browser.js), not from src/vae.js");
     if (!Object.hasOwn(PRECISIONS, precision)) {
-      throw new RuntimeInputError(`precision must be one of ${Object.keys(PRECISIONS).join(', ')}, got ${show(precision)}`);
+      throw new RuntimeInputError(message('precision', { precisions: Object.keys(PRECISIONS).join(', '), got: show(precision) }));
     }
     if (threads !== undefined && !(Number.isInteger(threads) && threads >= 0 && threads <= MAX_THREADS)) {
       throw new RuntimeInputError(`threads must be an integer from 0 (onnxruntime decides) to ${MAX_THREADS}, got ${show(threads)}`);
