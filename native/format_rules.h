@@ -52,5 +52,13 @@
 #define VAE_MSG_COUNT_LIMIT "%s must be at most %d per call, got %zu" /* what, limit, count */
 #define VAE_MSG_TEMPERATURE "temperature must be a finite number >= 0, got %g" /* temperature */
 #define VAE_MSG_SEED "seed must be an integer in [0, 2^53), got %llu" /* seed */
+#define VAE_MSG_NOT_JSON "%s is not readable JSON (corrupt?)%s" /* path, reason */
+#define VAE_MSG_NOT_ONNX "%s is not a loadable ONNX model (corrupt?): %s" /* path, reason */
+#define VAE_MSG_OUTSIDE_LIST "%s %s, which a model folder may not" /* path, what */
+#define VAE_MSG_G1_EXTERNAL "stores a tensor outside the file (external data)" /*  */
+#define VAE_MSG_G1_SPARSE "holds a sparse tensor" /*  */
+#define VAE_MSG_G1_FUNCTIONS "defines local functions" /*  */
+#define VAE_MSG_G1_SUBGRAPH "holds a subgraph" /*  */
+#define VAE_MSG_G1_DOMAIN "uses operator domain '%s'" /* domain */
 
 #endif

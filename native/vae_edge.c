@@ -194,7 +194,7 @@ static cJSON *read_meta(const char *folder, int shape[3], int *latent_dim, char 
     cJSON *meta = bom ? NULL : cJSON_ParseWithLength((const char *)text, len);
     free(text);
     if (!meta) {
-        fail(err, "%s is not readable JSON (corrupt?)", path);
+        fail(err, VAE_MSG_NOT_JSON, path, "");
         return NULL;
     }
     const cJSON *format = cJSON_GetObjectItemCaseSensitive(meta, "format");
@@ -627,7 +627,7 @@ static int open_session(vae_model *vae, const char *folder, const cJSON *meta, c
     long long ir, opset;
     if (onnx_check(data, len, path, err, VAE_ERROR_SIZE) != 0 ||
         (onnx_versions(data, len, &ir, &opset) != 0 &&
-         fail(err, "%s is not a loadable ONNX model (corrupt?): no ir_version or ai.onnx opset_import", path)) ||
+         fail(err, VAE_MSG_NOT_ONNX, path, "no ir_version or ai.onnx opset_import")) ||
         too_new(path, ir, opset, vae->ort_version, 0, err)) {
         free(data);
         return -1;
@@ -647,7 +647,7 @@ static int open_session(vae_model *vae, const char *folder, const cJSON *meta, c
     free(data);
     if (status) {
         if (!too_new(path, ir, opset, vae->ort_version, 1, err))
-            fail(err, "%s is not a loadable ONNX model (corrupt?): %s", path, vae->ort->GetErrorMessage(status));
+            fail(err, VAE_MSG_NOT_ONNX, path, vae->ort->GetErrorMessage(status));
         vae->ort->ReleaseStatus(status);
         return -1;
     }

@@ -59,7 +59,7 @@ def read_meta(path: str | os.PathLike = RULES["default_folder"]) -> dict:
     try:
         meta = json.loads(data.decode("utf-8"), parse_constant=_refuse_constant)
     except (UnicodeDecodeError, ValueError) as e:
-        raise ModelFolderError(f"{meta_path} is not readable JSON (corrupt?): {one_line(e)}") from None
+        raise ModelFolderError(message("not_json", path=meta_path, reason=f": {one_line(e)}")) from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ModelFolderError(message("meta_not_format", path=meta_path, format=FORMAT))
     problem = format_problem(meta, meta_path)

@@ -15,6 +15,7 @@ from typing import Any
 
 from . import closed_list, compat
 from .errors import ModelFolderError, one_line
+from .rules import message
 from .folder import check_file, file_path
 
 
@@ -54,9 +55,9 @@ def check_readable(data: bytes, name: str) -> tuple[int, int]:
         ir_version, opset = compat.onnx_versions(data)
         outside_the_list = closed_list.problem(data)
     except ValueError as e:
-        raise ModelFolderError(f"{name} is not a loadable ONNX model (corrupt?): {e}") from None
+        raise ModelFolderError(message("not_onnx", path=name, reason=e)) from None
     if outside_the_list:
-        raise ModelFolderError(f"{name} {outside_the_list}")
+        raise ModelFolderError(message("outside_list", path=name, what=outside_the_list))
     problem = compat.problem(ir_version, opset, ort.__version__, name)
     if problem:
         raise ModelFolderError(problem)
@@ -84,7 +85,7 @@ def session(name: str, data: bytes, threads: int | None, providers: list,
         return FileSession(ort.InferenceSession(data, sess_options=so, providers=providers), name)
     except Exception as e:  # onnxruntime raises its own exception types (InvalidProtobuf, Fail, ...)
         too_new = versions and compat.refused(*versions, ort.__version__, name)
-        raise ModelFolderError(too_new or f"{name} is not a loadable ONNX model (corrupt?): {one_line(e)}") from None
+        raise ModelFolderError(too_new or message("not_onnx", path=name, reason=one_line(e))) from None
 
 
 class FileSession:

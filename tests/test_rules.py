@@ -41,10 +41,12 @@ STATED_ONCE = {
     "the default folder": r"= ['\"]vae-onnx['\"]|Path\(\"vae-onnx\"\)|\(default: vae-onnx\)",
     "the messages": r"no int8 files;|lists no .{0,6} file \(path|is not a plain path inside|but no valid prior|"
                     r"newer than this vae-edge reads|needs onnxruntime >=|seed must be an integer in|"
-                    r"temperature must be a finite|(?<![-\w])\w+ must be >= 1, got|(?<!-)precision must be one of",
+                    r"temperature must be a finite|(?<![-\w])\w+ must be >= 1, got|(?<!-)precision must be one of|"
+                    r"which a model folder may not|is not a loadable ONNX model|is not readable JSON",
 }
 READERS = [*sorted((ROOT / "runtime").glob("*.py")), *sorted((ROOT / "web" / "src").glob("*.js")),
-           ROOT / "native" / "vae_edge.c", ROOT / "native" / "vae_sample.c", ROOT / "native" / "vae_edge.h"]
+           ROOT / "native" / "vae_edge.c", ROOT / "native" / "vae_sample.c", ROOT / "native" / "vae_edge.h",
+           ROOT / "native" / "onnx_check.c"]
 COPIES = {make_rules.JS, make_rules.C}
 
 

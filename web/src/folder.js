@@ -152,7 +152,7 @@ export async function readMeta(backend, folder) {
   try {
     meta = JSON.parse(new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes));
   } catch (e) {
-    throw new ModelFolderError(`${where} is not readable JSON (corrupt?): ${oneLine(e)}`);
+    throw new ModelFolderError(message('not_json', { path: where, reason: `: ${oneLine(e)}` }));
   }
   if (meta?.format !== FORMAT) throw new ModelFolderError(message('meta_not_format', { path: where, format: FORMAT }));
   if (formatProblem(meta, where)) throw new ModelFolderError(formatProblem(meta, where));

@@ -110,6 +110,14 @@ export const RULES = {
     "count_positive": "{what} must be >= 1, got {count}",
     "count_limit": "{what} must be at most {limit} per call, got {count}",
     "temperature": "temperature must be a finite number >= 0, got {temperature}",
-    "seed": "seed must be an integer in [0, 2^53), got {seed}"
+    "seed": "seed must be an integer in [0, 2^53), got {seed}",
+    "not_json": "{path} is not readable JSON (corrupt?){reason}",
+    "not_onnx": "{path} is not a loadable ONNX model (corrupt?): {reason}",
+    "outside_list": "{path} {what}, which a model folder may not",
+    "g1_external": "stores a tensor outside the file (external data)",
+    "g1_sparse": "holds a sparse tensor",
+    "g1_functions": "defines local functions",
+    "g1_subgraph": "holds a subgraph",
+    "g1_domain": "uses operator domain '{domain}'"
   }
 };

@@ -111,17 +111,19 @@ export function refusedAsTooNew(where, versions, installed) {
 
 /** Refuse what the closed list leaves out; `where` names the file in each one-line ModelFolderError. */
 export function checkClosedList(bytes, where) {
-  const refuse = (what) => { throw new ModelFolderError(`${where} ${what}, which a model folder may not`); };
-  const domain = (name) => DOMAINS.includes(name) || refuse(`uses operator domain '${name}'`);
+  const refuse = (name, values) => {
+    throw new ModelFolderError(message('outside_list', { path: where, what: message(name, values) }));
+  };
+  const domain = (name) => DOMAINS.includes(name) || refuse('g1_domain', { domain: name });
   const tensor = (t) => {
     for (const [f, w, v] of fields(t)) {
-      if (f === 13 || (f === 14 && w === 0 && v === 1)) refuse('stores a tensor outside the file (external data)');
+      if (f === 13 || (f === 14 && w === 0 && v === 1)) refuse('g1_external');
     }
   };
   const attribute = (a) => {
     for (const [f, w, v] of fields(a)) {
-      if (f === 22 || f === 23) refuse('holds a sparse tensor');
-      else if (f === 6 || f === 11) refuse('holds a subgraph');
+      if (f === 22 || f === 23) refuse('g1_sparse');
+      else if (f === 6 || f === 11) refuse('g1_subgraph');
       else if ((f === 5 || f === 10) && w === 2) tensor(v);
     }
   };
@@ -133,20 +135,20 @@ export function checkClosedList(bytes, where) {
   };
   const graph = (g) => {
     for (const [f, w, v] of fields(g)) {
-      if (f === 15) refuse('holds a sparse tensor');
+      if (f === 15) refuse('g1_sparse');
       else if (f === 1 && w === 2) node(v);
       else if (f === 5 && w === 2) tensor(v);
     }
   };
   try {
     for (const [f, w, v] of fields(bytes)) {
-      if (f === 25) refuse('defines local functions');
+      if (f === 25) refuse('g1_functions');
       else if (f === 8 && w === 2) {
         for (const [g, x, d] of fields(v)) if (g === 1 && x === 2) domain(text(d));
       } else if (f === 7 && w === 2) graph(v);
     }
   } catch (e) {
-    if (e instanceof Corrupt) throw new ModelFolderError(`${where} is not a loadable ONNX model (corrupt?): ${e.message}`);
+    if (e instanceof Corrupt) throw new ModelFolderError(message('not_onnx', { path: where, reason: e.message }));
     throw e;
   }
 }

@@ -1,7 +1,7 @@
 // onnxruntime sessions for a model folder's files (as runtime/sessions.py): the same options in Node and the
 // browser, and a file onnxruntime cannot load refused as a ModelFolderError.
 
-import { ModelFolderError, oneLine } from './errors.js';
+import { message, ModelFolderError, oneLine } from './errors.js';
 import { checkClosedList, onnxVersions, refusedAsTooNew, versionProblem } from './onnx.js';
 
 // onnxruntime's threads spin 100 µs after a run, not longer, so the encoder's idle threads do not hold the cores
@@ -31,7 +31,7 @@ export async function openSession(backend, bytes, threads, where) {
     session = await backend.session(bytes, threads);
   } catch (e) {
     throw new ModelFolderError(refusedAsTooNew(where, versions, installed) ??
-      `${where} is not a loadable ONNX model (corrupt?): ${oneLine(e)}`);
+      message('not_onnx', { path: where, reason: oneLine(e) }));
   }
   return failingInOneLine(session, where);
 }
