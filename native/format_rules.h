@@ -60,5 +60,7 @@
 #define VAE_MSG_G1_FUNCTIONS "defines local functions" /*  */
 #define VAE_MSG_G1_SUBGRAPH "holds a subgraph" /*  */
 #define VAE_MSG_G1_DOMAIN "uses operator domain '%s'" /* domain */
+#define VAE_MSG_FAILED_TO_RUN "%s failed to run: %s" /* path, reason */
+#define VAE_MSG_RETURNED "%s returned %s; expected float32 %s" /* path, got, shape */
 
 #endif

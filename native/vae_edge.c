@@ -761,11 +761,11 @@ static int check_output(const vae_model *vae, OrtValue *value, const char *path,
     if (info) ort->ReleaseTensorTypeAndShapeInfo(info);
     if (status) return ort_fail(ort, status, err, what);
     if (same) return 0;
-    char got[128], expected[128];
+    char got[128], shown[160], expected[128];
     show_dims(got, sizeof got, dims, ndim < 8 ? (int)ndim : 8);
     show_dims(expected, sizeof expected, want, rank);
-    return fail(err, "%s returned %s %s; expected float32 %s", path, tensor ? type_name(type) : "a non-tensor",
-                tensor ? got : "value", expected);
+    snprintf(shown, sizeof shown, "%s %s", tensor ? type_name(type) : "a non-tensor", tensor ? got : "value");
+    return fail(err, VAE_MSG_RETURNED, path, shown, expected);
 }
 
 /* One run of session with outputs outs[0 .. nout - 1] (nout at most 2), each float32 of exactly the dims want, copied to dsts. */
@@ -775,7 +775,11 @@ static int run_outputs(const vae_model *vae, OrtSession *session, const char *pa
                        char *err) {
     OrtValue *values[2] = {NULL, NULL};
     OrtStatus *status = vae->ort->Run(session, NULL, names, inputs, count, outs, nout, values);
-    if (status) return ort_fail(vae->ort, status, err, what);
+    if (status) {
+        fail(err, VAE_MSG_FAILED_TO_RUN, path, vae->ort->GetErrorMessage(status));
+        vae->ort->ReleaseStatus(status);
+        return -1;
+    }
     int rc = 0;
     for (size_t i = 0; i < nout; i++) {
         if (!rc) rc = check_output(vae, values[i], path, what, want, rank, dsts[i], err);

@@ -119,13 +119,13 @@ class FileSession:
                 raise
             if "Failed to allocate" in str(e):  # its arena out of memory: the batch's fault, not the file's
                 raise MemoryError(one_line(e)) from None
-            raise ModelFolderError(f"{self._name} failed to run: {one_line(e)}") from None
+            raise ModelFolderError(message("failed_to_run", path=self._name, reason=one_line(e))) from None
         if len(outputs) != len(expect):  # names=None on a graph of more outputs than the contract lets through
             raise ModelFolderError(f"{self._name} returned {len(outputs)} outputs; expected {len(expect)}")
         for got, shape in zip(outputs, expect):
             if not (isinstance(got, np.ndarray) and got.dtype == np.float32 and got.shape == tuple(shape)):
                 what = f"{got.dtype} {show_shape(got.shape)}" if isinstance(got, np.ndarray) else type(got).__name__
-                raise ModelFolderError(f"{self._name} returned {what}; expected float32 {show_shape(shape)}")
+                raise ModelFolderError(message("returned", path=self._name, got=what, shape=show_shape(shape)))
         return outputs
 
 

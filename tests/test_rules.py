@@ -42,7 +42,8 @@ STATED_ONCE = {
     "the messages": r"no int8 files;|lists no .{0,6} file \(path|is not a plain path inside|but no valid prior|"
                     r"newer than this vae-edge reads|needs onnxruntime >=|seed must be an integer in|"
                     r"temperature must be a finite|(?<![-\w])\w+ must be >= 1, got|(?<!-)precision must be one of|"
-                    r"which a model folder may not|is not a loadable ONNX model|is not readable JSON",
+                    r"which a model folder may not|is not a loadable ONNX model|is not readable JSON|"
+                    r"(?<!\w)failed to run: |(?<!\w) returned .{0,40}; expected float32",
 }
 READERS = [*sorted((ROOT / "runtime").glob("*.py")), *sorted((ROOT / "web" / "src").glob("*.js")),
            ROOT / "native" / "vae_edge.c", ROOT / "native" / "vae_sample.c", ROOT / "native" / "vae_edge.h",

@@ -118,6 +118,8 @@ export const RULES = {
     "g1_sparse": "holds a sparse tensor",
     "g1_functions": "defines local functions",
     "g1_subgraph": "holds a subgraph",
-    "g1_domain": "uses operator domain '{domain}'"
+    "g1_domain": "uses operator domain '{domain}'",
+    "failed_to_run": "{path} failed to run: {reason}",
+    "returned": "{path} returned {got}; expected float32 {shape}"
   }
 };

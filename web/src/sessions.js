@@ -48,13 +48,13 @@ function failingInOneLine(session, where) {
     try {
       out = await run(feed);
     } catch (e) {
-      throw new ModelFolderError(`${where} failed to run: ${oneLine(e)}`);
+      throw new ModelFolderError(message('failed_to_run', { path: where, reason: oneLine(e) }));
     }
     for (const [name, dims] of Object.entries(expect)) {
       const got = out[name];
       if (!(got?.type === 'float32' && got.dims.length === dims.length && got.dims.every((d, i) => d === dims[i]))) {
-        throw new ModelFolderError(`${where} returned ${got ? `${got.type} ${shape(got.dims)}` : `no ${name}`}; ` +
-          `expected float32 ${shape(dims)}`);
+        throw new ModelFolderError(message('returned', { path: where, got: got ? `${got.type} ${shape(got.dims)}` : `no ${name}`,
+          shape: shape(dims) }));
       }
     }
     return out;
