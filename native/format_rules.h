@@ -62,5 +62,12 @@
 #define VAE_MSG_G1_DOMAIN "uses operator domain '%s'" /* domain */
 #define VAE_MSG_FAILED_TO_RUN "%s failed to run: %s" /* path, reason */
 #define VAE_MSG_RETURNED "%s returned %s; expected float32 %s" /* path, got, shape */
+#define VAE_MSG_NOT_DECODER "%s: the decoder file is not a decoder (z -> x): it has %zu inputs and %zu outputs%s" /* path, inputs, outputs, swapped */
+#define VAE_MSG_NOT_ENCODER "%s: the encoder file is not an encoder (x -> mu, logvar): it has %zu inputs and %zu outputs%s" /* path, inputs, outputs, swapped */
+#define VAE_MSG_SWAPPED "; encoder and decoder swapped?" /*  */
+#define VAE_MSG_ENCODER_NAMES "%s: the encoder's outputs are named %s; expected mu and logvar" /* path, names */
+#define VAE_MSG_DECODER_SHAPE "%s: the decoder returns x of shape %s but vae.json says input_shape %s" /* path, got, shape */
+#define VAE_MSG_ENCODER_SHAPE "%s: the encoder takes x of shape %s but vae.json says input_shape %s" /* path, got, shape */
+#define VAE_MSG_DECODER_LATENT "%s: the decoder and vae.json disagree on latent_dim: vae.json says %d, the decoder takes %s" /* path, latent, got */
 
 #endif

@@ -435,22 +435,20 @@ static int check_decoder(vae_model *vae, const char *folder, char *err) {
     ORT(vae->ort->SessionGetInputCount(vae->decoder, &inputs), "onnxruntime");
     ORT(vae->ort->SessionGetOutputCount(vae->decoder, &outputs), "onnxruntime");
     if (inputs != 1 || outputs != 1)
-        return fail(err, "%s: the decoder file is not a decoder (z -> x): it has %zu inputs and %zu outputs%s", folder,
-                    inputs, outputs, inputs == 1 && outputs == 2 ? "; encoder and decoder swapped?" : "");
+        return fail(err, VAE_MSG_NOT_DECODER, folder, inputs, outputs, inputs == 1 && outputs == 2 ? VAE_MSG_SWAPPED : "");
     int64_t z[8], x[8];
     int nz = io_dims(vae, 0, 0, z, err), nx;
     if (nz < 0 || (nx = io_dims(vae, 1, 0, x, err)) < 0) return -1;
-    char shown[128];
+    char shown[128], want[64];
     if (nx != 4 || x[1] != vae->shape[0] || x[2] != vae->shape[1] || x[3] != vae->shape[2]) {
         show_dims(shown, sizeof shown, x, nx);
-        return fail(err, "%s: the decoder returns x of shape %s but vae.json says input_shape [%d, %d, %d]", folder,
-                    shown, vae->shape[0], vae->shape[1], vae->shape[2]);
+        snprintf(want, sizeof want, "[%d, %d, %d]", vae->shape[0], vae->shape[1], vae->shape[2]);
+        return fail(err, VAE_MSG_DECODER_SHAPE, folder, shown, want);
     }
     if (nz != 2 || z[1] != vae->latent_dim) { /* one dim shown as a number, several as a list (as Python does) */
         if (nz == 2) snprintf(shown, sizeof shown, "%lld", (long long)z[1]);
         else show_dims(shown, sizeof shown, z + 1, nz > 0 ? nz - 1 : 0);
-        return fail(err, "%s: the decoder and vae.json disagree on latent_dim: vae.json says %d, the decoder takes %s",
-                    folder, vae->latent_dim, shown);
+        return fail(err, VAE_MSG_DECODER_LATENT, folder, vae->latent_dim, shown);
     }
     char *name;
     ORT(vae->ort->SessionGetInputName(vae->decoder, 0, alloc, &name), "onnxruntime");
@@ -471,9 +469,7 @@ static int check_encoder(vae_model *vae, const char *folder, char *err) {
     ORT(vae->ort->SessionGetInputCount(vae->encoder, &inputs), "onnxruntime");
     ORT(vae->ort->SessionGetOutputCount(vae->encoder, &outputs), "onnxruntime");
     if (inputs != 1 || outputs != 2)
-        return fail(err, "%s: the encoder file is not an encoder (x -> mu, logvar): it has %zu inputs and %zu "
-                         "outputs%s", folder, inputs, outputs,
-                    inputs == 1 && outputs == 1 ? "; encoder and decoder swapped?" : "");
+        return fail(err, VAE_MSG_NOT_ENCODER, folder, inputs, outputs, inputs == 1 && outputs == 1 ? VAE_MSG_SWAPPED : "");
     char *names[2];
     ORT(vae->ort->SessionGetOutputName(vae->encoder, 0, alloc, &names[0]), "onnxruntime");
     OrtStatus *status = vae->ort->SessionGetOutputName(vae->encoder, 1, alloc, &names[1]);
@@ -483,9 +479,11 @@ static int check_encoder(vae_model *vae, const char *folder, char *err) {
     }
     int first = strcmp(names[0], names[1]) <= 0 ? 0 : 1; /* sorted, as Python names them */
     int named = strcmp(names[first], "logvar") == 0 && strcmp(names[1 - first], "mu") == 0;
-    if (!named)
-        fail(err, "%s: the encoder's outputs are named %s, %s; expected mu and logvar", folder, names[first],
-             names[1 - first]);
+    if (!named) {
+        char shown[VAE_ERROR_SIZE / 2];
+        snprintf(shown, sizeof shown, "%s, %s", names[first], names[1 - first]);
+        fail(err, VAE_MSG_ENCODER_NAMES, folder, shown);
+    }
     alloc->Free(alloc, names[0]);
     alloc->Free(alloc, names[1]);
     if (!named) return -1;
@@ -493,11 +491,11 @@ static int check_encoder(vae_model *vae, const char *folder, char *err) {
     ONNXTensorElementDataType type;
     int nx = io_info(vae, vae->encoder, 0, 0, &type, x, err);
     if (nx < 0) return -1;
-    char shown[128];
+    char shown[128], want[64];
     if (nx != 4 || x[1] != vae->shape[0] || x[2] != vae->shape[1] || x[3] != vae->shape[2]) {
         show_dims(shown, sizeof shown, x, nx);
-        return fail(err, "%s: the encoder takes x of shape %s but vae.json says input_shape [%d, %d, %d]", folder,
-                    shown, vae->shape[0], vae->shape[1], vae->shape[2]);
+        snprintf(want, sizeof want, "[%d, %d, %d]", vae->shape[0], vae->shape[1], vae->shape[2]);
+        return fail(err, VAE_MSG_ENCODER_SHAPE, folder, shown, want);
     }
     for (size_t i = 0; i < 2; i++) {
         int nd = io_info(vae, vae->encoder, 1, i, &type, d, err);

@@ -16,7 +16,8 @@ JS, C = ROOT / "web" / "src" / "format_rules.js", ROOT / "native" / "format_rule
 NOTICE = "Written by tests/conformance/make_rules.py from runtime/format_rules.json: edit that, then run it."
 # The printf conversion of each placeholder that is not a string (C passes the others as char *).
 C_FORMATS = {"depth": "%d", "newest": "%d", "size": "%lld", "bytes": "%lld", "ir_version": "%lld", "opset": "%lld",
-             "limit": "%d", "count": "%zu", "temperature": "%g", "seed": "%llu"}
+             "limit": "%d", "count": "%zu", "temperature": "%g", "seed": "%llu", "inputs": "%zu", "outputs": "%zu",
+             "latent": "%d"}
 PLACEHOLDER = re.compile(r"\{(\w+)\}")
 
 

@@ -120,6 +120,13 @@ export const RULES = {
     "g1_subgraph": "holds a subgraph",
     "g1_domain": "uses operator domain '{domain}'",
     "failed_to_run": "{path} failed to run: {reason}",
-    "returned": "{path} returned {got}; expected float32 {shape}"
+    "returned": "{path} returned {got}; expected float32 {shape}",
+    "not_decoder": "{path}: the decoder file is not a decoder (z -> x): it has {inputs} inputs and {outputs} outputs{swapped}",
+    "not_encoder": "{path}: the encoder file is not an encoder (x -> mu, logvar): it has {inputs} inputs and {outputs} outputs{swapped}",
+    "swapped": "; encoder and decoder swapped?",
+    "encoder_names": "{path}: the encoder's outputs are named {names}; expected mu and logvar",
+    "decoder_shape": "{path}: the decoder returns x of shape {got} but vae.json says input_shape {shape}",
+    "encoder_shape": "{path}: the encoder takes x of shape {got} but vae.json says input_shape {shape}",
+    "decoder_latent": "{path}: the decoder and vae.json disagree on latent_dim: vae.json says {latent}, the decoder takes {got}"
   }
 };
