@@ -7,14 +7,12 @@ export const RULES = {
   "default_folder": "vae-onnx",
   "format_versions": {
     "1": {
-      "loads": [],
-      "scores_with": "score"
+      "loads": []
     },
     "2": {
       "loads": [
         "prior"
-      ],
-      "scores_with": "score"
+      ]
     }
   },
   "precisions": {
