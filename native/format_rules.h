@@ -69,5 +69,6 @@
 #define VAE_MSG_DECODER_SHAPE "%s: the decoder returns x of shape %s but vae.json says input_shape %s" /* path, got, shape */
 #define VAE_MSG_ENCODER_SHAPE "%s: the encoder takes x of shape %s but vae.json says input_shape %s" /* path, got, shape */
 #define VAE_MSG_DECODER_LATENT "%s: the decoder and vae.json disagree on latent_dim: vae.json says %d, the decoder takes %s" /* path, latent, got */
+#define VAE_MSG_NOT_DESCRIBED "%s is not the %s vae.json describes: it maps %s -> %s; expected %s -> %s" /* path, what, takes, gives, want_in, want_out */
 
 #endif

@@ -571,10 +571,12 @@ static int check_prior(vae_model *vae, char *err) {
         fits = fits && one;
     }
     if (fits) return 0;
-    return fail(err, "%s is not the prior vae.json describes: it maps %s -> %s; expected eps float32 [batch, %d]%s -> "
-                     "z float32 [batch, %d]", vae->prior_path, inputs ? got_in : "nothing",
-                outputs ? got_out : "nothing", vae->latent_dim, vae->prior_u ? ", u float32 [batch]" : "",
-                vae->latent_dim);
+    char want_in[96], want_out[64];
+    snprintf(want_in, sizeof want_in, "eps float32 [batch, %d]%s", vae->latent_dim,
+             vae->prior_u ? ", u float32 [batch]" : "");
+    snprintf(want_out, sizeof want_out, "z float32 [batch, %d]", vae->latent_dim);
+    return fail(err, VAE_MSG_NOT_DESCRIBED, vae->prior_path, "prior", inputs ? got_in : "nothing",
+                outputs ? got_out : "nothing", want_in, want_out);
 }
 
 /* Rule 4h of docs/format.md, as runtime/compat.py: a file of IR version ir and opset against what the onnxruntime
@@ -954,10 +956,11 @@ static int check_score(vae_model *vae, char *err) {
         if ((i >= inputs ? describe(vae, vae->score, 1, i - inputs, none, got_out, sizeof got_out, err)
                          : describe(vae, vae->score, 0, i, none, got_in, sizeof got_in, err)) < 0)
             return -1;
-    return fail(err, "%s is not the score graph vae.json describes: it maps %s -> %s; expected x float32 [batch, %d, "
-                     "%d, %d], eps float32 [samples, batch, %d] -> log_w float32 [samples, batch]", vae->score_path,
-                inputs ? got_in : "nothing", outputs ? got_out : "nothing", vae->shape[0], vae->shape[1],
-                vae->shape[2], vae->latent_dim);
+    char want_in[128];
+    snprintf(want_in, sizeof want_in, "x float32 [batch, %d, %d, %d], eps float32 [samples, batch, %d]", vae->shape[0],
+             vae->shape[1], vae->shape[2], vae->latent_dim);
+    return fail(err, VAE_MSG_NOT_DESCRIBED, vae->score_path, "score graph", inputs ? got_in : "nothing",
+                outputs ? got_out : "nothing", want_in, "log_w float32 [samples, batch]");
 }
 
 /* score.onnx's session, made on first use through the checks every file gets (check_file, the closed list). */

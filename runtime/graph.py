@@ -92,8 +92,8 @@ def check_graph(session, inputs: dict, outputs: dict, what: str, name: str):
     if fit(got_in, inputs) and fit(got_out, outputs):
         return session
     want = lambda args: ", ".join(f"{k} float32 [{', '.join(map(str, v))}]" for k, v in args.items())  # noqa: E731
-    raise ModelFolderError(f"{name} is not the {what} vae.json describes: it maps {_describe(got_in)} -> "
-                           f"{_describe(got_out)}; expected {want(inputs)} -> {want(outputs)}")
+    raise ModelFolderError(message("not_described", path=name, what=what, takes=_describe(got_in),
+                                   gives=_describe(got_out), want_in=want(inputs), want_out=want(outputs)))
 
 
 def check_prior(session, noise: list, latent_dim: int, name: str):

@@ -45,7 +45,8 @@ STATED_ONCE = {
                     r"which a model folder may not|is not a loadable ONNX model|is not readable JSON|"
                     r"(?<!\w)failed to run: |(?<!\w) returned .{0,40}; expected float32|encoder and decoder swapped|"
                     r"is not a decoder \(z|is not an encoder \(x|; expected mu and logvar|"
-                    r"but vae.json says input_shape|the decoder and vae.json disagree",
+                    r"but vae.json says input_shape|the decoder and vae.json disagree|"
+                    r"vae.json describes: it maps",
 }
 READERS = [*sorted((ROOT / "runtime").glob("*.py")), *sorted((ROOT / "web" / "src").glob("*.js")),
            ROOT / "native" / "vae_edge.c", ROOT / "native" / "vae_sample.c", ROOT / "native" / "vae_edge.h",

@@ -125,6 +125,7 @@ export const RULES = {
     "encoder_names": "{path}: the encoder's outputs are named {names}; expected mu and logvar",
     "decoder_shape": "{path}: the decoder returns x of shape {got} but vae.json says input_shape {shape}",
     "encoder_shape": "{path}: the encoder takes x of shape {got} but vae.json says input_shape {shape}",
-    "decoder_latent": "{path}: the decoder and vae.json disagree on latent_dim: vae.json says {latent}, the decoder takes {got}"
+    "decoder_latent": "{path}: the decoder and vae.json disagree on latent_dim: vae.json says {latent}, the decoder takes {got}",
+    "not_described": "{path} is not the {what} vae.json describes: it maps {takes} -> {gives}; expected {want_in} -> {want_out}"
   }
 };

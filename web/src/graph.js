@@ -85,8 +85,8 @@ function checkGraph(session, inputs, outputs, what, where) {
   const got = (args) => args.map(written).join(', ') || 'nothing';
   const want = (args) => Object.entries(args).map(([k, v]) => `${k} float32 [${v.join(', ')}]`).join(', ');
   if (!fit(session.inputMetadata, inputs) || !fit(session.outputMetadata, outputs)) {
-    throw new ModelFolderError(`${where} is not the ${what} vae.json describes: it maps ${got(session.inputMetadata)} ` +
-      `-> ${got(session.outputMetadata)}; expected ${want(inputs)} -> ${want(outputs)}`);
+    throw new ModelFolderError(message('not_described', { path: where, what, takes: got(session.inputMetadata),
+      gives: got(session.outputMetadata), want_in: want(inputs), want_out: want(outputs) }));
   }
 }
 
