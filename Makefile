@@ -153,7 +153,7 @@ native: $(NATIVE_OUT)/vae-sample  ## the C library and vae-sample in build/nativ
 $(NATIVE_CACHE)/onnxruntime-header/usr/include/onnxruntime/onnxruntime_c_api.h:
 	native/debian-fetch.sh trixie amd64 $(NATIVE_CACHE)/onnxruntime-header libonnxruntime-dev
 
-$(NATIVE_OUT)/%.o: native/%.c native/vae_edge.h native/sha256.h native/onnx_check.h $(ORT_HEADER)
+$(NATIVE_OUT)/%.o: native/%.c native/vae_edge.h native/format_rules.h native/sha256.h native/onnx_check.h $(ORT_HEADER)
 	@mkdir -p $(NATIVE_OUT)
 	$(CC) $(NATIVE_CFLAGS) $(EXTRA_CFLAGS) -I$(ORT_HEADER_DIR) -c $< -o $@
 
@@ -179,7 +179,7 @@ arm64:  ## Debian's arm64 root and qemu-user in .cache/arm64/
 	find $(ARM64_CACHE)/qemu/usr -type f ! -name qemu-aarch64 -delete
 
 native-arm64: arm64 build/native-arm64/vae-sample  ## the C vae-sample cross-compiled for ARM64
-build/native-arm64/vae-sample: $(NATIVE_SRC) native/vae_sample.c native/vae_edge.h native/sha256.h native/onnx_check.h $(ORT_HEADER)
+build/native-arm64/vae-sample: $(NATIVE_SRC) native/vae_sample.c native/vae_edge.h native/format_rules.h native/sha256.h native/onnx_check.h $(ORT_HEADER)
 	@mkdir -p build/native-arm64
 	aarch64-linux-gnu-gcc $(NATIVE_CFLAGS) -I$(ORT_HEADER_DIR) -I$(ARM64_ROOT)/usr/include -Inative \
 		$(NATIVE_SRC) native/vae_sample.c -L$(ARM64_ROOT)/usr/lib/aarch64-linux-gnu $(NATIVE_LIBS) -o $@

@@ -188,7 +188,7 @@ def export_graph(module: nn.Module, examples: tuple, input_names: list[str], out
 
     unreadable = problem(helper.find_min_ir_version_for([helper.make_opsetid("", opset)]), opset, ort.__version__)
     if unreadable:
-        raise ExportError(f"opset {opset} files cannot be checked for parity here: the file {unreadable}")
+        raise ExportError(f"opset {opset} files cannot be checked for parity here: {unreadable}")
     logging.disable(logging.WARNING)  # a failed opset conversion logs a traceback; we say it in one line
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # onnxscript's optimizer prints what it rewrote

@@ -4,6 +4,8 @@
  * the depth is fixed. Every length is checked against the end of its message before it is used. */
 #include "onnx_check.h"
 
+#include "format_rules.h"
+
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -130,26 +132,48 @@ static int model(span s, span *bad) { /* ModelProto */
     return why ? why : got ? CORRUPT : OK;
 }
 
+int onnx_versions(const unsigned char *data, size_t len, long long *ir_version, long long *opset) {
+    span s = {data, data + len}, bad;
+    field f, g;
+    int got;
+    *ir_version = *opset = -1;
+    while ((got = next(&s, &f)) > 0) {
+        if (f.number == 1 && f.wire == 0) {
+            *ir_version = (long long)f.value; /* past 2^63: negative, no version */
+        } else if (f.number == 8 && f.wire == 2) { /* OperatorSetIdProto: domain = 1, version = 2 */
+            span o = f.bytes;
+            long long version = -1;
+            int ours = 1;
+            while (next(&o, &g) > 0) {
+                if (g.number == 1 && g.wire == 2) ours = domain(g.bytes, &bad) == OK;
+                else if (g.number == 2 && g.wire == 0) version = (long long)g.value;
+            }
+            if (ours && version >= 0) *opset = version;
+        }
+    }
+    return got == 0 && *ir_version >= 0 && *opset >= 0 ? 0 : -1;
+}
+
 int onnx_check(const unsigned char *data, size_t len, const char *path, char *err, size_t size) {
     span s = {data, data + len}, bad = {NULL, NULL};
-    char shown[81];
+    char shown[81], what[128];
     size_t n;
     switch (model(s, &bad)) {
     case OK: return 0;
-    case EXTERNAL:
-        snprintf(err, size, "%s stores a tensor outside the file (external data), which a model folder may not", path);
-        break;
-    case SPARSE: snprintf(err, size, "%s holds a sparse tensor, which a model folder may not", path); break;
-    case FUNCTIONS: snprintf(err, size, "%s defines local functions, which a model folder may not", path); break;
-    case SUBGRAPH: snprintf(err, size, "%s holds a subgraph, which a model folder may not", path); break;
+    case EXTERNAL: snprintf(what, sizeof what, VAE_MSG_G1_EXTERNAL); break;
+    case SPARSE: snprintf(what, sizeof what, VAE_MSG_G1_SPARSE); break;
+    case FUNCTIONS: snprintf(what, sizeof what, VAE_MSG_G1_FUNCTIONS); break;
+    case SUBGRAPH: snprintf(what, sizeof what, VAE_MSG_G1_SUBGRAPH); break;
     case DOMAIN: /* shown in at most 80 printable characters: the name comes from the file */
         n = (size_t)(bad.end - bad.at) < sizeof shown - 1 ? (size_t)(bad.end - bad.at) : sizeof shown - 1;
         for (size_t i = 0; i < n; i++) shown[i] = bad.at[i] >= 0x20 && bad.at[i] < 0x7F ? (char)bad.at[i] : '?';
         shown[n] = '\0';
-        snprintf(err, size, "%s uses operator domain '%s', which a model folder may not", path, shown);
+        snprintf(what, sizeof what, VAE_MSG_G1_DOMAIN, shown);
         break;
     default:
-        snprintf(err, size, "%s is not a loadable ONNX model (corrupt?): its protobuf does not parse", path);
+        snprintf(err, size, VAE_MSG_NOT_ONNX, path, "its protobuf does not parse");
+        return -1;
     }
+    snprintf(err, size, VAE_MSG_OUTSIDE_LIST, path, what);
     return -1;
 }

@@ -9,4 +9,7 @@
  * that starts with path. */
 int onnx_check(const unsigned char *data, size_t len, const char *path, char *err, size_t size);
 
+/* The ModelProto's ir_version (field 1) and ai.onnx opset (opset_import, field 8): 0, or -1 where it has none. */
+int onnx_versions(const unsigned char *data, size_t len, long long *ir_version, long long *opset);
+
 #endif

@@ -6,7 +6,6 @@
 
 #include <cjson/cJSON.h>
 #include <dlfcn.h>
-#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <glob.h>
@@ -22,7 +21,7 @@
 #include "onnxruntime_c_api.h"
 #include "sha256.h"
 
-#define BATCH 1024 /* latents per onnxruntime run: bounds memory */
+#define BATCH VAE_BATCH_SIZE /* latents per onnxruntime run: bounds memory */
 
 struct vae_model {
     int shape[3], latent_dim;
@@ -75,8 +74,8 @@ static int fail(char *err, const char *fmt, ...) {
 
 /* -- reading a file of the folder (docs/format.md, rule F1) --------------------------------------------- */
 
-#define META_LIMIT (1 << 20) /* vae.json's size limit, 1 MiB */
-#define META_DEPTH 32        /* and its nesting limit */
+#define META_LIMIT VAE_META_LIMIT /* vae.json's size limit, 1 MiB */
+#define META_DEPTH VAE_META_DEPTH /* and its nesting limit */
 
 /* The bytes of path, a file of folder, as every file of a model folder is read: its real path (symlinks followed)
    inside the folder's, opened without blocking and without following a symlink swapped in since, a regular file
@@ -92,15 +91,15 @@ static unsigned char *read_file(const char *folder, const char *path, long long 
     if (!real) {
         fail(err, "cannot read %s: %s", path, strerror(e));
     } else if (strncmp(real, home, inside) != 0 || (real[inside] != '/' && strcmp(home, "/") != 0)) {
-        fail(err, "%s resolves outside the model folder", path);
+        fail(err, VAE_MSG_OUTSIDE, path);
     } else if ((fd = open(real, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW)) < 0 || fstat(fd, &st) != 0) {
         fail(err, "cannot read %s: %s", path, strerror(errno));
     } else if (!S_ISREG(st.st_mode)) {
-        fail(err, "%s is not a regular file", path);
+        fail(err, VAE_MSG_NOT_REGULAR, path);
     } else if (bytes < 0 && st.st_size > META_LIMIT) {
-        fail(err, "%s is larger than 1 MiB, the limit for vae.json", path);
+        fail(err, VAE_MSG_META_TOO_LARGE, path);
     } else if (bytes >= 0 && st.st_size != bytes) {
-        fail(err, "%s has %lld bytes; vae.json says %lld", path, (long long)st.st_size, bytes);
+        fail(err, VAE_MSG_WRONG_SIZE, path, (long long)st.st_size, bytes);
     } else if (!(data = malloc(cap = (size_t)(bytes < 0 ? META_LIMIT : bytes) + 1))) {
         fail(err, "out of memory for %s", path);
     } else { /* up to one byte more than allowed, to see a file that grew since fstat */
@@ -110,9 +109,9 @@ static unsigned char *read_file(const char *folder, const char *path, long long 
         if (got < 0)
             fail(err, "cannot read %s: %s", path, strerror(errno));
         else if (bytes < 0 && n > META_LIMIT)
-            fail(err, "%s is larger than 1 MiB, the limit for vae.json", path);
+            fail(err, VAE_MSG_META_TOO_LARGE, path);
         else if (bytes >= 0 && n != (size_t)bytes)
-            fail(err, "%s has %zu bytes; vae.json says %lld", path, n, bytes);
+            fail(err, VAE_MSG_WRONG_SIZE, path, (long long)n, bytes);
         else
             *len = n, done = 1;
         if (!done) {
@@ -148,8 +147,17 @@ static int too_deep(const unsigned char *text, size_t len) {
 /* -- vae.json ----------------------------------------------------------------------------------------- */
 
 static int positive_int(const cJSON *v) {
-    return cJSON_IsNumber(v) && v->valuedouble >= 1 && v->valuedouble == (int)v->valuedouble ? (int)v->valuedouble : 0;
+    return cJSON_IsNumber(v) && v->valuedouble >= 1 && v->valuedouble < (double)VAE_SIZE_BELOW &&
+                   v->valuedouble == (int)v->valuedouble ? (int)v->valuedouble : 0;
 }
+
+/* Whether format_version v is one of list (VAE_FORMAT_VERSIONS, VAE_PRIOR_VERSIONS). */
+static int version_in(double v, const int *list, size_t count) {
+    for (size_t i = 0; i < count; i++)
+        if (v == list[i]) return 1;
+    return 0;
+}
+#define VERSION_IN(v, LIST) (version_in((v), (const int[])LIST, sizeof((const int[])LIST) / sizeof(int)))
 
 /* A format-2 folder's "prior": its name and prior.onnx's noise inputs, eps and maybe u, nothing else (as
    runtime/folder.py's _prior_ok and web/src/folder.js). */
@@ -173,12 +181,12 @@ static cJSON *read_meta(const char *folder, int shape[3], int *latent_dim, char 
     unsigned char *text = read_file(folder, path, -1, &len, err);
     if (!text) {
         if (errno == ENOENT || errno == ENOTDIR) /* no folder, or no vae.json in it */
-            fail(err, "no exported model at %s; run `vae-export model.pt --out %s` first", folder, folder);
+            fail(err, VAE_MSG_MISSING, folder, folder);
         return NULL;
     }
     if (too_deep(text, len)) {
         free(text);
-        fail(err, "%s is nested deeper than %d levels", path, META_DEPTH);
+        fail(err, VAE_MSG_META_TOO_DEEP, path, META_DEPTH);
         return NULL;
     }
     /* strict JSON as docs/format.md says: UTF-8 without a byte order mark (cJSON would skip none, but say so) */
@@ -186,7 +194,7 @@ static cJSON *read_meta(const char *folder, int shape[3], int *latent_dim, char 
     cJSON *meta = bom ? NULL : cJSON_ParseWithLength((const char *)text, len);
     free(text);
     if (!meta) {
-        fail(err, "%s is not readable JSON (corrupt?)", path);
+        fail(err, VAE_MSG_NOT_JSON, path, "");
         return NULL;
     }
     const cJSON *format = cJSON_GetObjectItemCaseSensitive(meta, "format");
@@ -195,17 +203,16 @@ static cJSON *read_meta(const char *folder, int shape[3], int *latent_dim, char 
     const cJSON *input_shape = cJSON_GetObjectItemCaseSensitive(model, "input_shape");
     double v = cJSON_IsNumber(version) ? version->valuedouble : 0; /* 0: not a number, never a version */
     if (!cJSON_IsString(format) || strcmp(format->valuestring, VAE_FORMAT) != 0) {
-        fail(err, "%s is not a vae-edge ONNX export (format should be '%s')", path, VAE_FORMAT);
-    } else if (v != 1 && v != VAE_FORMAT_VERSION) { /* the versions this reader reads: 1 and 2 */
+        fail(err, VAE_MSG_META_NOT_FORMAT, path, VAE_FORMAT);
+    } else if (!VERSION_IN(v, VAE_FORMAT_VERSIONS)) {
         char *shown = version ? cJSON_PrintUnformatted(version) : NULL;
         const cJSON *need = cJSON_GetObjectItemCaseSensitive(meta, "min_vae_edge");
-        if (v > VAE_FORMAT_VERSION && v == (double)(long long)v) /* as every reader says it (docs/format.md) */
-            fail(err, "%s has format_version %s, newer than this vae-edge reads (up to %d); %s%s%s", path, shown,
-                 VAE_FORMAT_VERSION, cJSON_IsString(need) ? "it needs vae-edge >= " : "upgrade vae-edge",
-                 cJSON_IsString(need) ? need->valuestring : "", "");
+        if (v > VAE_FORMAT_VERSION && v == (double)(long long)v && cJSON_IsString(need))
+            fail(err, VAE_MSG_VERSION_NEWER_NEEDS, path, shown, VAE_FORMAT_VERSION, need->valuestring, "");
+        else if (v > VAE_FORMAT_VERSION && v == (double)(long long)v)
+            fail(err, VAE_MSG_VERSION_NEWER, path, shown, VAE_FORMAT_VERSION);
         else
-            fail(err, "%s has format_version %s; this C reader reads versions 1, %d", path, shown ? shown : "None",
-                 VAE_FORMAT_VERSION);
+            fail(err, VAE_MSG_VERSION_OTHER, path, shown ? shown : "None", VAE_FORMAT_VERSIONS_TEXT);
         free(shown);
     } else if (!cJSON_IsArray(input_shape) || cJSON_GetArraySize(input_shape) != 3 ||
                !(shape[0] = positive_int(cJSON_GetArrayItem(input_shape, 0))) ||
@@ -213,10 +220,11 @@ static cJSON *read_meta(const char *folder, int shape[3], int *latent_dim, char 
                !(shape[2] = positive_int(cJSON_GetArrayItem(input_shape, 2))) ||
                !(*latent_dim = positive_int(cJSON_GetObjectItemCaseSensitive(model, "latent_dim"))) ||
                !cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(meta, "files"))) {
-        fail(err, "%s lacks valid model.input_shape, model.latent_dim or files", path);
-    } else if (v == 2 && !prior_ok(cJSON_GetObjectItemCaseSensitive(meta, "prior"))) {
-        fail(err, "%s has format_version 2 but no valid prior (name, and sample.inputs naming eps) (docs/priors.md)",
-             path);
+        fail(err, VAE_MSG_META_INVALID, path);
+    } else if (VERSION_IN(v, VAE_PRIOR_VERSIONS) && !prior_ok(cJSON_GetObjectItemCaseSensitive(meta, "prior"))) {
+        char *shown = cJSON_PrintUnformatted(version);
+        fail(err, VAE_MSG_NO_PRIOR, path, shown ? shown : "?");
+        free(shown);
     } else {
         return meta;
     }
@@ -225,20 +233,13 @@ static cJSON *read_meta(const char *folder, int shape[3], int *latent_dim, char 
 }
 
 /* docs/format.md's plain path: parts of letters, digits, . _ - joined by /, none starting with . or - (so no
-   "..", no absolute path, no backslash, no URL), as runtime/folder.py's PLAIN_PATH and web/src/folder.js. */
+   "..", no absolute path, no backslash, no URL): format_rules.h's characters, as Python's and JavaScript's. */
 static int plain_path(const char *p) {
     int start = 1;
-    if (!*p) return 0;
     for (; *p; p++) {
-        int word = isalnum((unsigned char)*p) || *p == '_';
-        if (start) {
-            if (!word) return 0;
-            start = 0;
-        } else if (*p == '/') {
-            start = 1;
-        } else if (!(word || *p == '.' || *p == '-')) {
-            return 0;
-        }
+        if (start && !strchr(VAE_PATH_FIRST, *p)) return 0;
+        if (!start && *p != VAE_PATH_SEPARATOR && !strchr(VAE_PATH_REST, *p)) return 0;
+        start = *p == VAE_PATH_SEPARATOR;
     }
     return !start;
 }
@@ -252,14 +253,16 @@ static unsigned char *check_file(const char *folder, const cJSON *meta, const ch
     const cJSON *sha = cJSON_GetObjectItemCaseSensitive(entry, "sha256");
     const cJSON *bytes = cJSON_GetObjectItemCaseSensitive(entry, "bytes");
     double size = cJSON_IsNumber(bytes) ? bytes->valuedouble : -1;
-    if (!cJSON_IsString(name) || !cJSON_IsString(sha) || !(size >= 0 && size < 2147483648.0 && size == floor(size))) {
-        fail(err, "%s/vae.json lists no %s file (path, sha256 and bytes)", folder, key);
+    char meta_path[4096];
+    snprintf(meta_path, sizeof meta_path, "%s/vae.json", folder);
+    if (!cJSON_IsString(name) || !cJSON_IsString(sha) ||
+        !(size >= 0 && size < (double)VAE_SIZE_BELOW && size == floor(size))) {
+        fail(err, VAE_MSG_NO_ENTRY, meta_path, key);
         return NULL;
     }
     const char *p = name->valuestring; /* from a file we do not control: keep it inside the folder */
     if (!plain_path(p)) {
-        fail(err, "%s/vae.json: %s path '%s' is not a plain path inside the model folder (parts of letters, digits, "
-                  ". _ - joined by /)", folder, key, p);
+        fail(err, VAE_MSG_NOT_PLAIN, meta_path, key, p);
         return NULL;
     }
     snprintf(path, 4096, "%s/%s", folder, p);
@@ -269,7 +272,7 @@ static unsigned char *check_file(const char *folder, const cJSON *meta, const ch
     sha256_hex(data, *len, hex);
     if (strcmp(hex, sha->valuestring) != 0) {
         free(data);
-        fail(err, "%s does not match the sha256 in vae.json (tampered or corrupt); refusing to load it", path);
+        fail(err, VAE_MSG_SHA256, path);
         return NULL;
     }
     return data;
@@ -349,7 +352,7 @@ static int release(const char *v) {
 
 /* The newest C API this header and the loaded library share: a library serves every API version up to its own
  * release, so ask from the older of the two down to the oldest supported. */
-static const OrtApi *ort_api(const char *folder, const cJSON *meta, char *version, char *err) {
+static const OrtApi *ort_api(char *version, char *err) {
     const OrtApiBase *(*get_base)(void) = (const OrtApiBase *(*)(void))dlsym(ort_library, "OrtGetApiBase");
     if (!get_base) {
         fail(err, "%s is not onnxruntime (it has no OrtGetApiBase)", ort_library_path);
@@ -357,13 +360,6 @@ static const OrtApi *ort_api(const char *folder, const cJSON *meta, char *versio
     }
     const OrtApiBase *base = get_base();
     snprintf(version, 32, "%s", base->GetVersionString());
-    const cJSON *needs = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(meta, "onnx"),
-                                                          "min_onnxruntime");
-    if (cJSON_IsString(needs) && release(version) < release(needs->valuestring)) {
-        fail(err, "%s needs onnxruntime >= %s (installed: %s at %s); upgrade onnxruntime", folder,
-             needs->valuestring, version, ort_library_path);
-        return NULL;
-    }
     /* API version N came with release 1.N: ask for that first (older releases print a line for each refusal) */
     int minor = release(version) - 1000;
     uint32_t newest = minor > 0 && minor < ORT_API_VERSION ? (uint32_t)minor : ORT_API_VERSION;
@@ -439,22 +435,20 @@ static int check_decoder(vae_model *vae, const char *folder, char *err) {
     ORT(vae->ort->SessionGetInputCount(vae->decoder, &inputs), "onnxruntime");
     ORT(vae->ort->SessionGetOutputCount(vae->decoder, &outputs), "onnxruntime");
     if (inputs != 1 || outputs != 1)
-        return fail(err, "%s: the decoder file is not a decoder (z -> x): it has %zu inputs and %zu outputs%s", folder,
-                    inputs, outputs, inputs == 1 && outputs == 2 ? "; encoder and decoder swapped?" : "");
+        return fail(err, VAE_MSG_NOT_DECODER, folder, inputs, outputs, inputs == 1 && outputs == 2 ? VAE_MSG_SWAPPED : "");
     int64_t z[8], x[8];
     int nz = io_dims(vae, 0, 0, z, err), nx;
     if (nz < 0 || (nx = io_dims(vae, 1, 0, x, err)) < 0) return -1;
-    char shown[128];
+    char shown[128], want[64];
     if (nx != 4 || x[1] != vae->shape[0] || x[2] != vae->shape[1] || x[3] != vae->shape[2]) {
         show_dims(shown, sizeof shown, x, nx);
-        return fail(err, "%s: the decoder returns x of shape %s but vae.json says input_shape [%d, %d, %d]", folder,
-                    shown, vae->shape[0], vae->shape[1], vae->shape[2]);
+        snprintf(want, sizeof want, "[%d, %d, %d]", vae->shape[0], vae->shape[1], vae->shape[2]);
+        return fail(err, VAE_MSG_DECODER_SHAPE, folder, shown, want);
     }
     if (nz != 2 || z[1] != vae->latent_dim) { /* one dim shown as a number, several as a list (as Python does) */
         if (nz == 2) snprintf(shown, sizeof shown, "%lld", (long long)z[1]);
         else show_dims(shown, sizeof shown, z + 1, nz > 0 ? nz - 1 : 0);
-        return fail(err, "%s: the decoder and vae.json disagree on latent_dim: vae.json says %d, the decoder takes %s",
-                    folder, vae->latent_dim, shown);
+        return fail(err, VAE_MSG_DECODER_LATENT, folder, vae->latent_dim, shown);
     }
     char *name;
     ORT(vae->ort->SessionGetInputName(vae->decoder, 0, alloc, &name), "onnxruntime");
@@ -475,9 +469,7 @@ static int check_encoder(vae_model *vae, const char *folder, char *err) {
     ORT(vae->ort->SessionGetInputCount(vae->encoder, &inputs), "onnxruntime");
     ORT(vae->ort->SessionGetOutputCount(vae->encoder, &outputs), "onnxruntime");
     if (inputs != 1 || outputs != 2)
-        return fail(err, "%s: the encoder file is not an encoder (x -> mu, logvar): it has %zu inputs and %zu "
-                         "outputs%s", folder, inputs, outputs,
-                    inputs == 1 && outputs == 1 ? "; encoder and decoder swapped?" : "");
+        return fail(err, VAE_MSG_NOT_ENCODER, folder, inputs, outputs, inputs == 1 && outputs == 1 ? VAE_MSG_SWAPPED : "");
     char *names[2];
     ORT(vae->ort->SessionGetOutputName(vae->encoder, 0, alloc, &names[0]), "onnxruntime");
     OrtStatus *status = vae->ort->SessionGetOutputName(vae->encoder, 1, alloc, &names[1]);
@@ -487,9 +479,11 @@ static int check_encoder(vae_model *vae, const char *folder, char *err) {
     }
     int first = strcmp(names[0], names[1]) <= 0 ? 0 : 1; /* sorted, as Python names them */
     int named = strcmp(names[first], "logvar") == 0 && strcmp(names[1 - first], "mu") == 0;
-    if (!named)
-        fail(err, "%s: the encoder's outputs are named %s, %s; expected mu and logvar", folder, names[first],
-             names[1 - first]);
+    if (!named) {
+        char shown[VAE_ERROR_SIZE / 2];
+        snprintf(shown, sizeof shown, "%s, %s", names[first], names[1 - first]);
+        fail(err, VAE_MSG_ENCODER_NAMES, folder, shown);
+    }
     alloc->Free(alloc, names[0]);
     alloc->Free(alloc, names[1]);
     if (!named) return -1;
@@ -497,11 +491,11 @@ static int check_encoder(vae_model *vae, const char *folder, char *err) {
     ONNXTensorElementDataType type;
     int nx = io_info(vae, vae->encoder, 0, 0, &type, x, err);
     if (nx < 0) return -1;
-    char shown[128];
+    char shown[128], want[64];
     if (nx != 4 || x[1] != vae->shape[0] || x[2] != vae->shape[1] || x[3] != vae->shape[2]) {
         show_dims(shown, sizeof shown, x, nx);
-        return fail(err, "%s: the encoder takes x of shape %s but vae.json says input_shape [%d, %d, %d]", folder,
-                    shown, vae->shape[0], vae->shape[1], vae->shape[2]);
+        snprintf(want, sizeof want, "[%d, %d, %d]", vae->shape[0], vae->shape[1], vae->shape[2]);
+        return fail(err, VAE_MSG_ENCODER_SHAPE, folder, shown, want);
     }
     for (size_t i = 0; i < 2; i++) {
         int nd = io_info(vae, vae->encoder, 1, i, &type, d, err);
@@ -577,10 +571,49 @@ static int check_prior(vae_model *vae, char *err) {
         fits = fits && one;
     }
     if (fits) return 0;
-    return fail(err, "%s is not the prior vae.json describes: it maps %s -> %s; expected eps float32 [batch, %d]%s -> "
-                     "z float32 [batch, %d]", vae->prior_path, inputs ? got_in : "nothing",
-                outputs ? got_out : "nothing", vae->latent_dim, vae->prior_u ? ", u float32 [batch]" : "",
-                vae->latent_dim);
+    char want_in[96], want_out[64];
+    snprintf(want_in, sizeof want_in, "eps float32 [batch, %d]%s", vae->latent_dim,
+             vae->prior_u ? ", u float32 [batch]" : "");
+    snprintf(want_out, sizeof want_out, "z float32 [batch, %d]", vae->latent_dim);
+    return fail(err, VAE_MSG_NOT_DESCRIBED, vae->prior_path, "prior", inputs ? got_in : "nothing",
+                outputs ? got_out : "nothing", want_in, want_out);
+}
+
+/* Rule 4h of docs/format.md, as runtime/compat.py: a file of IR version ir and opset against what the onnxruntime
+   `installed` reads, by format_rules.h's table. Before a session (refused: 1 with err where the table says the
+   release cannot read it; releases after the table's last row are not limited here), or after an onnxruntime newer
+   than the table refused the file (refused_by_it: 1 with err where no release in the table reads the file). */
+static int too_new(const char *path, long long ir, long long opset, const char *installed, int refused_by_it,
+                   char *err) {
+    static const int reads[][4] = VAE_ONNXRUNTIME_READS;
+    const size_t rows = sizeof reads / sizeof reads[0];
+    int at = release(installed), can = -1, need = -1; /* can: the installed release's row; need: the file's */
+    for (size_t i = 0; i < rows; i++) {
+        if (reads[i][0] * 1000 + reads[i][1] <= at) can = (int)i;
+        if (need < 0 && ir <= reads[i][2] && opset <= reads[i][3]) need = (int)i;
+    }
+    int beyond = at > reads[rows - 1][0] * 1000 + reads[rows - 1][1];
+    if (refused_by_it ? need >= 0 : beyond || (can >= 0 && ir <= reads[can][2] && opset <= reads[can][3])) return 0;
+    char needs[64], fix[96];
+    if (refused_by_it) snprintf(needs, sizeof needs, VAE_MSG_NEEDS_NEWER, installed);
+    else if (need >= 0) {
+        char r[16];
+        snprintf(r, sizeof r, "%d.%d", reads[need][0], reads[need][1]);
+        snprintf(needs, sizeof needs, VAE_MSG_NEEDS_RELEASE, r);
+    } else {
+        char r[16];
+        snprintf(r, sizeof r, "%d.%d", reads[rows - 1][0], reads[rows - 1][1]);
+        snprintf(needs, sizeof needs, VAE_MSG_NEEDS_NEWER, r);
+    }
+    if (can >= 0) {
+        snprintf(fix, sizeof fix, VAE_MSG_FIX_OPSET, (long long)reads[can][3]);
+    } else {
+        char r[16];
+        snprintf(r, sizeof r, "%d.%d", reads[0][0], reads[0][1]);
+        snprintf(fix, sizeof fix, VAE_MSG_FIX_UPGRADE, r);
+    }
+    fail(err, VAE_MSG_ONNX_TOO_NEW, path, needs, installed, ir, opset, fix);
+    return 1;
 }
 
 /* The session of files[key], from the bytes whose sha256 was checked (onnxruntime never reads the file again), once
@@ -591,7 +624,11 @@ static int open_session(vae_model *vae, const char *folder, const cJSON *meta, c
     size_t len;
     unsigned char *data = check_file(folder, meta, key, &len, path, err);
     if (!data) return -1;
-    if (onnx_check(data, len, path, err, VAE_ERROR_SIZE) != 0) {
+    long long ir, opset;
+    if (onnx_check(data, len, path, err, VAE_ERROR_SIZE) != 0 ||
+        (onnx_versions(data, len, &ir, &opset) != 0 &&
+         fail(err, VAE_MSG_NOT_ONNX, path, "no ir_version or ai.onnx opset_import")) ||
+        too_new(path, ir, opset, vae->ort_version, 0, err)) {
         free(data);
         return -1;
     }
@@ -609,7 +646,8 @@ static int open_session(vae_model *vae, const char *folder, const cJSON *meta, c
     vae->ort->ReleaseSessionOptions(options);
     free(data);
     if (status) {
-        fail(err, "%s is not a loadable ONNX model (corrupt?): %s", path, vae->ort->GetErrorMessage(status));
+        if (!too_new(path, ir, opset, vae->ort_version, 1, err))
+            fail(err, VAE_MSG_NOT_ONNX, path, vae->ort->GetErrorMessage(status));
         vae->ort->ReleaseStatus(status);
         return -1;
     }
@@ -620,11 +658,17 @@ vae_model *vae_load(const char *folder, const vae_options *options, char err[VAE
     vae_options defaults = {0};
     if (!options) options = &defaults;
     const char *precision = options->precision ? options->precision : "fp32";
-    const char *key = strcmp(precision, "fp32") == 0 ? "decoder" : strcmp(precision, "int8") == 0 ? "decoder_int8" : NULL;
-    if (!key) {
-        fail(err, "precision must be one of fp32, int8, got '%s'", precision);
+    static const char *const precisions[][3] = VAE_PRECISIONS; /* {precision, encoder key, decoder key} */
+    const char *const *keys = NULL;
+    for (size_t i = 0; i < sizeof precisions / sizeof precisions[0]; i++)
+        if (strcmp(precision, precisions[i][0]) == 0) keys = precisions[i];
+    if (!keys) {
+        char shown[VAE_ERROR_SIZE / 2];
+        snprintf(shown, sizeof shown, "'%s'", precision);
+        fail(err, VAE_MSG_PRECISION, VAE_PRECISIONS_TEXT, shown);
         return NULL;
     }
+    const char *key = keys[2];
     vae_model *vae = calloc(1, sizeof *vae);
     if (!vae) {
         fail(err, "out of memory");
@@ -634,18 +678,15 @@ vae_model *vae_load(const char *folder, const vae_options *options, char err[VAE
     const cJSON *files = cJSON_GetObjectItemCaseSensitive(meta, "files");
     const cJSON *int8 = cJSON_GetObjectItemCaseSensitive(meta, "int8");
     if (!meta || load_onnxruntime(options->onnxruntime_path, err) != 0 ||
-        !(vae->ort = ort_api(folder, meta, vae->ort_version, err))) {
+        !(vae->ort = ort_api(vae->ort_version, err))) {
         goto fail;
     }
-    if (!cJSON_GetObjectItemCaseSensitive(files, key)) {
-        if (strcmp(key, "decoder") != 0 && cJSON_IsObject(int8) && !cJSON_GetObjectItemCaseSensitive(int8, "method"))
-            fail(err, "%s has no int8 files: at export their error against fp32 was over the bound (vae-info shows "
-                      "it); use precision fp32", folder);
-        else if (strcmp(key, "decoder") != 0)
-            fail(err, "%s has no int8 files; re-export with `vae-export ... --quantize int8` or use precision fp32",
-                 folder);
+    if (strcmp(precision, "int8") == 0 && /* both files listed, as every reader asks (step 3 of docs/format.md) */
+        !(cJSON_GetObjectItemCaseSensitive(files, keys[1]) && cJSON_GetObjectItemCaseSensitive(files, key))) {
+        if (cJSON_IsObject(int8) && !cJSON_GetObjectItemCaseSensitive(int8, "method"))
+            fail(err, VAE_MSG_INT8_OVER_BOUND, folder, "fp32");
         else
-            fail(err, "%s/vae.json lists no decoder file (path, sha256 and bytes)", folder);
+            fail(err, VAE_MSG_INT8_MISSING, folder, "fp32");
         goto fail;
     }
     /* onnxruntime's errors come back as statuses, said in one line: its own log stays quiet */
@@ -658,11 +699,12 @@ vae_model *vae_load(const char *folder, const vae_options *options, char err[VAE
     if (open_session(vae, folder, meta, key, options->threads, &vae->decoder, vae->decoder_path, err) != 0 ||
         check_decoder(vae, folder, err) != 0)
         goto fail;
-    if (options->encoder && (open_session(vae, folder, meta, strcmp(key, "decoder") == 0 ? "encoder" : "encoder_int8",
+    if (options->encoder && (open_session(vae, folder, meta, keys[1],
                                           options->threads, &vae->encoder, vae->encoder_path, err) != 0 ||
                              check_encoder(vae, folder, err) != 0))
         goto fail;
-    if (cJSON_GetObjectItemCaseSensitive(meta, "format_version")->valuedouble == 2) { /* fp32 at any precision */
+    if (VERSION_IN(cJSON_GetObjectItemCaseSensitive(meta, "format_version")->valuedouble, VAE_PRIOR_VERSIONS)) {
+        /* prior.onnx, fp32 at any precision */
         const cJSON *prior = cJSON_GetObjectItemCaseSensitive(meta, "prior");
         const cJSON *noise = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(prior, "sample"),
                                                               "inputs");
@@ -719,11 +761,11 @@ static int check_output(const vae_model *vae, OrtValue *value, const char *path,
     if (info) ort->ReleaseTensorTypeAndShapeInfo(info);
     if (status) return ort_fail(ort, status, err, what);
     if (same) return 0;
-    char got[128], expected[128];
+    char got[128], shown[160], expected[128];
     show_dims(got, sizeof got, dims, ndim < 8 ? (int)ndim : 8);
     show_dims(expected, sizeof expected, want, rank);
-    return fail(err, "%s returned %s %s; expected float32 %s", path, tensor ? type_name(type) : "a non-tensor",
-                tensor ? got : "value", expected);
+    snprintf(shown, sizeof shown, "%s %s", tensor ? type_name(type) : "a non-tensor", tensor ? got : "value");
+    return fail(err, VAE_MSG_RETURNED, path, shown, expected);
 }
 
 /* One run of session with outputs outs[0 .. nout - 1] (nout at most 2), each float32 of exactly the dims want, copied to dsts. */
@@ -733,7 +775,11 @@ static int run_outputs(const vae_model *vae, OrtSession *session, const char *pa
                        char *err) {
     OrtValue *values[2] = {NULL, NULL};
     OrtStatus *status = vae->ort->Run(session, NULL, names, inputs, count, outs, nout, values);
-    if (status) return ort_fail(vae->ort, status, err, what);
+    if (status) {
+        fail(err, VAE_MSG_FAILED_TO_RUN, path, vae->ort->GetErrorMessage(status));
+        vae->ort->ReleaseStatus(status);
+        return -1;
+    }
     int rc = 0;
     for (size_t i = 0; i < nout; i++) {
         if (!rc) rc = check_output(vae, values[i], path, what, want, rank, dsts[i], err);
@@ -809,12 +855,10 @@ static int prior_z(const vae_model *vae, size_t n, uint64_t seed, float *z, char
 }
 
 int vae_latents(const vae_model *vae, size_t n, uint64_t seed, double temperature, float *z, char err[VAE_ERROR_SIZE]) {
-    if (n == 0) return fail(err, "n must be >= 1, got 0");
-    if (n > VAE_MAX_COUNT) return fail(err, "n must be at most %d per call, got %zu", VAE_MAX_COUNT, n);
-    if (!isfinite(temperature) || temperature < 0)
-        return fail(err, "temperature must be finite and >= 0, got %g", temperature);
-    if (seed >= (uint64_t)1 << 53)
-        return fail(err, "seed must be an integer in [0, 2^53), got %llu", (unsigned long long)seed);
+    if (n == 0) return fail(err, VAE_MSG_COUNT_POSITIVE, "n", n);
+    if (n > VAE_MAX_COUNT) return fail(err, VAE_MSG_COUNT_LIMIT, "n", VAE_MAX_COUNT, n);
+    if (!isfinite(temperature) || temperature < 0) return fail(err, VAE_MSG_TEMPERATURE, temperature);
+    if (seed >= (uint64_t)1 << 53) return fail(err, VAE_MSG_SEED, (unsigned long long)seed);
     size_t count = n * (size_t)vae->latent_dim;
     vae_gaussian(z, count, seed);
     for (size_t i = 0; i < count; i++) z[i] = (float)(z[i] * temperature);
@@ -822,7 +866,7 @@ int vae_latents(const vae_model *vae, size_t n, uint64_t seed, double temperatur
 }
 
 int vae_sample(vae_model *vae, size_t n, uint64_t seed, double temperature, float *x, char err[VAE_ERROR_SIZE]) {
-    if (n > VAE_MAX_COUNT) return fail(err, "n must be at most %d per call, got %zu", VAE_MAX_COUNT, n);
+    if (n > VAE_MAX_COUNT) return fail(err, VAE_MSG_COUNT_LIMIT, "n", VAE_MAX_COUNT, n);
     float *z = malloc((n ? n : 1) * (size_t)vae->latent_dim * sizeof *z);
     if (!z) return fail(err, "out of memory for %zu latents", n);
     int rc = vae_latents(vae, n, seed, temperature, z, err) || vae_decode(vae, z, n, x, err) ? -1 : 0;
@@ -912,10 +956,11 @@ static int check_score(vae_model *vae, char *err) {
         if ((i >= inputs ? describe(vae, vae->score, 1, i - inputs, none, got_out, sizeof got_out, err)
                          : describe(vae, vae->score, 0, i, none, got_in, sizeof got_in, err)) < 0)
             return -1;
-    return fail(err, "%s is not the score graph vae.json describes: it maps %s -> %s; expected x float32 [batch, %d, "
-                     "%d, %d], eps float32 [samples, batch, %d] -> log_w float32 [samples, batch]", vae->score_path,
-                inputs ? got_in : "nothing", outputs ? got_out : "nothing", vae->shape[0], vae->shape[1],
-                vae->shape[2], vae->latent_dim);
+    char want_in[128];
+    snprintf(want_in, sizeof want_in, "x float32 [batch, %d, %d, %d], eps float32 [samples, batch, %d]", vae->shape[0],
+             vae->shape[1], vae->shape[2], vae->latent_dim);
+    return fail(err, VAE_MSG_NOT_DESCRIBED, vae->score_path, "score graph", inputs ? got_in : "nothing",
+                outputs ? got_out : "nothing", want_in, "log_w float32 [samples, batch]");
 }
 
 /* score.onnx's session, made on first use through the checks every file gets (check_file, the closed list). */
@@ -993,7 +1038,7 @@ int vae_score(vae_model *vae, size_t n, const float *x, size_t k, uint64_t seed,
     if (n == 0 || n > VAE_MAX_COUNT) return fail(err, "n must be from 1 to %d per call, got %zu", VAE_MAX_COUNT, n);
     if (k == 0 || k > VAE_MAX_COUNT) return fail(err, "k must be from 1 to %d per call, got %zu", VAE_MAX_COUNT, k);
     if (!eps && seed >= (uint64_t)1 << 53)
-        return fail(err, "seed must be an integer in [0, 2^53), got %llu", (unsigned long long)seed);
+        return fail(err, VAE_MSG_SEED, (unsigned long long)seed);
     if (!eps && start >= (uint64_t)1 << 53)
         return fail(err, "start must be an integer in [0, 2^53), got %llu", (unsigned long long)start);
     if (check_pixels(x, n * pixels, err) != 0) return -1;

@@ -8,8 +8,8 @@
  *     vae_free(vae);
  *
  * The same checks as the Python runtime: vae.json's format and format_version (1, or 2: a learned prior, whose
- * prior.onnx turns noise into z), shapes and latent size, the sha256 of every file read, and the onnxruntime
- * version against vae.json's onnx.min_onnxruntime. A folder may come from a stranger (docs/security.md): every file
+ * prior.onnx turns noise into z), shapes and latent size, the sha256 of every file read, and each file's IR version
+ * and opset against the onnxruntime loaded (docs/format.md, rule 4h). A folder may come from a stranger (docs/security.md): every file
  * is a regular file inside it of the size vae.json says, each .onnx holds nothing outside a closed list, and every
  * graph's output is checked after each run. Every error is one line in err (VAE_ERROR_SIZE bytes).
  * onnxruntime is loaded with dlopen (see vae_load); the decoder and a format-2 folder's prior.onnx at load, score.onnx
@@ -25,10 +25,9 @@
 extern "C" {
 #endif
 
+#include "format_rules.h" /* VAE_FORMAT, VAE_FORMAT_VERSION (the newest read), VAE_MAX_COUNT (2^20 per call), ... */
+
 #define VAE_ERROR_SIZE 512
-#define VAE_MAX_COUNT 1048576 /* the most latents or images vae_latents and vae_sample give in one call (2^20) */
-#define VAE_FORMAT "vae-edge-onnx"
-#define VAE_FORMAT_VERSION 2 /* the newest folder format this C reader reads (as Python and JavaScript): 1, and 2 */
 /* The oldest onnxruntime whose C API this program asks for (API version N is release 1.N): 1.19, the first whose
  * Python wheel ships libonnxruntime.so (tests/test_native.py runs it, and the newest). */
 #define VAE_OLDEST_ONNXRUNTIME_MINOR 19

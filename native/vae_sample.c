@@ -12,11 +12,13 @@
 
 #include "vae_edge.h"
 
+#define TEXT(x) STRING(x) /* a macro's value as a string literal */
+#define STRING(x) #x
 static const char USAGE[] =
     "usage: vae-sample [options]\n"
     "Sample images from an exported VAE (a vae-export folder) with onnxruntime's C API.\n\n"
-    "  -m, --model DIR        export folder (default: vae-onnx)\n"
-    "  -n, --n N              number of images, at most 1048576 (default: 64)\n"
+    "  -m, --model DIR        export folder (default: " VAE_DEFAULT_FOLDER ")\n"
+    "  -n, --n N              number of images, at most " TEXT(VAE_MAX_COUNT) " (default: 64)\n"
     "      --seed S           seed in [0, 2^53) of the noise that draws z: Python's and the browser's z too\n"
     "                         (default: 0)\n"
     "  -t, --temperature T    z = T * N(0, I); with a learned prior (format 2), prior.onnx(T * eps, u)\n"
@@ -291,7 +293,7 @@ static int score(vae_model *vae, const char *path, double k, uint64_t seed, uint
 }
 
 int main(int argc, char **argv) {
-    const char *model = "vae-onnx", *out = NULL, *npy = NULL, *zfile = NULL, *save_z = NULL, *score_file = NULL;
+    const char *model = VAE_DEFAULT_FOLDER, *out = NULL, *npy = NULL, *zfile = NULL, *save_z = NULL, *score_file = NULL;
     const char *eps_file = NULL, *encode_file = NULL, *logvar = NULL;
     double n = 64, seed = 0, temperature = 1, nrow = 8, threads = 0, k = 1, start = 0;
     int check = 0, no_image = 0;
@@ -315,7 +317,7 @@ int main(int argc, char **argv) {
         case 'm': model = optarg; break;
         case 'n':
             bad = parse_count(optarg, &n, "--n", 1, 1e18);
-            if (!bad && n > VAE_MAX_COUNT) bad = die("--n must be at most 1048576 per call, got %s%s", optarg, "");
+            if (!bad && n > VAE_MAX_COUNT) bad = die("--n must be at most %s per call, got %s", TEXT(VAE_MAX_COUNT), optarg);
             break;
         case SEED: bad = parse_count(optarg, &seed, "--seed", 0, 9007199254740991.0); break;
         case 't':
@@ -329,7 +331,7 @@ int main(int argc, char **argv) {
         case NO_IMAGE: no_image = 1; break;
         case NROW: bad = parse_count(optarg, &nrow, "--nrow", 1, 1e6); break;
         case PRECISION: options.precision = optarg; break;
-        case THREADS: bad = parse_count(optarg, &threads, "--threads", 0, 1024); break;
+        case THREADS: bad = parse_count(optarg, &threads, "--threads", 0, VAE_MAX_THREADS); break;
         case ONNXRUNTIME: options.onnxruntime_path = optarg; break;
         case CHECK: check = 1; break;
         case SCORE: score_file = optarg; break;

@@ -7,10 +7,11 @@ import os
 from pathlib import Path
 
 from .errors import ModelFolderError, missing_model_message
+from .rules import RULES
 
 MODELS = Path(__file__).resolve().parent / "models"
 DEFAULT = "fashion-mnist"
-LOCAL = Path("vae-onnx")  # what `vae-export` writes by default, in the current folder
+LOCAL = Path(RULES["default_folder"])  # what `vae-export` writes by default, in the current folder
 
 
 def names() -> list[str]:

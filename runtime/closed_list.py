@@ -11,17 +11,17 @@ could look for here). Standard library only.
 from __future__ import annotations
 
 from .compat import _fields, _text
+from .rules import message
 
 DOMAINS = ("", "ai.onnx")  # the standard operators: everything vae-export writes (every kind of export)
 
-OUTSIDE = "stores a tensor outside the file (external data), which a model folder may not"
-SPARSE = "holds a sparse tensor, which a model folder may not"
-FUNCTIONS = "defines local functions, which a model folder may not"
-SUBGRAPH = "holds a subgraph, which a model folder may not"
+# What a file holds that the list leaves out, in words (format_rules.json); sessions.py names the file before it.
+OUTSIDE, SPARSE = message("g1_external"), message("g1_sparse")
+FUNCTIONS, SUBGRAPH = message("g1_functions"), message("g1_subgraph")
 
 
 def _domain(domain: str) -> str:
-    return f"uses operator domain {domain!r}, which a model folder may not"
+    return message("g1_domain", domain=domain)
 
 
 # Field numbers (onnx.proto). ModelProto: graph, opset_import (domain = 1), functions.
@@ -76,8 +76,8 @@ def _graph(data) -> str | None:
 
 
 def problem(data: bytes) -> str | None:
-    """Why the serialized ONNX model in data holds something outside the closed list (the first thing found, as
-    the end of a sentence that starts with the file's name), or None; ValueError where the protobuf on the walked
+    """What the serialized ONNX model in data holds outside the closed list (the first thing found, for the
+    message outside_list), or None; ValueError where the protobuf on the walked
     paths does not parse."""
     for field, wire, value in _fields(memoryview(data)):
         if field == MODEL_FUNCTIONS:

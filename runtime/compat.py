@@ -2,7 +2,8 @@
 the runtime (to refuse, in words, a file the installed onnxruntime cannot read).
 
 Measured by loading files of each IR version and opset in each release (tests/test_compat.py proves the floor
-and the newest): a release refuses a newer IR version or a newer ai.onnx opset than its row says.
+and the newest): a release refuses a newer IR version or a newer ai.onnx opset than its row says. The table is
+format_rules.json's onnxruntime_reads, which every reader holds files to (docs/format.md, rule 4h).
 Standard library only: the runtime imports this before onnxruntime is asked to read anything.
 """
 from __future__ import annotations
@@ -11,18 +12,7 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-# (onnxruntime release, newest IR version it reads, newest ai.onnx opset it reads), oldest first.
-READS = (
-    ((1, 12), 8, 17),
-    ((1, 14), 8, 18),
-    ((1, 15), 9, 18),
-    ((1, 16), 9, 19),
-    ((1, 17), 9, 20),
-    ((1, 18), 10, 21),
-    ((1, 21), 10, 22),
-    ((1, 23), 11, 23),
-)
-OLDEST = READS[0][0]  # the oldest release vae-edge supports (pyproject.toml's floor)
+from .rules import RULES, message
 
 
 def parse_version(text: str) -> tuple[int, int]:
@@ -33,6 +23,11 @@ def parse_version(text: str) -> tuple[int, int]:
 
 def show(version: tuple[int, int]) -> str:
     return f"{version[0]}.{version[1]}"
+
+
+# (onnxruntime release, newest IR version it reads, newest ai.onnx opset it reads), oldest first.
+READS = tuple((parse_version(release), ir, opset) for release, ir, opset in RULES["onnxruntime_reads"])
+OLDEST = READS[0][0]  # the oldest release vae-edge supports (pyproject.toml's floor)
 
 
 def reads(onnxruntime_version: str) -> tuple[float, float]:
@@ -61,16 +56,31 @@ def newest_opset_for(onnxruntime_version: str) -> int:
     return int(min(reads(onnxruntime_version)[1], READS[-1][2]))
 
 
-def problem(ir_version: int, opset: int, installed: str) -> str | None:
-    """None when `installed` reads the file; else the one-line reason and the way out."""
+def problem(ir_version: int, opset: int, installed: str, path: object = "the file") -> str | None:
+    """None when the table says `installed` reads the file; else the one-line reason, naming path, and the way
+    out (rule 4h: every reader checks the same)."""
     can_ir, can_opset = reads(installed)
     if ir_version <= can_ir and opset <= can_opset:
         return None
     need = min_onnxruntime(ir_version, opset)
-    needs = f"onnxruntime >= {show(need)}" if need else f"an onnxruntime newer than {show(READS[-1][0])}"
-    fix = (f"upgrade onnxruntime, or re-export with vae-export --opset {newest_opset_for(installed)}"
-           if parse_version(installed) >= OLDEST else f"upgrade onnxruntime to {show(OLDEST)} or newer")
-    return (f"needs {needs} (installed: {installed}): it is ONNX IR version {ir_version}, opset {opset}; {fix}")
+    needs = (message("needs_release", release=show(need)) if need
+             else message("needs_newer", release=show(READS[-1][0])))
+    return _too_new(path, ir_version, opset, installed, needs)
+
+
+def refused(ir_version: int, opset: int, installed: str, path: object) -> str | None:
+    """Why an onnxruntime newer than the table refused a file, where the file is newer than any release in the
+    table reads (rule 4h's words, as problem's); None for a file the table knows: then it is damage."""
+    if min_onnxruntime(ir_version, opset) is not None:
+        return None
+    return _too_new(path, ir_version, opset, installed, message("needs_newer", release=installed))
+
+
+def _too_new(path: object, ir_version: int, opset: int, installed: str, needs: str) -> str:
+    fix = (message("fix_opset", opset=newest_opset_for(installed)) if parse_version(installed) >= OLDEST
+           else message("fix_upgrade", release=show(OLDEST)))
+    return message("onnx_too_new", path=path, ir_version=ir_version, opset=opset, needs=needs, installed=installed,
+                   fix=fix)
 
 
 # -- reading ir_version and the opset from an .onnx file, without the onnx package ---------------------------

@@ -5,6 +5,8 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
+from .rules import message
+
 
 class RuntimeInputError(ValueError):
     """Bad input from the caller (shape, dtype, NaN/inf, n <= 0, ...); the message is one line."""
@@ -26,11 +28,11 @@ def os_error(e: OSError) -> str:
 
 
 def missing_model_message(folder: Path) -> str:
-    return f"no exported model at {folder}; run `vae-export model.pt --out {folder}` first"
+    return message("missing", folder=folder)
 
 
-def fail(message: str, code: int = 2) -> NoReturn:
-    """A command's end on bad input: `error: MESSAGE` on stderr, in one write, and exit status `code`."""
-    sys.stderr.write(f"error: {message}\n")
+def fail(text: str, code: int = 2) -> NoReturn:
+    """A command's end on bad input: `error: TEXT` on stderr, in one write, and exit status `code`."""
+    sys.stderr.write(f"error: {text}\n")
     sys.stderr.flush()
     raise SystemExit(code)

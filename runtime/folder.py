@@ -15,16 +15,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import ModelFolderError, missing_model_message, one_line
+from .rules import LIMITS, PLAIN_PATH, RULES, message
 
-FORMAT = "vae-edge-onnx"
-FORMAT_VERSION = 1  # what a Gaussian-prior export writes
-FORMAT_VERSIONS = (1, 2)  # what this runtime reads: 2 adds prior.onnx and score.onnx (a learned prior)
-PRECISIONS = {"fp32": ("encoder", "decoder"), "int8": ("encoder_int8", "decoder_int8")}
-# A path in files[*].path: parts of letters, digits, '.', '_' and '-' (none starting with '.') joined by '/'.
-PLAIN_PATH = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*(/[A-Za-z0-9_][A-Za-z0-9._-]*)*")
-SIZE_LIMIT = 2**31  # input_shape and latent_dim: positive integers below this; files[*].bytes: below it too
-META_LIMIT = 1 << 20  # vae.json's size in bytes: at most 1 MiB
-DEPTH_LIMIT = 32  # vae.json's arrays and objects nest at most this deep (the top object is level 1)
+FORMAT = RULES["format"]
+FORMAT_VERSION = RULES["format_version_written"]  # what a Gaussian-prior export writes
+FORMAT_VERSIONS = tuple(sorted(map(int, RULES["format_versions"])))  # what this runtime reads
+PRECISIONS = {name: tuple(keys) for name, keys in RULES["precisions"].items()}
+SIZE_LIMIT = LIMITS["size_below"]  # input_shape and latent_dim: positive integers below this; files[*].bytes too
+META_LIMIT = LIMITS["meta_bytes"]  # vae.json's size in bytes: at most 1 MiB
+DEPTH_LIMIT = LIMITS["meta_depth"]  # vae.json's arrays and objects nest at most this deep (the top object: 1)
 # A JSON string (backslash escapes honoured; one left open runs to the end) or a bracket: what the nesting scan sees.
 JSON_TOKEN = re.compile(rb'"(?:[^"\\]+|\\.)*"?|[\[\]{}]', re.S)
 # Read-only; a FIFO or a device opens without blocking; a symlink swapped in after the real path was checked is
@@ -44,7 +43,7 @@ def _size(v) -> int:
     return int(v)
 
 
-def read_meta(path: str | os.PathLike = "vae-onnx") -> dict:
+def read_meta(path: str | os.PathLike = RULES["default_folder"]) -> dict:
     """Read and check vae.json of a model folder: opened like every listed file (open_inside), at most 1 MiB and
     nested at most 32 levels (scanned before the parser runs), strict JSON, this format and version, the sizes."""
     folder = Path(path)
@@ -54,18 +53,18 @@ def read_meta(path: str | os.PathLike = "vae-onnx") -> dict:
     with open_inside(folder, meta_path) as (fd, st):
         # fstat first, then a read capped at the limit + 1: a file that grew meanwhile is refused all the same
         if st.st_size > META_LIMIT or len(data := _read_up_to(fd, META_LIMIT + 1, meta_path)) > META_LIMIT:
-            raise ModelFolderError(f"{meta_path} is larger than 1 MiB, the limit for vae.json")
+            raise ModelFolderError(message("meta_too_large", path=meta_path))
     if nesting(data) > DEPTH_LIMIT:
-        raise ModelFolderError(f"{meta_path} is nested deeper than {DEPTH_LIMIT} levels")
+        raise ModelFolderError(message("meta_too_deep", path=meta_path, depth=DEPTH_LIMIT))
     try:
         meta = json.loads(data.decode("utf-8"), parse_constant=_refuse_constant)
     except (UnicodeDecodeError, ValueError) as e:
-        raise ModelFolderError(f"{meta_path} is not readable JSON (corrupt?): {one_line(e)}") from None
+        raise ModelFolderError(message("not_json", path=meta_path, reason=f": {one_line(e)}")) from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise ModelFolderError(f"{meta_path} is not a vae-edge ONNX export (format should be {FORMAT!r})")
-    problem = format_problem(meta)
+        raise ModelFolderError(message("meta_not_format", path=meta_path, format=FORMAT))
+    problem = format_problem(meta, meta_path)
     if problem:
-        raise ModelFolderError(f"{meta_path} {problem}")
+        raise ModelFolderError(problem)
     try:
         model, files = meta["model"], meta["files"]
         shape = [_size(v) for v in model["input_shape"]]
@@ -73,10 +72,9 @@ def read_meta(path: str | os.PathLike = "vae-onnx") -> dict:
         if len(shape) != 3 or not isinstance(files, dict):
             raise ValueError(shape)
     except (KeyError, TypeError, ValueError):
-        raise ModelFolderError(f"{meta_path} lacks valid model.input_shape, model.latent_dim or files") from None
-    if meta["format_version"] == 2 and not _prior_ok(meta.get("prior")):
-        raise ModelFolderError(f"{meta_path} has format_version 2 but no valid prior (name, and sample.inputs "
-                               f"naming eps) (docs/priors.md)")
+        raise ModelFolderError(message("meta_invalid", path=meta_path)) from None
+    if "prior" in loads(meta) and not _prior_ok(meta.get("prior")):
+        raise ModelFolderError(message("no_prior", path=meta_path, version=meta["format_version"]))
     return meta
 
 
@@ -103,16 +101,22 @@ def _prior_ok(prior) -> bool:
     return isinstance(noise, dict) and isinstance(noise.get("eps"), dict) and set(noise) <= {"eps", "u"}
 
 
-def format_problem(meta: dict) -> str | None:
+def format_problem(meta: dict, path: str | os.PathLike = "vae.json") -> str | None:
     """Why this runtime cannot read the folder's format version (naming the vae-edge it needs), or None."""
     version = meta.get("format_version")
     if not isinstance(version, bool) and version in FORMAT_VERSIONS:
         return None
     if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSIONS[-1]:
         need = meta.get("min_vae_edge")
-        return (f"has format_version {version}, newer than this vae-edge reads (up to {FORMAT_VERSIONS[-1]}); "
-                + (f"it needs vae-edge >= {need}: pip install -U vae-edge" if need else "upgrade vae-edge"))
-    return f"has format_version {version!r}; this vae-edge reads versions {', '.join(map(str, FORMAT_VERSIONS))}"
+        newer = dict(path=path, version=version, newest=FORMAT_VERSIONS[-1])
+        return (message("version_newer_needs", **newer, need=need, how=": pip install -U vae-edge") if need
+                else message("version_newer", **newer))
+    return message("version_other", path=path, version=repr(version), versions=", ".join(map(str, FORMAT_VERSIONS)))
+
+
+def loads(meta: dict) -> list[str]:
+    """The files a folder of this format version loads beside the precision's (format 2: prior)."""
+    return RULES["format_versions"][str(int(meta["format_version"]))]["loads"]
 
 
 def input_shape(meta: dict) -> tuple[int, int, int]:
@@ -130,12 +134,11 @@ def file_path(folder: Path, meta: dict, key: str) -> Path:
     entry = meta["files"].get(key)
     if (not isinstance(entry, dict) or not isinstance(entry.get("path"), str)
             or not isinstance(entry.get("sha256"), str) or _byte_count(entry.get("bytes")) is None):
-        raise ModelFolderError(f"{folder / 'vae.json'} lists no {key} file (path, sha256 and bytes)")
+        raise ModelFolderError(message("no_entry", meta=folder / "vae.json", key=key))
     # The path comes from a file we do not control: keep it inside the folder, and the same on every system.
     name = entry["path"]
     if not PLAIN_PATH.fullmatch(name):
-        raise ModelFolderError(f"{folder / 'vae.json'}: {key} path {name!r} is not a plain path inside the model "
-                               f"folder (parts of letters, digits, . _ - joined by /)")
+        raise ModelFolderError(message("not_plain", meta=folder / "vae.json", key=key, name=name))
     return folder / name
 
 
@@ -152,17 +155,17 @@ def open_inside(folder: Path, path: Path) -> Iterator[tuple[int, os.stat_result]
     folder's real path (c); opened read-only without blocking, then a regular file by fstat, before any read (d)."""
     real, root = os.path.realpath(path), os.path.realpath(folder)
     if os.path.commonpath([real, root]) != root:
-        raise ModelFolderError(f"{path} resolves outside the model folder")
+        raise ModelFolderError(message("outside", path=path))
     try:
         fd = os.open(real, OPEN_FLAGS)
     except OSError as e:
         if e.errno == errno.ENXIO:  # a socket, or a device with nothing behind it: opening it cannot succeed
-            raise ModelFolderError(f"{path} is not a regular file") from None
+            raise ModelFolderError(message("not_regular", path=path)) from None
         raise ModelFolderError(f"cannot read {path}: {one_line(e)}") from None
     try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
-            raise ModelFolderError(f"{path} is not a regular file")
+            raise ModelFolderError(message("not_regular", path=path))
         yield fd, st
     finally:
         os.close(fd)
@@ -173,12 +176,13 @@ def read_inside(folder: Path, path: Path, size: int) -> bytes:
     then exactly size bytes are read from that descriptor (e), a file that shrank or grew meanwhile refused."""
     with open_inside(folder, path) as (fd, st):
         if st.st_size != size:
-            raise ModelFolderError(f"{path} has {st.st_size} bytes; vae.json says {size}")
+            raise ModelFolderError(message("wrong_size", path=path, size=st.st_size, bytes=size))
         data = _read_up_to(fd, size, path)
         if len(data) < size:  # it shrank since fstat
-            raise ModelFolderError(f"{path} has {len(data)} bytes; vae.json says {size}")
+            raise ModelFolderError(message("wrong_size", path=path, size=len(data), bytes=size))
         if _read_up_to(fd, 1, path):  # it grew since fstat: at least one byte more
-            raise ModelFolderError(f"{path} has {max(os.fstat(fd).st_size, size + 1)} bytes; vae.json says {size}")
+            raise ModelFolderError(message("wrong_size", path=path, size=max(os.fstat(fd).st_size, size + 1),
+                                           bytes=size))
         return data
 
 
@@ -206,12 +210,11 @@ def check_file(folder: Path, meta: dict, key: str) -> bytes:
     assert size is not None  # file_path refused an entry without it
     data = read_inside(folder, path, size)
     if hashlib.sha256(data).hexdigest() != meta["files"][key]["sha256"]:
-        raise ModelFolderError(f"{path} does not match the sha256 in vae.json (tampered or corrupt); "
-                               f"refusing to load it")
+        raise ModelFolderError(message("sha256", path=path))
     return data
 
 
-def verify_files(path: str | os.PathLike = "vae-onnx") -> list[tuple[str, str, str | None]]:
+def verify_files(path: str | os.PathLike = RULES["default_folder"]) -> list[tuple[str, str, str | None]]:
     """Check every file listed in vae.json: (key, path, None if it is intact else the reason)."""
     folder = Path(path)
     meta = read_meta(folder)

@@ -7,6 +7,7 @@ inputs and outputs by name, float32, with the sizes vae.json says and symbolic b
 from __future__ import annotations
 
 from .errors import ModelFolderError
+from .rules import message
 
 
 def _dims(shape) -> list:
@@ -26,12 +27,10 @@ def check_decoder(decoder, shape: tuple, name: str) -> tuple[str, list]:
     """(z's input name, z's dims past the batch) of a decoder that returns x of `shape`."""
     din, dout = decoder.get_inputs(), decoder.get_outputs()
     if (len(din), len(dout)) != (1, 1):
-        swapped = "; encoder and decoder swapped?" if (len(din), len(dout)) == (1, 2) else ""
-        raise ModelFolderError(f"{name}: the decoder file is not a decoder (z -> x): it has {len(din)} inputs and "
-                               f"{len(dout)} outputs{swapped}")
+        swapped = message("swapped") if (len(din), len(dout)) == (1, 2) else ""
+        raise ModelFolderError(message("not_decoder", path=name, inputs=len(din), outputs=len(dout), swapped=swapped))
     if _dims(dout[0].shape)[1:] != list(shape):
-        raise ModelFolderError(f"{name}: the decoder returns x of shape {dout[0].shape} but vae.json says "
-                               f"input_shape {list(shape)}")
+        raise ModelFolderError(message("decoder_shape", path=name, got=dout[0].shape, shape=list(shape)))
     return din[0].name, _dims(din[0].shape)[1:]
 
 
@@ -40,15 +39,13 @@ def check_encoder(encoder, shape: tuple, name: str) -> tuple[str, list]:
     x of `shape` and returns outputs named mu and logvar."""
     ein, eout = encoder.get_inputs(), encoder.get_outputs()
     if (len(ein), len(eout)) != (1, 2):
-        swapped = "; encoder and decoder swapped?" if (len(ein), len(eout)) == (1, 1) else ""
-        raise ModelFolderError(f"{name}: the encoder file is not an encoder (x -> mu, logvar): it has {len(ein)} "
-                               f"inputs and {len(eout)} outputs{swapped}")
+        swapped = message("swapped") if (len(ein), len(eout)) == (1, 1) else ""
+        raise ModelFolderError(message("not_encoder", path=name, inputs=len(ein), outputs=len(eout), swapped=swapped))
     names = sorted(o.name for o in eout)
     if names != ["logvar", "mu"]:
-        raise ModelFolderError(f"{name}: the encoder's outputs are named {', '.join(names)}; expected mu and logvar")
+        raise ModelFolderError(message("encoder_names", path=name, names=", ".join(names)))
     if _dims(ein[0].shape)[1:] != list(shape):
-        raise ModelFolderError(f"{name}: the encoder takes x of shape {ein[0].shape} but vae.json says "
-                               f"input_shape {list(shape)}")
+        raise ModelFolderError(message("encoder_shape", path=name, got=ein[0].shape, shape=list(shape)))
     mu_dims, logvar_dims = (_dims(o.shape)[1:] for o in sorted(eout, key=lambda o: o.name != "mu"))
     return ein[0].name, mu_dims if mu_dims == logvar_dims else [mu_dims, logvar_dims]
 
@@ -64,8 +61,7 @@ def check_pair(encoder, decoder, shape: tuple, latent_dim: int, name: str) -> tu
             f"{' (as vae.json says)' if enc_latent == want else ''}, the decoder takes {_show(dec_latent)}"
             f"{' (as vae.json says)' if dec_latent == want else ''}")
     if dec_latent != want:
-        raise ModelFolderError(f"{name}: the decoder and vae.json disagree on latent_dim: vae.json says "
-                               f"{latent_dim}, the decoder takes {_show(dec_latent)}")
+        raise ModelFolderError(message("decoder_latent", path=name, latent=latent_dim, got=_show(dec_latent)))
     return x_name, z_name
 
 
@@ -96,8 +92,8 @@ def check_graph(session, inputs: dict, outputs: dict, what: str, name: str):
     if fit(got_in, inputs) and fit(got_out, outputs):
         return session
     want = lambda args: ", ".join(f"{k} float32 [{', '.join(map(str, v))}]" for k, v in args.items())  # noqa: E731
-    raise ModelFolderError(f"{name} is not the {what} vae.json describes: it maps {_describe(got_in)} -> "
-                           f"{_describe(got_out)}; expected {want(inputs)} -> {want(outputs)}")
+    raise ModelFolderError(message("not_described", path=name, what=what, takes=_describe(got_in),
+                                   gives=_describe(got_out), want_in=want(inputs), want_out=want(outputs)))
 
 
 def check_prior(session, noise: list, latent_dim: int, name: str):

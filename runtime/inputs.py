@@ -8,28 +8,29 @@ from numbers import Integral, Real
 import numpy as np
 
 from .errors import RuntimeInputError
+from .rules import LIMITS, message
 
 SEED_LIMIT = 2**53  # seeds are integers in [0, 2^53): what JavaScript's numbers hold exactly
 # A count a caller passes (sample's n, interpolate's steps, batch_size, k), per call, in every reader: beyond it a
 # call would allocate more than any machine holds (2^20 images of 28 x 28 are 3.3 GB). iter_samples streams.
-COUNT_LIMIT = 2**20
+COUNT_LIMIT = LIMITS["count"]
 
 
 def check_count(n, what: str, limit: int | None = COUNT_LIMIT) -> int:
     """An integer in [1, limit]; limit None: any (a count that is streamed in chunks)."""
     if isinstance(n, bool) or not isinstance(n, Integral):
-        raise RuntimeInputError(f"{what} must be an integer, got {n!r}")
+        raise RuntimeInputError(message("count_integer", what=what, got=repr(n)))
     if n <= 0:
-        raise RuntimeInputError(f"{what} must be >= 1, got {n}")
+        raise RuntimeInputError(message("count_positive", what=what, count=n))
     if limit is not None and int(n) > limit:
-        raise RuntimeInputError(f"{what} must be at most {limit} per call, got {n}")
+        raise RuntimeInputError(message("count_limit", what=what, limit=limit, count=n))
     return int(n)
 
 
 def check_temperature(t) -> float:
     """A finite number >= 0: an int or a float (numpy's too); not a string, not a bool."""
     if isinstance(t, bool) or not isinstance(t, Real) or not math.isfinite(t) or t < 0:
-        raise RuntimeInputError(f"temperature must be a finite number >= 0, got {t!r}")
+        raise RuntimeInputError(message("temperature", temperature=repr(t)))
     return float(t)
 
 
@@ -38,7 +39,7 @@ def check_seed(seed) -> int | None:
     if seed is None:
         return None
     if isinstance(seed, bool) or not isinstance(seed, Integral) or not 0 <= int(seed) < SEED_LIMIT:
-        raise RuntimeInputError(f"seed must be an integer in [0, 2^53), got {seed!r}")
+        raise RuntimeInputError(message("seed", seed=repr(seed)))
     return int(seed)
 
 

@@ -19,11 +19,12 @@ import numpy as np
 
 from . import bundled, graph, inputs, prior, random, score
 from .errors import ModelFolderError, RuntimeInputError
-from .folder import PRECISIONS, input_shape, latent_dim, read_meta
+from .folder import PRECISIONS, input_shape, latent_dim, loads, read_meta
+from .rules import LIMITS, message
 from .sessions import InferenceSession, check_ort_format, open_file, ort
 
-DEFAULT_BATCH_SIZE = 1024
-MAX_THREADS = 1024  # onnxruntime starts every thread asked for: 10^5 would hang the load, 2^31 overflow its int
+DEFAULT_BATCH_SIZE = LIMITS["batch_size"]
+MAX_THREADS = LIMITS["threads"]  # onnxruntime starts every thread asked for: 10^5 hangs the load, 2^31 overflows
 
 
 def check_provider(asked: str, used: list[str]) -> None:
@@ -66,7 +67,7 @@ class VAE:
         mobile and minimal builds would.
         """
         if precision not in PRECISIONS:
-            raise RuntimeInputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+            raise RuntimeInputError(message("precision", precisions=", ".join(PRECISIONS), got=repr(precision)))
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
                                     or not 0 <= threads <= MAX_THREADS):
             raise RuntimeInputError(f"threads must be an int from 0 (onnxruntime decides) to {MAX_THREADS}, "
@@ -83,10 +84,8 @@ class VAE:
         enc_key, dec_key = (f"{k}_ort" if ort_format else k for k in PRECISIONS[precision])
         if precision == "int8" and not (enc_key in meta["files"] and dec_key in meta["files"]):
             if isinstance(meta.get("int8"), dict) and "method" not in meta["int8"]:
-                raise ModelFolderError(f"{folder} has no int8 files: at export their error against fp32 was over "
-                                       f"the bound (vae-info shows it); use precision='fp32'")
-            raise ModelFolderError(f"{folder} has no int8 files; re-export with `vae-export ... --quantize int8` "
-                                   f"or use precision='fp32'")
+                raise ModelFolderError(message("int8_over_bound", folder=folder, fp32="precision='fp32'"))
+            raise ModelFolderError(message("int8_missing", folder=folder, fp32="precision='fp32'"))
         if ort_format:
             check_ort_format(folder, meta, enc_key, dec_key)
         encoder = None if decoder_only else open_file(folder, meta, enc_key, threads, providers, ort_format,
@@ -97,9 +96,9 @@ class VAE:
         first = providers[0] if providers else None
         if first is not None:
             check_provider(first[0] if isinstance(first, (tuple, list)) else first, vae.providers)
-        if meta["format_version"] == 2:  # prior.onnx, fp32 at any precision; format 1 ignores "prior"
+        if "prior" in loads(meta):  # prior.onnx, fp32 at any precision; format 1 ignores "prior"
             vae._prior = prior.Prior(meta, lambda key: open_file(folder, meta, key, threads, providers))
-        if meta["format_version"] == 2 or "score" in meta["files"]:  # opened on the first score, fp32 at any precision
+        if "prior" in loads(meta) or "score" in meta["files"]:  # format 2 always scores; opened on the first score
             vae._scorer = score.Scorer(meta, lambda: open_file(folder, meta, "score", threads, providers))
         return vae
 

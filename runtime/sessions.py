@@ -15,6 +15,7 @@ from typing import Any
 
 from . import closed_list, compat
 from .errors import ModelFolderError, one_line
+from .rules import message
 from .folder import check_file, file_path
 
 
@@ -46,7 +47,7 @@ InferenceSession = Any  # onnxruntime ships no types: its sessions are Any to a 
 SESSION_CONFIG = {"session.intra_op.spin_duration_us": "100"}
 
 
-def check_readable(data: bytes, name: str) -> None:
+def check_readable(data: bytes, name: str) -> tuple[int, int]:
     """Refuse a file that is not ONNX (no IR version or opset: damage, or a few stray bytes), one that holds what
     a model folder may not (closed_list.py), and, in one line that names both versions, a file newer than the
     installed onnxruntime reads."""
@@ -54,12 +55,13 @@ def check_readable(data: bytes, name: str) -> None:
         ir_version, opset = compat.onnx_versions(data)
         outside_the_list = closed_list.problem(data)
     except ValueError as e:
-        raise ModelFolderError(f"{name} is not a loadable ONNX model (corrupt?): {e}") from None
+        raise ModelFolderError(message("not_onnx", path=name, reason=e)) from None
     if outside_the_list:
-        raise ModelFolderError(f"{name} {outside_the_list}")
-    problem = compat.problem(ir_version, opset, ort.__version__)
+        raise ModelFolderError(message("outside_list", path=name, what=outside_the_list))
+    problem = compat.problem(ir_version, opset, ort.__version__, name)
     if problem:
-        raise ModelFolderError(f"{name} {problem}")
+        raise ModelFolderError(problem)
+    return ir_version, opset
 
 
 def session(name: str, data: bytes, threads: int | None, providers: list,
@@ -68,10 +70,11 @@ def session(name: str, data: bytes, threads: int | None, providers: list,
     again, so that a file replaced after its check never runs (issue 31). Its cost in peak memory against the
     path-based load is in docs/performance.md (bench/cold_start.py)."""
     so = ort.SessionOptions()
+    versions = None
     if ort_format:  # not an ONNX protobuf, so no closed list to walk (rule G1): onnxruntime checks its own format
         so.add_session_config_entry("session.load_model_format", "ORT")
     else:
-        check_readable(data, name)
+        versions = check_readable(data, name)
     so.log_severity_level = 3  # errors only: warnings from the graph optimizer are noise for users
     for key, value in SESSION_CONFIG.items():
         so.add_session_config_entry(key, value)
@@ -81,7 +84,8 @@ def session(name: str, data: bytes, threads: int | None, providers: list,
     try:
         return FileSession(ort.InferenceSession(data, sess_options=so, providers=providers), name)
     except Exception as e:  # onnxruntime raises its own exception types (InvalidProtobuf, Fail, ...)
-        raise ModelFolderError(f"{name} is not a loadable ONNX model (corrupt?): {one_line(e)}") from None
+        too_new = versions and compat.refused(*versions, ort.__version__, name)
+        raise ModelFolderError(too_new or message("not_onnx", path=name, reason=one_line(e))) from None
 
 
 class FileSession:
@@ -115,13 +119,13 @@ class FileSession:
                 raise
             if "Failed to allocate" in str(e):  # its arena out of memory: the batch's fault, not the file's
                 raise MemoryError(one_line(e)) from None
-            raise ModelFolderError(f"{self._name} failed to run: {one_line(e)}") from None
+            raise ModelFolderError(message("failed_to_run", path=self._name, reason=one_line(e))) from None
         if len(outputs) != len(expect):  # names=None on a graph of more outputs than the contract lets through
             raise ModelFolderError(f"{self._name} returned {len(outputs)} outputs; expected {len(expect)}")
         for got, shape in zip(outputs, expect):
             if not (isinstance(got, np.ndarray) and got.dtype == np.float32 and got.shape == tuple(shape)):
                 what = f"{got.dtype} {show_shape(got.shape)}" if isinstance(got, np.ndarray) else type(got).__name__
-                raise ModelFolderError(f"{self._name} returned {what}; expected float32 {show_shape(shape)}")
+                raise ModelFolderError(message("returned", path=self._name, got=what, shape=show_shape(shape)))
         return outputs
 
 

@@ -151,14 +151,14 @@ def test_a_sparse_tensor_attribute_is_refused():
 def test_a_node_in_another_operator_domain_is_refused():
     model = _graph([helper.make_node("QuickGelu", ["x"], ["y"], domain="com.microsoft")])
     assert closed_list.problem(model.SerializeToString()) == \
-        "uses operator domain 'com.microsoft', which a model folder may not"
+        "uses operator domain 'com.microsoft'"
 
 
 def test_another_operator_domain_imported_is_refused_though_no_node_uses_it():
     model = _graph()
     model.opset_import.append(helper.make_opsetid("ai.onnx.ml", 3))
     assert closed_list.problem(model.SerializeToString()) == \
-        "uses operator domain 'ai.onnx.ml', which a model folder may not"
+        "uses operator domain 'ai.onnx.ml'"
 
 
 def test_the_default_domain_may_be_named_ai_onnx():

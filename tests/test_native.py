@@ -185,6 +185,14 @@ def _replace_decoder(source: str, from_other: bool):
     return swap
 
 
+def _decoder_of_ir_version_99(folder, _):
+    """decoder.onnx as it is but stamped ONNX IR version 99, newer than any onnxruntime reads, rehashed."""
+    data = (folder / "decoder.onnx").read_bytes()
+    assert data[0] == 0x08  # field 1 (ir_version) first, as onnx writes it, its value one byte
+    (folder / "decoder.onnx").write_bytes(b"\x08\x63" + data[2:])
+    rehash(folder, "decoder")
+
+
 def _corrupt_decoder(folder, _):
     (folder / "decoder.onnx").write_bytes(b"not an onnx model")
     rehash(folder, "decoder")
@@ -221,8 +229,8 @@ BAD_FOLDERS = [
      False, r"decoder path '../elsewhere.onnx' is not a plain path inside the model folder", True),
     ("no int8 files", _edit_meta(lambda m: [m["files"].pop(k) for k in ("encoder_int8", "decoder_int8")]), "int8",
      False, r"has no int8 files; re-export with `vae-export ... --quantize int8`", True),
-    ("newer onnxruntime needed", _edit_meta(lambda m: m["onnx"].update(min_onnxruntime="99.0")), "fp32", False,
-     rf"needs onnxruntime >= 99.0 \(installed: {onnxruntime.__version__} at", False),
+    ("decoder newer than any onnxruntime reads", _decoder_of_ir_version_99, "fp32", False,
+     r"decoder.onnx needs an onnxruntime newer than .*: it is ONNX IR version 99, opset", True),
 ]
 
 
@@ -242,6 +250,22 @@ def test_a_bad_folder_is_refused_in_one_line_as_the_python_runtime_refuses_it(na
         else:
             with pytest.raises(ModelFolderError, match=message):
                 VAE.load(folder, precision=precision, decoder_only=True)
+
+
+def test_vae_jsons_min_onnxruntime_is_informative_the_files_own_versions_decide(native, mlp, tmp_path):
+    folder = copy_export(mlp, tmp_path)
+    _edit_meta(lambda m: m["onnx"].update(min_onnxruntime="99.0"))(folder, None)
+    r = vae_sample(native, "--model", folder, "--n", 2, "--npy", tmp_path / "x.npy", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+
+
+def test_without_model_vae_onnx_is_read_and_a_missing_one_is_refused_with_no_fallback(native, tmp_path):
+    """The default-model rule of docs/format.md: the C program bundles no model, so it ends at vae-onnx."""
+    shutil.copytree(REPO / "tests" / "conformance" / "folders" / "valid", tmp_path / "vae-onnx")
+    assert vae_sample(native, "--n", 2, "--npy", tmp_path / "x.npy", cwd=tmp_path).returncode == 0
+    shutil.rmtree(tmp_path / "vae-onnx")
+    assert refused(vae_sample(native, "--n", 2, "--npy", tmp_path / "y.npy", cwd=tmp_path)) == (
+        "vae-sample: no exported model at vae-onnx; run `vae-export model.pt --out vae-onnx` first")
 
 
 @pytest.mark.parametrize("damage,message", [

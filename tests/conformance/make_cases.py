@@ -261,8 +261,10 @@ FOLDERS = {
                           (FOLDER_ERROR, "encoder.onnx is not a loadable ONNX model")),
     "decoder-not-onnx": ("text is not an ONNX model", replaced("decoder", b"not an onnx model"), {},
                          (FOLDER_ERROR, "decoder.onnx is not a loadable ONNX model")),
-    "decoder-ir-too-new": ("a file newer than the installed onnxruntime reads is refused, naming the file",
-                           replaced("decoder", decoder(ir_version=99)), {}, (FOLDER_ERROR, "decoder.onnx")),
+    "decoder-ir-too-new": ("a file newer than any onnxruntime the reader knows reads is refused, naming the file "
+                           "and why (rule 4h: its IR version and opset, read from its bytes)",
+                           replaced("decoder", decoder(ir_version=99)), {},
+                           (FOLDER_ERROR, "decoder.onnx needs an onnxruntime newer than")),
     "swapped": ("the networks are told apart by their inputs and outputs",
                 {"files": {"encoder": ("encoder.onnx", FP32["decoder"][1]),
                            "decoder": ("decoder.onnx", FP32["encoder"][1])}},

@@ -5,32 +5,37 @@
 // inside false when its real path leaves the folder's (then nothing is opened), size undefined where the backend
 // cannot tell before reading, read(n) -> {data: at most n bytes, more: whether the file holds more}.
 
-import { ModelFolderError, oneLine, show } from './errors.js';
+import { ModelFolderError, message, oneLine, show } from './errors.js';
+import { RULES } from './format_rules.js';
 import { sha256 } from './sha256.js';
 
-export const FORMAT = 'vae-edge-onnx';
-export const FORMAT_VERSION = 1; // what a Gaussian-prior export writes
-export const FORMAT_VERSIONS = [1, 2]; // what this library reads: 2 adds prior.onnx and score.onnx
+export const FORMAT = RULES.format;
+export const FORMAT_VERSION = RULES.format_version_written; // what a Gaussian-prior export writes
+export const FORMAT_VERSIONS = Object.keys(RULES.format_versions).map(Number); // what this library reads
 
 /** Why this library cannot read the folder's format version (naming the vae-edge it needs), or null. */
-export function formatProblem(meta) {
-  const v = meta.format_version;
-  if (FORMAT_VERSIONS.includes(v)) return null;
+export function formatProblem(meta, path = 'vae.json') {
+  const version = meta.format_version;
+  if (FORMAT_VERSIONS.includes(version)) return null;
   const newest = FORMAT_VERSIONS.at(-1);
-  if (Number.isInteger(v) && v > newest) {
-    return `has format_version ${v}, newer than this vae-edge reads (up to ${newest}); ` +
-      (meta.min_vae_edge ? `it needs vae-edge >= ${meta.min_vae_edge}` : 'upgrade vae-edge');
+  if (Number.isInteger(version) && version > newest) {
+    return meta.min_vae_edge ? message('version_newer_needs', { path, version, newest, need: meta.min_vae_edge, how: '' })
+      : message('version_newer', { path, version, newest });
   }
-  return `has format_version ${show(v)}; this vae-edge reads versions ${FORMAT_VERSIONS.join(', ')}`;
+  return message('version_other', { path, version: show(version), versions: FORMAT_VERSIONS.join(', ') });
 }
-export const PRECISIONS = { fp32: ['encoder', 'decoder'], int8: ['encoder_int8', 'decoder_int8'] };
-// A path in files[*].path: parts of letters, digits, '.', '_' and '-' (none starting with '.') joined by '/'.
-const PLAIN_PATH = /^[A-Za-z0-9_][A-Za-z0-9._-]*(\/[A-Za-z0-9_][A-Za-z0-9._-]*)*$/;
-const SIZE_LIMIT = 2 ** 31; // input_shape and latent_dim: positive integers below this
 
-export const META_LIMIT = 2 ** 20; // vae.json's size limit: exports write a few KiB
-export const MAX_NESTING = 32; // vae.json's arrays and objects nest at most this deep (exports: 4)
-const BYTES_LIMIT = 2 ** 31; // files[*].bytes: an integer in [0, 2^31)
+/** The files a folder of this format version loads beside the precision's (format 2: prior). */
+export const loads = (meta) => RULES.format_versions[meta.format_version].loads;
+export const PRECISIONS = RULES.precisions;
+// A path in files[*].path: parts of letters, digits, '.', '_' and '-' (none starting with '.') joined by '/'.
+const PART = `[${RULES.path_part.first}][${RULES.path_part.rest}]*`;
+const PLAIN_PATH = new RegExp(`^${PART}(${RULES.path_part.separator}${PART})*$`);
+const SIZE_LIMIT = RULES.limits.size_below; // input_shape and latent_dim: positive integers below this
+
+export const META_LIMIT = RULES.limits.meta_bytes; // vae.json's size limit: exports write a few KiB
+export const MAX_NESTING = RULES.limits.meta_depth; // vae.json's arrays and objects nest at most this deep
+const BYTES_LIMIT = RULES.limits.size_below; // files[*].bytes: an integer in [0, 2^31)
 
 /** A file over http(s) as open() gives it: its Content-Length where the body is sent as is, and a body read with a
  * cap (never more than asked for plus one chunk). A missing one is a ModelFolderError (status 404 for readMeta). */
@@ -81,11 +86,11 @@ export async function openUrl(url) {
  * `limit` (vae.json), both checked before reading, and a read never past the size it expects. */
 async function readInside(backend, folder, where, { bytes, limit }) {
   const file = await backend.open(where, folder);
-  if (!file.inside) throw new ModelFolderError(`${where} resolves outside the model folder`);
+  if (!file.inside) throw new ModelFolderError(message('outside', { path: where }));
   try {
-    if (!file.regular) throw new ModelFolderError(`${where} is not a regular file`);
+    if (!file.regular) throw new ModelFolderError(message('not_regular', { path: where }));
     if (limit !== undefined) {
-      const tooLarge = new ModelFolderError(`${where} is larger than 1 MiB, the limit for vae.json`);
+      const tooLarge = new ModelFolderError(message('meta_too_large', { path: where }));
       if (file.size > limit) throw tooLarge;
       const { data, more } = await file.read(limit);
       if (more) throw tooLarge;
@@ -100,7 +105,7 @@ async function readInside(backend, folder, where, { bytes, limit }) {
   }
 }
 
-const wrongSize = (where, n, bytes) => new ModelFolderError(`${where} has ${n} bytes; vae.json says ${bytes}`);
+const wrongSize = (path, size, bytes) => new ModelFolderError(message('wrong_size', { path, size, bytes }));
 
 /** Whether JSON text nests arrays and objects deeper than `limit`: '[' and '{' counted outside strings, before any
  * parser runs (so no parser recurses deeper). Bytes: '"', '\\', '[' and '{' never occur inside a UTF-8 sequence. */
@@ -131,11 +136,11 @@ export async function metaBytes(backend, folder) {
     bytes = await readInside(backend, folder, where, { limit: META_LIMIT });
   } catch (e) {
     if (e?.code === 'ENOENT' || e?.code === 'ENOTDIR' || e?.status === 404) {
-      throw new ModelFolderError(`no exported model at ${folder}; run \`vae-export model.pt --out ${folder}\` first`);
+      throw new ModelFolderError(message('missing', { folder }));
     }
     throw e instanceof ModelFolderError ? e : new ModelFolderError(`cannot read ${where}: ${oneLine(e)}`);
   }
-  if (nestedDeeper(bytes)) throw new ModelFolderError(`${where} is nested deeper than ${MAX_NESTING} levels`);
+  if (nestedDeeper(bytes)) throw new ModelFolderError(message('meta_too_deep', { path: where, depth: MAX_NESTING }));
   return bytes;
 }
 
@@ -147,19 +152,19 @@ export async function readMeta(backend, folder) {
   try {
     meta = JSON.parse(new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes));
   } catch (e) {
-    throw new ModelFolderError(`${where} is not readable JSON (corrupt?): ${oneLine(e)}`);
+    throw new ModelFolderError(message('not_json', { path: where, reason: `: ${oneLine(e)}` }));
   }
-  if (meta?.format !== FORMAT) throw new ModelFolderError(`${where} is not a vae-edge ONNX export (format should be '${FORMAT}')`);
-  if (formatProblem(meta)) throw new ModelFolderError(`${where} ${formatProblem(meta)}`);
+  if (meta?.format !== FORMAT) throw new ModelFolderError(message('meta_not_format', { path: where, format: FORMAT }));
+  if (formatProblem(meta, where)) throw new ModelFolderError(formatProblem(meta, where));
   const shape = meta.model?.input_shape;
   if (!(Array.isArray(shape) && shape.length === 3 && shape.every(size) && size(meta.model.latent_dim)
     && isObject(meta.files))) {
-    throw new ModelFolderError(`${where} lacks valid model.input_shape, model.latent_dim or files`);
+    throw new ModelFolderError(message('meta_invalid', { path: where }));
   }
   const noise = meta.prior?.sample?.inputs;
-  if (meta.format_version === 2 && !(typeof meta.prior?.name === 'string' && isObject(noise) && isObject(noise.eps)
+  if (loads(meta).includes('prior') && !(typeof meta.prior?.name === 'string' && isObject(noise) && isObject(noise.eps)
     && Object.keys(noise).every((k) => k === 'eps' || k === 'u'))) {
-    throw new ModelFolderError(`${where} has format_version 2 but no valid prior (name, and sample.inputs naming eps) (docs/priors.md)`);
+    throw new ModelFolderError(message('no_prior', { path: where, version: meta.format_version }));
   }
   return meta;
 }
@@ -170,12 +175,11 @@ export function filePath(backend, folder, meta, key) {
   const where = backend.join(folder, 'vae.json');
   if (!entry || typeof entry.path !== 'string' || typeof entry.sha256 !== 'string'
     || !(Number.isInteger(entry.bytes) && entry.bytes >= 0 && entry.bytes < BYTES_LIMIT)) {
-    throw new ModelFolderError(`${where} lists no ${key} file (path, sha256 and bytes)`);
+    throw new ModelFolderError(message('no_entry', { meta: where, key }));
   }
   // The path comes from a file we do not control: keep it inside the folder, and the same on every system.
   if (!PLAIN_PATH.test(entry.path)) {
-    throw new ModelFolderError(`${where}: ${key} path '${entry.path}' is not a plain path inside the model folder ` +
-      '(parts of letters, digits, . _ - joined by /)');
+    throw new ModelFolderError(message('not_plain', { meta: where, key, name: entry.path }));
   }
   return backend.join(folder, entry.path);
 }
@@ -191,7 +195,7 @@ export async function checkFile(backend, folder, meta, key) {
     throw e instanceof ModelFolderError ? e : new ModelFolderError(`cannot read ${path}: ${oneLine(e)}`);
   }
   if ((await sha256(bytes)) !== meta.files[key].sha256) {
-    throw new ModelFolderError(`${path} does not match the sha256 in vae.json (tampered or corrupt); refusing to load it`);
+    throw new ModelFolderError(message('sha256', { path }));
   }
   return bytes;
 }
@@ -201,11 +205,9 @@ export function precisionFiles(folder, meta, precision) {
   const keys = PRECISIONS[precision];
   if (precision === 'int8' && !keys.every((k) => Object.hasOwn(meta.files, k))) {
     if (meta.int8 && typeof meta.int8 === 'object' && !Object.hasOwn(meta.int8, 'method')) {
-      throw new ModelFolderError(`${folder} has no int8 files: at export their error against fp32 was over the bound ` +
-        "(vae-info shows it); use precision 'fp32'");
+      throw new ModelFolderError(message('int8_over_bound', { folder, fp32: "precision 'fp32'" }));
     }
-    throw new ModelFolderError(`${folder} has no int8 files; re-export with \`vae-export ... --quantize int8\` ` +
-      "or use precision 'fp32'");
+    throw new ModelFolderError(message('int8_missing', { folder, fp32: "precision 'fp32'" }));
   }
   return keys;
 }

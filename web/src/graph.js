@@ -3,7 +3,7 @@
 // format 2, prior.onnx maps eps [batch, latent_dim] (and u [batch], as vae.json's prior.sample.inputs names them)
 // -> z [batch, latent_dim], all float32 (rule G2).
 
-import { ModelFolderError } from './errors.js';
+import { message, ModelFolderError } from './errors.js';
 
 // Static dims of an input or output past the batch axis; a symbolic dim is null.
 const dims = (m) => (m?.shape ?? []).slice(1).map((d) => (typeof d === 'number' && d >= 0 ? d : null));
@@ -12,12 +12,12 @@ const same = (a, b) => a.length === b.length && a.every((v, i) => v === b[i]);
 function checkDecoder(decoder, shape, name) {
   const [ins, outs] = [decoder.inputNames.length, decoder.outputNames.length];
   if (ins !== 1 || outs !== 1) {
-    throw new ModelFolderError(`${name}: the decoder file is not a decoder (z -> x): it has ${ins} inputs and ${outs} ` +
-      `outputs${ins === 1 && outs === 2 ? '; encoder and decoder swapped?' : ''}`);
+    throw new ModelFolderError(message('not_decoder', { path: name, inputs: ins, outputs: outs,
+      swapped: ins === 1 && outs === 2 ? message('swapped') : '' }));
   }
   const [xOut] = decoder.outputMetadata;
   if (!same(dims(xOut), shape)) {
-    throw new ModelFolderError(`${name}: the decoder returns x of shape [${xOut.shape}] but vae.json says input_shape [${shape}]`);
+    throw new ModelFolderError(message('decoder_shape', { path: name, got: `[${xOut.shape}]`, shape: `[${shape}]` }));
   }
   return dims(decoder.inputMetadata[0]);
 }
@@ -25,16 +25,16 @@ function checkDecoder(decoder, shape, name) {
 function checkEncoder(encoder, shape, name) {
   const [ins, outs] = [encoder.inputNames.length, encoder.outputNames.length];
   if (ins !== 1 || outs !== 2) {
-    throw new ModelFolderError(`${name}: the encoder file is not an encoder (x -> mu, logvar): it has ${ins} inputs ` +
-      `and ${outs} outputs${ins === 1 && outs === 1 ? '; encoder and decoder swapped?' : ''}`);
+    throw new ModelFolderError(message('not_encoder', { path: name, inputs: ins, outputs: outs,
+      swapped: ins === 1 && outs === 1 ? message('swapped') : '' }));
   }
   const names = [...encoder.outputNames].sort();
   if (!same(names, ['logvar', 'mu'])) {
-    throw new ModelFolderError(`${name}: the encoder's outputs are named ${names.join(', ')}; expected mu and logvar`);
+    throw new ModelFolderError(message('encoder_names', { path: name, names: names.join(', ') }));
   }
   const [xIn] = encoder.inputMetadata;
   if (!same(dims(xIn), shape)) {
-    throw new ModelFolderError(`${name}: the encoder takes x of shape [${xIn.shape}] but vae.json says input_shape [${shape}]`);
+    throw new ModelFolderError(message('encoder_shape', { path: name, got: `[${xIn.shape}]`, shape: `[${shape}]` }));
   }
   return encoder.outputMetadata.map((out) => [out.name, dims(out)]);
 }
@@ -43,8 +43,7 @@ function checkEncoder(encoder, shape, name) {
 export function checkPair(encoder, decoder, shape, latent, name) {
   const zDims = checkDecoder(decoder, shape, name);
   if (!same(zDims, [latent])) {
-    throw new ModelFolderError(`${name}: the decoder and vae.json disagree on latent_dim: vae.json says ${latent}, ` +
-      `the decoder takes [${zDims}]`);
+    throw new ModelFolderError(message('decoder_latent', { path: name, latent, got: `[${zDims}]` }));
   }
   for (const [out, d] of encoder ? checkEncoder(encoder, shape, name) : []) {
     if (!same(d, [latent])) {
@@ -86,8 +85,8 @@ function checkGraph(session, inputs, outputs, what, where) {
   const got = (args) => args.map(written).join(', ') || 'nothing';
   const want = (args) => Object.entries(args).map(([k, v]) => `${k} float32 [${v.join(', ')}]`).join(', ');
   if (!fit(session.inputMetadata, inputs) || !fit(session.outputMetadata, outputs)) {
-    throw new ModelFolderError(`${where} is not the ${what} vae.json describes: it maps ${got(session.inputMetadata)} ` +
-      `-> ${got(session.outputMetadata)}; expected ${want(inputs)} -> ${want(outputs)}`);
+    throw new ModelFolderError(message('not_described', { path: where, what, takes: got(session.inputMetadata),
+      gives: got(session.outputMetadata), want_in: want(inputs), want_out: want(outputs) }));
   }
 }
 

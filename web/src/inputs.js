@@ -1,23 +1,24 @@
 // The caller's input, checked before any work (as runtime/inputs.py): images x, latents z, counts, the temperature
 // and the seed. Each bad value is a RuntimeInputError of one line; tests/conformance/ holds the shared rules.
 
-import { RuntimeInputError, show } from './errors.js';
+import { message, RuntimeInputError, show } from './errors.js';
+import { RULES } from './format_rules.js';
 import { randomSeed } from './random.js';
 
 // A count per call (sample's n, interpolate's steps, batchSize): at most 2^20, so that what it allocates is
 // bounded and a huge count is the caller's error in words, not a RangeError from an array.
-export const MAX_COUNT = 2 ** 20;
+export const MAX_COUNT = RULES.limits.count;
 
 export function checkCount(n, what) {
-  if (!Number.isInteger(n)) throw new RuntimeInputError(`${what} must be an integer, got ${show(n)}`);
-  if (n <= 0) throw new RuntimeInputError(`${what} must be >= 1, got ${n}`);
-  if (n > MAX_COUNT) throw new RuntimeInputError(`${what} must be at most ${MAX_COUNT} per call, got ${n}`);
+  if (!Number.isInteger(n)) throw new RuntimeInputError(message('count_integer', { what, got: show(n) }));
+  if (n <= 0) throw new RuntimeInputError(message('count_positive', { what, count: n }));
+  if (n > MAX_COUNT) throw new RuntimeInputError(message('count_limit', { what, limit: MAX_COUNT, count: n }));
   return n;
 }
 
 export function checkTemperature(t) {
   if (typeof t !== 'number' || !Number.isFinite(t) || t < 0) {
-    throw new RuntimeInputError(`temperature must be a finite number >= 0, got ${show(t)}`);
+    throw new RuntimeInputError(message('temperature', { temperature: show(t) }));
   }
   return t;
 }
@@ -26,7 +27,7 @@ export function checkTemperature(t) {
 export function checkSeed(seed) {
   if (seed === undefined || seed === null) return randomSeed();
   if (!Number.isSafeInteger(seed) || seed < 0) {
-    throw new RuntimeInputError(`seed must be an integer in [0, 2^53), got ${show(seed)}`);
+    throw new RuntimeInputError(message('seed', { seed: show(seed) }));
   }
   return seed;
 }

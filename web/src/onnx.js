@@ -9,7 +9,8 @@
 // graphs 11, sparse_tensor 22, sparse_tensors 23; TensorProto external_data 13, data_location 14 (1: EXTERNAL).
 // A refused field is refused whatever its wire type, as runtime/closed_list.py does.
 
-import { ModelFolderError } from './errors.js';
+import { message, ModelFolderError } from './errors.js';
+import { RULES } from './format_rules.js';
 
 class Corrupt extends Error {}
 
@@ -52,19 +53,77 @@ function* fields(data) {
 const text = (bytes) => new TextDecoder().decode(bytes).replace(/[\x00-\x1f\x7f]/g, '?');
 const DOMAINS = ['', 'ai.onnx'];
 
+/** [IR version, ai.onnx opset] of a ModelProto's bytes (ir_version: field 1; opset_import: 8, domain 1, version 2),
+ * as runtime/compat.py's onnx_versions; null where it has none (then onnxruntime refuses it as not loadable). */
+export function onnxVersions(bytes) {
+  let ir = null, opset = null;
+  try {
+    for (const [f, w, v] of fields(bytes)) {
+      if (f === 1 && w === 0) ir = v;
+      else if (f === 8 && w === 2) {
+        let domain = '', version = null;
+        for (const [g, x, d] of fields(v)) {
+          if (g === 1 && x === 2) domain = text(d);
+          else if (g === 2 && x === 0) version = d;
+        }
+        if (DOMAINS.includes(domain) && version !== null) opset = version;
+      }
+    }
+  } catch (e) {
+    if (!(e instanceof Corrupt)) throw e;
+  }
+  return ir === null || opset === null ? null : [ir, opset];
+}
+
+// Rule 4h, as runtime/compat.py: which onnxruntime release reads which file (format_rules.js's table).
+const READS = RULES.onnxruntime_reads.map(([release, ir, opset]) => [release.split('.').map(Number), ir, opset]);
+const release = (text) => (/^(\d+)\.(\d+)/.exec(String(text)) ?? [0, 0, 0]).slice(1, 3).map(Number);
+const before = (a, b) => a[0] < b[0] || (a[0] === b[0] && a[1] < b[1]);
+const shown = (r) => r.join('.');
+/** The oldest release in the table that reads a file of this IR version and opset, or undefined. */
+const needs = (ir, opset) => READS.find(([, i, o]) => ir <= i && opset <= o)?.[0];
+
+function tooNew(where, [ir, opset], installed, need) {
+  const inTable = READS.filter(([r]) => !before(release(installed), r));
+  const fix = inTable.length ? message('fix_opset', { opset: inTable.at(-1)[2] })
+    : message('fix_upgrade', { release: shown(READS[0][0]) });
+  return message('onnx_too_new', { path: where, needs: need, installed, ir_version: ir, opset, fix });
+}
+
+/** Rule 4h before onnxruntime reads the file: the reason the installed onnxruntime (a release within the table)
+ * cannot read a file of these versions, or null. Releases after the table's last row are not limited here. */
+export function versionProblem(where, versions, installed) {
+  const last = READS.at(-1)[0], at = release(installed);
+  if (!versions || before(last, at)) return null;
+  const row = READS.filter(([r]) => !before(at, r)).at(-1);
+  if (row && versions[0] <= row[1] && versions[1] <= row[2]) return null;
+  const need = needs(...versions);
+  return tooNew(where, versions, installed, need ? message('needs_release', { release: shown(need) })
+    : message('needs_newer', { release: shown(last) }));
+}
+
+/** Rule 4h after an onnxruntime newer than the table refused the file: the reason in words where the file is newer
+ * than any release in the table reads, else null (then it is damage: "not a loadable ONNX model"). */
+export function refusedAsTooNew(where, versions, installed) {
+  if (!versions || needs(...versions)) return null;
+  return tooNew(where, versions, installed, message('needs_newer', { release: installed }));
+}
+
 /** Refuse what the closed list leaves out; `where` names the file in each one-line ModelFolderError. */
 export function checkClosedList(bytes, where) {
-  const refuse = (what) => { throw new ModelFolderError(`${where} ${what}, which a model folder may not`); };
-  const domain = (name) => DOMAINS.includes(name) || refuse(`uses operator domain '${name}'`);
+  const refuse = (name, values) => {
+    throw new ModelFolderError(message('outside_list', { path: where, what: message(name, values) }));
+  };
+  const domain = (name) => DOMAINS.includes(name) || refuse('g1_domain', { domain: name });
   const tensor = (t) => {
     for (const [f, w, v] of fields(t)) {
-      if (f === 13 || (f === 14 && w === 0 && v === 1)) refuse('stores a tensor outside the file (external data)');
+      if (f === 13 || (f === 14 && w === 0 && v === 1)) refuse('g1_external');
     }
   };
   const attribute = (a) => {
     for (const [f, w, v] of fields(a)) {
-      if (f === 22 || f === 23) refuse('holds a sparse tensor');
-      else if (f === 6 || f === 11) refuse('holds a subgraph');
+      if (f === 22 || f === 23) refuse('g1_sparse');
+      else if (f === 6 || f === 11) refuse('g1_subgraph');
       else if ((f === 5 || f === 10) && w === 2) tensor(v);
     }
   };
@@ -76,20 +135,20 @@ export function checkClosedList(bytes, where) {
   };
   const graph = (g) => {
     for (const [f, w, v] of fields(g)) {
-      if (f === 15) refuse('holds a sparse tensor');
+      if (f === 15) refuse('g1_sparse');
       else if (f === 1 && w === 2) node(v);
       else if (f === 5 && w === 2) tensor(v);
     }
   };
   try {
     for (const [f, w, v] of fields(bytes)) {
-      if (f === 25) refuse('defines local functions');
+      if (f === 25) refuse('g1_functions');
       else if (f === 8 && w === 2) {
         for (const [g, x, d] of fields(v)) if (g === 1 && x === 2) domain(text(d));
       } else if (f === 7 && w === 2) graph(v);
     }
   } catch (e) {
-    if (e instanceof Corrupt) throw new ModelFolderError(`${where} is not a loadable ONNX model (corrupt?): ${e.message}`);
+    if (e instanceof Corrupt) throw new ModelFolderError(message('not_onnx', { path: where, reason: e.message }));
     throw e;
   }
 }

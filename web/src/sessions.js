@@ -1,8 +1,8 @@
 // onnxruntime sessions for a model folder's files (as runtime/sessions.py): the same options in Node and the
 // browser, and a file onnxruntime cannot load refused as a ModelFolderError.
 
-import { ModelFolderError, oneLine } from './errors.js';
-import { checkClosedList } from './onnx.js';
+import { message, ModelFolderError, oneLine } from './errors.js';
+import { checkClosedList, onnxVersions, refusedAsTooNew, versionProblem } from './onnx.js';
 
 // onnxruntime's threads spin 100 µs after a run, not longer, so the encoder's idle threads do not hold the cores
 // the decoder needs next (bench/runtime.py measures it in Python).
@@ -22,11 +22,16 @@ export function sessionOptions(executionProviders, threads) {
  * checked), once they hold only what the closed list allows (onnx.js); where is the file's path or URL. */
 export async function openSession(backend, bytes, threads, where) {
   checkClosedList(bytes, where);
+  // rule 4h: the file's IR version and opset, from its bytes, against the installed onnxruntime
+  const versions = onnxVersions(bytes), installed = backend.ort?.env?.versions?.common ?? 'unknown';
+  const problem = versionProblem(where, versions, installed);
+  if (problem) throw new ModelFolderError(problem);
   let session;
   try {
     session = await backend.session(bytes, threads);
   } catch (e) {
-    throw new ModelFolderError(`${where} is not a loadable ONNX model (corrupt?): ${oneLine(e)}`);
+    throw new ModelFolderError(refusedAsTooNew(where, versions, installed) ??
+      message('not_onnx', { path: where, reason: oneLine(e) }));
   }
   return failingInOneLine(session, where);
 }
@@ -43,13 +48,13 @@ function failingInOneLine(session, where) {
     try {
       out = await run(feed);
     } catch (e) {
-      throw new ModelFolderError(`${where} failed to run: ${oneLine(e)}`);
+      throw new ModelFolderError(message('failed_to_run', { path: where, reason: oneLine(e) }));
     }
     for (const [name, dims] of Object.entries(expect)) {
       const got = out[name];
       if (!(got?.type === 'float32' && got.dims.length === dims.length && got.dims.every((d, i) => d === dims[i]))) {
-        throw new ModelFolderError(`${where} returned ${got ? `${got.type} ${shape(got.dims)}` : `no ${name}`}; ` +
-          `expected float32 ${shape(dims)}`);
+        throw new ModelFolderError(message('returned', { path: where, got: got ? `${got.type} ${shape(got.dims)}` : `no ${name}`,
+          shape: shape(dims) }));
       }
     }
     return out;

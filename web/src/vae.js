@@ -6,19 +6,20 @@
 // (onnxruntime), graph.js (the networks fit vae.json); inputs.js checks what the caller passes.
 // Arrays are flat Float32Arrays in the Python runtime's layouts: z is (n, latent_dim), images (n, C, H, W).
 
-import { ModelFolderError, RuntimeInputError, show } from './errors.js';
-import { checkFile, filePath, precisionFiles, PRECISIONS, readMeta } from './folder.js';
+import { message, ModelFolderError, RuntimeInputError, show } from './errors.js';
+import { checkFile, filePath, loads, precisionFiles, PRECISIONS, readMeta } from './folder.js';
+import { RULES } from './format_rules.js';
 import { checkPair, checkPrior, checkScore } from './graph.js';
 import { checkCount, checkSeed, checkTemperature, images, latents } from './inputs.js';
 import { Prior, noise } from './prior.js';
 import { Score } from './score.js';
 import { openSession } from './sessions.js';
 
-const MAX_THREADS = 1024; // onnxruntime starts every thread asked for (as runtime/model.py)
+const MAX_THREADS = RULES.limits.threads; // onnxruntime starts every thread asked for (as runtime/model.py)
 
 export { ModelFolderError, RuntimeInputError } from './errors.js';
 export { FORMAT, FORMAT_VERSION, FORMAT_VERSIONS, PRECISIONS, openUrl } from './folder.js';
-export const DEFAULT_BATCH_SIZE = 1024;
+export const DEFAULT_BATCH_SIZE = RULES.limits.batch_size;
 
 export class VAE {
   /** Set by the backend's subclass (node.js, browser.js): {ort, join, open, session} (open: folder.js says). */
@@ -29,12 +30,12 @@ export class VAE {
    * Options: precision 'fp32' | 'int8', threads (onnxruntime's; unset: its default), batchSize (images per run),
    * decoderOnly (load and check the decoder alone: enough for decode and sample).
    */
-  static async load(folder = 'vae-onnx', { precision = 'fp32', threads, batchSize = DEFAULT_BATCH_SIZE,
+  static async load(folder = RULES.default_folder, { precision = 'fp32', threads, batchSize = DEFAULT_BATCH_SIZE,
     decoderOnly = false } = {}) {
     const backend = this.backend;
     if (!backend) throw new Error("import VAE from 'vae-edge' (src/node.js or src/browser.js), not from src/vae.js");
     if (!Object.hasOwn(PRECISIONS, precision)) {
-      throw new RuntimeInputError(`precision must be one of ${Object.keys(PRECISIONS).join(', ')}, got ${show(precision)}`);
+      throw new RuntimeInputError(message('precision', { precisions: Object.keys(PRECISIONS).join(', '), got: show(precision) }));
     }
     if (threads !== undefined && !(Number.isInteger(threads) && threads >= 0 && threads <= MAX_THREADS)) {
       throw new RuntimeInputError(`threads must be an integer from 0 (onnxruntime decides) to ${MAX_THREADS}, got ${show(threads)}`);
@@ -47,7 +48,7 @@ export class VAE {
       filePath(backend, folder, meta, key));
     const decoder = await session(decKey);
     const encoder = decoderOnly ? null : await session(encKey);
-    const prior = meta.format_version === 2 ? await session('prior') : null; // prior.onnx, fp32 at any precision
+    const prior = loads(meta).includes('prior') ? await session('prior') : null; // prior.onnx, fp32 at any precision
     if (prior) checkPrior(prior, meta, filePath(backend, folder, meta, 'prior'));
     // score.onnx (fp32 at any precision) is read, checked and held to its contract on the first score
     const scorer = async () => {

@@ -73,3 +73,22 @@ for (const c of cases) {
     });
   });
 }
+
+// The default-model rule (docs/format.md): no folder named reads vae-onnx; the npm package bundles no model, so a
+// missing vae-onnx is refused, never replaced by another model.
+test('with no folder named, VAE.load reads vae-onnx, and refuses in one line where there is none', async () => {
+  const here = process.cwd();
+  tmp ??= mkdtempSync(path.join(os.tmpdir(), 'vae-edge-conformance-'));
+  const empty = path.join(tmp, 'default-none'), withModel = path.join(tmp, 'default-valid');
+  mkdirSync(empty);
+  cpSync(path.join(ROOT, 'folders', 'valid'), path.join(withModel, 'vae-onnx'), { recursive: true });
+  try {
+    process.chdir(withModel);
+    assert.equal((await VAE.load()).latentDim, 2);
+    process.chdir(empty);
+    await assert.rejects(VAE.load(), (e) => e instanceof ModelFolderError
+      && e.message === 'no exported model at vae-onnx; run `vae-export model.pt --out vae-onnx` first');
+  } finally {
+    process.chdir(here);
+  }
+});
