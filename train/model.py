@@ -36,6 +36,7 @@ class VAE(nn.Module):
     """
 
     bf16 = False  # precision.use() sets it
+    channels_last = False  # conv: batches turned NHWC on the way in, for weights made NHWC (the training loop's)
 
     def __init__(self, arch: str = "mlp", input_shape=(1, 28, 28), hidden_dim: int = 400,
                  latent_dim: int = 20, likelihood: str = "bernoulli", prior: str = "gaussian",
@@ -102,9 +103,13 @@ class VAE(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The encoder's hidden layer h(x) [N, hidden_dim]."""
         with layers(self):
-            h = self.enc_conv(x) if self.arch == "conv" else x
+            h = self.enc_conv(self.nhwc(x)) if self.arch == "conv" else x
             h = F.relu(self.fc1(h.flatten(1)))
         return fp32(h)
+
+    def nhwc(self, x: torch.Tensor) -> torch.Tensor:
+        """A conv layer's input in channels-last memory where the model's are (the same values either way)."""
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def top(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """q(z | x) (one layer) or q(z2 | x) (two): mu, logvar from the features."""
@@ -147,7 +152,7 @@ class VAE(nn.Module):
         with layers(self):
             h = self.fc4(F.relu(self.fc3(z)))
             if self.arch == "conv":
-                return fp32(self.dec_conv(F.relu(h).view(-1, *self.feat)))
+                return fp32(self.dec_conv(self.nhwc(F.relu(h).view(-1, *self.feat))))
         return fp32(h).view(-1, *self.input_shape)
 
     def probs(self, z: torch.Tensor) -> torch.Tensor:

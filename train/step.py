@@ -60,10 +60,9 @@ class Step:
     """The training step over `train_x` (uint8 [N, C, H, W] on the device), eager or replayed from a CUDA graph."""
 
     def __init__(self, net, opt: torch.optim.Optimizer, train_x: torch.Tensor, likelihood: str, train_k: int,
-                 world: int = 1, rank: int = 0, channels_last: bool = False):
+                 world: int = 1, rank: int = 0):
         self.net, self.opt, self.train_x = net, opt, train_x
         self.likelihood, self.train_k, self.world, self.rank = likelihood, train_k, world, rank
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         # The summed loss of the examples seen since the last reset, on the device (float64: 60k terms of ~250).
         self.loss_sum = torch.zeros((), dtype=torch.float64, device=train_x.device)
         self.last = None  # the last step's per-example loss, for a progress bar that may read it
@@ -75,7 +74,7 @@ class Step:
         x = self.train_x[inputs.idx].float().div_(255)
         if inputs.u is not None:  # drawn for the whole batch so every rank sees the same bits
             x = (inputs.u < x).float()
-        x = x.tensor_split(self.world)[self.rank].contiguous(memory_format=self.memory_format)
+        x = x.tensor_split(self.world)[self.rank]
         per_example = loss_per_example(self.net, x, inputs, self.likelihood, self.train_k, self.world, self.rank)
         # Summed over the batch as in the reference recipe (Adam is scale-free but for its eps); times world,
         # because DDP averages the ranks' gradients and we want their sum.

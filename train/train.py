@@ -80,8 +80,9 @@ def train(cfg: Config, resume: str | None = None, force: bool = False,
     channels_last = cfg.channels_last and cfg.arch == "conv"
     if cfg.channels_last and not channels_last:
         say("note: --channels-last is for --arch conv (the mlp has no image-shaped tensors); ignored")
-    if channels_last:
+    if channels_last:  # the weights here, the batches as they reach the conv layers (VAE.nhwc)
         model = model.to(memory_format=torch.channels_last)
+        model.channels_last = True
     opt = optimizer(model.parameters(), cfg.lr, device, graphs)
     perm_gen = torch.Generator().manual_seed(cfg.seed)
     noise_gen = torch.Generator(device).manual_seed(cfg.seed + 1)
@@ -114,7 +115,7 @@ def train(cfg: Config, resume: str | None = None, force: bool = False,
     test_x = pixels(data.test, cfg.binarize).to(device)  # what every test figure is computed on
     n, batch = train_x.shape[0], cfg.batch_size
     steps = math.ceil(n / batch)
-    step = Step(net, opt, train_x, cfg.likelihood, cfg.train_k, ranks.world, ranks.rank, channels_last)
+    step = Step(net, opt, train_x, cfg.likelihood, cfg.train_k, ranks.world, ranks.rank)
     full = Inputs.empty(min(batch, n), data.shape, cfg.latent_dim, cfg.train_k, cfg.binarize, device)
     last = Inputs.empty(n - (steps - 1) * batch, data.shape, cfg.latent_dim, cfg.train_k, cfg.binarize, device) \
         if n % batch else full  # the epoch's last, smaller batch: eager
