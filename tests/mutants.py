@@ -41,7 +41,7 @@ MUTANTS = [
            "    if not (module.bf16 and module.training) or torch.cuda.is_current_stream_capturing():",
            ["tests/test_gpu.py::test_amp_runs_the_captured_step_in_bfloat16"], gpu=True),
     Mutant("bf16-posterior-into-the-densities", "train/model.py",
-           "        return fp32(mu), fp32(logvar).clamp(LOGVAR_MIN, LOGVAR_MAX)",
+           "        return widen(mu), widen(logvar).clamp(LOGVAR_MIN, LOGVAR_MAX)",
            "        return mu, logvar.clamp(LOGVAR_MIN, LOGVAR_MAX)",
            ["tests/test_precision.py::test_with_bf16_the_layers_run_in_bf16_and_every_density_in_fp32"]),
     Mutant("last-conv-rewrite-accepts-any-conv", "export/int8_decoder.py",

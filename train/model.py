@@ -11,7 +11,7 @@ from torch import nn
 from . import likelihood as lik
 from . import prior as pr
 from .config import Config
-from .precision import fp32, layers
+from .precision import layers, widen
 from .prior import LOGVAR_MAX, LOGVAR_MIN
 
 ARCHS = ("mlp", "conv")
@@ -105,7 +105,7 @@ class VAE(nn.Module):
         with layers(self):
             h = self.enc_conv(self.nhwc(x)) if self.arch == "conv" else x
             h = F.relu(self.fc1(h.flatten(1)))
-        return fp32(h)
+        return widen(h)
 
     def nhwc(self, x: torch.Tensor) -> torch.Tensor:
         """A conv layer's input in channels-last memory where the model's are (the same values either way)."""
@@ -115,7 +115,7 @@ class VAE(nn.Module):
         """q(z | x) (one layer) or q(z2 | x) (two): mu, logvar from the features."""
         with layers(self):
             mu, logvar = self.fc21(h), self.fc22(h)
-        return fp32(mu), fp32(logvar).clamp(LOGVAR_MIN, LOGVAR_MAX)
+        return widen(mu), widen(logvar).clamp(LOGVAR_MIN, LOGVAR_MAX)
 
     def top_posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """q(z | x) (one layer) or q(z2 | x) (two) of images x: mu, logvar."""
@@ -152,8 +152,8 @@ class VAE(nn.Module):
         with layers(self):
             h = self.fc4(F.relu(self.fc3(z)))
             if self.arch == "conv":
-                return fp32(self.dec_conv(self.nhwc(F.relu(h).view(-1, *self.feat))))
-        return fp32(h).view(-1, *self.input_shape)
+                return widen(self.dec_conv(self.nhwc(F.relu(h).view(-1, *self.feat))))
+        return widen(h).view(-1, *self.input_shape)
 
     def probs(self, z: torch.Tensor) -> torch.Tensor:
         """z -> pixels in [0, 1], the likelihood's mean (Bernoulli: the probabilities); the exported decoder is this."""

@@ -70,10 +70,10 @@ def use(model: nn.Module, precision: Precision) -> None:
             m.bf16 = precision.bf16
 
 
-def fp32(t: torch.Tensor) -> torch.Tensor:
-    """t in float32: a layer's output leaving layers(). Untouched where it is float32 already, so that a traced
-    (exported) graph holds no Cast for it."""
-    return t if t.dtype == torch.float32 else t.float()
+def widen(t: torch.Tensor) -> torch.Tensor:
+    """A layer's output leaving layers(): bf16 made float32, any other dtype (float32, a float64 model's) untouched,
+    so that a traced (exported) graph holds no Cast for it."""
+    return t.float() if t.dtype == torch.bfloat16 else t
 
 
 def layers(module: nn.Module):

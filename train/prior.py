@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .precision import fp32, layers
+from .precision import layers, widen
 
 # exp(logvar) must neither underflow to 0 nor overflow; this range keeps training finite.
 LOGVAR_MIN, LOGVAR_MAX = -20.0, 10.0
@@ -240,11 +240,11 @@ class Ladder(nn.Module):
         with layers(self):
             g = F.relu(self.q_h(h) + self.q_z(z2))
             mu, logvar = self.q_mu(g), self.q_logvar(g)
-        return fp32(mu), fp32(logvar).clamp(lo, hi)
+        return widen(mu), widen(logvar).clamp(lo, hi)
 
     def conditional(self, z2: torch.Tensor, lo: float, hi: float):
         """p(z1 | z2): mu, logvar [..., d1]."""
         with layers(self):
             g = F.relu(self.p_z(z2))
             mu, logvar = self.p_mu(g), self.p_logvar(g)
-        return fp32(mu), fp32(logvar).clamp(lo, hi)
+        return widen(mu), widen(logvar).clamp(lo, hi)
