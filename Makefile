@@ -42,7 +42,7 @@ demo: setup data  ## set up, get the data, train 10 epochs, export (fp32 + int8)
 MODEL_NAME := fashion-mnist
 # Then its NLL (IWAE, k = 5000, the whole test set) from the exported files, recorded in vae.json; the times of
 # both are in docs/model-card.md.
-MODEL_RECIPE := --dataset fashion-mnist --arch conv --hidden-dim 256 --latent-dim 32 --prior vamp --prior-components 100 --binarize --epochs 150 --kl-warmup 10 --lr-schedule cosine --seed 1
+MODEL_RECIPE := --dataset fashion-mnist --arch conv --hidden-dim 256 --latent-dim 32 --prior vamp --prior-components 100 --binarize --epochs 150 --kl-warmup 10 --lr-schedule cosine --no-amp --seed 1
 model: setup data  ## train, export and score the bundled model (runtime/models/fashion-mnist/)
 	$(BIN)/vae-train $(MODEL_RECIPE) --name bundled-$(MODEL_NAME) --force
 	$(BIN)/vae-export runs/bundled-$(MODEL_NAME)/model.pt --out runtime/models/$(MODEL_NAME) --quantize int8 --force

@@ -36,10 +36,14 @@ class Mutant:
 MUTANTS = [
     Mutant("iwae-sign", "train/step.py", "return -iwae_objective(", "return iwae_objective(",
            ["tests/test_step.py::test_one_iwae_step_is_the_adam_update_of_the_summed_negative_iwae_bound"]),
-    Mutant("amp-off-in-the-captured-step", "train/step.py",
-           "        with torch.cuda.graph(graph):\n            self(inputs)",
-           "        self.amp = False\n        with torch.cuda.graph(graph):\n            self(inputs)",
+    Mutant("amp-off-in-the-captured-step", "train/precision.py",
+           "    if not (module.bf16 and module.training):",
+           "    if not (module.bf16 and module.training) or torch.cuda.is_current_stream_capturing():",
            ["tests/test_gpu.py::test_amp_runs_the_captured_step_in_bfloat16"], gpu=True),
+    Mutant("bf16-posterior-into-the-densities", "train/model.py",
+           "        return widen(mu), widen(logvar).clamp(LOGVAR_MIN, LOGVAR_MAX)",
+           "        return mu, logvar.clamp(LOGVAR_MIN, LOGVAR_MAX)",
+           ["tests/test_precision.py::test_with_bf16_the_layers_run_in_bf16_and_every_density_in_fp32"]),
     Mutant("last-conv-rewrite-accepts-any-conv", "export/int8_decoder.py",
            'if (any(attrs.get("pads", [0])) or set(attrs.get("strides", [1])) != {1} or attrs.get("group", 1) != 1\n'
            '            or attrs.get("mode", b"DCR")',

@@ -13,7 +13,7 @@ import typer
 
 from vae_edge.runtime.errors import fail, os_error
 
-from .config import Config
+from .config import BF16_ON_CPU_BY_DEFAULT, Config
 
 D = Config()  # the defaults live in one place
 train_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
@@ -71,7 +71,14 @@ def train_cmd(
     seed: Annotated[int, typer.Option(
         help="Seeds the weights, the batch order and the noise; CPU runs with one seed are identical.")] = D.seed,
     device: Annotated[str, typer.Option(help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps.")] = D.device,
-    amp: Annotated[bool, typer.Option(help="bf16 autocast on CUDA.")] = D.amp,
+    amp: Annotated[Optional[bool], typer.Option(
+        "--amp/--no-amp", show_default=False,
+        help="bf16 autocast over the network's layers (the likelihood, the KL, log-sum-exp and every test figure "
+             "stay float32), on CUDA or a CPU with bf16 instructions (avx512_bf16, amx_bf16). Default: "
+             + ("bf16 on such a CPU, float32 elsewhere" if BF16_ON_CPU_BY_DEFAULT else "float32")
+             + "; the run's first line says which and why.")] = D.amp,
+    channels_last: Annotated[bool, typer.Option(
+        help="--arch conv: weights and batches in channels-last (NHWC) memory.")] = D.channels_last,
     compile: Annotated[bool, typer.Option(help="Compile the model with torch.compile.")] = D.compile,
     cuda_graphs: Annotated[bool, typer.Option(
         help="On CUDA, capture the training step once as a CUDA graph and replay it (no per-kernel launch cost); "
@@ -102,7 +109,8 @@ def train_cmd(
                  data_dir=data_dir, image_size=image_size, channels=channels, test_fraction=test_fraction,
                  binarize=binarize, classes=classes, exclude_classes=exclude_classes, epochs=epochs,
                  batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, beta=beta,
-                 kl_warmup=kl_warmup, train_k=train_k, seed=seed, device=device, amp=amp, compile=compile,
+                 kl_warmup=kl_warmup, train_k=train_k, seed=seed, device=device, amp=amp,
+                 channels_last=channels_last, compile=compile,
                  cuda_graphs=cuda_graphs, iwae_k=iwae_k, out_dir=out_dir, name=name)
     try:
         train(cfg, resume=resume, force=force, started=STARTED)

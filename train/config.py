@@ -3,6 +3,11 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
+# Where neither --amp nor --no-amp is given, a CPU with bf16 instructions trains in bf16 only if this is True
+# (precision.py). bench/train_speed.py --recipes measures what it should be (docs/training.md). CUDA's default stays
+# float32.
+BF16_ON_CPU_BY_DEFAULT = False
+
 # Keys of the config that describe the network, as opposed to how it was trained.
 MODEL_KEYS = ("arch", "input_shape", "hidden_dim", "latent_dim", "likelihood")
 
@@ -40,7 +45,8 @@ class Config:
     seed: int = 1
     # machinery
     device: str = "auto"
-    amp: bool = False
+    amp: bool | None = None  # bf16 autocast over the layers; None: the device's default (precision.py)
+    channels_last: bool = False  # conv: weights and batches in channels-last memory (NHWC), oneDNN's preference
     compile: bool = False
     cuda_graphs: bool = True  # on CUDA: the training step captured once as a CUDA graph and replayed (step.py)
     iwae_k: int = 0  # 0: no importance-sampled log-likelihood

@@ -11,6 +11,7 @@ from torch import nn
 from . import likelihood as lik
 from . import prior as pr
 from .config import Config
+from .precision import layers, widen
 from .prior import LOGVAR_MAX, LOGVAR_MIN
 
 ARCHS = ("mlp", "conv")
@@ -31,7 +32,11 @@ class VAE(nn.Module):
 
     prior "gaussian" (N(0, I)) or "vamp" (prior.py), with 1 or 2 latent layers; .prior is its interface (prior.Prior).
     latent_dim is the size of the decoder's z: with two layers z = [z1, z2], latent_dim / 2 numbers each.
+    The layers run under precision.layers() (bf16 autocast while training with .bf16 set); what they return is float32.
     """
+
+    bf16 = False  # precision.use() sets it
+    channels_last = False  # conv: batches turned NHWC on the way in, for weights made NHWC (the training loop's)
 
     def __init__(self, arch: str = "mlp", input_shape=(1, 28, 28), hidden_dim: int = 400,
                  latent_dim: int = 20, likelihood: str = "bernoulli", prior: str = "gaussian",
@@ -97,12 +102,20 @@ class VAE(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The encoder's hidden layer h(x) [N, hidden_dim]."""
-        h = self.enc_conv(x) if self.arch == "conv" else x
-        return F.relu(self.fc1(h.flatten(1)))
+        with layers(self):
+            h = self.enc_conv(self.nhwc(x)) if self.arch == "conv" else x
+            h = F.relu(self.fc1(h.flatten(1)))
+        return widen(h)
+
+    def nhwc(self, x: torch.Tensor) -> torch.Tensor:
+        """A conv layer's input in channels-last memory where the model's are (the same values either way)."""
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def top(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """q(z | x) (one layer) or q(z2 | x) (two): mu, logvar from the features."""
-        return self.fc21(h), self.fc22(h).clamp(LOGVAR_MIN, LOGVAR_MAX)
+        with layers(self):
+            mu, logvar = self.fc21(h), self.fc22(h)
+        return widen(mu), widen(logvar).clamp(LOGVAR_MIN, LOGVAR_MAX)
 
     def top_posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """q(z | x) (one layer) or q(z2 | x) (two) of images x: mu, logvar."""
@@ -136,10 +149,11 @@ class VAE(nn.Module):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """z: [N, latent_dim] -> logits [N, C, H, W] of the pixel likelihood (see likelihood.py)."""
-        h = self.fc4(F.relu(self.fc3(z)))
-        if self.arch == "conv":
-            return self.dec_conv(F.relu(h).view(-1, *self.feat))
-        return h.view(-1, *self.input_shape)
+        with layers(self):
+            h = self.fc4(F.relu(self.fc3(z)))
+            if self.arch == "conv":
+                return widen(self.dec_conv(self.nhwc(F.relu(h).view(-1, *self.feat))))
+        return widen(h).view(-1, *self.input_shape)
 
     def probs(self, z: torch.Tensor) -> torch.Tensor:
         """z -> pixels in [0, 1], the likelihood's mean (Bernoulli: the probabilities); the exported decoder is this."""

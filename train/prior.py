@@ -22,6 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .precision import layers, widen
+
 # exp(logvar) must neither underflow to 0 nor overflow; this range keeps training finite.
 LOGVAR_MIN, LOGVAR_MAX = -20.0, 10.0
 PRIORS = ("gaussian", "vamp")
@@ -222,7 +224,9 @@ class VampPrior(nn.Module):
 
 
 class Ladder(nn.Module):
-    """The second latent layer's networks: q(z1 | x, z2) from the encoder's features and z2, p(z1 | z2)."""
+    """The second latent layer's networks: q(z1 | x, z2) from the encoder's features and z2, p(z1 | z2); float32 out."""
+
+    bf16 = False  # precision.use() sets it
 
     def __init__(self, hidden_dim: int, d1: int, d2: int):
         super().__init__()
@@ -233,10 +237,14 @@ class Ladder(nn.Module):
 
     def posterior(self, h: torch.Tensor, z2: torch.Tensor, lo: float, hi: float):
         """q(z1 | x, z2): h [N, H] (or broadcastable to z2's rows), z2 [..., N, d2] -> mu, logvar [..., N, d1]."""
-        g = F.relu(self.q_h(h) + self.q_z(z2))
-        return self.q_mu(g), self.q_logvar(g).clamp(lo, hi)
+        with layers(self):
+            g = F.relu(self.q_h(h) + self.q_z(z2))
+            mu, logvar = self.q_mu(g), self.q_logvar(g)
+        return widen(mu), widen(logvar).clamp(lo, hi)
 
     def conditional(self, z2: torch.Tensor, lo: float, hi: float):
         """p(z1 | z2): mu, logvar [..., d1]."""
-        g = F.relu(self.p_z(z2))
-        return self.p_mu(g), self.p_logvar(g).clamp(lo, hi)
+        with layers(self):
+            g = F.relu(self.p_z(z2))
+            mu, logvar = self.p_mu(g), self.p_logvar(g)
+        return widen(mu), widen(logvar).clamp(lo, hi)

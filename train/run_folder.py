@@ -59,7 +59,8 @@ def save_grid(images: torch.Tensor, path: Path, nrow: int = 8) -> None:
 def final_checkpoint(model: VAE, cfg: Config, history: list[dict]) -> dict:
     """The exportable checkpoint: config, weights and metrics, no training state."""
     return {"format": checkpoint.FORMAT, "version": checkpoint.VERSION, "config": cfg.to_dict(),
-            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            # contiguous: a channels-last run's conv weights saved in the usual layout
+            "state_dict": {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
             "metrics": history}
 
 

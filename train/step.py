@@ -45,24 +45,24 @@ class Inputs:
 
 
 def loss_per_example(net, x: torch.Tensor, inputs: Inputs, likelihood: str, train_k: int,
-                     world: int, rank: int, amp: bool) -> torch.Tensor:
-    """The negative ELBO (train_k = 1, analytic KL) or negative IWAE bound of this rank's share of x, per example."""
+                     world: int, rank: int) -> torch.Tensor:
+    """The negative ELBO (train_k = 1, analytic KL) or negative IWAE bound of this rank's share of x, per example.
+
+    In float32: with bf16 on, the model's layers alone run under autocast (precision.py)."""
     eps = inputs.eps.tensor_split(world, dim=0 if train_k == 1 else 1)[rank]
-    # No weight cache: a cached cast would be a tensor made during capture and read after it.
-    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp, cache_enabled=False):
-        if train_k == 1:
-            rec, kld = elbo_terms(net, x, eps)
-            return rec + inputs.kl_weight * kld
-        return -iwae_objective(net, x, eps, likelihood, inputs.kl_weight)
+    if train_k == 1:
+        rec, kld = elbo_terms(net, x, eps)
+        return rec + inputs.kl_weight * kld
+    return -iwae_objective(net, x, eps, likelihood, inputs.kl_weight)
 
 
 class Step:
     """The training step over `train_x` (uint8 [N, C, H, W] on the device), eager or replayed from a CUDA graph."""
 
     def __init__(self, net, opt: torch.optim.Optimizer, train_x: torch.Tensor, likelihood: str, train_k: int,
-                 world: int = 1, rank: int = 0, amp: bool = False):
+                 world: int = 1, rank: int = 0):
         self.net, self.opt, self.train_x = net, opt, train_x
-        self.likelihood, self.train_k, self.world, self.rank, self.amp = likelihood, train_k, world, rank, amp
+        self.likelihood, self.train_k, self.world, self.rank = likelihood, train_k, world, rank
         # The summed loss of the examples seen since the last reset, on the device (float64: 60k terms of ~250).
         self.loss_sum = torch.zeros((), dtype=torch.float64, device=train_x.device)
         self.last = None  # the last step's per-example loss, for a progress bar that may read it
@@ -75,8 +75,7 @@ class Step:
         if inputs.u is not None:  # drawn for the whole batch so every rank sees the same bits
             x = (inputs.u < x).float()
         x = x.tensor_split(self.world)[self.rank]
-        per_example = loss_per_example(self.net, x, inputs, self.likelihood, self.train_k, self.world, self.rank,
-                                       self.amp)
+        per_example = loss_per_example(self.net, x, inputs, self.likelihood, self.train_k, self.world, self.rank)
         # Summed over the batch as in the reference recipe (Adam is scale-free but for its eps); times world,
         # because DDP averages the ranks' gradients and we want their sum.
         loss = per_example.sum() * self.world

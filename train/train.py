@@ -24,6 +24,7 @@ from .devices import Ranks, init_distributed, job_sums, pick_device  # noqa: F40
 from .errors import TrainError
 from .evaluation import describe, evaluate, iwae, summary
 from .model import VAE
+from .precision import choose, use
 from .progress import Bar
 from .run_folder import check_run_folder, final_checkpoint, load_resumable, resume_state, run_dir, save_epoch
 from .schedule import kl_weight, learning_rate
@@ -71,6 +72,17 @@ def train(cfg: Config, resume: str | None = None, force: bool = False,
         graphs = False
     torch.manual_seed(cfg.seed)  # the weights' initialisation
     model = VAE.from_config(cfg.model()).to(device)
+    precision = choose(cfg.amp, device)
+    if cfg.amp and not precision.bf16:
+        say(f"note: --amp asked for bf16 autocast, but {precision.why}; training in float32")
+    cfg.amp = precision.bf16  # what ran, for the checkpoints and a resumed run
+    use(model, precision)
+    channels_last = cfg.channels_last and cfg.arch == "conv"
+    if cfg.channels_last and not channels_last:
+        say("note: --channels-last is for --arch conv (the mlp has no image-shaped tensors); ignored")
+    if channels_last:  # the weights here, the batches as they reach the conv layers (VAE.nhwc)
+        model = model.to(memory_format=torch.channels_last)
+        model.channels_last = True
     opt = optimizer(model.parameters(), cfg.lr, device, graphs)
     perm_gen = torch.Generator().manual_seed(cfg.seed)
     noise_gen = torch.Generator(device).manual_seed(cfg.seed + 1)
@@ -97,16 +109,13 @@ def train(cfg: Config, resume: str | None = None, force: bool = False,
         net = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
     if cfg.compile:
         net = torch.compile(net)
-    amp = cfg.amp and device.type == "cuda"
-    if cfg.amp and not amp:
-        say("note: --amp uses bf16 autocast on CUDA only; training in float32")
 
     # -- the step and its inputs ---------------------------------------------------------------------------
     train_x, test_images = data.train.to(device), data.test.to(device)
     test_x = pixels(data.test, cfg.binarize).to(device)  # what every test figure is computed on
     n, batch = train_x.shape[0], cfg.batch_size
     steps = math.ceil(n / batch)
-    step = Step(net, opt, train_x, cfg.likelihood, cfg.train_k, ranks.world, ranks.rank, amp)
+    step = Step(net, opt, train_x, cfg.likelihood, cfg.train_k, ranks.world, ranks.rank)
     full = Inputs.empty(min(batch, n), data.shape, cfg.latent_dim, cfg.train_k, cfg.binarize, device)
     last = Inputs.empty(n - (steps - 1) * batch, data.shape, cfg.latent_dim, cfg.train_k, cfg.binarize, device) \
         if n % batch else full  # the epoch's last, smaller batch: eager
@@ -117,7 +126,8 @@ def train(cfg: Config, resume: str | None = None, force: bool = False,
     clock.lap("model on " + device.type)
     say(f"training {cfg.arch} VAE on {data.source}: {n} train / {test_x.shape[0]} test images "
         f"of {'x'.join(map(str, data.shape))}, on {device}"
-        + (f" x {ranks.world} processes" if ranks.world > 1 else ""))
+        + (f" x {ranks.world} processes" if ranks.world > 1 else "")
+        + f"; {precision.describe()}" + ("; channels-last" if channels_last else ""))
 
     # -- the loop ------------------------------------------------------------------------------------------
     # The bar's running loss is read only on the CPU, where reading it costs no sync.
@@ -164,14 +174,15 @@ def train(cfg: Config, resume: str | None = None, force: bool = False,
             loss_total, examples = job_sums([step.loss_sum, count], ranks, device)
             clock.lap("training")
             metrics = {"epoch": epoch, "train_loss": loss_total / examples}
-            metrics.update(evaluate(model, test_x, cfg, ranks, device, amp))
+            metrics.update(evaluate(model, test_x, cfg, ranks, device))
             metrics["seconds"] = time.perf_counter() - t0
             metrics["examples_per_s"] = examples / metrics["seconds"]
             clock.lap("test")
             if epoch == cfg.epochs and cfg.iwae_k > 0:
                 metrics[f"test_iwae_{cfg.iwae_k}"] = iwae(model, test_x, cfg.iwae_k, cfg.seed, ranks, device)
                 clock.lap("IWAE")
-            metrics.update(describe(metrics, cfg.binarize))
+            metrics.update(describe(metrics, cfg.binarize), precision=precision.name, precision_why=precision.why,
+                           memory_format="channels_last" if channels_last else "contiguous")
             history.append(metrics)
             if ranks.main:
                 save_epoch(out, model, opt, cfg, history, epoch, perm_gen, noise_gen, test_images, device, clock)
