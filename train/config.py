@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
 
-# Where neither --amp nor --no-amp is given, a CPU with bf16 instructions trains in bf16 only if this is True
-# (precision.py). bench/train_speed.py --recipes measures what it should be (docs/training.md). CUDA's default stays
-# float32.
-BF16_ON_CPU_BY_DEFAULT = False
+# Where neither --amp nor --no-amp is given, a CPU with bf16 instructions trains in bf16 when this is True
+# (precision.py): bench/train_speed.py --recipes found it faster at the same test -ELBO (docs/training.md). CUDA's
+# default stays float32.
+BF16_ON_CPU_BY_DEFAULT = True
 
 # Keys of the config that describe the network, as opposed to how it was trained.
 MODEL_KEYS = ("arch", "input_shape", "hidden_dim", "latent_dim", "likelihood")
