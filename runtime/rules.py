@@ -15,5 +15,13 @@ PLAIN_PATH = re.compile(f"{_PART}({re.escape(RULES['path_part']['separator'])}{_
 
 
 def message(name: str, /, **values) -> str:
-    """The one-line message `name`, its placeholders filled."""
-    return RULES["messages"][name].format(**values)
+    """The one-line message `name`, its placeholders filled; text from a folder (a key, an operator domain) may hold
+    any character, so what is not printable is escaped, and the message stays one line."""
+    return RULES["messages"][name].format(**{k: _printable(v) for k, v in values.items()})
+
+
+def _printable(value):
+    if not isinstance(value, (str, Path)):
+        return value
+    text = str(value)
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)

@@ -59,3 +59,14 @@ def test_no_reader_states_a_rule_again_by_hand(rule):
     found = [f"{path.relative_to(ROOT)}:{n}: {line.strip()}" for path in READERS if path not in COPIES
              for n, line in enumerate(path.read_text().splitlines(), 1) if re.search(STATED_ONCE[rule], line)]
     assert found == []
+
+
+def test_a_message_escapes_what_a_folder_wrote_that_is_not_printable_so_it_stays_one_line():
+    """A key or an operator domain comes from the folder: a newline or a record separator (which str.splitlines
+    also splits on) in it is escaped, as tests/test_fuzz.py found."""
+    from vae_edge.runtime.rules import message
+
+    for text in ("\n\x04beta\x00", "\x1e", "\u2028a\x85"):
+        got = message("g1_domain", domain=text)
+        assert len(got.splitlines()) == 1 and got.isprintable(), got
+    assert message("g1_domain", domain="ai.onnx.ml") == "uses operator domain 'ai.onnx.ml'"
