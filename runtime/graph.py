@@ -19,10 +19,6 @@ def _show(dims: list):
     return dims[0] if len(dims) == 1 else dims
 
 
-def _arity(session) -> tuple[int, int]:
-    return len(session.get_inputs()), len(session.get_outputs())
-
-
 def check_decoder(decoder, shape: tuple, name: str) -> tuple[str, list]:
     """(z's input name, z's dims past the batch) of a decoder that returns x of `shape`."""
     din, dout = decoder.get_inputs(), decoder.get_outputs()
