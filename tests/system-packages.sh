@@ -14,7 +14,7 @@ need() {  # CHECK (a command line: true when the package is there), PACKAGES, th
 need "command -v npm" "nodejs npm" \
   "the JavaScript library (test_web.py; JavaScript's side of test_conformance.py, test_fuzz.py, test_native.py)"
 need "command -v git" git "docs/layout.md against the tracked files (test_layout.py)"
-need "command -v chromium" chromium "the demo page in headless Chromium (test_web.py)"
+need "test -x \"${CHROMIUM:-/usr/bin/chromium}\"" chromium "the demo page in headless Chromium (test_web.py)"
 need "command -v cc" gcc "the C library and program (test_native.py)"
 need "test -f /usr/include/cjson/cJSON.h" libcjson-dev "the C library and program (test_native.py)"
 need "command -v aarch64-linux-gnu-gcc" gcc-aarch64-linux-gnu "the ARM64 build of the C program (make test-emulated)"
