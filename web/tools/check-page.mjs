@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The demo page in headless Chromium, as tests/test_web.py runs it: the served site decodes fixed z through
-// window.vaeEdge as the Python runtime did (within 1e-5; encode, int8 and one seed's samples too, through the
-// library in the page), a dragged slider, a stroke on the drawing and a click on a sample redraw their pictures,
+// window.vaeEdge as the Python runtime did (within 1e-5, int8 within its rule in tools/tolerance.js; encode and one
+// seed's samples too, through the library in the page), a dragged slider, a stroke on the drawing and a click on a sample redraw their pictures,
 // bad input and a tampered decoder show one-line errors, nothing is fetched from outside the site, and a
 // screenshot is saved.
 //
@@ -9,15 +9,14 @@
 //
 // DIR holds inputs/{z,x}.npy and inputs/sample.json, fp32/{decode,mu,sample}.npy, for a learned prior
 // inputs/{eps,u}.npy and fp32/from_noise.npy, and optionally int8/ for the site's model (tests/test_web.py writes
-// them). Exit code 0 when all holds, else 1.
+// them, with int8/tolerance.json). Exit code 0 when all holds, else 1.
 
 import { existsSync, readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { openSite, waitForModel } from './chromium.mjs';
 import { loadNpy } from './npy.js';
-
-const TOL = 1e-5;
+import { difference, ruleIn } from './tolerance.js';
 
 function parse(argv) {
   const opts = { isolate: true };
@@ -35,8 +34,9 @@ function check(ok, message) {
   if (!ok) throw new Error(message);
 }
 
-/** Max abs difference of decode(z) or encode(x).mu in the page, at a precision, from the Python runtime's. */
-async function compare(page, what, precision, input, want) {
+/** Max abs difference of decode(z) or encode(x).mu in the page, at a precision, from the Python runtime's; it must
+ * be within the precision's rule (web/tools/tolerance.js) read from the reference folder. */
+async function compare(page, what, precision, input, want, reference) {
   const got = await page.evaluate(async ([what, precision, values, n]) => {
     const { vae } = window.vaeEdge;
     // the page's own model, or the same folder loaded again at the other precision
@@ -46,11 +46,9 @@ async function compare(page, what, precision, input, want) {
     if (what === 'from_noise') return Array.from(await model.fromNoise(data.subarray(0, n * vae.latentDim), data.subarray(n * vae.latentDim), n));
     return Array.from(what === 'decode' ? await model.decode(data, n) : (await model.encode(data, n)).mu);
   }, [what, precision, Array.from(input.data), input.shape[0]]);
-  check(got.length === want.data.length, `${what} (${precision}) gave ${got.length} numbers, the Python runtime ${want.data.length}`);
-  let worst = 0;
-  got.forEach((v, i) => { worst = Math.max(worst, Math.abs(v - want.data[i])); });
-  check(worst <= TOL, `${what} (${precision}) differs from the Python runtime by ${worst} (max abs) > ${TOL}`);
-  return worst;
+  const off = difference(got, want.data, ruleIn(path.join(reference, precision)), what === 'mu' ? 'mu' : 'x');
+  check(off === null, `${what} (${precision}) differs from the Python runtime: ${off}`);
+  return got.reduce((worst, v, i) => Math.max(worst, Math.abs(v - want.data[i])), 0);
 }
 
 /** Do `act` and wait until the canvas #id shows another picture. */
@@ -80,20 +78,20 @@ async function main() {
 
     // 1. decode through window.vaeEdge, as another page would; encode and int8 through the library in the page
     const worst = {};
-    worst.decode = await compare(page, 'decode', 'fp32', z, want);
-    worst.mu = await compare(page, 'mu', 'fp32', x, loadNpy(path.join(opts.reference, 'fp32', 'mu.npy')));
+    worst.decode = await compare(page, 'decode', 'fp32', z, want, opts.reference);
+    worst.mu = await compare(page, 'mu', 'fp32', x, loadNpy(path.join(opts.reference, 'fp32', 'mu.npy')), opts.reference);
     if (existsSync(path.join(opts.reference, 'inputs', 'eps.npy'))) { // a learned prior: the same noise, the same z
       const eps = loadNpy(path.join(opts.reference, 'inputs', 'eps.npy')), u = loadNpy(path.join(opts.reference, 'inputs', 'u.npy'));
       const noise = { data: Float32Array.of(...eps.data, ...u.data), shape: eps.shape };
-      worst.fromNoise = await compare(page, 'from_noise', 'fp32', noise, loadNpy(path.join(opts.reference, 'fp32', 'from_noise.npy')));
+      worst.fromNoise = await compare(page, 'from_noise', 'fp32', noise, loadNpy(path.join(opts.reference, 'fp32', 'from_noise.npy')), opts.reference);
     }
     // one seed's samples, drawn in the page: the same noise as Python's (docs/noise.md), so the same images
     const sampling = JSON.parse(readFileSync(path.join(opts.reference, 'inputs', 'sample.json'), 'utf8'));
     worst.sample = await compare(page, 'sample', 'fp32', { data: [sampling.seed, sampling.temperature], shape: [sampling.n] },
-      loadNpy(path.join(opts.reference, 'fp32', 'sample.npy')));
+      loadNpy(path.join(opts.reference, 'fp32', 'sample.npy')), opts.reference);
     if (existsSync(path.join(opts.reference, 'int8'))) {
-      worst.decodeInt8 = await compare(page, 'decode', 'int8', z, loadNpy(path.join(opts.reference, 'int8', 'decode.npy')));
-      worst.muInt8 = await compare(page, 'mu', 'int8', x, loadNpy(path.join(opts.reference, 'int8', 'mu.npy')));
+      worst.decodeInt8 = await compare(page, 'decode', 'int8', z, loadNpy(path.join(opts.reference, 'int8', 'decode.npy')), opts.reference);
+      worst.muInt8 = await compare(page, 'mu', 'int8', x, loadNpy(path.join(opts.reference, 'int8', 'mu.npy')), opts.reference);
     }
 
     // 2. drag the first slider as a person would; the decoded picture must change
