@@ -35,6 +35,7 @@ from common import (OtherLoad, cores, header, interleaved, load_before, median, 
 from vae_edge.export import export_model  # noqa: E402
 from vae_edge.runtime import VAE  # noqa: E402
 from vae_edge.runtime import sessions as runtime_sessions  # noqa: E402
+from vae_edge.runtime.folder import read_folder  # noqa: E402
 
 ARCHS = {"mlp": 300, "conv": 100}  # arch -> training steps (a few seconds each)
 BATCHES = (1, 64, 1024)
@@ -87,15 +88,11 @@ def session(path: Path, threads: int, **options) -> ort.InferenceSession:
 
 
 def session_from_bytes(model: bytes, threads: int, **options) -> ort.InferenceSession:
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.log_severity_level = 3
-    for k, v in options.items():
-        if "." in k:  # a session config key such as session.intra_op.allow_spinning
-            so.add_session_config_entry(k, v)
-        else:
-            setattr(so, k, v)
-    return ort.InferenceSession(model, so, providers=["CPUExecutionProvider"])
+    """Options with a dot are session config keys (session.intra_op.allow_spinning), the rest SessionOptions
+    attributes; none given: onnxruntime's defaults."""
+    config = {k: v for k, v in options.items() if "." in k}
+    return runtime_sessions.new_session(model, threads, config=config,
+                                        **{k: v for k, v in options.items() if "." not in k})
 
 
 # -----------------------------------------------------------------------------
@@ -273,7 +270,8 @@ def tuning_table(subjects: list[Subject], threads: int, seconds: float) -> str:
         enc, dec = s.folder / "encoder.onnx", s.folder / "decoder.onnx"
 
         def vae(n_threads=threads, **opts):
-            return VAE(session(enc, n_threads, **opts), session(dec, n_threads, **opts), s.fp32.meta)
+            return VAE(runtime_sessions.FileSession(session(enc, n_threads, **opts), str(enc)),
+                       runtime_sessions.FileSession(session(dec, n_threads, **opts), str(dec)), read_folder(s.folder))
         variants = {ours: s.fp32, before: vae()}
         variants.update({f"+ {name}": vae(**runtime_sessions.SESSION_CONFIG, **opts) for name, opts in TUNING.items()})
         variants["+ 1 thread"] = vae(1, **runtime_sessions.SESSION_CONFIG)

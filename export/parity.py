@@ -6,6 +6,7 @@ import numpy as np
 import onnxruntime as ort
 import torch
 
+from vae_edge.runtime.sessions import new_session
 from vae_edge.train.model import VAE
 
 from .errors import ParityError
@@ -16,11 +17,7 @@ PARITY_BATCH_SIZES = (1, 2, 7, 64)
 
 def session(model: bytes, ort_format: bool = False) -> ort.InferenceSession:
     """A CPU onnxruntime session straight from bytes (ONNX, or ORT format), so nothing needs to be on disk yet."""
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    if ort_format:
-        so.add_session_config_entry("session.load_model_format", "ORT")
-    return ort.InferenceSession(model, sess_options=so, providers=["CPUExecutionProvider"])
+    return new_session(model, ort_format=ort_format)
 
 
 @torch.no_grad()

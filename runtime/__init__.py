@@ -7,9 +7,9 @@ Imports only numpy, onnxruntime, typer (CLI), pillow (image files) and the stand
 onnxruntime) is imported when first asked for, so that a module such as vae_edge.runtime.png is usable without.
 """
 from .errors import ModelFolderError, RuntimeInputError
-from .folder import read_meta, verify_files
+from .folder import ModelFolder, read_folder, read_meta, verify_files
 
-__all__ = ["VAE", "ModelFolderError", "RuntimeInputError", "read_meta", "verify_files"]
+__all__ = ["VAE", "ModelFolder", "ModelFolderError", "RuntimeInputError", "read_folder", "read_meta", "verify_files"]
 
 
 def __getattr__(name: str):

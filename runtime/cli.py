@@ -28,7 +28,7 @@ from .args import Argument, Option, run, typer_app
 from .images import (image_format, save_grid, save_grid_and_npy, save_npy_chunks, write_image_files, write_index,
                      write_npy, write_npy_chunks, write_npy_rows)
 from .errors import ModelFolderError, RuntimeInputError, fail
-from .folder import PRECISIONS, read_meta, verify_files
+from .folder import PRECISIONS, read_folder, read_meta, verify_files
 from .inputs import check_seed, latents_like
 from .model import DEFAULT_BATCH_SIZE, VAE
 from .outputs import STDOUT, atomic_files, check_out_dir, check_output
@@ -390,12 +390,13 @@ def info(
             return _echo(f"vae-edge {__version__}")
         if list_bundled:
             return _list_bundled()
-        folder, _ = bundled.resolve(model)
-        meta = read_meta(folder)
+        where, _ = bundled.resolve(model)
+        folder = read_folder(where).keeping()  # vae.json read once, each file read and hashed once
+        meta = folder.meta
         if as_json:
             _echo(json.dumps(meta, indent=2, sort_keys=True))
         else:
-            _echo(f"folder:   {folder}")
+            _echo(f"folder:   {where}")
             _echo(f"format:   {meta['format']} v{meta['format_version']}")
             _echo(f"prior:    {prior.describe(meta)}")
             _echo(f"nll:      {likelihood(meta)}")
@@ -419,7 +420,7 @@ def info(
             raise ModelFolderError(f"{len(bad)} of {len(checks)} files failed verification: {bad[0]}")
         # Hashes only prove the files are the exported ones; loading proves they fit together.
         for precision, keys in PRECISIONS.items():
-            if all(k in meta["files"] for k in keys):
+            if all(folder.has(k) for k in keys):
                 VAE.load(folder, precision=precision)
         if not as_json:
             _echo(f"ok: {len(checks)} files verified")

@@ -1,7 +1,7 @@
-"""The model folder (docs/format.md): vae.json, read and checked, and the files it lists, each opened safely and
-checked against its size and sha256, in the order docs/format.md numbers (issue 31: a folder may come from a
-stranger). Standard library only; tests/conformance/ holds the cases every reader (Python, JavaScript, C) must
-accept or refuse alike."""
+"""The model folder (docs/format.md): vae.json, read and checked once into a ModelFolder (read_folder), and the
+files it lists, each opened safely and checked against its size and sha256 when a reader first needs it, in the
+order docs/format.md numbers (issue 31: a folder may come from a stranger). Standard library only;
+tests/conformance/ holds the cases every reader (Python, JavaScript, C) must accept or refuse alike."""
 from __future__ import annotations
 
 import errno
@@ -12,6 +12,7 @@ import re
 import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from .errors import ModelFolderError, missing_model_message, one_line
@@ -43,9 +44,81 @@ def _size(v) -> int:
     return int(v)
 
 
-def read_meta(path: str | os.PathLike = RULES["default_folder"]) -> dict:
-    """Read and check vae.json of a model folder: opened like every listed file (open_inside), at most 1 MiB and
-    nested at most 32 levels (scanned before the parser runs), strict JSON, this format and version, the sizes."""
+@dataclass(frozen=True)
+class ModelFolder:
+    """A model folder as every reader downstream sees it: vae.json read and checked once (read_folder), its facts
+    typed, and its files, each read and verified (rules a-f) when a reader needs it (read). Nothing downstream
+    re-reads vae.json."""
+
+    path: Path
+    meta: dict = field(repr=False)  # vae.json as parsed: for vae-info and VAE.meta, never read for a rule again
+    format_version: int
+    input_shape: tuple[int, int, int]
+    latent_dim: int
+    loads: tuple[str, ...]  # the files this format version loads beside the precision's (format 2: prior)
+    prior: dict | None  # format 2's prior description; None where the format loads no prior (N(0, I))
+    binarized: bool  # trained on 0/1 pixels (recipe.binarize): what a score is computed on
+    _kept: dict | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def meta_path(self) -> Path:
+        return self.path / "vae.json"
+
+    def has(self, key: str) -> bool:
+        """Whether vae.json lists files[key] (not whether the entry is valid: where() and read() say that)."""
+        return key in self.meta["files"]
+
+    def where(self, key: str) -> Path:
+        """Where files[key] is, refusing an entry without a path, a sha256 and its bytes (a), and a path that is
+        not plain (b)."""
+        return self._entry(key)[0]
+
+    def _entry(self, key: str) -> tuple[Path, int, str]:
+        """files[key] checked (a, b): (its path, its size in bytes, its sha256)."""
+        entry = self.meta["files"].get(key)
+        size = _byte_count(entry.get("bytes")) if isinstance(entry, dict) else None
+        if size is None or not isinstance(entry.get("path"), str) or not isinstance(entry.get("sha256"), str):
+            raise ModelFolderError(message("no_entry", meta=self.meta_path, key=key))
+        # The path comes from a file we do not control: keep it inside the folder, and the same on every system.
+        name = entry["path"]
+        if not PLAIN_PATH.fullmatch(name):
+            raise ModelFolderError(message("not_plain", meta=self.meta_path, key=key, name=name))
+        return self.path / name, size, entry["sha256"]
+
+    def read(self, key: str) -> bytes:
+        """The bytes of files[key], in the order docs/format.md numbers: the entry (a), a plain path (b), the file
+        opened safely and read at its declared size (c-e, read_inside), its sha256 (f). The bytes returned are the
+        bytes that run: sessions.py builds onnxruntime's session from them, never from the path again."""
+        if self._kept is not None and key in self._kept:
+            return self._kept[key]
+        path, size, sha256 = self._entry(key)
+        data = read_inside(self.path, path, size)
+        if hashlib.sha256(data).hexdigest() != sha256:
+            raise ModelFolderError(message("sha256", path=path))
+        if self._kept is not None:
+            self._kept[key] = data
+        return data
+
+    def keeping(self) -> "ModelFolder":
+        """This folder, keeping the bytes of each file it reads: vae-info verifies every file, then loads each
+        precision from the same bytes (each file read and hashed once)."""
+        return replace(self, _kept={})
+
+    def precision_files(self, precision: str, ort_format: bool = False) -> tuple[str, str]:
+        """The keys (encoder, decoder) a precision loads, refusing int8 from a folder without its files (saying
+        why where vae.json does: over the bound at export)."""
+        enc_key, dec_key = (f"{k}_ort" if ort_format else k for k in PRECISIONS[precision])
+        if precision == "int8" and not (self.has(enc_key) and self.has(dec_key)):
+            int8 = self.meta.get("int8")
+            why = "int8_over_bound" if isinstance(int8, dict) and "method" not in int8 else "int8_missing"
+            raise ModelFolderError(message(why, folder=self.path, fp32="precision='fp32'"))
+        return enc_key, dec_key
+
+
+def read_folder(path: str | os.PathLike = RULES["default_folder"]) -> ModelFolder:
+    """Read and check vae.json of a model folder, every rule of docs/format.md on it in order: opened like every
+    listed file (open_inside), at most 1 MiB and nested at most 32 levels (scanned before the parser runs),
+    strict JSON, this format and version, the sizes, a format-2 prior's description."""
     folder = Path(path)
     meta_path = folder / "vae.json"
     if not folder.is_dir() or not meta_path.exists():
@@ -67,15 +140,25 @@ def read_meta(path: str | os.PathLike = RULES["default_folder"]) -> dict:
         raise ModelFolderError(problem)
     try:
         model, files = meta["model"], meta["files"]
-        shape = [_size(v) for v in model["input_shape"]]
-        _size(model["latent_dim"])
-        if len(shape) != 3 or not isinstance(files, dict):
-            raise ValueError(shape)
+        c, h, w = (_size(v) for v in model["input_shape"])
+        latent = _size(model["latent_dim"])
+        if not isinstance(files, dict):
+            raise ValueError(files)
     except (KeyError, TypeError, ValueError):
         raise ModelFolderError(message("meta_invalid", path=meta_path)) from None
-    if "prior" in loads(meta) and not _prior_ok(meta.get("prior")):
+    version = int(meta["format_version"])
+    loads = tuple(RULES["format_versions"][str(version)]["loads"])
+    if "prior" in loads and not _prior_ok(meta.get("prior")):
         raise ModelFolderError(message("no_prior", path=meta_path, version=meta["format_version"]))
-    return meta
+    recipe = meta.get("recipe")
+    return ModelFolder(path=folder, meta=meta, format_version=version, input_shape=(c, h, w), latent_dim=latent,
+                       loads=loads, prior=meta["prior"] if "prior" in loads else None,
+                       binarized=isinstance(recipe, dict) and recipe.get("binarize") is True)
+
+
+def read_meta(path: str | os.PathLike = RULES["default_folder"]) -> dict:
+    """vae.json of a model folder, read and checked (read_folder), as a dict."""
+    return read_folder(path).meta
 
 
 def nesting(data: bytes) -> int:
@@ -112,34 +195,6 @@ def format_problem(meta: dict, path: str | os.PathLike = "vae.json") -> str | No
         return (message("version_newer_needs", **newer, need=need, how=": pip install -U vae-edge") if need
                 else message("version_newer", **newer))
     return message("version_other", path=path, version=repr(version), versions=", ".join(map(str, FORMAT_VERSIONS)))
-
-
-def loads(meta: dict) -> list[str]:
-    """The files a folder of this format version loads beside the precision's (format 2: prior)."""
-    return RULES["format_versions"][str(int(meta["format_version"]))]["loads"]
-
-
-def input_shape(meta: dict) -> tuple[int, int, int]:
-    c, h, w = (_size(v) for v in meta["model"]["input_shape"])
-    return c, h, w
-
-
-def latent_dim(meta: dict) -> int:
-    return _size(meta["model"]["latent_dim"])
-
-
-def file_path(folder: Path, meta: dict, key: str) -> Path:
-    """Where files[key] is, refusing an entry without a path, a sha256 and its bytes (a), and a path that is not
-    plain (b)."""
-    entry = meta["files"].get(key)
-    if (not isinstance(entry, dict) or not isinstance(entry.get("path"), str)
-            or not isinstance(entry.get("sha256"), str) or _byte_count(entry.get("bytes")) is None):
-        raise ModelFolderError(message("no_entry", meta=folder / "vae.json", key=key))
-    # The path comes from a file we do not control: keep it inside the folder, and the same on every system.
-    name = entry["path"]
-    if not PLAIN_PATH.fullmatch(name):
-        raise ModelFolderError(message("not_plain", meta=folder / "vae.json", key=key, name=name))
-    return folder / name
 
 
 def _byte_count(v) -> int | None:
@@ -201,28 +256,16 @@ def _read_up_to(fd: int, n: int, path: Path) -> bytes:
         raise ModelFolderError(f"cannot read {path}: {one_line(e)}") from None
 
 
-def check_file(folder: Path, meta: dict, key: str) -> bytes:
-    """The bytes of files[key], in the order docs/format.md numbers: the entry (a), a plain path (b), the file
-    opened safely and read at its declared size (c-e, read_inside), its sha256 (f). The bytes returned are the
-    bytes that run: sessions.py builds onnxruntime's session from them, never from the path again."""
-    path = file_path(folder, meta, key)
-    size = _byte_count(meta["files"][key]["bytes"])
-    assert size is not None  # file_path refused an entry without it
-    data = read_inside(folder, path, size)
-    if hashlib.sha256(data).hexdigest() != meta["files"][key]["sha256"]:
-        raise ModelFolderError(message("sha256", path=path))
-    return data
-
-
-def verify_files(path: str | os.PathLike = RULES["default_folder"]) -> list[tuple[str, str, str | None]]:
+def verify_files(folder: str | os.PathLike | ModelFolder = RULES["default_folder"]
+                 ) -> list[tuple[str, str, str | None]]:
     """Check every file listed in vae.json: (key, path, None if it is intact else the reason)."""
-    folder = Path(path)
-    meta = read_meta(folder)
+    folder = folder if isinstance(folder, ModelFolder) else read_folder(folder)
     out: list[tuple[str, str, str | None]] = []
-    for key, entry in meta["files"].items():
-        where = str(folder / entry["path"]) if isinstance(entry, dict) and isinstance(entry.get("path"), str) else key
+    for key, entry in folder.meta["files"].items():
+        has_path = isinstance(entry, dict) and isinstance(entry.get("path"), str)
+        where = str(folder.path / entry["path"]) if has_path else key
         try:
-            check_file(folder, meta, key)
+            folder.read(key)
             out.append((key, where, None))
         except ModelFolderError as e:
             out.append((key, where, str(e)))

@@ -4,8 +4,9 @@ Everything here is stateless after loading (onnxruntime sessions and a dict; the
 once, under a lock, on first use), so one loaded VAE can be shared by many threads: InferenceSession.run is
 thread-safe and every call makes its own random Generator.
 
-Loading goes down the layers: bundled.py (which folder), folder.py (vae.json and the files' sha256),
-sessions.py (onnxruntime), graph.py (the networks fit vae.json); inputs.py checks what the caller passes.
+Loading goes down the layers: bundled.py (which folder), folder.py (vae.json read once into a ModelFolder, and
+the files' sha256), sessions.py (onnxruntime), graph.py (the networks fit vae.json); inputs.py checks what the
+caller passes.
 """
 from __future__ import annotations
 
@@ -18,8 +19,8 @@ from typing import Iterator
 import numpy as np
 
 from . import bundled, graph, inputs, prior, random, score
-from .errors import ModelFolderError, RuntimeInputError
-from .folder import PRECISIONS, input_shape, latent_dim, loads, read_meta
+from .errors import RuntimeInputError
+from .folder import PRECISIONS, ModelFolder, read_folder
 from .rules import LIMITS, message
 from .sessions import InferenceSession, check_ort_format, open_file, ort
 
@@ -38,26 +39,29 @@ def check_provider(asked: str, used: list[str]) -> None:
 class VAE:
     """An exported VAE on onnxruntime: encode, decode, sample, reconstruct, interpolate."""
 
-    def __init__(self, encoder: InferenceSession | None, decoder: InferenceSession, meta: dict,
-                 precision: str = "fp32", batch_size: int = DEFAULT_BATCH_SIZE, name: str = "model"):
-        self._enc, self._dec, self._meta = encoder, decoder, meta
+    def __init__(self, encoder: InferenceSession | None, decoder: InferenceSession, model_folder: ModelFolder,
+                 precision: str = "fp32", batch_size: int = DEFAULT_BATCH_SIZE):
+        self._enc, self._dec, self._model_folder = encoder, decoder, model_folder
         self.precision = precision
-        self.folder: Path | None = None  # where it was loaded from, and the bundled model's name if it is one
+        self.folder: Path = model_folder.path  # where it was loaded from, and the bundled model's name if it is one
         self.bundled: str | None = None
         self._prior: prior.Prior | None = None  # a format-2 folder's prior.onnx (VAE.load)
         self._scorer: score.Scorer | None = None  # score.onnx, where the folder has one (VAE.load)
         self.batch_size = inputs.check_count(batch_size, "batch_size")
-        self._shape, self._latent = input_shape(meta), latent_dim(meta)
-        self._x_name, self._z_name = graph.check_pair(encoder, decoder, self._shape, self._latent, name)
+        self._shape, self._latent = model_folder.input_shape, model_folder.latent_dim
+        self._x_name, self._z_name = graph.check_pair(encoder, decoder, self._shape, self._latent,
+                                                      str(model_folder.path))
 
     @classmethod
-    def load(cls, path: str | os.PathLike | None = None, precision: str = "fp32", threads: int | None = None,
+    def load(cls, path: str | os.PathLike | ModelFolder | None = None, precision: str = "fp32",
+             threads: int | None = None,
              providers: list | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
              decoder_only: bool = False, ort_format: bool = False) -> "VAE":
         """Load an export folder, refusing files whose sha256 differs from vae.json.
 
         path: a folder written by vae-export, or the name of a model bundled with the package; None means
-        ./vae-onnx if it exists, else the bundled default (`vae-info --list` lists them).
+        ./vae-onnx if it exists, else the bundled default (`vae-info --list` lists them); or a ModelFolder
+        already read (folder.read_folder), whose vae.json is not read again.
 
         Both files are checked at load (sha256, versions, shapes); the encoder's onnxruntime session is
         made when something first encodes, so that sampling never pays for it.
@@ -79,27 +83,26 @@ class VAE:
             if pname not in available:
                 # onnxruntime would only warn and fall back to CPU; an explicit request deserves an error.
                 raise RuntimeInputError(f"provider {pname!r} is not available here; available: {', '.join(available)}")
-        folder, bundled_name = bundled.resolve(path)
-        meta = read_meta(folder)
-        enc_key, dec_key = (f"{k}_ort" if ort_format else k for k in PRECISIONS[precision])
-        if precision == "int8" and not (enc_key in meta["files"] and dec_key in meta["files"]):
-            if isinstance(meta.get("int8"), dict) and "method" not in meta["int8"]:
-                raise ModelFolderError(message("int8_over_bound", folder=folder, fp32="precision='fp32'"))
-            raise ModelFolderError(message("int8_missing", folder=folder, fp32="precision='fp32'"))
+        if isinstance(path, ModelFolder):
+            folder, bundled_name = path, None
+        else:
+            where, bundled_name = bundled.resolve(path)
+            folder = read_folder(where)
+        enc_key, dec_key = folder.precision_files(precision, ort_format)
         if ort_format:
-            check_ort_format(folder, meta, enc_key, dec_key)
-        encoder = None if decoder_only else open_file(folder, meta, enc_key, threads, providers, ort_format,
+            check_ort_format(folder, enc_key, dec_key)
+        encoder = None if decoder_only else open_file(folder, enc_key, threads, providers, ort_format,
                                                       lazy=not ort_format)
-        vae = cls(encoder, open_file(folder, meta, dec_key, threads, providers, ort_format), meta, precision,
-                  batch_size, name=str(folder))
-        vae.folder, vae.bundled = folder, bundled_name
+        vae = cls(encoder, open_file(folder, dec_key, threads, providers, ort_format), folder, precision,
+                  batch_size)
+        vae.bundled = bundled_name
         first = providers[0] if providers else None
         if first is not None:
             check_provider(first[0] if isinstance(first, (tuple, list)) else first, vae.providers)
-        if "prior" in loads(meta):  # prior.onnx, fp32 at any precision; format 1 ignores "prior"
-            vae._prior = prior.Prior(meta, lambda key: open_file(folder, meta, key, threads, providers))
-        if "prior" in loads(meta) or "score" in meta["files"]:  # format 2 always scores; opened on the first score
-            vae._scorer = score.Scorer(meta, lambda: open_file(folder, meta, "score", threads, providers))
+        if folder.prior is not None:  # prior.onnx, fp32 at any precision; format 1 ignores "prior"
+            vae._prior = prior.Prior(folder, open_file(folder, "prior", threads, providers))
+        if folder.prior is not None or folder.has("score"):  # format 2 always scores; opened on the first score
+            vae._scorer = score.Scorer(folder, lambda: open_file(folder, "score", threads, providers))
         return vae
 
     # -- facts -----------------------------------------------------------------------------------------
@@ -120,10 +123,10 @@ class VAE:
     @property
     def meta(self) -> dict:
         """The vae.json dict (a copy: the loaded model never changes)."""
-        return json.loads(json.dumps(self._meta))
+        return json.loads(json.dumps(self._model_folder.meta))
 
     def __repr__(self) -> str:
-        m = self._meta["model"]
+        m = self._model_folder.meta["model"]
         return (f"VAE(arch={m.get('arch')!r}, input_shape={self._shape}, latent_dim={self._latent}, "
                 f"precision={self.precision!r}, batch_size={self.batch_size}"
                 f"{', decoder_only=True' if self._enc is None else ''})")
@@ -242,14 +245,14 @@ class VAE:
         x, _ = inputs.images(images, self._shape)
         k, seed = inputs.check_count(k, "k"), inputs.check_seed(seed)
         start = inputs.check_count(start + 1, "start + 1", limit=None) - 1
-        x = score.to_pixels(inputs.pixels(x, self._shape), score.binarized(self._meta))
+        x = score.to_pixels(inputs.pixels(x, self._shape), self._model_folder.binarized)
         nll = -self._score_with()(x, k, seed, self._noise(eps, k, len(x)), start)
         return nll / (math.prod(self._shape) * math.log(2)) if bits_per_dim else nll
 
     @property
     def pixel_rule(self) -> str:
         """The pixels score() computes on, in words (what a vae-score threshold records)."""
-        return score.pixel_rule(self._meta)
+        return score.pixel_rule(self._model_folder.binarized)
 
     @property
     def can_score(self) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import graph
-from .folder import latent_dim
+from .folder import ModelFolder
 
 
 def describe(meta: dict) -> str:
@@ -26,14 +26,13 @@ def describe(meta: dict) -> str:
 
 
 class Prior:
-    """prior.onnx's session, made at load and held to its contract (graph.py); session(key) makes the session of
-    files[key]."""
+    """prior.onnx's session (made at load), held to its contract (graph.py)."""
 
-    def __init__(self, meta: dict, session):
-        self.spec = meta["prior"]
+    def __init__(self, folder: ModelFolder, sampler):
+        assert folder.prior is not None  # VAE.load makes a Prior for a format that loads prior.onnx only
+        self.spec = folder.prior
         self.inputs = list(self.spec["sample"]["inputs"])
-        self._latent = latent_dim(meta)
-        sampler = session("prior")
+        self._latent = folder.latent_dim
         self._sampler = graph.check_prior(sampler, self.inputs, self._latent, sampler.name)
 
     @property

@@ -16,22 +16,17 @@ import numpy as np
 
 from . import graph, random
 from .errors import ModelFolderError
-from .folder import input_shape, latent_dim
+from .folder import ModelFolder
 
 IMAGES_PER_SCORE = 100  # images per score.onnx run
 DECODES_PER_SCORE = 4096  # samples x images per run: as train/iwae.py
 BINARY_THRESHOLD = 0.5  # a binarized model's pixel is 1 where the grey level is >= this
 
 
-def binarized(meta: dict) -> bool:
-    """Whether the model was trained on 0/1 pixels: vae.json's recipe.binarize (vae-train --binarize)."""
-    recipe = meta.get("recipe")
-    return isinstance(recipe, dict) and recipe.get("binarize") is True
-
-
-def pixel_rule(meta: dict) -> str:
-    """The pixels a score is computed on, in words: what a threshold file records and checks."""
-    return f"binary: x >= {BINARY_THRESHOLD:g} is 1" if binarized(meta) else "grey levels in [0, 1]"
+def pixel_rule(binarized: bool) -> str:
+    """The pixels a score is computed on, in words: what a threshold file records and checks. binarized: trained
+    on 0/1 pixels (vae.json's recipe.binarize, vae-train --binarize; ModelFolder.binarized)."""
+    return f"binary: x >= {BINARY_THRESHOLD:g} is 1" if binarized else "grey levels in [0, 1]"
 
 
 def to_pixels(x: np.ndarray, binary: bool) -> np.ndarray:
@@ -43,8 +38,8 @@ class Scorer:
     """score.onnx's session, made on first use under a lock and held to its contract then (graph.py);
     session() opens files["score"]."""
 
-    def __init__(self, meta: dict, session):
-        self._latent, self._shape, self._session = latent_dim(meta), input_shape(meta), session
+    def __init__(self, folder: ModelFolder, session):
+        self._latent, self._shape, self._session = folder.latent_dim, folder.input_shape, session
         self._lock = threading.Lock()
         self._scorer: Any = None
 

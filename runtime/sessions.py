@@ -6,7 +6,6 @@ its IR version and opset (compat.py). The encoder's session can wait until somet
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -16,7 +15,7 @@ from typing import Any
 from . import closed_list, compat
 from .errors import ModelFolderError, one_line
 from .rules import message
-from .folder import check_file, file_path
+from .folder import ModelFolder
 
 
 def _import_onnxruntime():
@@ -64,25 +63,35 @@ def check_readable(data: bytes, name: str) -> tuple[int, int]:
     return ir_version, opset
 
 
-def session(name: str, data: bytes, threads: int | None, providers: list,
-            ort_format: bool = False) -> InferenceSession:
-    """A session built from data, the bytes of the file `name` that check_file verified: never from the path
-    again, so that a file replaced after its check never runs (issue 31). Its cost in peak memory against the
-    path-based load is in docs/performance.md (bench/cold_start.py)."""
+def new_session(data: bytes, threads: int | None = None, providers: list | None = None, ort_format: bool = False,
+                config: dict | None = None, **attributes) -> InferenceSession:
+    """The one onnxruntime session factory (the runtime's files, the export's parity check, the benchmarks): from
+    bytes, errors-only logging, `threads` intra-op threads and one inter-op (None: onnxruntime decides),
+    config's session entries (SESSION_CONFIG unless given: {} is onnxruntime's defaults) and SessionOptions
+    attributes. Checks nothing: session() below is the one for a model folder's files."""
     so = ort.SessionOptions()
-    versions = None
-    if ort_format:  # not an ONNX protobuf, so no closed list to walk (rule G1): onnxruntime checks its own format
-        so.add_session_config_entry("session.load_model_format", "ORT")
-    else:
-        versions = check_readable(data, name)
     so.log_severity_level = 3  # errors only: warnings from the graph optimizer are noise for users
-    for key, value in SESSION_CONFIG.items():
+    if ort_format:
+        so.add_session_config_entry("session.load_model_format", "ORT")
+    for key, value in (SESSION_CONFIG if config is None else config).items():
         so.add_session_config_entry(key, value)
+    for key, value in attributes.items():
+        setattr(so, key, value)
     if threads is not None:
         so.intra_op_num_threads = threads
         so.inter_op_num_threads = 1
+    return ort.InferenceSession(data, sess_options=so, providers=providers or ["CPUExecutionProvider"])
+
+
+def session(name: str, data: bytes, threads: int | None, providers: list,
+            ort_format: bool = False) -> InferenceSession:
+    """A session built from data, the bytes of the file `name` that ModelFolder.read verified: never from the path
+    again, so that a file replaced after its check never runs (issue 31). Its cost in peak memory against the
+    path-based load is in docs/performance.md (bench/cold_start.py). An ORT-format file is not an ONNX protobuf,
+    so there is no closed list to walk (rule G1): onnxruntime checks its own format."""
+    versions = None if ort_format else check_readable(data, name)
     try:
-        return FileSession(ort.InferenceSession(data, sess_options=so, providers=providers), name)
+        return FileSession(new_session(data, threads, providers, ort_format), name)
     except Exception as e:  # onnxruntime raises its own exception types (InvalidProtobuf, Fail, ...)
         too_new = versions and compat.refused(*versions, ort.__version__, name)
         raise ModelFolderError(too_new or message("not_onnx", path=name, reason=one_line(e))) from None
@@ -141,7 +150,7 @@ class LaterSession:
     the file's bytes (compat.onnx_signature, the same facts the session would give); the session, about
     12 ms and 7 MiB for the bundled encoder, waits until something encodes. The file's sha256 is checked again
     then, as it is read once more: its bytes are not kept meanwhile, so that sampling never holds them (their
-    size in memory), and the session is built from the bytes of that second read, verified again (check_file).
+    size in memory), and the session is built from the bytes of that second read, verified again (ModelFolder.read).
     Thread-safe: the first run makes the one session under a lock."""
 
     def __init__(self, make, signature: tuple[list, list, dict]):
@@ -176,19 +185,19 @@ def later(make, data: bytes, name: str):
     return LaterSession(make, signature)
 
 
-def check_ort_format(folder: Path, meta: dict, *keys: str) -> None:
+def check_ort_format(folder: ModelFolder, *keys: str) -> None:
     """ORT-format files must be there, and the installed onnxruntime as new as the one that wrote them."""
-    if not all(k in meta["files"] for k in keys):
-        raise ModelFolderError(f"{folder} has no ORT-format files; re-export with `vae-export ... --ort`")
-    made = (meta.get("ort_format") or {}).get("made_by_onnxruntime")
+    if not all(folder.has(k) for k in keys):
+        raise ModelFolderError(f"{folder.path} has no ORT-format files; re-export with `vae-export ... --ort`")
+    made = (folder.meta.get("ort_format") or {}).get("made_by_onnxruntime")
     if made and compat.parse_version(ort.__version__) < compat.parse_version(made):
-        raise ModelFolderError(f"{folder}: the .ort files need onnxruntime >= {made} (installed: {ort.__version__}), "
-                               f"which wrote them; upgrade onnxruntime, or load the .onnx files")
+        raise ModelFolderError(f"{folder.path}: the .ort files need onnxruntime >= {made} (installed: "
+                               f"{ort.__version__}), which wrote them; upgrade onnxruntime, or load the .onnx files")
 
 
-def open_file(folder: Path, meta: dict, key: str, threads: int | None, providers: list, ort_format: bool = False,
+def open_file(folder: ModelFolder, key: str, threads: int | None, providers: list, ort_format: bool = False,
               lazy: bool = False):
     """The session of files[key], its bytes checked against vae.json first; lazy: a LaterSession."""
-    name = str(file_path(folder, meta, key))
-    make = lambda: session(name, check_file(folder, meta, key), threads, providers, ort_format)  # noqa: E731
-    return later(make, check_file(folder, meta, key), name) if lazy else make()
+    name = str(folder.where(key))
+    make = lambda: session(name, folder.read(key), threads, providers, ort_format)  # noqa: E731
+    return later(make, folder.read(key), name) if lazy else make()

@@ -8,6 +8,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -55,6 +56,20 @@ def pytest_collection_finish(session):
         import exported
 
         exported.install()
+
+
+@pytest.fixture
+def opened(monkeypatch) -> Counter:
+    """How many times each file of a model folder is opened (by name), from here on in this test."""
+    from vae_edge.runtime import folder as runtime_folder
+
+    count, real = Counter(), runtime_folder.open_inside
+
+    def counting(folder, path):
+        count[Path(path).name] += 1
+        return real(folder, path)
+    monkeypatch.setattr(runtime_folder, "open_inside", counting)
+    return count
 
 
 @pytest.fixture(autouse=True)

@@ -323,6 +323,15 @@ def test_missing_folder_says_how_to_make_one(tmp_path):
         VAE.load(tmp_path / "nowhere")
 
 
+def test_a_load_reads_vae_json_once_and_each_file_once_but_the_encoder_twice(opened):
+    """vae.json is read into one ModelFolder; the encoder is checked at load and read again when its session is
+    made on the first encode, so that a sampler never holds its bytes (sessions.LaterSession)."""
+    vae = VAE.load()  # the bundled model: format 2, prior.onnx and score.onnx
+    x = np.random.default_rng().random((3, *vae.input_shape), dtype=np.float32)
+    vae.sample(2, seed=1), vae.encode(x), vae.encode(x), vae.score(x), vae.score(x)
+    assert opened == {"vae.json": 1, "decoder.onnx": 1, "prior.onnx": 1, "encoder.onnx": 2, "score.onnx": 1}
+
+
 @pytest.mark.parametrize("name", ["decoder.onnx", "encoder.onnx", "decoder.int8.onnx"])
 def test_a_tampered_file_is_refused(mlp, tmp_path, name):
     folder = copy_export(mlp[1], tmp_path)

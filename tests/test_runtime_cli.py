@@ -367,6 +367,13 @@ def test_info_prints_the_metadata_and_verifies_every_file(mlp):
     assert r.stdout.count("  ok\n") == 5
 
 
+def test_info_reads_vae_json_once_and_each_file_once(mlp, opened):
+    """vae-info verifies every file, then loads each precision from the same folder object and the same bytes."""
+    assert run(info_app, "--model", mlp).exit_code == 0
+    assert opened == dict.fromkeys(("vae.json", "encoder.onnx", "decoder.onnx", "score.onnx", "encoder.int8.onnx",
+                                  "decoder.int8.onnx"), 1)
+
+
 def test_info_json_prints_vae_json(conv):
     r = run(info_app, "--model", conv, "--json")
     assert r.exit_code == 0, r.stderr
