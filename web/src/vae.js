@@ -108,8 +108,12 @@ export class VAE {
 
   /** x (n images: floats in [0, 1], or a Uint8Array of 0..255) -> {mu, logvar}, each n x latent_dim float32. */
   async encode(x, n) {
-    if (!this.encoder) throw new RuntimeInputError('this VAE was loaded with decoderOnly: true; load it without to encode');
-    x = images(x, n, this._shape);
+    this._needEncoder();
+    return this._encode(images(x, n, this._shape));
+  }
+
+  // The encoder on images encode or interpolate has checked (each argument is checked once).
+  async _encode(x) {
     const count = x.length / this._pixels;
     const mu = new Float32Array(count * this._latent), logvar = new Float32Array(count * this._latent);
     for (let i = 0; i < count; i += this.batchSize) {
@@ -197,7 +201,8 @@ export class VAE {
     if (a.length !== b.length) {
       throw new RuntimeInputError(`a and b hold different numbers of images: ${a.length / this._pixels} vs ${b.length / this._pixels}`);
     }
-    const [mu1, mu2] = [(await this.encode(a)).mu, (await this.encode(b)).mu];
+    this._needEncoder();
+    const [mu1, mu2] = [(await this._encode(a)).mu, (await this._encode(b)).mu];
     const d = mu1.length;
     const z = new Float32Array(steps * d);
     const f = Math.fround, step = 1 / (steps - 1);
@@ -206,6 +211,10 @@ export class VAE {
       for (let i = 0; i < d; i++) z[s * d + i] = f(f(f(1 - t) * mu1[i]) + f(t * mu2[i]));
     }
     return this.decode(z);
+  }
+
+  _needEncoder() {
+    if (!this.encoder) throw new RuntimeInputError('this VAE was loaded with decoderOnly: true; load it without to encode');
   }
 
   async _decodeChunk(z, m) {
