@@ -14,7 +14,7 @@ import { chmod, cp, mkdir, mkdtemp, readdir, readFile, rename, rm, stat, writeFi
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ModelFolderError } from './src/errors.js';
-import { checkFile, filePath, metaBytes, PRECISIONS, readMeta } from './src/folder.js';
+import { PRECISIONS, readFolder } from './src/folder.js';
 import { openFile } from './src/node-files.js';
 import { checkClosedList } from './src/onnx.js';
 
@@ -39,25 +39,24 @@ async function defaultModel() {
   throw new BuildError('no model to put in the site: run `make demo` (it writes vae-onnx/) or pass MODEL=path/to/export');
 }
 
-/** vae.json and each file it lists, read and checked by the library's own reader (src/folder.js, the rules of
- * docs/format.md); unknown keys are carried along untouched. */
+/** vae.json and each file it lists, read and checked once by the library's own reader (src/folder.js, the rules of
+ * docs/format.md) and written as read; unknown keys are carried along untouched. */
 async function copyModel(model, dst) {
-  const reader = { join: path.join, open: openFile };
-  const meta = await readMeta(reader, model);
-  for (const key of PRECISIONS.fp32) filePath(reader, model, meta, key); // the page loads both
+  const folder = await readFolder({ join: path.join, open: openFile }, model);
+  for (const key of PRECISIONS.fp32) folder.where(key); // the page loads both
   const files = [];
-  for (const key of Object.keys(meta.files)) {
-    const bytes = await checkFile(reader, model, meta, key);
-    if (meta.files[key].path.endsWith('.onnx')) checkClosedList(bytes, filePath(reader, model, meta, key)); // as the page will
-    files.push([meta.files[key].path, bytes]);
+  for (const key of Object.keys(folder.meta.files)) {
+    const bytes = await folder.read(key);
+    if (folder.meta.files[key].path.endsWith('.onnx')) checkClosedList(bytes, folder.where(key)); // as the page will
+    files.push([folder.meta.files[key].path, bytes]);
   }
   await mkdir(dst);
-  await writeFile(path.join(dst, 'vae.json'), await metaBytes(reader, model));
+  await writeFile(path.join(dst, 'vae.json'), folder.metaBytes);
   for (const [name, bytes] of files) {
     await mkdir(path.dirname(path.join(dst, name)), { recursive: true });
     await writeFile(path.join(dst, name), bytes);
   }
-  return meta;
+  return folder;
 }
 
 async function sizeOf(folder) {
@@ -84,10 +83,10 @@ export async function build({ model, out = path.join(REPO, 'site') } = {}) {
     for (const f of PAGE) await cp(path.join(WEB, 'page', f), path.join(tmp, f));
     for (const f of await LIBRARY()) await cp(path.join(WEB, 'src', f), path.join(tmp, 'vae-edge', f));
     for (const f of ORT_FILES) await cp(path.join(ORT_DIST, f), path.join(tmp, 'ort', f));
-    const meta = await copyModel(model, path.join(tmp, 'model'));
+    const folder = await copyModel(model, path.join(tmp, 'model'));
     const ortVersion = JSON.parse(await readFile(path.join(ORT_DIST, '..', 'package.json'), 'utf8')).version;
     const parts = Object.fromEntries(await Promise.all(['ort', 'model', 'vae-edge'].map(async (d) => [d, await sizeOf(path.join(tmp, d))])));
-    const info = { model: path.relative(REPO, model) || '.', arch: meta.model?.arch, latent_dim: meta.model?.latent_dim,
+    const info = { model: path.relative(REPO, model) || '.', arch: folder.meta.model.arch, latent_dim: folder.latentDim,
       onnxruntime_web: ortVersion, bytes: { ...parts, total: 0 } };
     await writeFile(path.join(tmp, 'build.json'), `${JSON.stringify(info, null, 2)}\n`);
     info.bytes.total = await sizeOf(tmp);

@@ -1,5 +1,6 @@
-// The model folder (docs/format.md): vae.json, read and checked, and the files it lists, each checked against its
-// size and sha256 (as runtime/folder.py in Python). tests/conformance/ holds the cases every reader must accept or
+// The model folder (docs/format.md), as runtime/folder.py in Python: readFolder reads vae.json once and checks it by
+// every rule, in order, into a ModelFolder, whose read(key) gives a file it lists, checked against its size and
+// sha256. tests/conformance/ holds the cases every reader must accept or
 // refuse alike. A backend gives {join(folder, name), open(where, folder)}: node-files.js (Node and build.mjs) and
 // openUrl below (the browser, and URLs in Node). open resolves to a file {inside, regular, size, read(n), close()}:
 // inside false when its real path leaves the folder's (then nothing is opened), size undefined where the backend
@@ -14,7 +15,7 @@ export const FORMAT_VERSION = RULES.format_version_written; // what a Gaussian-p
 export const FORMAT_VERSIONS = Object.keys(RULES.format_versions).map(Number); // what this library reads
 
 /** Why this library cannot read the folder's format version (naming the vae-edge it needs), or null. */
-export function formatProblem(meta, path = 'vae.json') {
+function formatProblem(meta, path = 'vae.json') {
   const version = meta.format_version;
   if (FORMAT_VERSIONS.includes(version)) return null;
   const newest = FORMAT_VERSIONS.at(-1);
@@ -26,7 +27,7 @@ export function formatProblem(meta, path = 'vae.json') {
 }
 
 /** The files a folder of this format version loads beside the precision's (format 2: prior). */
-export const loads = (meta) => RULES.format_versions[meta.format_version].loads;
+const loads = (meta) => RULES.format_versions[meta.format_version].loads;
 export const PRECISIONS = RULES.precisions;
 // A path in files[*].path: parts of letters, digits, '.', '_' and '-' (none starting with '.') joined by '/'.
 const PART = `[${RULES.path_part.first}][${RULES.path_part.rest}]*`;
@@ -38,7 +39,7 @@ export const MAX_NESTING = RULES.limits.meta_depth; // vae.json's arrays and obj
 const BYTES_LIMIT = RULES.limits.size_below; // files[*].bytes: an integer in [0, 2^31)
 
 /** A file over http(s) as open() gives it: its Content-Length where the body is sent as is, and a body read with a
- * cap (never more than asked for plus one chunk). A missing one is a ModelFolderError (status 404 for readMeta). */
+ * cap (never more than asked for plus one chunk). A missing one is a ModelFolderError (status 404 for readFolder). */
 export async function openUrl(url) {
   let response;
   try {
@@ -109,7 +110,7 @@ const wrongSize = (path, size, bytes) => new ModelFolderError(message('wrong_siz
 
 /** Whether JSON text nests arrays and objects deeper than `limit`: '[' and '{' counted outside strings, before any
  * parser runs (so no parser recurses deeper). Bytes: '"', '\\', '[' and '{' never occur inside a UTF-8 sequence. */
-export function nestedDeeper(bytes, limit = MAX_NESTING) {
+function nestedDeeper(bytes, limit = MAX_NESTING) {
   let depth = 0, inString = false;
   for (let i = 0; i < bytes.length; i++) {
     const b = bytes[i];
@@ -129,8 +130,7 @@ const size = (v) => Number.isInteger(v) && v > 0 && v < SIZE_LIMIT;
 const isObject = (v) => v !== null && typeof v === 'object' && !Array.isArray(v);
 
 /** The bytes of a folder's vae.json: a regular file inside it, at most 1 MiB, nested at most 32 levels. */
-export async function metaBytes(backend, folder) {
-  const where = backend.join(folder, 'vae.json');
+async function metaBytes(backend, folder, where) {
   let bytes;
   try {
     bytes = await readInside(backend, folder, where, { limit: META_LIMIT });
@@ -144,10 +144,24 @@ export async function metaBytes(backend, folder) {
   return bytes;
 }
 
-/** vae.json of a folder, checked: strict JSON (UTF-8, no byte order mark), this format and version, the sizes. */
-export async function readMeta(backend, folder) {
+const BUILT = Symbol('readFolder'); // only readFolder builds a ModelFolder: one that exists has passed every rule
+
+/** v with every array and object in it frozen (in place: vae.json's parse is the folder's own), so a folder's facts
+ * cannot change once checked. */
+const frozen = (v) => {
+  if (v !== null && typeof v === 'object') {
+    for (const x of Object.values(v)) frozen(x);
+    Object.freeze(v);
+  }
+  return v;
+};
+
+/** The folder at `folder` (a path or URL the backend joins), read once: vae.json, checked by every rule of
+ * docs/format.md in its order (strict JSON in UTF-8 without a byte order mark, this format and version, the sizes,
+ * format 2's prior), into a ModelFolder. */
+export async function readFolder(backend, folder) {
   const where = backend.join(folder, 'vae.json');
-  const bytes = await metaBytes(backend, folder);
+  const bytes = await metaBytes(backend, folder, where);
   let meta;
   try {
     meta = JSON.parse(new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(bytes));
@@ -166,48 +180,76 @@ export async function readMeta(backend, folder) {
     && Object.keys(noise).every((k) => k === 'eps' || k === 'u'))) {
     throw new ModelFolderError(message('no_prior', { path: where, version: meta.format_version }));
   }
-  return meta;
+  return new ModelFolder(BUILT, backend, folder, where, meta, bytes);
 }
 
-/** Where files[key] is, refusing an entry without a path, sha256 and bytes, and a path that is not plain. */
-export function filePath(backend, folder, meta, key) {
-  const entry = meta.files[key];
-  const where = backend.join(folder, 'vae.json');
-  if (!entry || typeof entry.path !== 'string' || typeof entry.sha256 !== 'string'
-    || !(Number.isInteger(entry.bytes) && entry.bytes >= 0 && entry.bytes < BYTES_LIMIT)) {
-    throw new ModelFolderError(message('no_entry', { meta: where, key }));
-  }
-  // The path comes from a file we do not control: keep it inside the folder, and the same on every system.
-  if (!PLAIN_PATH.test(entry.path)) {
-    throw new ModelFolderError(message('not_plain', { meta: where, key, name: entry.path }));
-  }
-  return backend.join(folder, entry.path);
-}
+/** A model folder as readFolder read it: what vae.json says, and its files, each read and checked when asked for.
+ * Every field is read-only; the sessions, the VAE, the prior, the score and the site's builder take this object and
+ * never read vae.json again. */
+export class ModelFolder {
+  #backend;
+  #metaPath; // vae.json's path or URL, as messages name it
 
-/** The bytes of files[key], refusing a missing file, one that is not a regular file inside the folder, or one whose
- * size or sha256 differs from vae.json. */
-export async function checkFile(backend, folder, meta, key) {
-  const path = filePath(backend, folder, meta, key);
-  let bytes;
-  try {
-    bytes = await readInside(backend, folder, path, { bytes: meta.files[key].bytes });
-  } catch (e) {
-    throw e instanceof ModelFolderError ? e : new ModelFolderError(`cannot read ${path}: ${oneLine(e)}`);
+  constructor(token, backend, path, metaPath, meta, bytes) {
+    if (token !== BUILT) throw new TypeError('a ModelFolder is built by readFolder(backend, folder)');
+    this.#backend = backend;
+    this.#metaPath = metaPath;
+    this.path = path;
+    this.meta = frozen(meta); // vae.json as parsed, for callers that print it
+    this.metaBytes = bytes; // vae.json's bytes as read: the site's builder copies them unchanged
+    this.formatVersion = meta.format_version;
+    this.inputShape = Object.freeze(meta.model.input_shape.map(Number));
+    this.latentDim = Number(meta.model.latent_dim);
+    this.loads = Object.freeze([...loads(meta)]);
+    this.prior = this.loads.includes('prior') ? this.meta.prior : null;
+    // a --binarize model's likelihood is defined on 0/1 pixels (vae.json's recipe says how it was trained)
+    this.binarized = meta.recipe?.binarize === true;
+    Object.freeze(this);
   }
-  if ((await sha256(bytes)) !== meta.files[key].sha256) {
-    throw new ModelFolderError(message('sha256', { path }));
-  }
-  return bytes;
-}
 
-/** The keys of the files that precision loads, refusing a folder without them (saying why where it knows). */
-export function precisionFiles(folder, meta, precision) {
-  const keys = PRECISIONS[precision];
-  if (precision === 'int8' && !keys.every((k) => Object.hasOwn(meta.files, k))) {
-    if (meta.int8 && typeof meta.int8 === 'object' && !Object.hasOwn(meta.int8, 'method')) {
-      throw new ModelFolderError(message('int8_over_bound', { folder, fp32: "precision 'fp32'" }));
+  /** Whether vae.json lists files[key]. */
+  has(key) {
+    return Object.hasOwn(this.meta.files, key);
+  }
+
+  /** Where files[key] is, refusing an entry without a path, sha256 and bytes, and a path that is not plain. */
+  where(key) {
+    const entry = this.has(key) ? this.meta.files[key] : undefined;
+    if (!entry || typeof entry.path !== 'string' || typeof entry.sha256 !== 'string'
+      || !(Number.isInteger(entry.bytes) && entry.bytes >= 0 && entry.bytes < BYTES_LIMIT)) {
+      throw new ModelFolderError(message('no_entry', { meta: this.#metaPath, key }));
     }
-    throw new ModelFolderError(message('int8_missing', { folder, fp32: "precision 'fp32'" }));
+    // The path comes from a file we do not control: keep it inside the folder, and the same on every system.
+    if (!PLAIN_PATH.test(entry.path)) {
+      throw new ModelFolderError(message('not_plain', { meta: this.#metaPath, key, name: entry.path }));
+    }
+    return this.#backend.join(this.path, entry.path);
   }
-  return keys;
+
+  /** The bytes of files[key], refusing a missing file, one that is not a regular file inside the folder, or one
+   * whose size or sha256 differs from vae.json. Each call reads and hashes the file: a load asks once a file. */
+  async read(key) {
+    const path = this.where(key), { bytes, sha256: want } = this.meta.files[key];
+    let data;
+    try {
+      data = await readInside(this.#backend, this.path, path, { bytes });
+    } catch (e) {
+      throw e instanceof ModelFolderError ? e : new ModelFolderError(`cannot read ${path}: ${oneLine(e)}`);
+    }
+    if ((await sha256(data)) !== want) throw new ModelFolderError(message('sha256', { path }));
+    return data;
+  }
+
+  /** The keys of the files a precision loads, [encoder, decoder], refusing a folder without them (saying why where
+   * it knows). */
+  filesFor(precision) {
+    const keys = PRECISIONS[precision];
+    if (precision === 'int8' && !keys.every((k) => this.has(k))) {
+      const int8 = this.meta.int8;
+      const over = int8 && typeof int8 === 'object' && !Object.hasOwn(int8, 'method');
+      throw new ModelFolderError(message(over ? 'int8_over_bound' : 'int8_missing',
+        { folder: this.path, fp32: "precision 'fp32'" }));
+    }
+    return keys;
+  }
 }

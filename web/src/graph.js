@@ -39,8 +39,10 @@ function checkEncoder(encoder, shape, name) {
   return encoder.outputMetadata.map((out) => [out.name, dims(out)]);
 }
 
-/** Refuse networks that disagree with vae.json (shape [C, H, W], latent) or with each other; encoder may be null. */
-export function checkPair(encoder, decoder, shape, latent, name) {
+/** Refuse networks that disagree with the folder (its input shape [C, H, W] and latent size) or with each other;
+ * encoder may be null. Messages name the folder. */
+export function checkPair(encoder, decoder, folder) {
+  const { inputShape: shape, latentDim: latent, path: name } = folder;
   const zDims = checkDecoder(decoder, shape, name);
   if (!same(zDims, [latent])) {
     throw new ModelFolderError(message('decoder_latent', { path: name, latent, got: `[${zDims}]` }));
@@ -53,12 +55,12 @@ export function checkPair(encoder, decoder, shape, latent, name) {
   }
 }
 
-/** Refuse a prior.onnx (session) that is not the prior vae.json describes; where names the file. */
-export function checkPrior(prior, meta, where) {
-  const latent = meta.model.latent_dim;
+/** Refuse a prior.onnx (session) that is not the prior the folder's vae.json describes. */
+export function checkPrior(prior, folder) {
+  const latent = folder.latentDim, where = folder.where('prior');
   const want = { eps: [latent], u: [], z: [latent] };
   const refuse = (what) => { throw new ModelFolderError(`${where} is not the prior vae.json describes: ${what}`); };
-  const names = [...prior.inputNames].sort(), expected = Object.keys(meta.prior.sample.inputs).sort();
+  const names = [...prior.inputNames].sort(), expected = Object.keys(folder.prior.sample.inputs).sort();
   if (!same(names, expected) || !same(prior.outputNames, ['z'])) {
     refuse(`it takes ${names.join(', ') || 'nothing'} and gives ${prior.outputNames.join(', ') || 'nothing'}; ` +
       `expected ${expected.join(', ')} -> z`);
@@ -91,8 +93,9 @@ function checkGraph(session, inputs, outputs, what, where) {
 }
 
 /** Refuse a score.onnx (session) that does not map x [batch, C, H, W], eps [samples, batch, latent_dim] -> log_w
- * [samples, batch] (rule G2); where names the file. */
-export function checkScore(score, shape, latent, where) {
+ * [samples, batch] (rule G2), with the folder's input shape and latent size. */
+export function checkScore(score, folder) {
+  const shape = folder.inputShape, latent = folder.latentDim, where = folder.where('score');
   checkGraph(score, { x: ['batch', ...shape], eps: ['samples', 'batch', latent] }, { log_w: ['samples', 'batch'] },
     'score graph', where);
 }

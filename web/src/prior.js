@@ -14,11 +14,11 @@ export function noise(n, latent, seed, temperature) {
 }
 
 export class Prior {
-  /** session: prior.onnx's onnxruntime session; meta: vae.json. */
-  constructor(session, meta) {
+  /** session: prior.onnx's onnxruntime session; folder: the ModelFolder (folder.js) whose prior it is. */
+  constructor(session, folder) {
     this.session = session;
-    this.name = meta.prior.name;
-    this.inputs = Object.keys(meta.prior.sample.inputs);
+    this.name = folder.prior.name;
+    this.inputs = Object.keys(folder.prior.sample.inputs);
   }
 
   /** z (n x latent) for noise eps (n x latent) and u (n). */

@@ -16,14 +16,14 @@ const logaddexp = (a, b) => {
 };
 
 export class Score {
-  /** open: async () -> score.onnx's checked session (vae.js), made on first use; meta: vae.json. */
-  constructor(open, meta) {
+  /** open: async () -> score.onnx's checked session (vae.js), made on first use; folder: the ModelFolder
+   * (folder.js) it scores for. */
+  constructor(open, folder) {
     this._open = open;
     this._session = null;
-    this._shape = meta.model.input_shape.map(Number);
-    this._latent = Number(meta.model.latent_dim);
-    // a --binarize model's likelihood is defined on 0/1 pixels (vae.json's recipe says how it was trained)
-    this.binarized = meta.recipe?.binarize === true;
+    this._shape = folder.inputShape;
+    this._latent = folder.latentDim;
+    this.binarized = folder.binarized;
   }
 
   /** The session, opened once; a failed open is tried again on the next call (as Python's). */

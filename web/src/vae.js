@@ -2,12 +2,12 @@
 // load with sha256 checks, then decode, encode, sample, reconstruct, interpolate. This file knows no backend;
 // node.js binds it to onnxruntime-node and the file system, browser.js to onnxruntime-web and fetch.
 //
-// Loading goes down the layers, as in Python: folder.js (vae.json and the files' sha256), sessions.js
-// (onnxruntime), graph.js (the networks fit vae.json); inputs.js checks what the caller passes.
+// Loading goes down the layers, as in Python: folder.js (vae.json read once into a ModelFolder, each file's sha256),
+// sessions.js (onnxruntime), graph.js (the networks fit the folder); inputs.js checks what the caller passes.
 // Arrays are flat Float32Arrays in the Python runtime's layouts: z is (n, latent_dim), images (n, C, H, W).
 
 import { message, ModelFolderError, RuntimeInputError, show } from './errors.js';
-import { checkFile, filePath, loads, precisionFiles, PRECISIONS, readMeta } from './folder.js';
+import { PRECISIONS, readFolder } from './folder.js';
 import { RULES } from './format_rules.js';
 import { checkPair, checkPrior, checkScore } from './graph.js';
 import { checkCount, checkSeed, checkTemperature, images, latents } from './inputs.js';
@@ -41,41 +41,41 @@ export class VAE {
       throw new RuntimeInputError(`threads must be an integer from 0 (onnxruntime decides) to ${MAX_THREADS}, got ${show(threads)}`);
     }
     checkCount(batchSize, 'batchSize');
-    folder = String(folder).replace(/\/+$/, '') || '.';
-    const meta = await readMeta(backend, folder);
-    const [encKey, decKey] = precisionFiles(folder, meta, precision);
-    const session = async (key) => openSession(backend, await checkFile(backend, folder, meta, key), threads,
-      filePath(backend, folder, meta, key));
+    folder = await readFolder(backend, String(folder).replace(/\/+$/, '') || '.');
+    const [encKey, decKey] = folder.filesFor(precision);
+    // each file read and checked once, its session built from those bytes
+    const session = async (key) => openSession(backend, await folder.read(key), threads, folder.where(key));
     const decoder = await session(decKey);
     const encoder = decoderOnly ? null : await session(encKey);
-    const prior = loads(meta).includes('prior') ? await session('prior') : null; // prior.onnx, fp32 at any precision
-    if (prior) checkPrior(prior, meta, filePath(backend, folder, meta, 'prior'));
+    const prior = folder.loads.includes('prior') ? await session('prior') : null; // prior.onnx, fp32 at any precision
+    if (prior) checkPrior(prior, folder);
     // score.onnx (fp32 at any precision) is read, checked and held to its contract on the first score
     const scorer = async () => {
-      if (!Object.hasOwn(meta.files, 'score')) {
-        throw new ModelFolderError(`${folder} has no score.onnx (exported before vae-edge 0.2.0 wrote one); ` +
+      if (!folder.has('score')) {
+        throw new ModelFolderError(`${folder.path} has no score.onnx (exported before vae-edge 0.2.0 wrote one); ` +
           're-export it with vae-export to score images');
       }
       const score = await session('score');
-      checkScore(score, meta.model.input_shape.map(Number), Number(meta.model.latent_dim), filePath(backend, folder, meta, 'score'));
+      checkScore(score, folder);
       return score;
     };
-    return new this(encoder, decoder, meta, { precision, batchSize, name: folder, prior, scorer });
+    return new this(encoder, decoder, folder, { precision, batchSize, prior, scorer });
   }
 
-  constructor(encoder, decoder, meta, { precision = 'fp32', batchSize = DEFAULT_BATCH_SIZE, name = 'model', prior = null,
+  /** The networks of a ModelFolder (folder.js), whose sizes they must have; load() checks the options. */
+  constructor(encoder, decoder, folder, { precision = 'fp32', batchSize = DEFAULT_BATCH_SIZE, prior = null,
     scorer = null } = {}) {
-    this._prior = prior ? new Prior(prior, meta) : null;
-    this._score = new Score(scorer, meta);
+    checkPair(encoder, decoder, folder);
+    this._folder = folder;
+    this._prior = prior ? new Prior(prior, folder) : null;
+    this._score = new Score(scorer, folder);
     this.encoder = encoder;
     this.decoder = decoder;
     this.precision = precision;
-    this.batchSize = checkCount(batchSize, 'batchSize');
-    this._meta = meta;
-    this._shape = meta.model.input_shape.map(Number);
-    this._latent = Number(meta.model.latent_dim);
+    this.batchSize = batchSize;
+    this._shape = folder.inputShape;
+    this._latent = folder.latentDim;
     this._pixels = this._shape.reduce((a, b) => a * b);
-    checkPair(encoder, decoder, this._shape, this._latent, name);
   }
 
   // -- facts --------------------------------------------------------------------------------------------
@@ -90,7 +90,7 @@ export class VAE {
 
   /** vae.json (a copy: the loaded model never changes). */
   get meta() {
-    return structuredClone(this._meta);
+    return structuredClone(this._folder.meta);
   }
 
   // -- the networks -------------------------------------------------------------------------------------
@@ -108,8 +108,12 @@ export class VAE {
 
   /** x (n images: floats in [0, 1], or a Uint8Array of 0..255) -> {mu, logvar}, each n x latent_dim float32. */
   async encode(x, n) {
-    if (!this.encoder) throw new RuntimeInputError('this VAE was loaded with decoderOnly: true; load it without to encode');
-    x = images(x, n, this._shape);
+    this._needEncoder();
+    return this._encode(images(x, n, this._shape));
+  }
+
+  // The encoder on images encode or interpolate has checked (each argument is checked once).
+  async _encode(x) {
     const count = x.length / this._pixels;
     const mu = new Float32Array(count * this._latent), logvar = new Float32Array(count * this._latent);
     for (let i = 0; i < count; i += this.batchSize) {
@@ -197,7 +201,8 @@ export class VAE {
     if (a.length !== b.length) {
       throw new RuntimeInputError(`a and b hold different numbers of images: ${a.length / this._pixels} vs ${b.length / this._pixels}`);
     }
-    const [mu1, mu2] = [(await this.encode(a)).mu, (await this.encode(b)).mu];
+    this._needEncoder();
+    const [mu1, mu2] = [(await this._encode(a)).mu, (await this._encode(b)).mu];
     const d = mu1.length;
     const z = new Float32Array(steps * d);
     const f = Math.fround, step = 1 / (steps - 1);
@@ -206,6 +211,10 @@ export class VAE {
       for (let i = 0; i < d; i++) z[s * d + i] = f(f(f(1 - t) * mu1[i]) + f(t * mu2[i]));
     }
     return this.decode(z);
+  }
+
+  _needEncoder() {
+    if (!this.encoder) throw new RuntimeInputError('this VAE was loaded with decoderOnly: true; load it without to encode');
   }
 
   async _decodeChunk(z, m) {
