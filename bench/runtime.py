@@ -270,8 +270,9 @@ def tuning_table(subjects: list[Subject], threads: int, seconds: float) -> str:
         enc, dec = s.folder / "encoder.onnx", s.folder / "decoder.onnx"
 
         def vae(n_threads=threads, **opts):
-            return VAE(runtime_sessions.FileSession(session(enc, n_threads, **opts), str(enc)),
-                       runtime_sessions.FileSession(session(dec, n_threads, **opts), str(dec)), read_folder(s.folder))
+            checked = runtime_sessions.CheckedSession
+            return VAE(checked(session(enc, n_threads, **opts), str(enc)),
+                       checked(session(dec, n_threads, **opts), str(dec)), read_folder(s.folder))
         variants = {ours: s.fp32, before: vae()}
         variants.update({f"+ {name}": vae(**runtime_sessions.SESSION_CONFIG, **opts) for name, opts in TUNING.items()})
         variants["+ 1 thread"] = vae(1, **runtime_sessions.SESSION_CONFIG)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import onnx
 
-from vae_edge.runtime.compat import min_onnxruntime, show
+from vae_edge.runtime.compat import min_onnxruntime, show_release
 from vae_edge.train.model import VAE
 
 from .errors import ExportError
@@ -27,7 +27,7 @@ def requirements(protos) -> dict:
     ir = max(p.ir_version for p in protos)
     opset = max(opset_of(p) for p in protos)
     need = min_onnxruntime(ir, opset)
-    return {"ir_version": ir, "opset": opset, "min_onnxruntime": show(need) if need else None}
+    return {"ir_version": ir, "opset": opset, "min_onnxruntime": show_release(need) if need else None}
 
 def export_model(model: VAE, out: str | os.PathLike = "vae-onnx", *, facts: dict | None = None,
                  opset: int | None = None, quantize: str | None = None, calibration: int | str | None = None,

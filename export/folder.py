@@ -16,7 +16,7 @@ from pathlib import Path
 
 import onnx
 
-from vae_edge.runtime.folder import FORMAT, FORMAT_VERSION  # noqa: F401 (the format the export writes)
+from vae_edge.runtime.folder import FORMAT  # noqa: F401 (the format the export writes)
 from vae_edge.runtime.outputs import fsync_folder, not_a_file, write_new
 
 from .errors import ExportError

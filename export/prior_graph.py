@@ -11,6 +11,7 @@ import numpy as np
 import onnx
 import torch
 
+from vae_edge.runtime.folder import FORMAT_VERSION_WRITTEN
 from vae_edge.train.iwae import Score
 from vae_edge.train.model import VAE
 from vae_edge.train.prior import Gaussian, WithPrior
@@ -27,7 +28,7 @@ SCORE_RTOL = 1e-5  # log-weights are sums over every pixel (hundreds of nats): c
 def format_version(model: VAE) -> int:
     """The folder's format_version: 1 for one layer of N(0, I) (the encoder and decoder say it all), 2 for any other
     prior, whose folder carries prior.onnx and score.onnx (docs/priors.md)."""
-    return 1 if isinstance(model.prior, Gaussian) else 2
+    return FORMAT_VERSION_WRITTEN if isinstance(model.prior, Gaussian) else 2
 
 
 class PriorSampler(WithPrior):

@@ -3,7 +3,7 @@
 #define VAE_FORMAT_RULES_H
 
 #define VAE_FORMAT "vae-edge-onnx"
-#define VAE_FORMAT_VERSION 2 /* the newest format_version read */
+#define VAE_FORMAT_VERSION_NEWEST 2 /* the newest format_version read */
 #define VAE_FORMAT_VERSIONS {1, 2} /* the versions read */
 #define VAE_FORMAT_VERSIONS_TEXT "1, 2"
 /* the versions whose folders load prior.onnx */

@@ -207,10 +207,10 @@ static cJSON *read_meta(const char *folder, int shape[3], int *latent_dim, char 
     } else if (!VERSION_IN(v, VAE_FORMAT_VERSIONS)) {
         char *shown = version ? cJSON_PrintUnformatted(version) : NULL;
         const cJSON *need = cJSON_GetObjectItemCaseSensitive(meta, "min_vae_edge");
-        if (v > VAE_FORMAT_VERSION && v == (double)(long long)v && cJSON_IsString(need))
-            fail(err, VAE_MSG_VERSION_NEWER_NEEDS, path, shown, VAE_FORMAT_VERSION, need->valuestring, "");
-        else if (v > VAE_FORMAT_VERSION && v == (double)(long long)v)
-            fail(err, VAE_MSG_VERSION_NEWER, path, shown, VAE_FORMAT_VERSION);
+        if (v > VAE_FORMAT_VERSION_NEWEST && v == (double)(long long)v && cJSON_IsString(need))
+            fail(err, VAE_MSG_VERSION_NEWER_NEEDS, path, shown, VAE_FORMAT_VERSION_NEWEST, need->valuestring, "");
+        else if (v > VAE_FORMAT_VERSION_NEWEST && v == (double)(long long)v)
+            fail(err, VAE_MSG_VERSION_NEWER, path, shown, VAE_FORMAT_VERSION_NEWEST);
         else
             fail(err, VAE_MSG_VERSION_OTHER, path, shown ? shown : "None", VAE_FORMAT_VERSIONS_TEXT);
         free(shown);

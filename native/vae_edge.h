@@ -25,7 +25,10 @@
 extern "C" {
 #endif
 
-#include "format_rules.h" /* VAE_FORMAT, VAE_FORMAT_VERSION (the newest read), VAE_MAX_COUNT (2^20 per call), ... */
+#include "format_rules.h" /* VAE_FORMAT, VAE_FORMAT_VERSION_NEWEST, VAE_MAX_COUNT (2^20 per call), ... */
+
+/* Deprecated: VAE_FORMAT_VERSION_NEWEST's name before 0.2.0, kept for 0.2.x. */
+#define VAE_FORMAT_VERSION VAE_FORMAT_VERSION_NEWEST
 
 #define VAE_ERROR_SIZE 512
 /* The oldest onnxruntime whose C API this program asks for (API version N is release 1.N): 1.19, the first whose

@@ -21,7 +21,8 @@ def parse_version(text: str) -> tuple[int, int]:
     return (int(m[1]), int(m[2])) if m else (0, 0)
 
 
-def show(version: tuple[int, int]) -> str:
+def show_release(version: tuple[int, int]) -> str:
+    """(1, 17) -> "1.17", an onnxruntime release as messages name it."""
     return f"{version[0]}.{version[1]}"
 
 
@@ -63,8 +64,8 @@ def problem(ir_version: int, opset: int, installed: str, path: object = "the fil
     if ir_version <= can_ir and opset <= can_opset:
         return None
     need = min_onnxruntime(ir_version, opset)
-    needs = (message("needs_release", release=show(need)) if need
-             else message("needs_newer", release=show(READS[-1][0])))
+    needs = (message("needs_release", release=show_release(need)) if need
+             else message("needs_newer", release=show_release(READS[-1][0])))
     return _too_new(path, ir_version, opset, installed, needs)
 
 
@@ -78,7 +79,7 @@ def refused(ir_version: int, opset: int, installed: str, path: object) -> str | 
 
 def _too_new(path: object, ir_version: int, opset: int, installed: str, needs: str) -> str:
     fix = (message("fix_opset", opset=newest_opset_for(installed)) if parse_version(installed) >= OLDEST
-           else message("fix_upgrade", release=show(OLDEST)))
+           else message("fix_upgrade", release=show_release(OLDEST)))
     return message("onnx_too_new", path=path, ir_version=ir_version, opset=opset, needs=needs, installed=installed,
                    fix=fix)
 

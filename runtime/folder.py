@@ -19,7 +19,7 @@ from .errors import ModelFolderError, missing_model_message, one_line
 from .rules import LIMITS, PLAIN_PATH, RULES, message
 
 FORMAT = RULES["format"]
-FORMAT_VERSION = RULES["format_version_written"]  # what a Gaussian-prior export writes
+FORMAT_VERSION_WRITTEN = RULES["format_version_written"]  # what a Gaussian-prior export writes
 FORMAT_VERSIONS = tuple(sorted(map(int, RULES["format_versions"])))  # what this runtime reads
 PRECISIONS = {name: tuple(keys) for name, keys in RULES["precisions"].items()}
 SIZE_LIMIT = LIMITS["size_below"]  # input_shape and latent_dim: positive integers below this; files[*].bytes too

@@ -1,6 +1,6 @@
 """The graph contract (docs/format.md): the decoder maps z [batch, latent_dim] -> x [batch, C, H, W], the encoder
 x [batch, C, H, W] -> mu, logvar [batch, latent_dim], each with the sizes vae.json says. Checked on anything with
-onnxruntime's get_inputs() and get_outputs(): a session, or a LaterSession read from the file's bytes.
+onnxruntime's get_inputs() and get_outputs(): a session, or a LazySession read from the file's bytes.
 
 A format-2 folder's prior.onnx and score.onnx are held to theirs when their sessions are made (rule G2): the
 inputs and outputs by name, float32, with the sizes vae.json says and symbolic batch (and samples) axes."""
@@ -15,7 +15,8 @@ def _dims(shape) -> list:
     return [d if isinstance(d, int) else None for d in shape]
 
 
-def _show(dims: list):
+def _latent_dims(dims: list):
+    """A latent axis as messages show it: its size alone where it has one axis past the batch."""
     return dims[0] if len(dims) == 1 else dims
 
 
@@ -53,11 +54,11 @@ def check_pair(encoder, decoder, shape: tuple, latent_dim: int, name: str) -> tu
     want = [latent_dim]
     if enc_latent is not None and (enc_latent != want or dec_latent != want):
         raise ModelFolderError(
-            f"{name}: encoder and decoder disagree on latent_dim: the encoder gives {_show(enc_latent)}"
-            f"{' (as vae.json says)' if enc_latent == want else ''}, the decoder takes {_show(dec_latent)}"
+            f"{name}: encoder and decoder disagree on latent_dim: the encoder gives {_latent_dims(enc_latent)}"
+            f"{' (as vae.json says)' if enc_latent == want else ''}, the decoder takes {_latent_dims(dec_latent)}"
             f"{' (as vae.json says)' if dec_latent == want else ''}")
     if dec_latent != want:
-        raise ModelFolderError(message("decoder_latent", path=name, latent=latent_dim, got=_show(dec_latent)))
+        raise ModelFolderError(message("decoder_latent", path=name, latent=latent_dim, got=_latent_dims(dec_latent)))
     return x_name, z_name
 
 

@@ -1,7 +1,7 @@
 """onnxruntime: imported with a diagnosis when it cannot be, and the sessions that run a model folder's files.
 
 A file is checked before onnxruntime reads it: that it is ONNX at all, and that the installed onnxruntime reads
-its IR version and opset (compat.py). The encoder's session can wait until something encodes (LaterSession).
+its IR version and opset (compat.py). The encoder's session can wait until something encodes (LazySession).
 """
 from __future__ import annotations
 
@@ -91,19 +91,19 @@ def session(name: str, data: bytes, threads: int | None, providers: list,
     so there is no closed list to walk (rule G1): onnxruntime checks its own format."""
     versions = None if ort_format else check_readable(data, name)
     try:
-        return FileSession(new_session(data, threads, providers, ort_format), name)
+        return CheckedSession(new_session(data, threads, providers, ort_format), name)
     except Exception as e:  # onnxruntime raises its own exception types (InvalidProtobuf, Fail, ...)
         too_new = versions and compat.refused(*versions, ort.__version__, name)
         raise ModelFolderError(too_new or message("not_onnx", path=name, reason=one_line(e))) from None
 
 
-class FileSession:
+class CheckedSession:
     """An onnxruntime session whose failure to run is one line that names its file (ModelFolderError), and whose
     outputs are checked after every run (rule G3): float32, of exactly the shapes the caller expects.
 
     The runtime checks every input before a run, so a run that fails is a file that does not compute what it
     declares: damage that still parses, passes onnxruntime's checks and has the right inputs and outputs, such
-    as a layer fed the wrong tensor (found by tests/test_fuzz.py). onnxruntime does not hold a run's outputs to
+    as a layer fed the wrong tensor. onnxruntime does not hold a run's outputs to
     the shapes the graph declares, so a graph can declare [batch, C, H, W] and return one image, or more pixels."""
 
     def __init__(self, session: InferenceSession, name: str):
@@ -143,7 +143,7 @@ def show_shape(shape) -> str:
     return f"[{', '.join(map(str, shape))}]"
 
 
-class LaterSession:
+class LazySession:
     """An encoder checked from its file's bytes at load, whose onnxruntime session is made on its first run.
 
     VAE.load checks the encoder against vae.json and the decoder from the graph's inputs and outputs, read from
@@ -174,15 +174,15 @@ class LaterSession:
         return self._session.run(names, feed, expect)
 
 
-def later(make, data: bytes, name: str):
-    """The session that make() returns, made on first use (a LaterSession); the file's bytes (data) are checked
+def lazy_session(make, data: bytes, name: str):
+    """The session that make() returns, made on first use (a LazySession); the file's bytes (data) are checked
     now. Made now where the graph does not parse: then onnxruntime's own error speaks at load."""
     check_readable(data, name)
     try:
         signature = compat.onnx_signature(data)
     except ValueError:
         return make()
-    return LaterSession(make, signature)
+    return LazySession(make, signature)
 
 
 def check_ort_format(folder: ModelFolder, *keys: str) -> None:
@@ -197,7 +197,7 @@ def check_ort_format(folder: ModelFolder, *keys: str) -> None:
 
 def open_file(folder: ModelFolder, key: str, threads: int | None, providers: list, ort_format: bool = False,
               lazy: bool = False):
-    """The session of files[key], its bytes checked against vae.json first; lazy: a LaterSession."""
+    """The session of files[key], its bytes checked against vae.json first; lazy: a LazySession."""
     name = str(folder.where(key))
     make = lambda: session(name, folder.read(key), threads, providers, ort_format)  # noqa: E731
-    return later(make, folder.read(key), name) if lazy else make()
+    return lazy_session(make, folder.read(key), name) if lazy else make()

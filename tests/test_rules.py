@@ -28,7 +28,7 @@ def test_the_python_runtime_reads_the_source_itself():
     assert rules.RULES == r
     assert folder.FORMAT_VERSIONS == (1, 2) and folder.PRECISIONS["int8"] == ("encoder_int8", "decoder_int8")
     assert (inputs.COUNT_LIMIT, model.MAX_THREADS, model.DEFAULT_BATCH_SIZE) == (1048576, 1024, 1024)
-    assert [(compat.show(v), ir, opset) for v, ir, opset in compat.READS] == [tuple(row) for row in
+    assert [(compat.show_release(v), ir, opset) for v, ir, opset in compat.READS] == [tuple(row) for row in
                                                                              r["onnxruntime_reads"]]
 
 

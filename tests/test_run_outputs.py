@@ -6,7 +6,7 @@ import pytest
 
 from conftest import REPO, run_cli
 from vae_edge.runtime import VAE, ModelFolderError
-from vae_edge.runtime.sessions import FileSession
+from vae_edge.runtime.sessions import CheckedSession
 
 CASES = REPO / "tests" / "conformance" / "folders"
 
@@ -51,21 +51,21 @@ class _Returns:
 def test_each_output_of_a_run_is_checked_not_only_the_first():
     mu, logvar = np.zeros((4, 2), np.float32), np.zeros((4, 3), np.float32)
     with pytest.raises(ModelFolderError, match=r"^encoder\.onnx returned float32 \[4, 3\]; expected float32 \[4, 2\]$"):
-        FileSession(_Returns(mu, logvar), "encoder.onnx").run(["mu", "logvar"], {}, [(4, 2), (4, 2)])
+        CheckedSession(_Returns(mu, logvar), "encoder.onnx").run(["mu", "logvar"], {}, [(4, 2), (4, 2)])
 
 
 def test_a_float64_output_is_refused_though_its_shape_is_right():
     with pytest.raises(ModelFolderError, match=r"returned float64 \[4, 2\]; expected float32 \[4, 2\]$"):
-        FileSession(_Returns(np.zeros((4, 2))), "prior.onnx").run(["z"], {}, [(4, 2)])
+        CheckedSession(_Returns(np.zeros((4, 2))), "prior.onnx").run(["z"], {}, [(4, 2)])
 
 
 def test_a_run_that_returns_more_outputs_than_expected_is_refused():
     out = np.zeros((4, 2), np.float32)
     with pytest.raises(ModelFolderError, match=r"^decoder\.onnx returned 2 outputs; expected 1$"):
-        FileSession(_Returns(out, out), "decoder.onnx").run(None, {}, [(4, 2)])
+        CheckedSession(_Returns(out, out), "decoder.onnx").run(None, {}, [(4, 2)])
 
 
 def test_outputs_of_the_expected_type_and_shapes_are_returned_as_they_are():
     mu, logvar = (np.random.default_rng().standard_normal((4, 2)).astype(np.float32) for _ in range(2))
-    got = FileSession(_Returns(mu, logvar), "encoder.onnx").run(["mu", "logvar"], {}, [(4, 2), (4, 2)])
+    got = CheckedSession(_Returns(mu, logvar), "encoder.onnx").run(["mu", "logvar"], {}, [(4, 2), (4, 2)])
     assert got[0] is mu and got[1] is logvar

@@ -325,7 +325,7 @@ def test_missing_folder_says_how_to_make_one(tmp_path):
 
 def test_a_load_reads_vae_json_once_and_each_file_once_but_the_encoder_twice(opened):
     """vae.json is read into one ModelFolder; the encoder is checked at load and read again when its session is
-    made on the first encode, so that a sampler never holds its bytes (sessions.LaterSession)."""
+    made on the first encode, so that a sampler never holds its bytes (sessions.LazySession)."""
     vae = VAE.load()  # the bundled model: format 2, prior.onnx and score.onnx
     x = np.random.default_rng().random((3, *vae.input_shape), dtype=np.float32)
     vae.sample(2, seed=1), vae.encode(x), vae.encode(x), vae.score(x), vae.score(x)

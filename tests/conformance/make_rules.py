@@ -62,7 +62,7 @@ def c_header(r: dict) -> str:
         "#define VAE_FORMAT_RULES_H",
         "",
         f"#define VAE_FORMAT {json.dumps(r['format'])}",
-        f"#define VAE_FORMAT_VERSION {versions[-1]} /* the newest format_version read */",
+        f"#define VAE_FORMAT_VERSION_NEWEST {versions[-1]} /* the newest format_version read */",
         f"#define VAE_FORMAT_VERSIONS {{{', '.join(map(str, versions))}}} /* the versions read */",
         f"#define VAE_FORMAT_VERSIONS_TEXT \"{', '.join(map(str, versions))}\"",
         "/* the versions whose folders load prior.onnx */",

@@ -11,7 +11,7 @@ import { RULES } from './format_rules.js';
 import { sha256 } from './sha256.js';
 
 export const FORMAT = RULES.format;
-export const FORMAT_VERSION = RULES.format_version_written; // what a Gaussian-prior export writes
+export const FORMAT_VERSION_WRITTEN = RULES.format_version_written; // what a Gaussian-prior export writes
 export const FORMAT_VERSIONS = Object.keys(RULES.format_versions).map(Number); // what this library reads
 
 /** Why this library cannot read the folder's format version (naming the vae-edge it needs), or null. */

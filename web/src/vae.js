@@ -18,7 +18,7 @@ import { openSession } from './sessions.js';
 const MAX_THREADS = RULES.limits.threads; // onnxruntime starts every thread asked for (as runtime/model.py)
 
 export { ModelFolderError, RuntimeInputError } from './errors.js';
-export { FORMAT, FORMAT_VERSION, FORMAT_VERSIONS, PRECISIONS, openUrl } from './folder.js';
+export { FORMAT, FORMAT_VERSION_WRITTEN, FORMAT_VERSIONS, PRECISIONS, openUrl } from './folder.js';
 export const DEFAULT_BATCH_SIZE = RULES.limits.batch_size;
 
 export class VAE {
