@@ -1,15 +1,15 @@
 """The conv decoder's static int8 graph: int8 from fc4 through the phase mask, float logits.
 
-What the profile of the bundled decoder showed (bench/node_profile.py, batch 1024, 2 threads): onnxruntime's QDQ
-int8 ran conv1 3x faster than float, yet the whole decoder only 1.05x, and the error was 3-4x the bound:
+Why this graph and not onnxruntime's static quantization of the float graph (the node profile that showed it:
+docs/export-and-int8.md):
 - onnxruntime's int8 convolution works in NHWC; the Reshapes around the phase mask and the float graph's NCHW
   made it transpose and dequantize the largest tensor on both sides. graphs.decoder_graph(int8_layout=True) gives
   a graph without them (fc4 writes (y, x, channel), the mask is one 4-D Mul).
-- 8-bit logits alone cost a mean 0.0012 of the 0.002 pixel bound (the logits of a binarized model sit on the
-  sigmoid's slope). So the last convolution is not quantized by onnxruntime: integer_last_conv rewrites it as an
-  int8 matrix product per kernel tap (MatMulInteger, which onnxruntime runs on its int8 GEMM) over the mask's
-  uint8 output, summed in int32 and scaled to float logits; the pixel shuffle becomes a Reshape, a Transpose
-  and a Reshape of those logits.
+- 8-bit logits alone cost most of the pixel bound (the logits of a binarized model sit on the sigmoid's slope).
+  So the last convolution is not quantized by onnxruntime: integer_last_conv rewrites it as an int8 matrix
+  product per kernel tap (MatMulInteger, which onnxruntime runs on its int8 GEMM) over the mask's uint8 output,
+  summed in int32 and scaled to float logits; the pixel shuffle becomes a Reshape, a Transpose and a Reshape of
+  those logits.
 - Activation ranges: min-max calibration let rare large activations widen every step; clip_activations puts
   each at the 0.1% and 99.9% points of its values on the calibration latents (onnxruntime's own percentile
   calibration is not configurable in its older releases).

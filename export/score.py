@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vae_edge.runtime import VAE as Folder, read_meta
+from vae_edge.runtime import VAE as RuntimeVAE, read_meta
 from vae_edge.runtime.outputs import write_text
 from vae_edge.train.data import load_data, pixels, select_classes
 from vae_edge.train.errors import TrainError
@@ -40,7 +40,7 @@ def test_pixels(folder: Path, data_dir: str | None = None, limit: int = 0) -> np
     return x[:limit] if limit > 0 else x
 
 
-def log_likelihoods(vae: Folder, x: np.ndarray, k: int, seed: int = SEED, show_progress: bool = True) -> np.ndarray:
+def log_likelihoods(vae: RuntimeVAE, x: np.ndarray, k: int, seed: int = SEED, show_progress: bool = True) -> np.ndarray:
     """Per-image IWAE estimates of log p(x) (float64, nats) with k samples, batch by batch (see the docstring)."""
     d, batches = vae.latent_dim, -(-len(x) // BATCH)
     seeds = np.random.SeedSequence(seed).spawn(batches)
@@ -79,7 +79,7 @@ def score_folder(folder: Path, k: int, data_dir: str | None, limit: int, write: 
     """`vae-eval FOLDER`: the folder's NLL at k samples an image; with write, recorded in its vae.json."""
     import onnxruntime
 
-    vae = Folder.load(folder)
+    vae = RuntimeVAE.load(folder)
     if "score" not in vae.meta["files"]:
         raise TrainError(f"{folder} has no score.onnx (exported before vae-edge 0.2.0 wrote one): re-export it, "
                          "or score its model.pt with vae-eval")

@@ -1,7 +1,7 @@
 """A small PNG writer on the standard library's zlib: 8-bit grayscale, RGB and RGBA, nothing else.
 
 vae-sample writes its grid with this instead of Pillow, whose import costs more than the rest of a
-plain run (about 30 ms and 14 MiB). The file is a plain PNG (no filters, no interlace, no metadata),
+plain run (docs/performance.md, Cold start). The file is a plain PNG (no filters, no interlace, no metadata),
 so any reader, Pillow included, gets back exactly the pixels given.
 """
 from __future__ import annotations

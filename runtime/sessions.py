@@ -147,8 +147,8 @@ class LazySession:
     """An encoder checked from its file's bytes at load, whose onnxruntime session is made on its first run.
 
     VAE.load checks the encoder against vae.json and the decoder from the graph's inputs and outputs, read from
-    the file's bytes (compat.onnx_signature, the same facts the session would give); the session, about
-    12 ms and 7 MiB for the bundled encoder, waits until something encodes. The file's sha256 is checked again
+    the file's bytes (compat.onnx_signature, the same facts the session would give); the session (its time and
+    memory: docs/performance.md) waits until something encodes. The file's sha256 is checked again
     then, as it is read once more: its bytes are not kept meanwhile, so that sampling never holds them (their
     size in memory), and the session is built from the bytes of that second read, verified again (ModelFolder.read).
     Thread-safe: the first run makes the one session under a lock."""

@@ -648,10 +648,10 @@ def swap_checkpoints(tmp_path_factory):
 
 def which_export(folder: Path) -> str | None:
     """"earlier" or "new" where folder holds that export, whole (every file there, its sha256 checked), else None."""
-    from vae_edge.runtime import VAE as Folder
+    from vae_edge.runtime import VAE as RuntimeVAE
     if not folder.exists():
         return None
-    return {2: "earlier", 3: "new"}[Folder.load(folder).latent_dim]
+    return {2: "earlier", 3: "new"}[RuntimeVAE.load(folder).latent_dim]
 
 
 SLOW = pytest.mark.slow  # a process that imports torch each: the window the issue found runs by default
