@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 FMNIST_DEBIAN := /usr/share/datasets/fashion-mnist
 
-.PHONY: help setup data demo test lint system-packages test-emulated test-fast fuzz mutants bench model dist release clean web-deps web serve-web test-web bench-web native native-arm64 arm64
+.PHONY: help setup data data-emoji demo test lint system-packages test-emulated test-fast fuzz mutants bench model dist release clean web-deps web serve-web test-web bench-web native native-arm64 arm64
 
 # make help: each target's `## ` note, one line a target
 help:  ## this list
@@ -27,6 +27,17 @@ data:  ## Fashion-MNIST: found locally, else Debian's dataset-fashion-mnist wher
 		$$S apt-get install -y -q dataset-fashion-mnist || { $$S apt-get update -q && $$S apt-get install -y -q dataset-fashion-mnist; } \
 		|| echo "Fashion-MNIST: apt failed; vae-train will download it into data/"; \
 	else echo "Fashion-MNIST: not found locally; vae-train will download it into data/"; fi
+
+# The emoji set (train/emoji.py): every emoji of Debian's Noto Color Emoji font (SIL Open Font License 1.1) drawn by
+# Pillow as 64x64 RGB PNGs on white, with the font's license notice, in data/emoji/ (the same bytes each run).
+EMOJI_FONT := /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf
+data-emoji: setup  ## data/emoji/: Debian's Noto Color Emoji font drawn as 64x64 RGB PNGs (apt installs the font)
+	@if [ ! -f $(EMOJI_FONT) ] && command -v apt-get >/dev/null 2>&1 && { [ "$$(id -u)" = 0 ] || sudo -n true 2>/dev/null; }; then \
+		S=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+		$$S apt-get install -y -q fonts-noto-color-emoji || { $$S apt-get update -q && $$S apt-get install -y -q fonts-noto-color-emoji; }; \
+	fi
+	@mkdir -p data
+	$(BIN)/python -m vae_edge.train.emoji --out data/emoji --force
 
 demo: setup data  ## set up, get the data, train 10 epochs, export (fp32 + int8), write samples.png
 	$(BIN)/vae-train --name demo --force

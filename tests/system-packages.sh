@@ -22,6 +22,8 @@ need "command -v nginx || test -x /usr/sbin/nginx" nginx-light "two replicas beh
 need "command -v qemu-x86_64-static" qemu-user-static "int8 on an AVX2-only x86 CPU (test_int8.py, make test-emulated)"
 need "test -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz" dataset-fashion-mnist \
   "the tests on Fashion-MNIST (test_train.py, test_int8.py, test_likelihood.py, test_prior_folder.py, ...)"
+need "test -f /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf" fonts-noto-color-emoji \
+  "the colour data set that a package ships: Noto Color Emoji drawn by Pillow (test_emoji.py)"
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if command -v apt-get >/dev/null 2>&1 && { [ "$(id -u)" = 0 ] || sudo -n true 2>/dev/null; }; then
