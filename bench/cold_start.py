@@ -7,6 +7,8 @@ onnxruntime"`. These fresh processes, run in alternating rounds so a burst of lo
 - CLI:   vae-sample --model M --n 64 --out samples.png
 - API:   python -c "from vae_edge.runtime import VAE; VAE.load(M).sample(64)" (and with decoder_only=True,
          which skips the encoder's session)
+- help:  vae-sample --help (the command line's parser alone: no model is read)
+- import: python -c "from vae_edge.runtime import VAE" (the API's own floor: what importing it costs)
 Wall and CPU times are reported as ratios to the floor's medians in the same run; peak RSS comes from
 os.wait4 (the child's own rusage). The page cache is warm (each command runs once first), as on a machine
 that has run the command before, and bytecode is cached (children run without PYTHONDONTWRITEBYTECODE).
@@ -49,8 +51,10 @@ API = "import sys; from vae_edge.runtime import VAE; VAE.load(sys.argv[1]).sampl
 ORT_ONLY = ("import sys, numpy, onnxruntime as o; "
             "s = o.InferenceSession(sys.argv[1], providers=['CPUExecutionProvider'])")
 API_DECODER = "import sys; from vae_edge.runtime import VAE; VAE.load(sys.argv[1], decoder_only=True).sample(64)"
+IMPORT = "from vae_edge.runtime import VAE"
 JOBS = {"CLI": "vae-sample --n 64 --out samples.png", "API": "VAE.load(M).sample(64)",
-        "API decoder_only": "VAE.load(M, decoder_only=True).sample(64)"}
+        "API decoder_only": "VAE.load(M, decoder_only=True).sample(64)", "help": "vae-sample --help",
+        "import": f"python -c \"{IMPORT}\""}
 # vae-sample's console script, for a runtime whose entry point may be the older typer app (sample_app).
 BEFORE_CLI = ("import sys; sys.argv[0] = 'vae-sample'; import vae_edge.runtime.cli as c; "
               "(getattr(c, 'sample_main', None) or c.sample_app)()")
@@ -191,7 +195,12 @@ def main() -> None:
             models["bundled fashion-mnist"] = BUNDLED
         models.update({str(m): m for m in args.model})
         png = d / "samples.png"
-        commands = {("floor", None): ([py, "-c", FLOOR], None, ENV)}
+        commands = {("floor", None): ([py, "-c", FLOOR], None, ENV), ("", "help"): ([sample, "--help"], None, ENV),
+                    ("", "import"): ([py, "-c", IMPORT], None, ENV)}
+        if args.before is not None:
+            old = before_env(args.before, d)
+            commands[("", "help before")] = ([py, "-c", BEFORE_CLI, "--help"], None, old)
+            commands[("", "import before")] = ([py, "-c", IMPORT], None, old)
         for name, folder in models.items():
             cli_args = ["--model", str(folder), "--n", "64", "--out", str(png)]
             commands[(name, "CLI")] = ([sample, *cli_args], png, ENV)
@@ -222,6 +231,7 @@ def main() -> None:
                 py, "-c", ORT_ONLY + "; import numpy.random as r; s.run(None, {s.get_inputs()[0].name: "
                 "r.default_rng(0).standard_normal((64, s.get_inputs()[0].shape[1])).astype('float32')})", decoder],
             "for scale: floor + import typer": [py, "-c", FLOOR + ", typer"],
+            "for scale: floor + import argparse": [py, "-c", FLOOR + ", argparse"],
             "for scale: floor + import PIL.Image": [py, "-c", FLOOR + ", PIL.Image"],
         }
         step_wall, step_rss, _ = rounds({k: (v, None, ENV) for k, v in steps.items()}, args.runs)
@@ -235,7 +245,8 @@ def main() -> None:
     rows = []
     for (name, kind), v in wall.items():
         label = "floor: python -c \"import numpy, onnxruntime\"" if kind is None else \
-            f"{name}: {JOBS[kind.removesuffix(' before')]}{' (--before)' if kind.endswith(' before') else ''}"
+            f"{name + ': ' if name else ''}{JOBS[kind.removesuffix(' before')]}" \
+            f"{' (--before)' if kind.endswith(' before') else ''}"
         k = (name, kind)
         rows.append([label, f"{med[k] * 1e3:.0f} ms", f"{min(v) * 1e3:.0f} ms", f"{max(v) * 1e3:.0f} ms",
                      ratio(med[k] / floor), f"{med_cpu[k] * 1e3:.0f} ms", ratio(med_cpu[k] / floor_cpu),

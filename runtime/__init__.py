@@ -3,7 +3,7 @@
     from vae_edge.runtime import VAE
     images = VAE.load().sample(64, seed=0)   # ./vae-onnx, else the bundled model; (64, C, H, W) float32 in [0, 1]
 
-Imports only numpy, onnxruntime, typer (CLI), pillow (image files) and the standard library. VAE (and with it
+Imports only numpy, onnxruntime, pillow (image files) and the standard library. VAE (and with it
 onnxruntime) is imported when first asked for, so that a module such as vae_edge.runtime.png is usable without.
 """
 from .errors import ModelFolderError, RuntimeInputError

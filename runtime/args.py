@@ -1,29 +1,22 @@
-"""Command-line options, declared once and parsed two ways: by the standard library, or by typer.
+"""Command-line options, declared once in each command's signature and parsed by the standard library's argparse.
 
-A command is a plain function whose parameters default to Option(...) or Argument(...). `run(command)`
-parses sys.argv with the standard library and calls it: enough for a plain run such as
-`vae-sample --n 64 --out s.png`. Anything else (`--help`, an unknown option, a missing value, a number
-written in an unusual way) goes to `typer_app(command)`, the typer app built from the same declarations,
-so help pages and usage errors are typer's. Importing typer (its click, and the
-pydantic it coerces values with) costs more than the rest of a plain run: about 55 ms and 15 MiB.
-
-The plain parser accepts a subset of what typer accepts and reads it to the same values: long and short
-option names, `--name=value`, a flag without a value, the last of a repeated option winning, positional
-arguments anywhere; integers like -12 and floats like 0.7 or 1e-3 (typer would also take `007`, ` 7`
-or `4.0`: those go to typer).
+A command is a plain function whose parameters default to Option(...) or Argument(...). `parser(command)` builds its
+ArgumentParser from them (the value type from the annotation: Optional[X] is X, List[X] one or more X, bool a flag),
+and `run(command)` parses sys.argv with it and calls the command. `--help` lists every option with its help and
+default; a usage error (an unknown option, a missing value, `--n abc`) is one line, `vae-sample: error: ...`, and
+exit code 2, as the commands' own errors are. The values are checked once, by the API the command calls.
 """
 from __future__ import annotations
 
+import argparse
 import inspect
 import os
-import re
 import sys
 import typing
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-INT = re.compile(r"-?(0|[1-9][0-9]*)")
-FLOAT = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?")
+METAVARS = {int: "INTEGER", float: "FLOAT", str: "TEXT", Path: "PATH"}
 
 
 class OptionSpec:
@@ -40,7 +33,7 @@ class ArgumentSpec:
         self.default, self.metavar, self.help = default, metavar, help
 
 
-# Typed as Any, as typer's own: `n: int = Option(64, "--n")` declares an int parameter to a type checker.
+# Typed as Any: `n: int = Option(64, "--n")` declares an int parameter to a type checker.
 def Option(default: Any, *names: str, help: str = "") -> Any:
     return OptionSpec(default, *names, help=help)
 
@@ -49,8 +42,13 @@ def Argument(default: Any = ..., *, metavar: str, help: str = "") -> Any:
     return ArgumentSpec(default, metavar=metavar, help=help)
 
 
-class NotPlain(Exception):
-    """The command line needs typer: help, a usage error, or a spelling the plain parser does not read."""
+class Parser(argparse.ArgumentParser):
+    """argparse's parser, with a usage error in one line."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.stderr.write(f"{self.prog}: error: {message}\n")
+        sys.stderr.flush()
+        raise SystemExit(2)
 
 
 def _params(command) -> list[tuple[str, OptionSpec | ArgumentSpec, type, bool]]:
@@ -66,99 +64,33 @@ def _params(command) -> list[tuple[str, OptionSpec | ArgumentSpec, type, bool]]:
     return out
 
 
-def _value(text: str, tp: type):
-    if tp is str:
-        return text
-    if tp is Path and text:
-        return Path(text)
-    if (tp is int and INT.fullmatch(text)) or (tp is float and FLOAT.fullmatch(text)):
-        return tp(text)
-    raise NotPlain(text)
-
-
-def parse(command, argv: list[str]) -> dict:
-    """The keyword arguments for command from argv; NotPlain where only typer should answer."""
-    params = _params(command)
-    if "--help" in argv:
-        raise NotPlain("--help")
-    by_name = {name: (p, spec, tp) for p, spec, tp, _ in params if isinstance(spec, OptionSpec)
-               for name in spec.names}
-    kwargs = {p: spec.default for p, spec, _, _ in params}
-    positional = []
-    args = iter(argv)
-    for token in args:
-        if token == "-" or not token.startswith("-"):  # - alone: standard input
-            positional.append(token)
-            continue
-        name, eq, text = token.partition("=") if token.startswith("--") else (token, "", "")
-        if name not in by_name:
-            raise NotPlain(token)
-        p, _, tp = by_name[name]
-        if tp is bool:
-            if eq:
-                raise NotPlain(token)
-            kwargs[p] = True
-            continue
-        if not eq:
-            value = next(args, None)
-            if value is None:
-                raise NotPlain(token)
-            text = value
-        kwargs[p] = _value(text, tp)
-    for p, spec, tp, is_list in params:
-        if not isinstance(spec, ArgumentSpec):
-            continue
-        take = positional if is_list else positional[:1]
-        if not take and spec.default is ...:
-            raise NotPlain(spec.metavar)
-        if take:
-            kwargs[p] = [_value(t, tp) for t in take] if is_list else _value(take[0], tp)
-        positional = positional[len(take):]
-    if positional:
-        raise NotPlain(positional[0])
-    return kwargs
-
-
-def typer_app(command):
-    """The typer app of command: its help page and usage errors, and what tests drive with typer's CliRunner."""
-    import functools
-
-    import typer
-
-    hints = typing.get_type_hints(command)
-    sig = inspect.signature(command)
-    params = []
-    for p in sig.parameters.values():
-        spec = p.default
+def parser(command) -> Parser:
+    """The parser of command, named vae-COMMAND; its docstring is the help page's description."""
+    p = Parser(prog=f"vae-{command.__name__}", description=inspect.getdoc(command), allow_abbrev=False)
+    for name, spec, tp, is_list in _params(command):
+        text = spec.help.replace("%", "%%")  # argparse fills %(default)s and the like in help texts
         if isinstance(spec, ArgumentSpec):
-            default = typer.Argument(spec.default, metavar=spec.metavar, help=spec.help)
+            nargs = "+" if is_list else None if spec.default is ... else "?"
+            p.add_argument(name, metavar=spec.metavar, type=tp, nargs=nargs, help=text,
+                           **({} if spec.default is ... else {"default": spec.default}))
+        elif tp is bool:
+            p.add_argument(*spec.names, dest=name, action="store_true", help=text)
         else:
-            default = typer.Option(spec.default, *spec.names, help=spec.help)
-        params.append(p.replace(default=default, annotation=hints[p.name]))
-
-    @functools.wraps(command)
-    def typed(**kwargs):
-        return command(**kwargs)
-
-    typed.__signature__ = sig.replace(parameters=params)  # type: ignore[attr-defined]  # what typer reads
-    app = typer.Typer(pretty_exceptions_enable=False, add_completion=False)
-    app.command()(typed)
-    return app
+            shown = "" if spec.default is None else f" [default: {spec.default}]".replace("%", "%%")
+            p.add_argument(*spec.names, dest=name, type=tp, default=spec.default, metavar=METAVARS[tp],
+                           help=text + shown)
+    return p
 
 
 def run(command) -> None:
-    """Run command on sys.argv: parsed here when plain, else by typer."""
-    try:
-        kwargs = parse(command, sys.argv[1:])
-    except NotPlain:
-        typer_app(command)()
-        return
+    """Run command on sys.argv's arguments; options and positional arguments may come in any order."""
+    kwargs = vars(parser(command).parse_intermixed_args())
     try:
         command(**kwargs)
         sys.stdout.flush()
-    except KeyboardInterrupt:  # as click reports it
+    except KeyboardInterrupt:
         print("\nAborted!", file=sys.stderr)
         sys.exit(1)
-    except BrokenPipeError:  # the reader went away (vae-info --json | head -1): exit quietly, as click does
+    except BrokenPipeError:  # the reader went away (vae-info --json | head -1): exit quietly
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(1)

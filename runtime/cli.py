@@ -4,10 +4,10 @@ Bad input ends with one line `error: ...` on stderr and exit code 2; outputs are
 temporary file and renamed (outputs.py), so a failed command leaves no half-written file, and an output
 path that is not a regular file, or whose folder is missing, is refused before any work.
 
-Each command is a plain function whose defaults declare its options (args.py). The console scripts
-(`sample_main`, ...) parse a plain command line with the standard library and hand `--help` and usage
-errors to typer; `sample_app`, ... are the typer apps, built on first use. So a plain run imports
-numpy, onnxruntime and the standard library, nothing else.
+Each command is a plain function whose defaults declare its options; the console scripts (`sample_main`, ...)
+parse the command line with argparse (args.py), so a plain run imports numpy, onnxruntime and the standard
+library, nothing else. The values go to the API unchecked: VAE.load, iter_samples and encode refuse bad ones;
+this module checks only what is the command line's own (output paths, option combinations, --nrow).
 """
 from __future__ import annotations
 
@@ -24,12 +24,12 @@ import numpy as np
 
 from .. import __version__
 from . import bundled, compat, prior, walk
-from .args import Argument, Option, run, typer_app
+from .args import Argument, Option, run
 from .images import (image_format, save_grid, save_grid_and_npy, save_npy_chunks, write_image_files, write_index,
                      write_npy, write_npy_chunks, write_npy_rows)
 from .errors import ModelFolderError, RuntimeInputError, fail
 from .folder import PRECISIONS, read_folder, read_meta, verify_files
-from .inputs import check_seed, latents_like
+from .inputs import latents_like
 from .model import DEFAULT_BATCH_SIZE, VAE
 from .outputs import STDOUT, atomic_files, check_out_dir, check_output
 
@@ -81,7 +81,7 @@ def _memory_limit() -> float:
 
 
 def _echo(text: str, file=None) -> None:
-    """One line, in one write (as typer.echo), so a reader that quits early sees whole lines."""
+    """One line, in one write, so a reader that quits early sees whole lines."""
     file = file or sys.stdout
     file.write(f"{text}\n")
     file.flush()
@@ -94,10 +94,7 @@ def _check(ok: bool, msg: str) -> None:
         raise RuntimeInputError(msg)
 
 
-def _check_common(precision: str, threads: Optional[int], batch_size: int, nrow: int = 1) -> None:
-    _check(precision in PRECISIONS, f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    _check(threads is None or threads >= 0, f"--threads must be >= 0, got {threads}")
-    _check(batch_size >= 1, f"--batch-size must be >= 1, got {batch_size}")
+def _check_nrow(nrow: int) -> None:
     _check(nrow >= 1, f"--nrow must be >= 1, got {nrow}")
 
 
@@ -212,9 +209,14 @@ def _load(model: Optional[str], precision: str, threads: Optional[int], batch_si
     vae = VAE.load(model, precision=precision, threads=threads, providers=[provider], batch_size=batch_size,
                    decoder_only=decoder_only)
     _loaded["vae"] = vae
+    return vae
+
+
+def _using(vae: VAE) -> None:
+    """Which model runs, when it is the bundled one: said once the API has taken the arguments, so that a refused
+    argument is the only line."""
     if vae.bundled:
         _echo(f"using the bundled model {vae.bundled} (vae-info --list; --model FOLDER for your own)", sys.stderr)
-    return vae
 
 
 MODEL_OPT = Option(None, "--model", "-m",
@@ -258,19 +260,18 @@ def sample(
 ) -> None:
     """Decode n random latents to images: a PNG grid (--out), an .npy array (--npy) and/or PNG files (--out-dir)."""
     with _errors():
-        _check(n >= 1, f"--n must be >= 1, got {n}")
-        check_seed(seed)
-        _check_common(precision, threads, batch_size, nrow)
+        _check_nrow(nrow)
         png = _outputs(out, npy, "samples.png", n, out_dir, force)
         vae = _load(model, precision, threads, batch_size, provider, decoder_only=True)  # no encoder needed
-        chunks = vae.iter_samples(n, seed=seed, temperature=temperature)  # checks temperature now
+        chunks = vae.iter_samples(n, seed=seed, temperature=temperature)  # checks n, seed and temperature now
+        _using(vae)
         written = _write_images(chunks, (n, *vae.input_shape), png, npy, nrow, out_dir)
         _report(f"wrote {n} samples to {written}", (npy,))
 
 
 def encode(
     inputs: List[str] = Argument(
-        ..., metavar="INPUTS...",
+        ..., metavar="INPUTS",
         help="Image files and folders (walked recursively: image suffixes, or --glob), converted to the model's "
              "channels and resized to its H x W; or one .npy of shape (N, C, H, W) or (N, C*H*W), float in [0, 1] "
              "or uint8 in [0, 255] (- reads it from standard input)."),
@@ -294,17 +295,17 @@ def encode(
     """Encode images to latents: mu by default, or a reparameterized sample with --sample. Images stream in chunks
     of --batch-size, so memory stays bounded whatever their count."""
     with _errors():
-        _check_common(precision, threads, batch_size)
-        check_seed(seed)
         walk.is_npy(inputs)  # a mix of .npy and images refused before any work
         if out.suffix.lower() in (".png", ".jpg", ".jpeg"):
             raise RuntimeInputError(f"--out {out} is an image name; latents are written as .npy")
         _check_npy_output(out, "--out")
         index = _index_path(out, index)
         vae = _load(model, precision, threads, batch_size, provider)
+        _using(vae)
         walked = walk.Walk(inputs, glob, vae.input_shape, batch_size, strict, quiet, "vae-encode")
+        # the seed goes to encode with or without --sample, which refuses a bad one either way
         encoded = walked.map(lambda x, start: vae.encode(x, sample=True, seed=seed, start=start) if sample
-                             else vae.encode(x)[0])
+                             else vae.encode(x, seed=seed)[0])
         n = _write_rows(encoded, out, index, "index" if walked.npy else "path", (vae.latent_dim,))
         also = f" (rows named in {index})" if index is not None else ""
         _close(f"wrote {'sampled z' if sample else 'mu'} of shape {(n, vae.latent_dim)} to {_name(out)}{also}",
@@ -331,11 +332,12 @@ def decode(
 ) -> None:
     """Decode latents to images: a PNG grid (--out), an .npy array (--npy) and/or PNG files (--out-dir)."""
     with _errors():
-        _check_common(precision, threads, batch_size, nrow)
+        _check_nrow(nrow)
         shape, dtype, rows = walk.npy_rows(latents, batch_size)
         png = _outputs(out, npy, "grid.png", shape[0] if shape else None, out_dir, force)
         vae = _load(model, precision, threads, batch_size, provider, decoder_only=True)
         latents_like(shape, dtype, vae.latent_dim)  # before any row is read
+        _using(vae)
         chunks = (x for z in rows for x in vae.iter_decode(z))
         written = _write_images(chunks, (shape[0], *vae.input_shape), png, npy, nrow, out_dir)
         _report(f"decoded {shape[0]} latents to {written}", (npy,))
@@ -444,9 +446,6 @@ def _list_bundled() -> None:
         _echo(f"  {bundled.path(name)}: {sizes}")
 
 
-COMMANDS = {"sample_app": sample, "encode_app": encode, "decode_app": decode, "info_app": info}
-
-
 def sample_main() -> None:
     run(sample)
 
@@ -461,11 +460,3 @@ def decode_main() -> None:
 
 def info_main() -> None:
     run(info)
-
-
-def __getattr__(name: str):
-    """sample_app, encode_app, decode_app, info_app: the typer apps, built when first asked for."""
-    if name not in COMMANDS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    app = globals()[name] = typer_app(COMMANDS[name])
-    return app

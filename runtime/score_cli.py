@@ -19,16 +19,16 @@ import numpy as np
 
 from . import threshold as thresholds
 from . import walk
-from .args import Argument, Option
+from .args import Argument, Option, run
 from .cli import (BATCH_OPT, GLOB_OPT, MODEL_OPT, PRECISION_OPT, PROVIDER_OPT, QUIET_OPT, STRICT_OPT, THREADS_OPT,
-                  _check, _check_common, _close, _echo, _errors, _load)
+                  _check, _close, _echo, _errors, _load, _using)
 from .inputs import check_count, check_seed
 from .outputs import STDOUT, atomic_file, check_output
 
 
 def score(
     inputs: List[str] = Argument(
-        ..., metavar="INPUTS...",
+        ..., metavar="INPUTS",
         help="Image files, folders (walked recursively; image suffixes, or --glob), or one .npy of shape (N, C, H, W) "
              "or (N, C*H*W), float in [0, 1] or uint8 (- reads it from standard input)."),
     out: str = Option(STDOUT, "--out", "-o", help="Where to write the scores (- for standard output, the default)."),
@@ -55,7 +55,7 @@ def score(
 ) -> None:
     """Score images by how badly the model explains them (-log p(x)); higher is more anomalous."""
     with _errors():
-        _check_common(precision, threads, batch_size)
+        # k and seed, checked again by VAE.score, are checked here first: the threshold's setting holds them
         k = check_count(k, "--k")
         check_seed(seed)
         _check(not (calibrate and threshold), "--calibrate picks a threshold; --threshold uses one: give one of them")
@@ -67,6 +67,7 @@ def score(
                 check_output(path, option)
         walk.is_npy(inputs)  # a mix of .npy and images refused before the model loads
         vae = _load(model, precision, threads, batch_size, provider)
+        _using(vae)
         setting = {"precision": precision, "k": k, "pixel_rule": vae.pixel_rule, "seed": seed,
                    "units": thresholds.units(bits_per_dim)}
         t = thresholds.load(threshold, setting, thresholds.model_files(vae)) if threshold is not None else None
@@ -125,16 +126,4 @@ def _calibrate(scored, fpr: float, setting: dict, files: dict, save: Optional[Pa
 
 
 def score_main() -> None:
-    from .args import run
-
     run(score)
-
-
-def __getattr__(name: str):
-    """score_app: the typer app, built when first asked for."""
-    if name != "score_app":
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from .args import typer_app
-
-    app = globals()[name] = typer_app(score)
-    return app

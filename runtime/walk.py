@@ -132,7 +132,12 @@ def npy_rows(path: str, batch: int) -> tuple[tuple[int, ...], np.dtype, Iterator
     if path == STDIN:
         return read_npy_chunks(sys.stdin.buffer, batch)
     x = read_npy(path)
-    return x.shape, x.dtype, (x[i:i + batch] for i in range(0, x.shape[0] if x.ndim else 0, batch))
+
+    def chunks() -> Iterator[np.ndarray]:  # batch is read on the first chunk, once the API has checked it
+        for i in range(0, x.shape[0] if x.ndim else 0, batch):
+            yield x[i:i + batch]
+
+    return x.shape, x.dtype, chunks()
 
 
 def _indexed(rows: Iterator[np.ndarray]) -> Chunks:

@@ -94,7 +94,7 @@ def check_external_data(fixtures: Path, case: dict, report: dict) -> list[str]:
 
 
 def check_cli(fixtures: Path, spec: dict, report: dict) -> list[str]:
-    """vae-sample through the console script this venv installed (typer and click at their versions)."""
+    """vae-sample through the console script this venv installed (its command line parsed by argparse)."""
     out = fixtures.parent / f"samples-{onnxruntime.__version__}.png"
     cli = subprocess.run([str(Path(sys.executable).parent / "vae-sample"), "--model", str(fixtures / spec["cli"]),
                           "--n", "16", "--out", str(out)], capture_output=True, text=True)

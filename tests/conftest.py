@@ -1,8 +1,10 @@
 """Shared fixtures: small synthetic data, the real Fashion-MNIST where present, and CLI runners."""
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -10,6 +12,7 @@ import subprocess
 import sys
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -126,6 +129,36 @@ def run_cli(cmd: str, *args, cwd=None, timeout: float = 300, **kw) -> subprocess
     """Run one of our console scripts and capture its output."""
     return subprocess.run([str(BIN / cmd), *map(str, args)], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, **kw)
+
+
+@dataclass
+class Ran:
+    """What a console script's entry function did when run in this process: its exit code, stdout and stderr."""
+    exit_code: int
+    stdout_bytes: bytes
+    stderr: str
+
+    @property
+    def stdout(self) -> str:
+        return self.stdout_bytes.decode()
+
+
+def invoke(main: Callable[[], None], *args) -> Ran:
+    """Run a console script's entry function (cli.sample_main, ...) on args here, capturing what it writes: text
+    and binary stdout (sys.stdout.buffer) alike."""
+    out, err = io.BytesIO(), io.StringIO()
+    stdout = io.TextIOWrapper(out, encoding="utf-8", write_through=True)
+    argv, sys.argv = sys.argv, [main.__name__, *map(str, args)]
+    code = 0
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(err):
+            main()
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 0 if e.code is None else 1
+    finally:
+        sys.argv = argv
+        stdout.flush()
+    return Ran(code, out.getvalue(), err.getvalue())
 
 
 def write_png_file(path: Path, image: np.ndarray) -> None:

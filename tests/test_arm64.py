@@ -84,7 +84,7 @@ def package(wheel, tmp_path_factory):  # noqa: F811
 @pytest.mark.parametrize("onnxruntime_release", list(arm64.ONNXRUNTIME))
 @pytest.mark.parametrize("cpu", list(arm64.CPUS))
 def test_the_wheel_samples_and_agrees_with_x86_on_arm64(package, fixtures, tmp_path, cpu, onnxruntime_release):
-    site = arm64.wheels([*arm64.ONNXRUNTIME[onnxruntime_release], "pillow", "typer"])
+    site = arm64.wheels([*arm64.ONNXRUNTIME[onnxruntime_release], "pillow"])
     env = {"PYTHONPATH": f"{package}:{site}", "PYTHONNOUSERSITE": "1"}
     (tmp_path / "run").mkdir()
     (tmp_path / "out").mkdir()

@@ -194,7 +194,7 @@ def install(env: Path, wheel: Path) -> None:
 def test_lowest_supported_versions_run_the_runtime_at_parity(wheel, fixtures):
     env = venv("runtime-lowest", need_python("3.10"), RUNTIME_DEPS, "lowest-direct")
     install(env, wheel)
-    got = versions(env, "numpy", "onnxruntime", "typer", "pillow")
+    got = versions(env, "numpy", "onnxruntime", "pillow")
     assert {k: release(v) for k, v in got.items()} == floors(RUNTIME_DEPS), "pyproject.toml's floors are tested"
     assert got["numpy"].startswith("1.")
     report = check(env, fixtures, "runtime-lowest")
@@ -253,7 +253,7 @@ def test_lowest_train_dependencies_train_export_and_run_at_parity(wheel, fixture
     for name in spec["models"]:
         shutil.rmtree(out / name)
     # The run and the fixtures' checkpoints exported there, in one process: what vae-export does, less its command
-    # line (typer at its floor runs vae-train above and vae-sample in compat_check.py), as each process of torch
+    # line (typer at its floor runs vae-train above), as each process of torch
     # 2.13 spends about 10 s importing the exporter and building its operator table before the first graph
     exports = {tmp_path / "runs" / "tiny" / "model.pt": out / "tiny",
                **{out / f"{name}.pt": out / name for name in spec["models"]}}

@@ -1,9 +1,9 @@
 """Fuzzing what the runtime reads from outside: vae.json, the .onnx files, .npy inputs and the command lines.
 
 Each case either succeeds or fails the way bad input must: the library raises its own ModelFolderError or
-RuntimeInputError with a one-line message, a command exits 2 with one `error: ...` line (or typer's usage error),
-and no output file is left half-written. Never a traceback, a crash or a hang: a watchdog (faulthandler) ends
-the run with every thread's stack if one case takes longer than WATCHDOG_S.
+RuntimeInputError with a one-line message, a command exits 2 with one `error: ...` line (`vae-NAME: error: ...`
+for a usage error), and no output file is left half-written. Never a traceback, a crash or a hang: a watchdog
+(faulthandler) ends the run with every thread's stack if one case takes longer than WATCHDOG_S.
 
 Cases come from hypothesis with a fixed seed (derandomize), FUZZ_CASES of each kind in `make test`;
 `make fuzz` sets VAE_EDGE_FUZZ_CASES for a long run. The same model folders go through the JavaScript library's
@@ -19,9 +19,9 @@ import io
 import json
 import math
 import os
+import re
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
@@ -30,7 +30,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import REPO
+from conftest import REPO, invoke
 from test_native import SANITIZER_ENV, sanitized_native, sanitizers_silent, vae_sample
 from vae_edge.runtime import VAE, ModelFolderError, RuntimeInputError
 from vae_edge.runtime.cli import decode_main, encode_main, info_main, sample_main
@@ -218,28 +218,19 @@ def load_and_use(folder: Path) -> None:
 
 def cli(main, *args) -> tuple[int, str, str]:
     """A console script's entry function, run here: (exit code, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    argv = sys.argv
-    sys.argv = [main.__name__, *map(str, args)]
-    code = 0
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            main()
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else 1
-    finally:
-        sys.argv = argv
-    return code, out.getvalue(), err.getvalue()
+    r = invoke(main, *args)
+    return r.exit_code, r.stdout_bytes.decode(errors="replace"), r.stderr
 
 
 def check_exit(code: int, err: str, args) -> None:
+    """0, or 2 with one last line `error: ...` (the runtime's) or `vae-NAME: error: ...` (a usage error) and no
+    error line before it."""
     assert "Traceback" not in err, (args, err)
     assert code in (0, 2), (args, code, err)
     if code == 2:
         lines = err.strip().splitlines()
-        usage = any("Usage:" in line for line in lines)  # typer's usage error names the option
-        assert usage or (len(lines[-1:]) == 1 and lines[-1].startswith("error: ")), (args, err)
-        assert usage or all(not line.startswith("error") for line in lines[:-1]), (args, err)
+        assert lines and re.match(r"(vae-[a-z]+: )?error: ", lines[-1]), (args, err)
+        assert not any(re.match(r"(vae-[a-z]+: )?error", line) for line in lines[:-1]), (args, err)
 
 
 def only(folder: Path, expected: set[str]) -> None:

@@ -6,14 +6,13 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from typer.testing import CliRunner
 
-from conftest import trained
+from conftest import invoke, trained
 from vae_edge.export import ExportError, export_model
 from vae_edge.runtime import VAE, ModelFolderError
 from vae_edge.runtime import compat
 from vae_edge.runtime import model as runtime_model
-from vae_edge.runtime.cli import info_app
+from vae_edge.runtime.cli import info_main
 from vae_edge.train.model import VAE as TorchVAE
 
 TOL = 1e-5
@@ -128,7 +127,7 @@ def test_ort_format_asked_of_a_folder_without_it_says_how_to_make_it(small, tmp_
 
 def test_vae_info_prints_what_the_files_need(default_export):
     folder, _ = default_export
-    r = CliRunner().invoke(info_app, ["--model", str(folder)])
-    assert r.exit_code == 0, r.output
+    r = invoke(info_main, "--model", folder)
+    assert r.exit_code == 0, r.stderr
     import onnxruntime
     assert f"needs:    onnxruntime >= 1.12 (installed: {onnxruntime.__version__}, ok)" in r.stdout

@@ -566,6 +566,7 @@ def test_a_token_file_makes_every_route_but_the_probes_need_the_token(make_serve
     (("--host", "0.0.0.0"), "--allow-remote"),
     (("--provider", "NoSuchExecutionProvider"), "not available"),
     (("--max-queue", "0"), "--max-queue must be >= 1"),
+    (("--threads", "-1"), "threads must be an int from 0 (onnxruntime decides) to 1024, got -1"),  # VAE.load's
     (("--model", "/nonexistent/folder"), "/nonexistent/folder"),
 ])
 def test_a_bad_start_is_one_error_line_and_exit_code_2(args, message):

@@ -44,7 +44,6 @@ def check(settings: Settings, workers: int) -> None:
          f"--host {settings.host} is not a loopback address; serving beyond this machine needs --allow-remote "
          f"(and, unless a proxy authenticates, --token-file: docs/serving.md)")
     need(0 < settings.port < 65536, f"--port must be in 1..65535, got {settings.port}")
-    need(settings.threads is None or settings.threads >= 0, f"--threads must be >= 0, got {settings.threads}")
     for name in ("max_batch", "max_queue", "max_n", "max_body", "max_pixels", "max_score_samples"):
         need(getattr(settings, name) >= 1, f"--{name.replace('_', '-')} must be >= 1, got {getattr(settings, name)}")
     need(settings.max_wait_ms >= 0, f"--max-wait-ms must be >= 0, got {settings.max_wait_ms}")
