@@ -78,7 +78,8 @@ def eval_cmd(
         backend = pick_backend(iwae_backend, dev)
         net = VAE.from_config(cfg.model()).to(dev)
         net.load_state_dict(ckpt["state_dict"])
-        data = load_data(cfg.dataset, cfg.data_dir, cfg.image_size, cfg.channels, cfg.test_fraction, cfg.seed)
+        data = load_data(cfg.dataset, cfg.data_dir, cfg.image_size, cfg.channels, cfg.test_fraction, cfg.seed,
+                         background=cfg.background)
         data = select_classes(data, cfg.classes, cfg.exclude_classes)
         if data.shape != tuple(cfg.input_shape):
             raise TrainError(f"{cfg.dataset} has images of {data.shape}, the model takes {tuple(cfg.input_shape)}")

@@ -25,8 +25,8 @@ import numpy as np
 from .. import __version__
 from . import bundled, compat, prior, walk
 from .args import Argument, Option, run, typer_app
-from .images import (image_format, save_grid, save_grid_and_npy, save_npy_chunks, write_image_files, write_index,
-                     write_npy, write_npy_chunks, write_npy_rows)
+from .images import (image_format, recipe_background, save_grid, save_grid_and_npy, save_npy_chunks,
+                     write_image_files, write_index, write_npy, write_npy_chunks, write_npy_rows)
 from .errors import ModelFolderError, RuntimeInputError, fail
 from .folder import PRECISIONS, read_meta, verify_files
 from .inputs import check_seed, latents_like
@@ -302,7 +302,8 @@ def encode(
         _check_npy_output(out, "--out")
         index = _index_path(out, index)
         vae = _load(model, precision, threads, batch_size, provider)
-        walked = walk.Walk(inputs, glob, vae.input_shape, batch_size, strict, quiet, "vae-encode")
+        walked = walk.Walk(inputs, glob, vae.input_shape, batch_size, strict, quiet, "vae-encode",
+                           recipe_background(vae.meta))
         encoded = walked.map(lambda x, start: vae.encode(x, sample=True, seed=seed, start=start) if sample
                              else vae.encode(x)[0])
         n = _write_rows(encoded, out, index, "index" if walked.npy else "path", (vae.latent_dim,))

@@ -57,6 +57,14 @@ def pytest_collection_finish(session):
         exported.install()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def image_cache(tmp_path_factory):
+    """Image folders decode into a cache (train/image_cache.py): the tests' own, never the user's ~/.cache."""
+    os.environ["VAE_EDGE_CACHE_DIR"] = str(tmp_path_factory.mktemp("image-cache"))
+    yield
+    os.environ.pop("VAE_EDGE_CACHE_DIR", None)
+
+
 @pytest.fixture(autouse=True)
 def fresh_graphs(request):
     """Tests marked fresh_graphs, which are about the exporter itself, export with torch.onnx.export each time."""
