@@ -47,10 +47,47 @@ class Mapped:
         return torch.from_numpy(self.array[self.rows])
 
 
+class MappedPixels:
+    """pixels(split.tensor(), binarize) on `device`, computed a slice at a time from a Mapped split, so that the test
+    figures of a set read from its map need no copy of it: the same values, bits included (the CPU generator draws
+    them in order, so a slice's bits are those the whole set's draw gives its rows). Rows start..stop of the split."""
+
+    def __init__(self, split: Mapped, binarize: bool, device: torch.device, start: int = 0, stop: int | None = None):
+        self.split, self.binarize, self.device = split, binarize, device
+        self.start, self.stop = start, len(split) if stop is None else stop
+        self.shape = torch.Size((self.stop - self.start, *split.shape[1:]))
+        self._bits: torch.Generator | None = None
+        self._next = -1  # the row whose bits the generator draws next
+
+    def __getitem__(self, s: slice) -> torch.Tensor:
+        a, b, step = s.indices(self.shape[0])
+        if step != 1:
+            raise IndexError("MappedPixels takes slices of consecutive rows")
+        a, b = self.start + a, self.start + max(a, b)
+        x = self.split.take(torch.arange(a, b)).float().div_(255)
+        if self.binarize:
+            if self._bits is None or self._next != a:
+                self._bits = torch.Generator().manual_seed(TEST_BITS_SEED)
+                skip = a * x[0].numel() if len(x) else 0
+                for i in range(0, skip, 1 << 24):  # the values the rows before `a` take, drawn and dropped
+                    torch.rand(min(1 << 24, skip - i), generator=self._bits)
+            x = (torch.rand(x.shape, generator=self._bits) < x).float()
+            self._next = b
+        return x.to(self.device)
+
+    def tensor_split(self, parts: int) -> list["MappedPixels"]:
+        """As torch.tensor_split: the first n % parts parts one row longer."""
+        n, bounds = self.shape[0], [0]
+        for i in range(parts):
+            bounds.append(bounds[-1] + n // parts + (i < n % parts))
+        return [MappedPixels(self.split, self.binarize, self.device, self.start + a, self.start + b)
+                for a, b in zip(bounds, bounds[1:])]
+
+
 @dataclass
 class Data:
     train: torch.Tensor | Mapped  # uint8 [N, C, H, W]; Mapped only where load_data was asked to keep it so
-    test: torch.Tensor  # uint8 [M, C, H, W]
+    test: torch.Tensor | Mapped  # uint8 [M, C, H, W]
     source: str  # where it came from, for the log
     train_labels: torch.Tensor | None = None  # int64 [N], where the data set has labels (the named ones)
     test_labels: torch.Tensor | None = None
@@ -79,14 +116,16 @@ def pixels(images: torch.Tensor, binarize: bool, seed: int = TEST_BITS_SEED) -> 
 def load_data(dataset: str, data_dir: str = "data", image_size: int | str = 28, channels: int = 1,
               test_fraction: float = 0.1, seed: int = 1, download: bool = True, *, background: str = "white",
               cache_dir: str | None = None, strict: bool = False, keep_mapped: bool = False,
-              say: Callable[[str], None] = lambda _: None, progress: bool = False) -> Data:
+              say: Callable[[str], None] = lambda _: None, progress: bool = False,
+              lap: Callable[[str], None] = lambda _: None) -> Data:
     """Load `dataset`: a torchvision name, a folder of images, or an .npy file. A named dataset that is not on
     this machine is downloaded into data_dir, or with download=False refused (DataError).
 
     A folder is read through its decoded cache in cache_dir (image_cache.py; `say` gets its lines, `progress` a bar),
     each image by the runtime's rule at image_size (N or HxW) and channels, transparency composited onto
     `background`; strict: an unreadable file stops the run. keep_mapped: the train split of a folder or of a uint8
-    .npy stays a memory-mapped Mapped; otherwise every split is a tensor in memory."""
+    .npy (and its test split) stay memory-mapped, Mapped; otherwise every split is a tensor in memory. lap: the time line's, called
+    once images are decoded."""
     if dataset in TORCHVISION_CLASSES:
         return _load_named(dataset, Path(data_dir), download)
     path = Path(dataset)
@@ -94,7 +133,8 @@ def load_data(dataset: str, data_dir: str = "data", image_size: int | str = 28, 
         names = ", ".join(TORCHVISION_CLASSES)
         raise DataError(f"dataset {dataset!r} is neither a known name ({names}) nor an existing path")
     if path.is_dir():
-        images = _read_folder(path, image_hw(image_size), channels, background, cache_dir, strict, say, progress)
+        images = _read_folder(path, image_hw(image_size), channels, background, cache_dir, strict, say, progress,
+                              lap)
         return _split(images, test_fraction, seed, f"image folder {path}", keep_mapped)
     if path.suffix == ".npy":
         return _split(_read_npy(path), test_fraction, seed, f"array file {path}", keep_mapped)
@@ -244,7 +284,7 @@ def _read_labels(path: Path) -> torch.Tensor:
 
 
 def _read_folder(path: Path, hw: tuple[int, int], channels: int, background: str, cache_dir: str | None,
-                 strict: bool, say, progress: bool) -> np.ndarray:
+                 strict: bool, say, progress: bool, lap) -> np.ndarray:
     """The images below path as the runtime's commands find and read them (vae_edge.runtime.walk and read_image):
     recursive, in sorted order, hidden names skipped; from the folder's decoded cache (memory-mapped)."""
     from vae_edge.runtime.errors import RuntimeInputError
@@ -254,7 +294,8 @@ def _read_folder(path: Path, hw: tuple[int, int], channels: int, background: str
     if channels not in (1, 3):
         raise DataError(f"--channels must be 1 or 3, got {channels}")
     try:
-        return folder_images(path, (channels, *hw), background, cache_root(cache_dir), strict, say, progress).images
+        return folder_images(path, (channels, *hw), background, cache_root(cache_dir), strict, say, progress,
+                             lap=lap).images
     except RuntimeInputError as e:
         raise DataError(str(e)) from None
 
@@ -290,5 +331,5 @@ def _split(images: np.ndarray, test_fraction: float, seed: int, source: str, kee
     if n - n_test < 1:
         raise DataError(f"{source} has only {n} examples: too few to hold out a test split")
     perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).numpy()
-    train = Mapped(images, perm[n_test:])
-    return Data(train if keep_mapped else train.tensor(), torch.from_numpy(images[perm[:n_test]]), source)
+    train, test = Mapped(images, perm[n_test:]), Mapped(images, perm[:n_test])
+    return Data(train, test, source) if keep_mapped else Data(train.tensor(), test.tensor(), source)

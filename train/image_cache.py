@@ -73,8 +73,9 @@ def entry_path(root: Path, folder: Path, prep: dict) -> Path:
 
 def folder_images(folder: Path, shape: tuple[int, int, int], background: str, root: Path, strict: bool = False,
                   say: Callable[[str], None] = lambda _: None, progress: bool = False,
-                  workers: int | None = None) -> Cached:
-    """The folder's images by the runtime's walk and reading rule, from the cache, decoding what it lacks first."""
+                  workers: int | None = None, lap: Callable[[str], None] = lambda _: None) -> Cached:
+    """The folder's images by the runtime's walk and reading rule, from the cache, decoding what it lacks first
+    (then lap("decoding images") marks the run's time line)."""
     prep = preprocessing(shape, background)
     entry = entry_path(root, folder, prep)
     entry.mkdir(parents=True, exist_ok=True)
@@ -90,6 +91,7 @@ def folder_images(folder: Path, shape: tuple[int, int, int], background: str, ro
                 f"file{'s' * (len(todo) != 1)}" + (f", the other {kept:,} from the cache," if kept else "")
                 + f" into {entry}")
             _build(folder, entry, listing, plan, todo, images, prep, shape, background, strict, progress, workers)
+            lap("decoding images")
             index, images, why = _open(entry, prep, shape)
             if why:  # written a moment ago by the atomic write: only a disk that lies gets here
                 raise RuntimeInputError(f"the image cache {entry} could not be read back: {why}")

@@ -20,14 +20,14 @@ from . import checkpoint
 from .checks import check_config
 from .clock import Clock
 from .config import Config
-from .data import Mapped, hold_in_memory, load_data, pixels, select_classes
+from .data import Mapped, MappedPixels, hold_in_memory, load_data, pixels, select_classes
 from .devices import Ranks, init_distributed, job_sums, pick_device  # noqa: F401 (pick_device: the CLI's)
 from .errors import TrainError
 from .evaluation import describe, evaluate, iwae, summary
 from .model import VAE
 from .precision import choose, use
 from .progress import Bar
-from .run_folder import check_run_folder, final_checkpoint, load_resumable, resume_state, run_dir, save_epoch
+from .run_folder import RECONSTRUCTIONS, check_run_folder, final_checkpoint, load_resumable, resume_state, run_dir, save_epoch
 from .schedule import kl_weight, learning_rate
 from .step import WARMUP_STEPS, Inputs, Step, capture, load_state, optimizer, set_learning_rate
 from .stop import Interrupted, StopFlag
@@ -66,7 +66,7 @@ def train(cfg: Config, resume: str | None = None, force: bool = False, quiet: bo
     # -- the data, the model, the optimizer (restored when resuming) ---------------------------------------
     data = load_data(cfg.dataset, cfg.data_dir, cfg.image_size, cfg.channels, cfg.test_fraction, cfg.seed,
                      background=cfg.background, cache_dir=cache_dir, strict=strict, keep_mapped=True, say=say,
-                     progress=ranks.main and not quiet)
+                     progress=ranks.main and not quiet, lap=clock.lap)
     data = select_classes(data, cfg.classes, cfg.exclude_classes)
     cfg.input_shape = data.shape
     in_memory = hold_in_memory(cfg.data_access, data, device)
@@ -117,10 +117,15 @@ def train(cfg: Config, resume: str | None = None, force: bool = False, quiet: bo
         net = torch.compile(net)
 
     # -- the step and its inputs ---------------------------------------------------------------------------
-    mapped = None if in_memory else data.train  # read a batch at a time: this process's memory stays bounded
-    train_x = (data.train.tensor() if isinstance(data.train, Mapped) else data.train).to(device) if in_memory else None
-    test_images = data.test.to(device)
-    test_x = pixels(data.test, cfg.binarize).to(device)  # what every test figure is computed on
+    if in_memory:
+        data.train, data.test = (s.tensor() if isinstance(s, Mapped) else s for s in (data.train, data.test))
+        mapped, train_x = None, data.train.to(device)
+        test_x = pixels(data.test, cfg.binarize).to(device)  # what every test figure is computed on
+    else:  # read a batch at a time, test figures too: this process's memory stays bounded whatever the data's size
+        mapped, train_x = data.train, None
+        test_x = MappedPixels(data.test, cfg.binarize, device)
+    test_images = (data.test.take(torch.arange(min(RECONSTRUCTIONS, len(data.test)))) if mapped is not None
+                   else data.test[:RECONSTRUCTIONS]).to(device)
     n, batch = len(data.train), cfg.batch_size
     steps = math.ceil(n / batch)
     step = Step(net, opt, train_x, cfg.likelihood, cfg.train_k, ranks.world, ranks.rank, device)
