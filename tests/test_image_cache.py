@@ -260,3 +260,26 @@ def test_vae_train_decodes_on_its_first_run_and_not_on_its_second(tmp_path):
     first, second = ([line for line in out.splitlines() if line.startswith(("time:", "image cache:"))] for out in runs)
     assert "decoding 40 files into" in first[0] and "decoding images" in first[-1]
     assert "40 images of" in second[0] and "decoding" not in second[-1]
+
+
+def test_the_runtime_composites_onto_the_background_its_model_was_trained_with(tmp_path):
+    from PIL import Image
+
+    from vae_edge.runtime.images import recipe_background
+    from vae_edge.runtime.walk import Walk
+
+    rng = np.random.default_rng(2)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (6, 6, 4), dtype=np.uint8), "RGBA").save(tmp_path / f"{i}.png")
+    meta = {"recipe": {"background": "#102030"}}
+    assert recipe_background(meta) == "#102030" and recipe_background({"recipe": None}) == "white"
+    walked = Walk([str(tmp_path)], None, (3, 6, 6), 2, False, True, "vae-encode", recipe_background(meta))
+    taken = np.concatenate([x for _, x in walked.chunks])
+    np.testing.assert_array_equal(taken, load_images(sorted(tmp_path.glob("*.png")), (3, 6, 6), "#102030"))
+    assert not np.array_equal(taken, load_images(sorted(tmp_path.glob("*.png")), (3, 6, 6)))
+
+
+def test_a_bad_background_is_refused_in_one_line(tmp_path):
+    folder_of(tmp_path / "imgs", 2)
+    with pytest.raises(DataError, match=r"a background is white, black or #RRGGBB \(as #808080\), got 'grey'"):
+        load_data(str(tmp_path / "imgs"), background="grey")

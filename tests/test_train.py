@@ -447,6 +447,9 @@ def test_vae_eval_help_documents_every_option():
 @pytest.mark.parametrize("args,message", [
     (["--dataset", "no/such/dir"], "neither a known name"),
     (["--dataset", "{npy}", "--arch", "conv", "--image-size", "30"], "divisible by 4"),
+    (["--dataset", "{npy}", "--image-size", "64x"], "--image-size takes N or HxW"),
+    (["--dataset", "{npy}", "--image-size", "8", "--background", "grey"], "a background is white, black or #RRGGBB"),
+    (["--dataset", "{npy}", "--image-size", "8", "--data-access", "disk"], "unknown --data-access 'disk'"),
     (["--dataset", "{bad}"], "not a readable .npy"),
     (["--resume", "no/such/run"], "nothing to resume"),
     (["--dataset", "{npy}", "--arch", "transformer"], "unknown architecture"),
