@@ -283,3 +283,11 @@ def test_a_bad_background_is_refused_in_one_line(tmp_path):
     folder_of(tmp_path / "imgs", 2)
     with pytest.raises(DataError, match=r"a background is white, black or #RRGGBB \(as #808080\), got 'grey'"):
         load_data(str(tmp_path / "imgs"), background="grey")
+
+
+def test_a_folder_without_images_is_refused_and_leaves_no_entry(tmp_path):
+    (tmp_path / "imgs").mkdir()
+    (tmp_path / "imgs" / "notes.txt").write_text("not an image")
+    with pytest.raises(DataError, match=r"no images in .*imgs \(files ending in \.png, "):
+        load_data(str(tmp_path / "imgs"), cache_dir=str(tmp_path / "cache"))
+    assert image_cache.entries(tmp_path / "cache") == []

@@ -77,12 +77,12 @@ def folder_images(folder: Path, shape: tuple[int, int, int], background: str, ro
     """The folder's images by the runtime's walk and reading rule, from the cache, decoding what it lacks first
     (then lap("decoding images") marks the run's time line)."""
     prep = preprocessing(shape, background)
+    if next(iter(files([str(folder)], None)), None) is None:  # before an entry is made for it
+        raise RuntimeInputError(f"no images in {folder} (files ending in {', '.join(IMAGE_SUFFIXES)})")
     entry = entry_path(root, folder, prep)
     entry.mkdir(parents=True, exist_ok=True)
     with _locked(entry):  # a second run over the same folder waits, then finds the entry made
         listing = _listing(folder)  # each file's size and time taken before it is read: a later change shows
-        if not listing:
-            raise RuntimeInputError(f"no images in {folder} (files ending in {', '.join(IMAGE_SUFFIXES)})")
         index, images, why = _open(entry, prep, shape)
         plan, todo = _plan(listing, index)
         if why or todo or len(plan) != len(index["files"]) + len(index["skipped"]):
