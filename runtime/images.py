@@ -144,7 +144,7 @@ def background_rgb(text: str) -> tuple[int, int, int]:
         return named[t]
     if len(t) == 7 and t[0] == "#" and all(ch in "0123456789abcdef" for ch in t[1:]):
         return int(t[1:3], 16), int(t[3:5], 16), int(t[5:7], 16)
-    raise RuntimeInputError(f"a background is white, black or #RRGGBB (as #808080), got {text!r}")
+    raise RuntimeInputError(f"a background is white, black or #RRGGBB (as #808080), got {str(text)[:40]!r}")
 
 
 def recipe_background(meta: dict) -> str:
