@@ -123,9 +123,9 @@ def load_data(dataset: str, data_dir: str = "data", image_size: int | str = 28, 
 
     A folder is read through its decoded cache in cache_dir (image_cache.py; `say` gets its lines, `progress` a bar),
     each image by the runtime's rule at image_size (N or HxW) and channels, transparency composited onto
-    `background`; strict: an unreadable file stops the run. keep_mapped: the train split of a folder or of a uint8
-    .npy (and its test split) stay memory-mapped, Mapped; otherwise every split is a tensor in memory. lap: the time line's, called
-    once images are decoded."""
+    `background`; strict: an unreadable file stops the run. keep_mapped: both splits of a folder or of a uint8 .npy
+    stay memory-mapped (Mapped); otherwise every split is a tensor in memory. lap: the time line's, called once
+    images are decoded."""
     if dataset in TORCHVISION_CLASSES:
         return _load_named(dataset, Path(data_dir), download)
     path = Path(dataset)

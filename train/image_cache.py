@@ -95,8 +95,9 @@ def folder_images(folder: Path, shape: tuple[int, int, int], background: str, ro
             index, images, why = _open(entry, prep, shape)
             if why:  # written a moment ago by the atomic write: only a disk that lies gets here
                 raise RuntimeInputError(f"the image cache {entry} could not be read back: {why}")
+            held = sum(_size(e) for e in entries(root))
             say(f"image cache: {len(index['files']):,} images, {_size(entry) / 1e6:,.1f} MB; the cache folder "
-                f"{root} holds {sum(_size(e) for e in entries(root)) / 1e6:,.1f} MB (vae-train --clear-cache empties it)")
+                f"{root} holds {held / 1e6:,.1f} MB (vae-train --clear-cache empties it)")
         else:
             say(f"image cache: {len(index['files']):,} images of {folder} from {entry} ({_size(entry) / 1e6:,.1f} MB)")
     skipped = [s[3] for s in index["skipped"]]

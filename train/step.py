@@ -23,7 +23,7 @@ class Inputs:
     """A step's inputs, in buffers whose addresses a captured graph keeps."""
 
     idx: torch.Tensor  # long [B]: rows of the training set
-    images: torch.Tensor | None  # uint8 [B, C, H, W]: the rows themselves, where the set is read from its map; else None
+    images: torch.Tensor | None  # uint8 [B, C, H, W]: the rows themselves where the set is read from its map, else None
     u: torch.Tensor | None  # [B, C, H, W] uniform noise that binarizes the batch (--binarize), else None
     eps: torch.Tensor  # [B, D] (ELBO) or [k, B, D] (IWAE, train_k = k) standard normal noise
     kl_weight: torch.Tensor  # [] the KL term's weight at this step

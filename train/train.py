@@ -27,7 +27,8 @@ from .evaluation import describe, evaluate, iwae, summary
 from .model import VAE
 from .precision import choose, use
 from .progress import Bar
-from .run_folder import RECONSTRUCTIONS, check_run_folder, final_checkpoint, load_resumable, resume_state, run_dir, save_epoch
+from .run_folder import (RECONSTRUCTIONS, check_run_folder, final_checkpoint, load_resumable, resume_state, run_dir,
+                         save_epoch)
 from .schedule import kl_weight, learning_rate
 from .step import WARMUP_STEPS, Inputs, Step, capture, load_state, optimizer, set_learning_rate
 from .stop import Interrupted, StopFlag
