@@ -96,6 +96,10 @@ class Data:
     def shape(self) -> tuple[int, int, int]:
         return tuple(self.train.shape[1:])
 
+    def test_tensor(self) -> torch.Tensor:
+        """The test split in memory (read from its map where it is one), for what scores the test split alone."""
+        return self.test.tensor() if isinstance(self.test, Mapped) else self.test
+
 
 # The test set of a --binarize run is binarized once, with this seed whatever the training seed, so that
 # every evaluation of every model (each epoch, vae-train's IWAE, vae-eval) scores the same bits.
