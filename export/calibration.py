@@ -39,7 +39,7 @@ def calibration(model: VAE, spec: int | str | Path | None, recipe: dict | None, 
     try:
         data = load_data(recipe["dataset"], recipe.get("data_dir", "data"), recipe.get("image_size", 28),
                          recipe.get("channels", 1), recipe.get("test_fraction", 0.1), recipe.get("seed", 1),
-                         download=False)
+                         download=False, background=recipe.get("background", "white"))
     except DataError as e:
         out = random_inputs(model.input_shape, model.latent_dim)
         out.source += f"; {recipe['dataset']} not found here: {first_line(e)}"

@@ -78,13 +78,14 @@ def eval_cmd(
         backend = pick_backend(iwae_backend, dev)
         net = VAE.from_config(cfg.model()).to(dev)
         net.load_state_dict(ckpt["state_dict"])
-        data = load_data(cfg.dataset, cfg.data_dir, cfg.image_size, cfg.channels, cfg.test_fraction, cfg.seed)
+        data = load_data(cfg.dataset, cfg.data_dir, cfg.image_size, cfg.channels, cfg.test_fraction, cfg.seed,
+                         background=cfg.background, keep_mapped=True)  # the train split is not read
         data = select_classes(data, cfg.classes, cfg.exclude_classes)
         if data.shape != tuple(cfg.input_shape):
             raise TrainError(f"{cfg.dataset} has images of {data.shape}, the model takes {tuple(cfg.input_shape)}")
     except (checkpoint.CheckpointError, DataError, TrainError, RuntimeError, KeyError, ValueError) as e:
         fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
-    test_x = pixels(data.test, cfg.binarize)  # binarized as a whole, so --limit keeps the same bits
+    test_x = pixels(data.test_tensor(), cfg.binarize)  # binarized as a whole, so --limit keeps the same bits
     test_x = (test_x[:limit] if limit > 0 else test_x).to(dev)
     result = {"model": str(model), "dataset": cfg.dataset, "examples": int(test_x.shape[0])}
     result.update(evaluate(net, test_x, cfg, Ranks(), dev))

@@ -34,9 +34,9 @@ def test_pixels(folder: Path, data_dir: str | None = None, limit: int = 0) -> np
         raise TrainError(f"{folder}/vae.json has no training recipe: its test split is unknown")
     data = load_data(recipe["dataset"], data_dir or recipe.get("data_dir", "data"), recipe.get("image_size", 28),
                      recipe.get("channels", 1), recipe.get("test_fraction", 0.1), recipe.get("seed", 1),
-                     download=False)
+                     download=False, background=recipe.get("background", "white"), keep_mapped=True)
     data = select_classes(data, recipe.get("classes"), recipe.get("exclude_classes"))
-    x = pixels(data.test, bool(recipe.get("binarize"))).numpy()
+    x = pixels(data.test_tensor(), bool(recipe.get("binarize"))).numpy()
     return x[:limit] if limit > 0 else x
 
 

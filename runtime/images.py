@@ -23,6 +23,7 @@ from .png import write_png
 
 IMAGE_SUFFIXES = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".webp": "WEBP"}
 MODES = {1: "L", 3: "RGB", 4: "RGBA"}
+BACKGROUND = "white"  # what transparent pixels are composited onto, unless a model's recipe names another
 
 
 def make_grid(images: np.ndarray, nrow: int = 8, padding: int = 2, pad_value: float = 0.0) -> np.ndarray:
@@ -90,36 +91,66 @@ def write_grid(f: BinaryIO, images: np.ndarray, fmt: str, nrow: int = 8, padding
     img.save(f, format=fmt)
 
 
-def load_images(paths: Iterable[str | os.PathLike], input_shape: tuple[int, int, int]) -> np.ndarray:
-    """Read image files as uint8 (N, C, H, W) for a model of input_shape (C, H, W).
-
-    Each image is converted to the model's channels (grayscale for 1, RGB for 3, RGBA for 4) and,
-    when its size differs, resized to (H, W) with bilinear filtering.
-    """
-    from PIL import Image, UnidentifiedImageError
-
+def load_images(paths: Iterable[str | os.PathLike], input_shape: tuple[int, int, int],
+                background: str = BACKGROUND) -> np.ndarray:
+    """Read image files as uint8 (N, C, H, W) for a model of input_shape (C, H, W), each by read_image's rule."""
     c, h, w = input_shape
     if c not in MODES:
         raise RuntimeInputError(f"cannot read images for a model with {c} channels; use an .npy file")
-    out = np.empty((0, c, h, w), np.uint8)
-    arrays = []
-    for p in paths:
-        try:
-            # A decompression bomb (a small file of a huge image): over Pillow's MAX_IMAGE_PIXELS (89.5 million)
-            # Pillow only warns and decodes it; refused here, before it is decoded (docs/security.md).
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", Image.DecompressionBombWarning)
-                with Image.open(p) as img:
-                    img = img.convert(MODES[c])
-                    if img.size != (w, h):
-                        img = img.resize((w, h), Image.Resampling.BILINEAR)
-                    a = np.asarray(img, dtype=np.uint8)
-        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError,
-                Image.DecompressionBombWarning) as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise RuntimeInputError(f"cannot read image {p}: {first}") from None
-        arrays.append(a.reshape(h, w, c).transpose(2, 0, 1))
-    return np.stack(arrays) if arrays else out
+    colour = background_rgb(background)
+    arrays = [read_image(p, input_shape, colour) for p in paths]
+    return np.stack(arrays) if arrays else np.empty((0, c, h, w), np.uint8)
+
+
+def read_image(source, input_shape: tuple[int, int, int], background: tuple[int, int, int]) -> np.ndarray:
+    """One image file (a path or a file object) as uint8 (C, H, W): the one rule of training, vae-encode, vae-score
+    and vae-serve (docs/runtime.md#folders-in-and-out). An image with transparency is composited onto `background`
+    (RGB) unless the model has an alpha channel itself (C = 4); it is then converted to the model's channels
+    (grayscale for 1, RGB for 3, RGBA for 4) and, when its size differs, stretched to H x W with bilinear filtering
+    (the aspect ratio is not kept: nothing is cropped or padded)."""
+    from PIL import Image, UnidentifiedImageError
+
+    c, h, w = input_shape
+    try:
+        # A decompression bomb (a small file of a huge image): over Pillow's MAX_IMAGE_PIXELS (89.5 million)
+        # Pillow only warns and decodes it; refused here, before it is decoded (docs/security.md).
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(source) as img:
+                if c != 4 and _has_alpha(img):
+                    rgba = img.convert("RGBA")
+                    img = Image.alpha_composite(Image.new("RGBA", rgba.size, (*background, 255)), rgba)
+                img = img.convert(MODES[c])
+                if img.size != (w, h):
+                    img = img.resize((w, h), Image.Resampling.BILINEAR)
+                a = np.asarray(img, dtype=np.uint8)
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError,
+            Image.DecompressionBombWarning) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise RuntimeInputError(f"cannot read image {source}: {first}") from None
+    return a.reshape(h, w, c).transpose(2, 0, 1)
+
+
+def _has_alpha(img) -> bool:
+    """An alpha channel, or a palette or colour key marked transparent."""
+    return img.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in img.info
+
+
+def background_rgb(text: str) -> tuple[int, int, int]:
+    """The background images with transparency are composited onto: white, black, or #RRGGBB."""
+    named = {"white": (255, 255, 255), "black": (0, 0, 0)}
+    t = str(text).strip().lower()
+    if t in named:
+        return named[t]
+    if len(t) == 7 and t[0] == "#" and all(ch in "0123456789abcdef" for ch in t[1:]):
+        return int(t[1:3], 16), int(t[3:5], 16), int(t[5:7], 16)
+    raise RuntimeInputError(f"a background is white, black or #RRGGBB (as #808080), got {str(text)[:40]!r}")
+
+
+def recipe_background(meta: dict) -> str:
+    """The background the model's training composited transparent images onto (vae.json's recipe), else white."""
+    recipe = meta.get("recipe")
+    return str(recipe.get("background", BACKGROUND)) if isinstance(recipe, dict) else BACKGROUND
 
 
 def save_npy(array: np.ndarray, path: str | os.PathLike) -> None:

@@ -1,8 +1,9 @@
 """The inputs of vae-score and vae-encode, each in chunks of a batch so that memory stays bounded whatever the
 count: image files, folders walked recursively (sorted, hidden names skipped, symlinked folders not followed; the
 files whose suffix is an image's, or those --glob matches), or one .npy (memory-mapped, or `-`: standard input, read
-row by row). An image file is read as images.load_images reads it: converted to the model's channels (alpha dropped,
-or added opaque), resized to its H x W (bilinear).
+row by row). An image file is read by images.read_image's rule, that of training too: transparency composited onto
+the background of the model's recipe (white unless it names another), converted to the model's channels, stretched
+to its H x W (bilinear).
 
 A chunk is (names, images): a name is a file's path (the folder as given, then the path below it), or a row's
 index in the .npy. A file that cannot be read is named on stderr in one line and left out, or, with strict, stops
@@ -19,7 +20,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from .errors import RuntimeInputError
-from .images import IMAGE_SUFFIXES, load_images, read_npy, read_npy_chunks
+from .images import BACKGROUND, IMAGE_SUFFIXES, load_images, read_npy, read_npy_chunks
 from .progress import Progress
 
 STDIN = "-"
@@ -31,7 +32,7 @@ class Walk:
     """A command's inputs: `chunks` (names, images) as it takes them, `npy` (names are row indices), `skipped`."""
 
     def __init__(self, inputs: list[str], glob: str | None, shape: tuple, batch: int, strict: bool, quiet: bool,
-                 label: str):
+                 label: str, background: str = BACKGROUND):
         self.inputs, self.npy, self.strict = inputs, is_npy(inputs), strict
         self.skipped: list[str] = []
         show = not quiet and sys.stderr.isatty()
@@ -43,7 +44,7 @@ class Walk:
             total, chunks = shape_in[0], _indexed(rows)
         else:  # the count for time left costs a second walk, made only when a terminal shows it
             total = sum(1 for _ in files(inputs, glob)) if show else 0
-            chunks = image_chunks(files(inputs, glob), shape, batch, self._skip)
+            chunks = image_chunks(files(inputs, glob), shape, batch, self._skip, background)
         self.progress = Progress(total, label, show)
         self.chunks = self._counted(chunks)
 
@@ -108,14 +109,14 @@ def _folder(root: Path, glob: str | None) -> Iterator[Path]:
                 yield path
 
 
-def image_chunks(paths: Iterable[Path], shape: tuple, batch: int,
-                 skip: Callable[[str], None]) -> Iterator[tuple[list[str], np.ndarray]]:
+def image_chunks(paths: Iterable[Path], shape: tuple, batch: int, skip: Callable[[str], None],
+                 background: str = BACKGROUND) -> Iterator[tuple[list[str], np.ndarray]]:
     """The images at paths as uint8 (n, C, H, W), `batch` at a time, with their paths."""
     names: list[str] = []
     arrays: list[np.ndarray] = []
     for p in paths:
         try:
-            arrays.append(load_images([p], shape)[0])
+            arrays.append(load_images([p], shape, background)[0])
         except RuntimeInputError as e:
             skip(str(e))
             continue

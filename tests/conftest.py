@@ -73,6 +73,12 @@ def opened(monkeypatch) -> Counter:
         return real(folder, path)
     monkeypatch.setattr(runtime_folder, "open_inside", counting)
     return count
+@pytest.fixture(scope="session", autouse=True)
+def image_cache(tmp_path_factory):
+    """Image folders decode into a cache (train/image_cache.py): the tests' own, never the user's ~/.cache."""
+    os.environ["VAE_EDGE_CACHE_DIR"] = str(tmp_path_factory.mktemp("image-cache"))
+    yield
+    os.environ.pop("VAE_EDGE_CACHE_DIR", None)
 
 
 @pytest.fixture(autouse=True)

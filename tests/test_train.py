@@ -287,6 +287,93 @@ def test_iwae_k_records_the_log_likelihood(tmp_path, tiny_npy):
     assert history[-1]["test_iwae_50"] > -history[-1]["test_loss"]
 
 
+# --- data read from its memory map (--data-access) -----------------------------------------
+
+@pytest.mark.parametrize("binarize", [False, True])
+def test_training_from_the_map_ends_with_the_weights_and_figures_of_training_in_memory(tmp_path, tiny_npy, binarize):
+    _, mapped = train(small_cfg(tmp_path / "a", tiny_npy, data_access="mapped", binarize=binarize, iwae_k=5),
+                      quiet=True)
+    _, whole = train(small_cfg(tmp_path / "b", tiny_npy, data_access="memory", binarize=binarize, iwae_k=5),
+                     quiet=True)
+    a, b = weights(tmp_path / "a/runs/t/model.pt"), weights(tmp_path / "b/runs/t/model.pt")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    for key in ("train_loss", "test_loss"):
+        assert [m[key] for m in mapped] == [m[key] for m in whole], key
+    assert mapped[-1]["test_iwae_5"] == whole[-1]["test_iwae_5"]
+
+
+def test_a_run_from_the_map_says_so_on_its_first_line(tmp_path, tiny_npy, capsys):
+    train(small_cfg(tmp_path, tiny_npy, data_access="mapped", epochs=1))
+    assert "; batches read from the memory-mapped 0 MB" in capsys.readouterr().out.splitlines()[0]
+
+
+def test_auto_holds_a_set_that_fits_in_memory_and_maps_one_that_does_not(tiny_npy, monkeypatch):
+    from vae_edge.train import data as data_module
+
+    data = load_data(str(tiny_npy), keep_mapped=True)
+    cpu = torch.device("cpu")
+    assert data_module.hold_in_memory("auto", data, cpu) and not data_module.hold_in_memory("mapped", data, cpu)
+    monkeypatch.setattr(data_module, "_host_available", lambda: 2 * data.train.nbytes - 1)
+    assert not data_module.hold_in_memory("auto", data, cpu) and data_module.hold_in_memory("memory", data, cpu)
+
+
+def test_an_unknown_data_access_is_refused_before_the_data_is_read(tmp_path, tiny_npy):
+    with pytest.raises(TrainError, match="unknown --data-access 'disk'; choose one of auto, memory, mapped"):
+        train(small_cfg(tmp_path, tiny_npy, data_access="disk"), quiet=True)
+
+
+# The peak of RssAnon (this process's own memory, not the file's pages in the page cache) over a run, less its value
+# before: modules a run imports (matplotlib for curves.png) are imported first.
+PEAK_ANON = """
+import sys, threading, time
+import matplotlib.pyplot
+from vae_edge.train.config import Config
+from vae_edge.train.train import train
+
+def anon():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("RssAnon:"))
+
+peak, running = [anon()], [True]
+def sample():
+    while running[0]:
+        peak[0] = max(peak[0], anon())
+        time.sleep(0.002)
+
+before = anon()
+sampler = threading.Thread(target=sample)
+sampler.start()
+try:
+    train(Config(dataset=sys.argv[1], data_access=sys.argv[2], hidden_dim=16, latent_dim=2, batch_size=64, epochs=1,
+                 test_fraction=0.005, out_dir=sys.argv[3], name=sys.argv[2]), quiet=True)
+finally:
+    running[0] = False
+    sampler.join()
+print(max(peak[0], anon()) - before)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="reads RssAnon from /proc/self/status (Linux)")
+def test_a_set_several_times_the_memory_bound_trains_from_its_map_under_the_bound(tmp_path):
+    bound_mib, images = 100, 20480  # 3 x 64 x 64 uint8 each: a 240 MiB array, 2.4 times the bound
+    path = tmp_path / "big.npy"
+    array = np.lib.format.open_memmap(path, "w+", np.uint8, (images, 3, 64, 64))
+    rng = np.random.default_rng()
+    for i in range(0, images, 2048):
+        array[i:i + 2048] = rng.integers(0, 256, (min(2048, images - i), 3, 64, 64), dtype=np.uint8)
+    array.flush()
+    del array
+    growth = {}
+    for access in ("mapped", "memory"):
+        r = subprocess.run([sys.executable, "-c", PEAK_ANON, str(path), access, str(tmp_path / "runs")],
+                           capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        assert r.returncode == 0, r.stderr
+        growth[access] = int(r.stdout.split()[-1]) / 1024
+    assert growth["mapped"] < bound_mib, growth
+    assert growth["memory"] > path.stat().st_size / 2 ** 20, growth  # the probe sees a set held whole
+
+
 # --- interrupts and resume (real signals, real processes) ------------------------------------
 
 def _start(tmp_path, npy, name, epochs):
@@ -360,6 +447,9 @@ def test_vae_eval_help_documents_every_option():
 @pytest.mark.parametrize("args,message", [
     (["--dataset", "no/such/dir"], "neither a known name"),
     (["--dataset", "{npy}", "--arch", "conv", "--image-size", "30"], "divisible by 4"),
+    (["--dataset", "{npy}", "--image-size", "64x"], "--image-size takes N or HxW"),
+    (["--dataset", "{npy}", "--image-size", "8", "--background", "grey"], "a background is white, black or #RRGGBB"),
+    (["--dataset", "{npy}", "--image-size", "8", "--data-access", "disk"], "unknown --data-access 'disk'"),
     (["--dataset", "{bad}"], "not a readable .npy"),
     (["--resume", "no/such/run"], "nothing to resume"),
     (["--dataset", "{npy}", "--arch", "transformer"], "unknown architecture"),

@@ -80,7 +80,7 @@ def run_key(cfg: Config) -> str:
     h.update(json.dumps(settings, sort_keys=True).encode())
     h.update(source_digest().encode())
     data = load_data(cfg.dataset, cfg.data_dir, cfg.image_size, cfg.channels, cfg.test_fraction, cfg.seed,
-                     download=False)
+                     download=False, background=cfg.background)
     for images in (data.train, data.test):
         h.update(str(tuple(images.shape)).encode() + images.numpy().tobytes())
     h.update(f"{torch.__version__} {np.__version__} {cpu_name()} {torch.get_num_threads()}".encode())

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from .config import Config
+from .data import DATA_ACCESS
 from .errors import TrainError
 from .likelihood import LIKELIHOODS
 from .schedule import LR_SCHEDULES
@@ -22,5 +23,7 @@ def check_config(cfg: Config, world: int) -> None:
         raise TrainError("--beta and --kl-warmup must not be negative")
     if cfg.train_k < 1:
         raise TrainError(f"--train-k must be at least 1, got {cfg.train_k}")
+    if cfg.data_access not in DATA_ACCESS:
+        raise TrainError(f"unknown --data-access {cfg.data_access!r}; choose one of {', '.join(DATA_ACCESS)}")
     if cfg.batch_size % world:
         raise TrainError(f"--batch-size {cfg.batch_size} must divide evenly across {world} processes")

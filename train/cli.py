@@ -64,8 +64,24 @@ def train_cmd(
     exclude_classes: Annotated[Optional[str], typer.Option(
         help="Labelled data sets: train (and test) on every class but these, e.g. 0,3: a model of normal data "
              "for anomaly detection (vae-score).")] = None,
-    image_size: Annotated[int, typer.Option(help="Image folders: resize to this height and width.")] = D.image_size,
+    image_size: Annotated[str, typer.Option(
+        help="Image folders: N (N x N) or HxW (as 64x48); each image is stretched to it (bilinear), not cropped or "
+             "padded.")] = str(D.image_size),
     channels: Annotated[int, typer.Option(help="Image folders: 1 (grayscale) or 3 (RGB).")] = D.channels,
+    background: Annotated[str, typer.Option(
+        help="Image folders: transparent pixels are composited onto this colour: white, black or #RRGGBB (recorded "
+             "in the recipe; vae-encode and vae-score composite onto it too).")] = D.background,
+    cache_dir: Annotated[Optional[str], typer.Option(
+        help="Image folders are decoded once into a cache here; default $VAE_EDGE_CACHE_DIR, else "
+             "$XDG_CACHE_HOME/vae-edge/images, else ~/.cache/vae-edge/images.")] = None,
+    clear_cache: Annotated[bool, typer.Option(
+        help="Empty the image cache (of --cache-dir, or the default) and exit.")] = False,
+    strict: Annotated[bool, typer.Option(
+        help="Image folders: an unreadable file stops the run (else it is named, skipped and counted).")] = False,
+    data_access: Annotated[str, typer.Option(
+        help="auto: the train split of an image folder or uint8 .npy is read into memory where it takes at most half "
+             "the memory available, else read from its memory map a batch at a time (bounded memory); memory; "
+             "mapped.")] = D.data_access,
     test_fraction: Annotated[float, typer.Option(
         help="Folders and .npy files: share held out as the test split.")] = D.test_fraction,
     seed: Annotated[int, typer.Option(
@@ -99,6 +115,9 @@ def train_cmd(
     from .data import DataError, parse_classes
     from .train import Interrupted, TrainError, train
 
+    if clear_cache:
+        _clear_cache(cache_dir)
+        return
     try:
         classes, exclude_classes = parse_classes(classes, "--classes"), parse_classes(exclude_classes,
                                                                                        "--exclude-classes")
@@ -106,14 +125,15 @@ def train_cmd(
         fail(str(e))
     cfg = Config(arch=arch, hidden_dim=hidden_dim, latent_dim=latent_dim, likelihood=likelihood, prior=prior,
                  prior_components=prior_components, latent_layers=latent_layers, dataset=dataset,
-                 data_dir=data_dir, image_size=image_size, channels=channels, test_fraction=test_fraction,
+                 data_dir=data_dir, image_size=int(image_size) if image_size.isdigit() else image_size,
+                 channels=channels, background=background, data_access=data_access, test_fraction=test_fraction,
                  binarize=binarize, classes=classes, exclude_classes=exclude_classes, epochs=epochs,
                  batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, beta=beta,
                  kl_warmup=kl_warmup, train_k=train_k, seed=seed, device=device, amp=amp,
                  channels_last=channels_last, compile=compile,
                  cuda_graphs=cuda_graphs, iwae_k=iwae_k, out_dir=out_dir, name=name)
     try:
-        train(cfg, resume=resume, force=force, started=STARTED)
+        train(cfg, resume=resume, force=force, started=STARTED, cache_dir=cache_dir, strict=strict)
     except Interrupted as e:
         if os.environ.get("RANK", "0") == "0":  # under torchrun, one message for the one checkpoint
             typer.echo(f"interrupted: saved {e.path}; continue with: vae-train --resume {e.path.parent}", err=True)
@@ -124,6 +144,17 @@ def train_cmd(
         fail(os_error(e))
     finally:
         _leave_process_group()
+
+
+def _clear_cache(cache_dir: str | None) -> None:
+    from .image_cache import cache_root, clear
+
+    root = cache_root(cache_dir)
+    try:
+        count, freed = clear(root)
+    except OSError as e:
+        fail(os_error(e))
+    typer.echo(f"removed {count} image cache{'s' * (count != 1)} ({freed / 1e6:,.1f} MB) from {root}")
 
 
 def _leave_process_group() -> None:

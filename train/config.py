@@ -28,8 +28,9 @@ class Config:
     # data
     dataset: str = "fashion-mnist"  # fashion-mnist | mnist | kmnist | folder | file.npy
     data_dir: str = "data"
-    image_size: int = 28  # for image folders
+    image_size: int | str = 28  # for image folders: N, or "HxW" (data.image_hw)
     channels: int = 1  # for image folders
+    background: str = "white"  # for image folders: what transparent pixels are composited onto (white, black, #RRGGBB)
     test_fraction: float = 0.1  # for folders and .npy files
     binarize: bool = False
     classes: list[int] | None = None  # labelled data sets: train and test on these classes only
@@ -45,6 +46,7 @@ class Config:
     seed: int = 1
     # machinery
     device: str = "auto"
+    data_access: str = "auto"  # auto | memory | mapped: the train split read whole, or a batch at a time (data.py)
     amp: bool | None = None  # bf16 autocast over the layers; None: the device's default (precision.py)
     channels_last: bool = False  # conv: weights and batches in channels-last memory (NHWC), oneDNN's preference
     compile: bool = False

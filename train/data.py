@@ -1,9 +1,12 @@
-"""Datasets as whole uint8 tensors [N, C, H, W]: torchvision's digit sets, image folders and .npy files."""
+"""Datasets as uint8 [N, C, H, W]: torchvision's digit sets, image folders (decoded once into a cache:
+image_cache.py) and .npy files; a folder's or a uint8 .npy's train split can stay memory-mapped (Mapped)."""
 from __future__ import annotations
 
 import gzip
+import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -17,10 +20,74 @@ class DataError(ValueError):
     """Data that cannot be used; the message is one line for the user."""
 
 
+class Mapped:
+    """The train split of a memory-mapped uint8 array [N, C, H, W], read a batch at a time: its pages belong to the
+    file (the kernel's page cache, which it can drop), not to this process's own memory, whatever the data's size."""
+
+    def __init__(self, array: np.ndarray, rows: np.ndarray):
+        self.array, self.rows = array, rows
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.rows), *self.array.shape[1:])
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def nbytes(self) -> int:
+        return len(self.rows) * int(np.prod(self.array.shape[1:]))
+
+    def take(self, idx: torch.Tensor) -> torch.Tensor:
+        """Rows idx of the split (a CPU long tensor), read from the file into a fresh uint8 tensor."""
+        return torch.from_numpy(self.array[self.rows[idx.numpy()]])
+
+    def tensor(self) -> torch.Tensor:
+        """The whole split, read into memory."""
+        return torch.from_numpy(self.array[self.rows])
+
+
+class MappedPixels:
+    """pixels(split.tensor(), binarize) on `device`, computed a slice at a time from a Mapped split, so that the test
+    figures of a set read from its map need no copy of it: the same values, bits included (the CPU generator draws
+    them in order, so a slice's bits are those the whole set's draw gives its rows). Rows start..stop of the split."""
+
+    def __init__(self, split: Mapped, binarize: bool, device: torch.device, start: int = 0, stop: int | None = None):
+        self.split, self.binarize, self.device = split, binarize, device
+        self.start, self.stop = start, len(split) if stop is None else stop
+        self.shape = torch.Size((self.stop - self.start, *split.shape[1:]))
+        self._bits: torch.Generator | None = None
+        self._next = -1  # the row whose bits the generator draws next
+
+    def __getitem__(self, s: slice) -> torch.Tensor:
+        a, b, step = s.indices(self.shape[0])
+        if step != 1:
+            raise IndexError("MappedPixels takes slices of consecutive rows")
+        a, b = self.start + a, self.start + max(a, b)
+        x = self.split.take(torch.arange(a, b)).float().div_(255)
+        if self.binarize:
+            if self._bits is None or self._next != a:
+                self._bits = torch.Generator().manual_seed(TEST_BITS_SEED)
+                skip = a * x[0].numel() if len(x) else 0
+                for i in range(0, skip, 1 << 24):  # the values the rows before `a` take, drawn and dropped
+                    torch.rand(min(1 << 24, skip - i), generator=self._bits)
+            x = (torch.rand(x.shape, generator=self._bits) < x).float()
+            self._next = b
+        return x.to(self.device)
+
+    def tensor_split(self, parts: int) -> list["MappedPixels"]:
+        """As torch.tensor_split: the first n % parts parts one row longer."""
+        n, bounds = self.shape[0], [0]
+        for i in range(parts):
+            bounds.append(bounds[-1] + n // parts + (i < n % parts))
+        return [MappedPixels(self.split, self.binarize, self.device, self.start + a, self.start + b)
+                for a, b in zip(bounds, bounds[1:])]
+
+
 @dataclass
 class Data:
-    train: torch.Tensor  # uint8 [N, C, H, W]
-    test: torch.Tensor  # uint8 [M, C, H, W]
+    train: torch.Tensor | Mapped  # uint8 [N, C, H, W]; Mapped only where load_data was asked to keep it so
+    test: torch.Tensor | Mapped  # uint8 [M, C, H, W]
     source: str  # where it came from, for the log
     train_labels: torch.Tensor | None = None  # int64 [N], where the data set has labels (the named ones)
     test_labels: torch.Tensor | None = None
@@ -28,6 +95,10 @@ class Data:
     @property
     def shape(self) -> tuple[int, int, int]:
         return tuple(self.train.shape[1:])
+
+    def test_tensor(self) -> torch.Tensor:
+        """The test split in memory (read from its map where it is one), for what scores the test split alone."""
+        return self.test.tensor() if isinstance(self.test, Mapped) else self.test
 
 
 # The test set of a --binarize run is binarized once, with this seed whatever the training seed, so that
@@ -46,10 +117,19 @@ def pixels(images: torch.Tensor, binarize: bool, seed: int = TEST_BITS_SEED) -> 
     return x
 
 
-def load_data(dataset: str, data_dir: str = "data", image_size: int = 28, channels: int = 1,
-              test_fraction: float = 0.1, seed: int = 1, download: bool = True) -> Data:
+def load_data(dataset: str, data_dir: str = "data", image_size: int | str = 28, channels: int = 1,
+              test_fraction: float = 0.1, seed: int = 1, download: bool = True, *, background: str = "white",
+              cache_dir: str | None = None, strict: bool = False, keep_mapped: bool = False,
+              say: Callable[[str], None] = lambda _: None, progress: bool = False,
+              lap: Callable[[str], None] = lambda _: None) -> Data:
     """Load `dataset`: a torchvision name, a folder of images, or an .npy file. A named dataset that is not on
-    this machine is downloaded into data_dir, or with download=False refused (DataError)."""
+    this machine is downloaded into data_dir, or with download=False refused (DataError).
+
+    A folder is read through its decoded cache in cache_dir (image_cache.py; `say` gets its lines, `progress` a bar),
+    each image by the runtime's rule at image_size (N or HxW) and channels, transparency composited onto
+    `background`; strict: an unreadable file stops the run. keep_mapped: both splits of a folder or of a uint8 .npy
+    stay memory-mapped (Mapped); otherwise every split is a tensor in memory. lap: the time line's, called once
+    images are decoded."""
     if dataset in TORCHVISION_CLASSES:
         return _load_named(dataset, Path(data_dir), download)
     path = Path(dataset)
@@ -57,11 +137,56 @@ def load_data(dataset: str, data_dir: str = "data", image_size: int = 28, channe
         names = ", ".join(TORCHVISION_CLASSES)
         raise DataError(f"dataset {dataset!r} is neither a known name ({names}) nor an existing path")
     if path.is_dir():
-        images = _read_folder(path, image_size, channels)
-        return _split(images, test_fraction, seed, f"image folder {path}")
+        images = _read_folder(path, image_hw(image_size), channels, background, cache_dir, strict, say, progress,
+                              lap)
+        return _split(images, test_fraction, seed, f"image folder {path}", keep_mapped)
     if path.suffix == ".npy":
-        return _split(_read_npy(path), test_fraction, seed, f"array file {path}")
+        return _split(_read_npy(path), test_fraction, seed, f"array file {path}", keep_mapped)
     raise DataError(f"{path} is not a folder of images or an .npy file")
+
+
+def image_hw(size: int | str) -> tuple[int, int]:
+    """--image-size: N (N x N) or HxW (as 64x48), to (H, W)."""
+    text = str(size).strip().lower()
+    parts = text.split("x")
+    if len(parts) in (1, 2) and all(p.isdigit() and int(p) > 0 for p in parts):
+        return (int(parts[0]), int(parts[-1]))
+    raise DataError(f"--image-size takes N or HxW in pixels (28, 64x48), got {size!r}")
+
+
+def hold_in_memory(access: str, data: Data, device: torch.device) -> bool:
+    """--data-access: whether the train split is read into memory (on the device) or read from its map a batch at a
+    time. auto: into memory where it takes at most MEMORY_SHARE of the memory available (the host's, and a GPU's
+    free memory), which is faster (docs/training.md); data that is not a map is always in memory."""
+    if access not in DATA_ACCESS:
+        raise DataError(f"unknown --data-access {access!r}; choose one of {', '.join(DATA_ACCESS)}")
+    if not isinstance(data.train, Mapped) or access == "memory":
+        return True
+    if access == "mapped":
+        return False
+    available = _host_available()
+    if device.type == "cuda":
+        available = min(available, torch.cuda.mem_get_info(device)[0])
+    return data.train.nbytes <= MEMORY_SHARE * available
+
+
+DATA_ACCESS = ("auto", "memory", "mapped")
+MEMORY_SHARE = 0.5  # of the available memory, that a train split held whole may take (auto)
+
+
+def _host_available() -> int:
+    """MemAvailable from /proc/meminfo (Linux), else the physical pages free."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 0
 
 
 def _load_named(name: str, data_dir: Path, download: bool = True) -> Data:
@@ -162,27 +287,27 @@ def _read_labels(path: Path) -> torch.Tensor:
     return torch.from_numpy(np.frombuffer(raw, np.uint8, offset=8).astype(np.int64))
 
 
-def _read_folder(path: Path, size: int, channels: int) -> torch.Tensor:
-    """The images below path as the runtime's commands find and read them (vae_edge.runtime.walk): recursive, in
-    sorted order, hidden names skipped; converted to `channels`, resized to size x size."""
+def _read_folder(path: Path, hw: tuple[int, int], channels: int, background: str, cache_dir: str | None,
+                 strict: bool, say, progress: bool, lap) -> np.ndarray:
+    """The images below path as the runtime's commands find and read them (vae_edge.runtime.walk and read_image):
+    recursive, in sorted order, hidden names skipped; from the folder's decoded cache (memory-mapped)."""
     from vae_edge.runtime.errors import RuntimeInputError
-    from vae_edge.runtime.images import IMAGE_SUFFIXES, load_images
-    from vae_edge.runtime.walk import files
+
+    from .image_cache import cache_root, folder_images
 
     if channels not in (1, 3):
         raise DataError(f"--channels must be 1 or 3, got {channels}")
-    paths = list(files([str(path)], None))
-    if not paths:
-        raise DataError(f"no images in {path} (files ending in {', '.join(IMAGE_SUFFIXES)})")
     try:
-        return torch.from_numpy(load_images(paths, (channels, size, size)))
+        return folder_images(path, (channels, *hw), background, cache_root(cache_dir), strict, say, progress,
+                             lap=lap).images
     except RuntimeInputError as e:
         raise DataError(str(e)) from None
 
 
-def _read_npy(path: Path) -> torch.Tensor:
+def _read_npy(path: Path) -> np.ndarray:
+    """The array of an .npy as uint8 [N, C, H, W]: a uint8 file memory-mapped, floats in [0, 1] read and rounded."""
     try:
-        arr = np.load(path, allow_pickle=False)
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
     except Exception as e:
         why = str(e).splitlines()[0] if str(e) else type(e).__name__
         raise DataError(f"{path} is not a readable .npy array: {why}") from None
@@ -191,21 +316,24 @@ def _read_npy(path: Path) -> torch.Tensor:
     if arr.ndim != 4 or arr.shape[0] < 2:
         raise DataError(f"{path} has shape {arr.shape}; expected N x H x W or N x C x H x W with N >= 2")
     if arr.dtype == np.uint8:
-        return torch.from_numpy(np.ascontiguousarray(arr))
+        return arr if arr.flags.c_contiguous else np.ascontiguousarray(arr)
     if arr.dtype.kind != "f":
         raise DataError(f"{path} has dtype {arr.dtype}; expected uint8, or float in [0, 1]")
+    arr = np.asarray(arr)
     if not np.isfinite(arr).all() or arr.min() < 0 or arr.max() > 1:
         raise DataError(f"{path} holds floats outside [0, 1] (or NaN/inf); expected uint8, or float in [0, 1]")
     # Held as uint8 like every other source: 1/255 steps are finer than the images' own noise.
-    return torch.from_numpy(np.rint(arr * 255).astype(np.uint8))
+    return np.rint(arr * 255).astype(np.uint8)
 
 
-def _split(images: torch.Tensor, test_fraction: float, seed: int, source: str) -> Data:
+def _split(images: np.ndarray, test_fraction: float, seed: int, source: str, keep_mapped: bool = False) -> Data:
+    """A random test split (seeded); the train split stays a Mapped of `images` with keep_mapped, else is read."""
     if not 0 < test_fraction < 1:
         raise DataError(f"--test-fraction must be between 0 and 1, got {test_fraction}")
     n = images.shape[0]
     n_test = max(1, round(n * test_fraction))
     if n - n_test < 1:
         raise DataError(f"{source} has only {n} examples: too few to hold out a test split")
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    return Data(images[perm[n_test:]].contiguous(), images[perm[:n_test]].contiguous(), source)
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).numpy()
+    train, test = Mapped(images, perm[n_test:]), Mapped(images, perm[:n_test])
+    return Data(train, test, source) if keep_mapped else Data(train.tensor(), test.tensor(), source)

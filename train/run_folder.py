@@ -20,6 +20,7 @@ from .step import portable_state
 
 
 OUTPUTS = ("model.pt", "last.pt", "metrics.jsonl", "curves.png", "samples.png", "reconstructions.png")
+RECONSTRUCTIONS = 32  # test images shown above their reconstructions each epoch
 
 
 def run_dir(cfg: Config) -> Path:
@@ -86,7 +87,7 @@ def save_epoch(out: Path, model, opt, cfg, history, epoch, perm_gen, noise_gen, 
         z = torch.randn((64, cfg.latent_dim), generator=g, device=device)
         z = model.prior.sample(z, torch.rand(64, generator=g, device=device))  # z itself under N(0, I), one layer
         save_grid(model.probs(z), out / "samples.png")
-        x = test_images[:32].float() / 255
+        x = test_images[:RECONSTRUCTIONS].float() / 255
         recon = model.probs(model.encode(x)[0])
         # Rows of 8 originals, each above its row of reconstructions.
         rows = [r for pair in zip(x.split(8), recon.split(8)) for r in pair]

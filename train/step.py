@@ -23,21 +23,27 @@ class Inputs:
     """A step's inputs, in buffers whose addresses a captured graph keeps."""
 
     idx: torch.Tensor  # long [B]: rows of the training set
+    images: torch.Tensor | None  # uint8 [B, C, H, W]: the rows themselves where the set is read from its map, else None
     u: torch.Tensor | None  # [B, C, H, W] uniform noise that binarizes the batch (--binarize), else None
     eps: torch.Tensor  # [B, D] (ELBO) or [k, B, D] (IWAE, train_k = k) standard normal noise
     kl_weight: torch.Tensor  # [] the KL term's weight at this step
 
     @classmethod
     def empty(cls, batch: int, shape, latent_dim: int, train_k: int, binarize: bool,
-              device: torch.device) -> "Inputs":
+              device: torch.device, mapped: bool = False) -> "Inputs":
         eps_shape = (batch, latent_dim) if train_k == 1 else (train_k, batch, latent_dim)
         return cls(torch.zeros(batch, dtype=torch.long, device=device),
+                   torch.zeros((batch, *shape), dtype=torch.uint8, device=device) if mapped else None,
                    torch.zeros((batch, *shape), device=device) if binarize else None,
                    torch.zeros(eps_shape, device=device), torch.zeros((), device=device))
 
-    def fill(self, rows: torch.Tensor, noise: torch.Generator, kl_weight: float) -> None:
-        """In place, without a sync: the rows, then the noise in the order of the eager loop (bits, then z)."""
+    def fill(self, rows: torch.Tensor, noise: torch.Generator, kl_weight: float,
+             images: torch.Tensor | None = None) -> None:
+        """In place, without a sync: the rows (and their images, read from the map), then the noise in the order of
+        the eager loop (bits, then z)."""
         self.idx.copy_(rows, non_blocking=True)
+        if self.images is not None:
+            self.images.copy_(images, non_blocking=True)
         if self.u is not None:
             self.u.uniform_(generator=noise)
         self.eps.normal_(generator=noise)
@@ -57,21 +63,23 @@ def loss_per_example(net, x: torch.Tensor, inputs: Inputs, likelihood: str, trai
 
 
 class Step:
-    """The training step over `train_x` (uint8 [N, C, H, W] on the device), eager or replayed from a CUDA graph."""
+    """The training step over `train_x` (uint8 [N, C, H, W] on the device), eager or replayed from a CUDA graph;
+    train_x None: each step's images come in its inputs (a set read from its map a batch at a time)."""
 
-    def __init__(self, net, opt: torch.optim.Optimizer, train_x: torch.Tensor, likelihood: str, train_k: int,
-                 world: int = 1, rank: int = 0):
+    def __init__(self, net, opt: torch.optim.Optimizer, train_x: torch.Tensor | None, likelihood: str, train_k: int,
+                 world: int = 1, rank: int = 0, device: torch.device | None = None):
         self.net, self.opt, self.train_x = net, opt, train_x
         self.likelihood, self.train_k, self.world, self.rank = likelihood, train_k, world, rank
+        self.device = train_x.device if train_x is not None else device
         # The summed loss of the examples seen since the last reset, on the device (float64: 60k terms of ~250).
-        self.loss_sum = torch.zeros((), dtype=torch.float64, device=train_x.device)
+        self.loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
         self.last = None  # the last step's per-example loss, for a progress bar that may read it
         self.graph: torch.cuda.CUDAGraph | None = None
         self.graph_inputs: Inputs | None = None
 
     def __call__(self, inputs: Inputs) -> None:
         """One eager step: forward, backward, update, and the loss added to loss_sum."""
-        x = self.train_x[inputs.idx].float().div_(255)
+        x = (self.train_x[inputs.idx] if inputs.images is None else inputs.images).float().div_(255)
         if inputs.u is not None:  # drawn for the whole batch so every rank sees the same bits
             x = (inputs.u < x).float()
         x = x.tensor_split(self.world)[self.rank]
@@ -81,7 +89,7 @@ class Step:
         loss = per_example.sum() * self.world
         # On CUDA zeroed in place, so the gradients keep their addresses for the graph; elsewhere dropped, which
         # saves the CPU a pass over them (backward then writes fresh ones).
-        self.opt.zero_grad(set_to_none=self.train_x.device.type != "cuda")
+        self.opt.zero_grad(set_to_none=self.device.type != "cuda")
         loss.backward()
         self.opt.step()
         self.loss_sum += per_example.detach().sum()

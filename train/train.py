@@ -1,4 +1,5 @@
-"""The training loop: whole dataset on the device, batches sliced from a per-epoch permutation.
+"""The training loop: the whole train split on the device (or, where it is too large, read from its memory map a batch
+at a time), batches taken in a per-epoch permutation.
 
 Runs as one process, or under torchrun with DistributedDataParallel: each rank takes its share of
 every global batch, so the examples, the noise and the updates are those of a single process.
@@ -19,14 +20,15 @@ from . import checkpoint
 from .checks import check_config
 from .clock import Clock
 from .config import Config
-from .data import load_data, pixels, select_classes
+from .data import Mapped, MappedPixels, hold_in_memory, load_data, pixels, select_classes
 from .devices import Ranks, init_distributed, job_sums, pick_device  # noqa: F401 (pick_device: the CLI's)
 from .errors import TrainError
 from .evaluation import describe, evaluate, iwae, summary
 from .model import VAE
 from .precision import choose, use
 from .progress import Bar
-from .run_folder import check_run_folder, final_checkpoint, load_resumable, resume_state, run_dir, save_epoch
+from .run_folder import (RECONSTRUCTIONS, check_run_folder, final_checkpoint, load_resumable, resume_state, run_dir,
+                         save_epoch)
 from .schedule import kl_weight, learning_rate
 from .step import WARMUP_STEPS, Inputs, Step, capture, load_state, optimizer, set_learning_rate
 from .stop import Interrupted, StopFlag
@@ -34,11 +36,13 @@ from .stop import Interrupted, StopFlag
 __all__ = ["train", "TrainError", "Interrupted", "final_checkpoint", "evaluate", "iwae", "describe", "Ranks"]
 
 
-def train(cfg: Config, resume: str | None = None, force: bool = False,
-          quiet: bool = False, started: float | None = None) -> tuple[VAE, list[dict]]:
+def train(cfg: Config, resume: str | None = None, force: bool = False, quiet: bool = False,
+          started: float | None = None, cache_dir: str | None = None, strict: bool = False) -> tuple[VAE, list[dict]]:
     """Fit the VAE described by `cfg` (or continue the run in `resume`); returns it and its per-epoch metrics.
 
     started: time.perf_counter() at the process's start, to report the start-up in the closing time line.
+    cache_dir, strict: an image folder's decoded cache (image_cache.cache_root), and whether an unreadable file
+    stops the run (else it is skipped and named).
     """
     # -- what to run, where ------------------------------------------------------------------------------
     clock = Clock(started)
@@ -61,9 +65,12 @@ def train(cfg: Config, resume: str | None = None, force: bool = False,
     clock.lap("start-up")
 
     # -- the data, the model, the optimizer (restored when resuming) ---------------------------------------
-    data = load_data(cfg.dataset, cfg.data_dir, cfg.image_size, cfg.channels, cfg.test_fraction, cfg.seed)
+    data = load_data(cfg.dataset, cfg.data_dir, cfg.image_size, cfg.channels, cfg.test_fraction, cfg.seed,
+                     background=cfg.background, cache_dir=cache_dir, strict=strict, keep_mapped=True, say=say,
+                     progress=ranks.main and not quiet, lap=clock.lap)
     data = select_classes(data, cfg.classes, cfg.exclude_classes)
     cfg.input_shape = data.shape
+    in_memory = hold_in_memory(cfg.data_access, data, device)
     clock.lap("data")
     graphs = cfg.cuda_graphs and device.type == "cuda"
     if graphs and dist.is_initialized():
@@ -111,14 +118,21 @@ def train(cfg: Config, resume: str | None = None, force: bool = False,
         net = torch.compile(net)
 
     # -- the step and its inputs ---------------------------------------------------------------------------
-    train_x, test_images = data.train.to(device), data.test.to(device)
-    test_x = pixels(data.test, cfg.binarize).to(device)  # what every test figure is computed on
-    n, batch = train_x.shape[0], cfg.batch_size
+    if in_memory:
+        data.train, data.test = (s.tensor() if isinstance(s, Mapped) else s for s in (data.train, data.test))
+        mapped, train_x = None, data.train.to(device)
+        test_x = pixels(data.test, cfg.binarize).to(device)  # what every test figure is computed on
+    else:  # read a batch at a time, test figures too: this process's memory stays bounded whatever the data's size
+        mapped, train_x = data.train, None
+        test_x = MappedPixels(data.test, cfg.binarize, device)
+    test_images = (data.test.take(torch.arange(min(RECONSTRUCTIONS, len(data.test)))) if mapped is not None
+                   else data.test[:RECONSTRUCTIONS]).to(device)
+    n, batch = len(data.train), cfg.batch_size
     steps = math.ceil(n / batch)
-    step = Step(net, opt, train_x, cfg.likelihood, cfg.train_k, ranks.world, ranks.rank)
-    full = Inputs.empty(min(batch, n), data.shape, cfg.latent_dim, cfg.train_k, cfg.binarize, device)
-    last = Inputs.empty(n - (steps - 1) * batch, data.shape, cfg.latent_dim, cfg.train_k, cfg.binarize, device) \
-        if n % batch else full  # the epoch's last, smaller batch: eager
+    step = Step(net, opt, train_x, cfg.likelihood, cfg.train_k, ranks.world, ranks.rank, device)
+    full = Inputs.empty(min(batch, n), data.shape, cfg.latent_dim, cfg.train_k, cfg.binarize, device, not in_memory)
+    last = Inputs.empty(n - (steps - 1) * batch, data.shape, cfg.latent_dim, cfg.train_k, cfg.binarize, device,
+                        not in_memory) if n % batch else full  # the epoch's last, smaller batch: eager
     warmup = torch.cuda.Stream(device) if graphs else None  # eager steps before capture run on a side stream
     eager_full_steps = 0
     if device.type == "cuda":
@@ -127,7 +141,8 @@ def train(cfg: Config, resume: str | None = None, force: bool = False,
     say(f"training {cfg.arch} VAE on {data.source}: {n} train / {test_x.shape[0]} test images "
         f"of {'x'.join(map(str, data.shape))}, on {device}"
         + (f" x {ranks.world} processes" if ranks.world > 1 else "")
-        + f"; {precision.describe()}" + ("; channels-last" if channels_last else ""))
+        + f"; {precision.describe()}" + ("; channels-last" if channels_last else "")
+        + ("" if in_memory else f"; batches read from the memory-mapped {data.train.nbytes / 1e6:,.0f} MB"))
 
     # -- the loop ------------------------------------------------------------------------------------------
     # The bar's running loss is read only on the CPU, where reading it costs no sync.
@@ -136,7 +151,8 @@ def train(cfg: Config, resume: str | None = None, force: bool = False,
         for epoch in range(start_epoch, cfg.epochs + 1):
             t0 = time.perf_counter()
             perm_state = perm_gen.get_state()
-            perm = torch.randperm(n, generator=perm_gen).to(device)
+            order = torch.randperm(n, generator=perm_gen)
+            perm = order.to(device)
             step.loss_sum.zero_()
             count = 0
             if partial is not None and ranks.main:  # the whole job's sums before the interrupt, counted once
@@ -149,7 +165,8 @@ def train(cfg: Config, resume: str | None = None, force: bool = False,
                     inputs = full if (s + 1) * batch <= n else last
                     if cfg.lr_schedule != "constant":
                         set_learning_rate(opt, learning_rate(cfg, epoch, s, steps))
-                    inputs.fill(perm[s * batch:(s + 1) * batch], noise_gen, kl_weight(cfg, epoch, s, steps))
+                    inputs.fill(perm[s * batch:(s + 1) * batch], noise_gen, kl_weight(cfg, epoch, s, steps),
+                                mapped.take(order[s * batch:(s + 1) * batch]) if mapped is not None else None)
                     if graphs and step.graph is None and inputs is full and eager_full_steps >= WARMUP_STEPS:
                         graphs = capture(step, full, warmup, clock, say)
                     if graphs and step.graph is None:

@@ -15,7 +15,7 @@ from typing import Any, cast
 import numpy as np
 
 from ..errors import one_line
-from ..images import load_images, make_grid
+from ..images import BACKGROUND, load_images, make_grid
 from ..png import write_png
 
 JSON, NPY, PNG = "application/json", "application/x-npy", "image/png"
@@ -115,8 +115,9 @@ class _Body(io.BytesIO):
     __repr__ = __str__
 
 
-def read_image(body: bytes, shape: tuple[int, int, int], max_pixels: int) -> np.ndarray:
-    """One PNG or JPEG body -> uint8 (1, C, H, W), converted and resized as vae-encode does; its size is read from
+def read_image(body: bytes, shape: tuple[int, int, int], max_pixels: int,
+               background: str = BACKGROUND) -> np.ndarray:
+    """One PNG or JPEG body -> uint8 (1, C, H, W), read as vae-encode reads a file; its size is read from
     its header first, so a huge image is refused before it is decoded."""
     from PIL import Image, UnidentifiedImageError
 
@@ -128,7 +129,7 @@ def read_image(body: bytes, shape: tuple[int, int, int], max_pixels: int) -> np.
     if w * h > max_pixels:
         raise HTTPError(413, f"the image has {w} x {h} pixels; at most {max_pixels} are accepted")
     try:
-        return load_images([cast(Any, _Body(body))], shape)  # Pillow reads a file object as well as a path
+        return load_images([cast(Any, _Body(body))], shape, background)  # Pillow reads a file object as well as a path
     except ValueError as e:
         raise HTTPError(400, f"the body is not a readable image: {e}") from None
 
