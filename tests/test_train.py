@@ -123,6 +123,14 @@ def test_a_28x28_conv_is_todays_two_stage_network():
         "dec_conv.2.weight": (32, 1, 4, 4), "dec_conv.2.bias": (1,)}
 
 
+def test_an_image_folder_at_a_size_the_conv_cannot_take_is_refused_before_it_is_decoded(tmp_path, monkeypatch):
+    monkeypatch.setattr("vae_edge.train.train.load_data", lambda *a, **k: pytest.fail("the folder was read"))
+    (tmp_path / "imgs").mkdir()
+    cfg = Config(dataset=str(tmp_path / "imgs"), arch="conv", image_size=36, out_dir=str(tmp_path / "runs"), name="t")
+    with pytest.raises(TrainError, match="cannot take 36x36: its 3 stride-2 stages"):
+        train(cfg, quiet=True)
+
+
 def test_a_conv_state_dict_of_another_stage_count_than_its_size_gets_is_refused_in_one_line():
     VAE("conv", (1, 28, 28)).check_stages(VAE("conv", (1, 28, 28)).state_dict())  # the same network: no complaint
     with pytest.raises(ValueError, match="a conv checkpoint of 2 stride-2 stages at 64x64, where this version builds"):

@@ -1,9 +1,12 @@
 """What a run refuses before it starts, each in one line: settings that do not make sense together."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from .config import Config
 from .errors import TrainError
 from .likelihood import LIKELIHOODS
+from .model import conv_stages
 from .schedule import LR_SCHEDULES
 
 
@@ -24,3 +27,8 @@ def check_config(cfg: Config, world: int) -> None:
         raise TrainError(f"--train-k must be at least 1, got {cfg.train_k}")
     if cfg.batch_size % world:
         raise TrainError(f"--batch-size {cfg.batch_size} must divide evenly across {world} processes")
+    if cfg.arch == "conv" and Path(cfg.dataset).is_dir():  # an image folder's size is known before it is decoded
+        try:
+            conv_stages(cfg.image_size, cfg.image_size)
+        except ValueError as e:
+            raise TrainError(str(e)) from None
