@@ -264,8 +264,7 @@ def _fresh_inputs(info: dict, n: int = 200) -> dict:
 
 
 
-@pytest.mark.parametrize("name", ["conv", "mlp", "bundled",
-                                  pytest.param("conv64", marks=pytest.mark.slow)])  # 15 s: onnx.reference at 64x64
+@pytest.mark.parametrize("name", ["conv", "mlp", "bundled", "conv64"])
 def test_onnxruntime_here_computes_what_the_exact_reference_computes(int8_exports, name):
     folder, info = _int8_files(int8_exports, name)
     feed = _fresh_inputs(info)

@@ -150,7 +150,6 @@ def test_an_rgb_conv_of_64x64_and_up_at_todays_width_has_networks_of_at_most_8_m
     assert max(fp32_bytes) <= 8_000_000
 
 
-@pytest.mark.slow  # about 11 s here, most of it three steps of 64x64 convolutions
 def test_a_64x64_rgb_conv_trains_and_its_checkpoint_rebuilds_it_from_the_input_shape_alone(tmp_path):
     path = tmp_path / "rgb64.npy"
     np.save(path, blobs(24, size=64, channels=3))
