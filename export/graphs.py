@@ -42,7 +42,7 @@ class Encoder(nn.Module):
 
 class Decoder(nn.Module):
     """z [N,latent_dim] -> pixels [N,C,H,W] in [0, 1], the likelihood's mean (Bernoulli: the probabilities);
-    the conv decoder's upsampling recast as two Convs."""
+    the conv decoder's upsampling recast as Convs (PhaseUpsampler)."""
 
     def __init__(self, vae: VAE, int8_layout: bool = False):
         super().__init__()
@@ -71,25 +71,30 @@ class Decoder(nn.Module):
 
 
 # onnxruntime's ConvTranspose runs one small matrix product per image and then a col2im (slow: docs/performance.md);
-# its Conv works on the whole batch in blocked layout.
-# So the decoder's ConvTranspose2d(4, 2, 1) -> ReLU -> ConvTranspose2d(4, 2, 1) is exported as:
+# its Conv works on the whole batch in blocked layout; onnx's reference evaluator, which measures int8's error, runs
+# ConvTranspose in Python loops (docs/export-and-int8.md); and the static int8 decoder is built on Convs.
+# So the decoder's last two ConvTranspose2d(4, 2, 1) -> ReLU -> ConvTranspose2d(4, 2, 1) are exported as:
 #   conv1: Conv2d 2x2, padding 1, 4*C1 channels (co, a, b): at (k, l) it holds the first layer's output
 #          pixel (2k-a, 2l-b), the four sub-pixel phases of a stride-2 transposed conv, no zero weights;
 #   ReLU, then a mask zeroing the (k, l) whose pixel falls outside the image (conv1's border);
 #   conv2: Conv2d 2x2 on that phase form, 16*C channels (c, ry, rx): the second layer's output pixel
 #          (4i+ry, 4j+rx), so the first layer's output is never interleaved;
 #   DepthToSpace(4) (pixel_shuffle, CRD order) puts the 16 phases in place.
+# A conv with more stages (train/model.py's rule: 64x64 has 3) first runs each earlier ConvTranspose2d(4, 2, 1) as
+# a Conv2d 3x3, padding 1, 4*C channels (co, a, b) holding output pixel (2k+a, 2l+b), then DepthToSpace(2) and ReLU.
 # Same sums as ConvTranspose2d, in another order: parity stays at float32 rounding (check_parity).
 
 class PhaseUpsampler(nn.Module):
-    """ConvTranspose2d(4, 2, 1) -> ReLU -> ConvTranspose2d(4, 2, 1) as Conv2d, ReLU, mask, Conv2d, pixel_shuffle."""
+    """[ConvTranspose2d(4, 2, 1) -> ReLU ->] ConvTranspose2d(4, 2, 1) -> ReLU -> ConvTranspose2d(4, 2, 1) as
+    [Conv2d, pixel_shuffle, ReLU ->] Conv2d, ReLU, mask, Conv2d, pixel_shuffle."""
 
     def __init__(self, dec_conv: nn.Sequential, feat: tuple[int, int, int], int8_layout: bool = False):
         super().__init__()
-        t1, t2 = dec_conv[0], dec_conv[2]
+        *earlier, t1, t2 = dec_conv[::2]
+        self.stages = nn.ModuleList(_stage_conv(t) for t in earlier)  # none with two stages (28x28)
         self.conv1 = _first_phase_conv(t1)
         self.conv2 = _second_phase_conv(t2)
-        h, w = feat[1], feat[2]
+        h, w = feat[1] << len(earlier), feat[2] << len(earlier)
         # (a, b, k, l), the same for every channel co: pixel (2k-a, 2l-b) must lie in [0, 2h) x [0, 2w)
         mask = torch.ones(2, 2, h + 1, w + 1)
         mask[0, :, h, :] = 0
@@ -103,15 +108,17 @@ class PhaseUpsampler(nn.Module):
 
     @staticmethod
     def fits(vae: VAE) -> bool:
-        """True for the conv VAE's decoder layout (the only one this rewrite knows)."""
+        """True for the conv VAE's decoder layout, at any number of stages from 2 (the only one this rewrite knows)."""
         layers = list(getattr(vae, "dec_conv", []))
         shape_ok = lambda t: (isinstance(t, nn.ConvTranspose2d) and t.kernel_size == (4, 4)  # noqa: E731
                               and t.stride == (2, 2) and t.padding == (1, 1) and t.output_padding == (0, 0)
                               and t.dilation == (1, 1) and t.groups == 1 and t.bias is not None)
-        return (len(layers) == 3 and shape_ok(layers[0]) and isinstance(layers[1], nn.ReLU)
-                and shape_ok(layers[2]))
+        return (len(layers) >= 3 and len(layers) % 2 == 1 and all(shape_ok(t) for t in layers[::2])
+                and all(isinstance(r, nn.ReLU) for r in layers[1::2]))
 
     def forward(self, h):
+        for stage in self.stages:
+            h = F.relu(F.pixel_shuffle(stage(h), 2))
         h = F.relu(self.conv1(h))
         n, c, hh, ww = h.shape
         if self.mask.shape[0] == c:
@@ -121,20 +128,31 @@ class PhaseUpsampler(nn.Module):
         return F.pixel_shuffle(self.conv2(h), 4)
 
 
-@torch.no_grad()
+def _stage_conv(t: nn.ConvTranspose2d) -> nn.Conv2d:
+    """Output pixel (2k+a, 2l+b) of t at channel (co, a, b), position (k, l): a 3x3 Conv2d with padding 1."""
+    return _phase_conv(t, 3, lambda a, u: a + 3 - 2 * u)  # ky = 2k + a + 1 - 2(k - 1 + u)
+
+
 def _first_phase_conv(t: nn.ConvTranspose2d) -> nn.Conv2d:
     """Output pixel (2k-a, 2l-b) of t at channel (co, a, b), position (k, l): a 2x2 Conv2d with padding 1."""
-    wt = t.weight  # [C_in, C_out, 4, 4]; pixel y = 2*i - 1 + ky takes input row i
+    return _phase_conv(t, 2, lambda a, u: 3 - a - 2 * u)  # ky = 2k - a + 1 - 2(k - 1 + u)
+
+
+@torch.no_grad()
+def _phase_conv(t: nn.ConvTranspose2d, taps: int, k) -> nn.Conv2d:
+    """The four phases (co, a, b) of t as a taps x taps Conv2d with padding 1: tap u reads input row k - 1 + u,
+    which meets t's kernel row k(a, u) (pixel y = 2*i - 1 + ky takes input row i); none outside [0, 4)."""
+    wt = t.weight  # [C_in, C_out, 4, 4]
     cin, cout = wt.shape[:2]
-    w = wt.new_zeros(cout, 2, 2, cin, 2, 2)  # (co, a, b, ci, u, v)
+    w = wt.new_zeros(cout, 2, 2, cin, taps, taps)  # (co, a, b, ci, u, v)
     for a in range(2):
         for b in range(2):
-            for u in range(2):
-                for v in range(2):
-                    # tap u reads input row k - 1 + u for pixel 2k - a: ky = 2k - a + 1 - 2(k - 1 + u)
-                    w[:, a, b, :, u, v] = wt[:, :, 3 - a - 2 * u, 3 - b - 2 * v].T
-    conv = nn.Conv2d(cin, 4 * cout, 2, padding=1)
-    conv.weight.copy_(w.reshape(4 * cout, cin, 2, 2))
+            for u in range(taps):
+                for v in range(taps):
+                    if 0 <= k(a, u) < 4 and 0 <= k(b, v) < 4:
+                        w[:, a, b, :, u, v] = wt[:, :, k(a, u), k(b, v)].T
+    conv = nn.Conv2d(cin, 4 * cout, taps, padding=1)
+    conv.weight.copy_(w.reshape(4 * cout, cin, taps, taps))
     conv.bias.copy_(t.bias.repeat_interleave(4))
     return conv
 
@@ -250,7 +268,7 @@ def decoder_graph(model: VAE, opset: int = DEFAULT_OPSET, int8_layout: bool = Fa
     """decoder.onnx: z [batch, latent_dim] -> x [batch, C, H, W], probabilities.
 
     int8_layout=True: the same function laid out for static int8 (export/int8_decoder.py), slower in float: fc4
-    writes (y, x, channel) and a Transpose gives conv1 its NCHW input (onnxruntime's int8 convolution works in
+    writes (y, x, channel) and a Transpose gives the first Conv its NCHW input (onnxruntime's int8 convolution works in
     NHWC and cancels that Transpose instead of adding its own), and the phase mask is a plain 4-D Mul."""
     z = torch.randn((EXAMPLE_BATCH, model.latent_dim), generator=torch.Generator().manual_seed(0))
     return to_onnx(Decoder(model, int8_layout).eval(), z, "z", ["x"], opset)

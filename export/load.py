@@ -55,6 +55,10 @@ def _from_checkpoint(obj: dict, path) -> tuple[VAE, dict]:
         raise ExportError(f"{path}: bad model config: {first_line(e)}") from None
     # torch.compile wraps the model and prefixes every key
     state = {k.removeprefix("_orig_mod."): v for k, v in state.items()}
+    try:
+        model.check_stages(state)
+    except ValueError as e:
+        raise ExportError(f"{path}: {e}") from None
     _load_state(model, state, path)
     metrics = obj.get("metrics")
     final = metrics[-1] if isinstance(metrics, list) and metrics and isinstance(metrics[-1], dict) else None

@@ -278,6 +278,24 @@ def tiny_export(tmp_path_factory) -> Path:
     return folder
 
 
+@pytest.fixture(scope="session")
+def conv64_export(tmp_path_factory) -> tuple:
+    """(torch model, export folder, vae.json) of a 64x64 RGB conv (three stride-2 stages: train/model.py's rule)
+    at a small hidden size, trained a few steps, exported with int8 calibrated on 64x64 colour blobs and kept
+    only within the bound (not forced). Read-only: copy it before changing anything."""
+    import torch
+
+    from vae_edge.export import export_model
+    from vae_edge.train.model import VAE
+
+    torch.manual_seed(64)
+    model = trained(VAE("conv", (3, 64, 64), hidden_dim=16, latent_dim=4), steps=3)
+    root = tmp_path_factory.mktemp("conv64")
+    np.save(root / "images.npy", blobs(64, size=64, channels=3))
+    folder = root / "vae-onnx"
+    return model, folder, export_model(model, folder, quantize="int8", calibration=str(root / "images.npy"))
+
+
 # -- the package as users get it: built once a run, shared by test_bundled, test_compat and test_torch_free ------
 
 # Left out of the copy that gets built: environments, build output, data, caches (hypothesis's too, which the other

@@ -24,9 +24,11 @@ from vae_edge.export import folder as export_folder
 from vae_edge.export import graphs, parity
 from vae_edge.export.cli import app
 from vae_edge.export.int8_reference import reference_run
+from vae_edge.runtime import VAE as RuntimeVAE
 from vae_edge.train import checkpoint
 from vae_edge.train.config import Config
 from vae_edge.train.model import VAE
+from vae_edge.train.train import final_checkpoint
 
 TOL = 1e-5
 FILES = ("encoder.onnx", "decoder.onnx")
@@ -152,7 +154,7 @@ def test_batch_is_truly_dynamic_at_sizes_never_seen(exports, arch):
         assert all(d <= TOL for d in max_diffs(model, folder, n).values())
 
 
-SHAPES = [(1, 28, 28), (3, 28, 28), (1, 12, 20), (3, 12, 20), (3, 4, 8)]
+SHAPES = [(1, 28, 28), (3, 28, 28), (1, 12, 20), (3, 12, 20), (3, 4, 8), (3, 64, 64), (1, 16, 64)]
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=["x".join(map(str, s)) for s in SHAPES])
@@ -172,6 +174,43 @@ def test_conv_decoder_rewritten_without_conv_transpose_equals_the_vae_within_1e_
     assert got.shape == ref.shape and ref.abs().max() > 0.5
     assert (got - ref).abs().max() <= TOL
     assert (got_probs - probs).abs().max() <= TOL
+
+
+def test_a_64x64_rgb_conv_decoder_at_todays_width_is_at_most_8_mb_in_fp32_in_the_phase_form_it_is_exported_in():
+    """The phase form holds some zero taps, so its weights outnumber the network's (docs/training.md)."""
+    model = VAE.from_config(Config(arch="conv", input_shape=(3, 64, 64)).model())  # hidden 400, latent 20
+    tensors = [*model.fc3.state_dict().values(), *model.fc4.state_dict().values(),
+               *graphs.Decoder(model).up.state_dict().values()]
+    assert 4 * sum(t.numel() for t in tensors) <= 8_000_000
+
+
+def test_a_64x64_rgb_conv_exports_without_conv_transpose_within_1e_5_and_the_python_runtime_samples_it(
+        conv64_export):
+    model, folder, info = conv64_export
+    assert model.stages == 3 and all(0 <= info["parity"][k] <= TOL for k in ("mu", "logvar", "x"))
+    for n in (1, 7):
+        assert all(d <= TOL for d in max_diffs(model, folder, n).values())
+    ops = [n.op_type for n in onnx.load(str(folder / "decoder.onnx")).graph.node]
+    assert "ConvTranspose" not in ops and ops.count("DepthToSpace") == 2  # the first stage's, the last two's
+    vae, seed = RuntimeVAE.load(folder), int(np.random.default_rng().integers(0, 2**53))
+    eps, _ = vae.noise(9, seed=seed)
+    with torch.no_grad():
+        want = model.probs(torch.from_numpy(eps)).numpy()
+    np.testing.assert_allclose(vae.sample(9, seed=seed), want, rtol=0, atol=TOL)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (5, 3)])
+def test_an_earlier_stage_of_a_deeper_conv_decoder_is_a_3x3_conv_and_a_pixel_shuffle_within_1e_5(size):
+    """Each stage before the last two (64x64 has one, 128x128 two) becomes Conv2d 3x3 + DepthToSpace(2)."""
+    torch.manual_seed(sum(size))
+    t = nn.ConvTranspose2d(6, 5, 4, 2, 1)
+    with torch.no_grad():
+        t.weight.normal_(0.0, 0.5)
+        t.bias.normal_(0.0, 0.5)
+        x = torch.randn(3, 6, *size)
+        got, want = F.pixel_shuffle(graphs._stage_conv(t)(x), 2), t(x)
+    assert got.shape == want.shape and want.abs().max() > 0.5
+    assert (got - want).abs().max() <= TOL
 
 
 def test_conv_decoder_graph_has_no_conv_transpose(exports):
@@ -362,6 +401,20 @@ def test_truncated_file_gives_a_one_line_error(ref_pt, tmp_path):
     assert result.exit_code == 2
     assert result.stderr.startswith("error: ") and len(result.stderr.strip().splitlines()) == 1
     assert "truncated or corrupt" in result.stderr and not (tmp_path / "out").exists()
+
+
+def test_a_two_stage_conv_checkpoint_at_64x64_from_before_the_stage_rule_is_refused_in_one_line(tmp_path):
+    """0.1.0 gave every size two stages; the rule gives 64x64 three (docs/training.md)."""
+    cfg = Config(arch="conv", hidden_dim=8, latent_dim=2, input_shape=(3, 64, 64))
+    saved = final_checkpoint(VAE("conv", (3, 64, 64), 8, 2), cfg, [])
+    two_stages = VAE("conv", (3, 32, 32), 8, 2).state_dict()  # enc_conv.0 and .2, dec_conv.0 and .2
+    saved["state_dict"] = {k: v for k, v in saved["state_dict"].items() if "_conv." not in k} | {
+        k: v for k, v in two_stages.items() if "_conv." in k}
+    checkpoint.save(saved, tmp_path / "old.pt")
+    result = CliRunner().invoke(app, [str(tmp_path / "old.pt"), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 2 and len(result.stderr.strip().splitlines()) == 1
+    assert "a conv checkpoint of 2 stride-2 stages at 64x64, where this version builds 3" in result.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def _drop(sd, key):

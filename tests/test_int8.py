@@ -117,6 +117,17 @@ def test_the_decoders_int8_layout_computes_what_the_decoder_computes(conv_and_im
     np.testing.assert_allclose(layout.run(None, {"z": z})[0], plain.run(None, {"z": z})[0], atol=1e-6)
 
 
+def test_a_64x64_rgb_conv_decoder_of_three_stages_gets_static_int8_within_the_bound(conv64_export):
+    model, folder, info = conv64_export
+    q = info["int8"]
+    assert model.stages == 3 and q["method"]["decoder"] == "static"
+    assert q["x_mean_abs"] <= q["bound"]["x_mean_abs"] and q["mu_mean_abs"] <= q["bound"]["mu_mean_abs"]
+    z = np.random.default_rng().standard_normal((200, model.latent_dim)).astype(np.float32)
+    with torch.no_grad():
+        want = model.probs(torch.from_numpy(z)).numpy()
+    assert np.abs(VAE.load(folder, precision="int8").decode(z) - want).mean() <= q["bound"]["x_mean_abs"]
+
+
 def _static_decoder_before_and_after_the_last_conv_rewrite(model):
     z = np.random.default_rng(0).standard_normal((256, model.latent_dim)).astype(np.float32)
     q = quantize.static_decoder_qdq(decoder_graph(model, int8_layout=True), z)
@@ -210,16 +221,18 @@ def _integer_weights(proto: onnx.ModelProto) -> dict:
 
 
 @pytest.fixture(scope="module")
-def int8_exports(conv_and_images, tmp_path_factory):
+def int8_exports(conv_and_images, conv64_export, tmp_path_factory):
     """The small conv model calibrated on images (static decoder, its encoder's first way that passes) and an
-    mlp measured on random inputs (dynamic), both forced to keep int8 whatever its error."""
+    mlp measured on random inputs (dynamic), both forced to keep int8 whatever its error; conv64_export (three
+    stages, calibrated, kept within the bound)."""
     model, images = conv_and_images
     d = tmp_path_factory.mktemp("int8-cpus")
     torch.manual_seed(1)
     mlp = trained(TorchVAE("mlp", hidden_dim=64, latent_dim=8))
     return {"conv": (model, d / "conv", export_model(model, d / "conv", quantize="int8", calibration=str(images),
                                                      force_int8=True)),
-            "mlp": (mlp, d / "mlp", export_model(mlp, d / "mlp", quantize="int8", force_int8=True))}
+            "mlp": (mlp, d / "mlp", export_model(mlp, d / "mlp", quantize="int8", force_int8=True)),
+            "conv64": conv64_export}
 
 
 def _int8_files(int8_exports, name):
@@ -228,7 +241,7 @@ def _int8_files(int8_exports, name):
     return int8_exports[name][1:]
 
 
-@pytest.mark.parametrize("name", ["conv", "mlp", "bundled"])
+@pytest.mark.parametrize("name", ["conv", "mlp", "bundled", "conv64"])
 def test_no_int8_weight_can_saturate_a_16_bit_sum_of_two_products(int8_exports, name):
     """onnxruntime on x86 without VNNI adds two uint8 x int8 products in a saturating 16-bit sum: an int8 weight
     must stay within [-64, 64] (255 * 64 * 2 = 32,640 <= 32,767). uint8 weights go through uint8 x uint8
@@ -251,7 +264,7 @@ def _fresh_inputs(info: dict, n: int = 200) -> dict:
 
 
 
-@pytest.mark.parametrize("name", ["conv", "mlp", "bundled"])
+@pytest.mark.parametrize("name", ["conv", "mlp", "bundled", "conv64"])
 def test_onnxruntime_here_computes_what_the_exact_reference_computes(int8_exports, name):
     folder, info = _int8_files(int8_exports, name)
     feed = _fresh_inputs(info)

@@ -125,11 +125,13 @@ def test_c_draws_the_browsers_latents_for_a_seed(native, vamp_export, tmp_path, 
 
 
 @pytest.mark.parametrize("model,precision", [("bundled", "fp32"), ("bundled", "int8"), ("mlp", "fp32"),
-                                             ("mlp", "int8"), ("vamp", "fp32"), ("vamp", "int8")])
-def test_c_samples_equal_the_python_runtime_decoding_the_same_z(native, mlp, vamp_export, tmp_path, model,
-                                                                precision):
-    """--save-z saves the z that was decoded: in a format-2 folder (vamp), prior.onnx's z, not the noise."""
-    folder = {"bundled": BUNDLED, "mlp": mlp, "vamp": vamp_export}[model]
+                                             ("mlp", "int8"), ("vamp", "fp32"), ("vamp", "int8"),
+                                             ("conv64", "fp32"), ("conv64", "int8")])
+def test_c_samples_equal_the_python_runtime_decoding_the_same_z(native, mlp, vamp_export, conv64_export, tmp_path,
+                                                                model, precision):
+    """--save-z saves the z that was decoded: in a format-2 folder (vamp), prior.onnx's z, not the noise; conv64:
+    a 64x64 RGB conv of three stages."""
+    folder = {"bundled": BUNDLED, "mlp": mlp, "vamp": vamp_export, "conv64": conv64_export[1]}[model]
     r = vae_sample(native, "--model", folder, "--n", 70, "--seed", fresh_seed(), "--precision", precision,
                    "--save-z", tmp_path / "z.npy", "--npy", tmp_path / "x.npy", "--no-image")
     assert r.returncode == 0, r.stderr

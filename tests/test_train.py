@@ -20,7 +20,7 @@ from vae_edge.train import checkpoint
 from vae_edge.train.config import Config
 from vae_edge.train.data import DataError, load_data
 from vae_edge.train.iwae import iwae_log_likelihood
-from vae_edge.train.model import VAE, elbo_terms, recon_nll
+from vae_edge.train.model import VAE, conv_stages, elbo_terms, recon_nll
 from vae_edge.train.prior import Gaussian
 from vae_edge.train.train import TrainError, train
 
@@ -93,9 +93,73 @@ def test_logvar_is_clamped_so_extreme_inputs_stay_finite():
     assert torch.isfinite(rec).all() and torch.isfinite(kld).all()
 
 
-def test_conv_refuses_an_image_size_not_divisible_by_4():
-    with pytest.raises(ValueError, match="divisible by 4"):
+def test_conv_refuses_a_size_that_is_not_a_multiple_of_2_to_its_stages_and_names_the_nearest_that_fit():
+    with pytest.raises(ValueError, match="2 stride-2 stages .* multiples of 4; 28x28 and 32x32 fit"):
         VAE("conv", (1, 30, 30))
+    with pytest.raises(ValueError, match="3 stride-2 stages .* multiples of 8; 32x32 and 40x40 fit"):
+        VAE("conv", (1, 36, 36))
+
+
+@pytest.mark.parametrize("h,w,stages", [(28, 28, 2), (16, 12, 2), (4, 8, 2), (32, 32, 2), (40, 40, 3), (64, 64, 3),
+                                        (64, 16, 3), (128, 128, 4), (96, 128, 4)])
+def test_conv_stages_are_the_fewest_from_2_that_leave_a_map_of_at_most_8x8(h, w, stages):
+    model = VAE("conv", (3, h, w), hidden_dim=8, latent_dim=2)
+    assert conv_stages(h, w) == model.stages == stages
+    assert model.feat == (64, h >> stages, w >> stages) and max(model.feat[1:]) <= 8
+    assert stages == 2 or max(h, w) >> (stages - 1) > 8  # one stage fewer would leave more than 8
+    assert [m.stride for m in model.enc_conv if isinstance(m, torch.nn.Conv2d)] == [(2, 2)] * stages
+    assert model.decode(torch.randn(2, 2)).shape == (2, 3, h, w)
+
+
+def test_a_28x28_conv_is_todays_two_stage_network():
+    shapes = {k: tuple(v.shape) for k, v in VAE("conv", (1, 28, 28)).state_dict().items()}
+    assert shapes == {
+        "enc_conv.0.weight": (32, 1, 4, 4), "enc_conv.0.bias": (32,),
+        "enc_conv.2.weight": (64, 32, 4, 4), "enc_conv.2.bias": (64,),
+        "fc1.weight": (400, 3136), "fc1.bias": (400,), "fc21.weight": (20, 400), "fc21.bias": (20,),
+        "fc22.weight": (20, 400), "fc22.bias": (20,), "fc3.weight": (400, 20), "fc3.bias": (400,),
+        "fc4.weight": (3136, 400), "fc4.bias": (3136,),
+        "dec_conv.0.weight": (64, 32, 4, 4), "dec_conv.0.bias": (32,),
+        "dec_conv.2.weight": (32, 1, 4, 4), "dec_conv.2.bias": (1,)}
+
+
+def test_an_image_folder_at_a_size_the_conv_cannot_take_is_refused_before_it_is_decoded(tmp_path, monkeypatch):
+    monkeypatch.setattr("vae_edge.train.train.load_data", lambda *a, **k: pytest.fail("the folder was read"))
+    (tmp_path / "imgs").mkdir()
+    cfg = Config(dataset=str(tmp_path / "imgs"), arch="conv", image_size=36, out_dir=str(tmp_path / "runs"), name="t")
+    with pytest.raises(TrainError, match="cannot take 36x36: its 3 stride-2 stages"):
+        train(cfg, quiet=True)
+
+
+def test_a_conv_state_dict_of_another_stage_count_than_its_size_gets_is_refused_in_one_line():
+    VAE("conv", (1, 28, 28)).check_stages(VAE("conv", (1, 28, 28)).state_dict())  # the same network: no complaint
+    with pytest.raises(ValueError, match="a conv checkpoint of 2 stride-2 stages at 64x64, where this version builds"):
+        VAE("conv", (3, 64, 64), 8, 2).check_stages(VAE("conv", (3, 32, 32), 8, 2).state_dict())
+
+
+ENCODER_LAYERS, DECODER_LAYERS = ("enc_conv", "fc1", "fc21", "fc22"), ("fc3", "fc4", "dec_conv")
+
+
+@pytest.mark.parametrize("size", [64, 128])
+def test_an_rgb_conv_of_64x64_and_up_at_todays_width_has_networks_of_at_most_8_mb_in_fp32(size):
+    model = VAE.from_config(Config(arch="conv", input_shape=(3, size, size)).model())  # today's defaults
+    params = {name: p.numel() for name, p in model.named_parameters()}
+    fp32_bytes = [4 * sum(n for name, n in params.items() if name.split(".")[0] in layers)
+                  for layers in (ENCODER_LAYERS, DECODER_LAYERS)]
+    assert sum(fp32_bytes) == 4 * sum(params.values())  # every weight is in one network or the other
+    assert max(fp32_bytes) <= 8_000_000
+
+
+def test_a_64x64_rgb_conv_trains_and_its_checkpoint_rebuilds_it_from_the_input_shape_alone(tmp_path):
+    path = tmp_path / "rgb64.npy"
+    np.save(path, blobs(24, size=64, channels=3))
+    model, history = train(small_cfg(tmp_path, path, arch="conv", epochs=1, batch_size=8), quiet=True)
+    assert model.stages == 3 and math.isfinite(history[0]["test_loss"])
+    saved = checkpoint.load(tmp_path / "runs/t/model.pt")
+    assert "stages" not in json.dumps(saved["config"])  # no new fact: the shape gives the stage count
+    again = VAE.from_config(Config.from_dict(saved["config"]).model())
+    again.load_state_dict(saved["state_dict"])
+    assert again.stages == 3
 
 
 def test_iwae_bound_is_above_the_elbo():
@@ -446,7 +510,7 @@ def test_vae_eval_help_documents_every_option():
 
 @pytest.mark.parametrize("args,message", [
     (["--dataset", "no/such/dir"], "neither a known name"),
-    (["--dataset", "{npy}", "--arch", "conv", "--image-size", "30"], "divisible by 4"),
+    (["--dataset", "{npy}", "--arch", "conv", "--image-size", "30"], "multiples of 4"),
     (["--dataset", "{npy}", "--image-size", "64x"], "--image-size takes N or HxW"),
     (["--dataset", "{npy}", "--image-size", "8", "--background", "grey"], "a background is white, black or #RRGGBB"),
     (["--dataset", "{npy}", "--image-size", "8", "--data-access", "disk"], "unknown --data-access 'disk'"),

@@ -30,6 +30,8 @@ MODELS = {
     "conv": (dict(arch="conv", input_shape=(3, 16, 12), hidden_dim=32, latent_dim=6), dict(ort_format=True)),
     # a learned prior and two latent layers (format 2): prior.onnx turns the same noise into the same z
     "vamp2": (dict(arch="mlp", hidden_dim=32, latent_dim=6, prior="vamp", prior_components=7, latent_layers=2), {}),
+    # 64x64 RGB: three stride-2 stages (train/model.py's rule); no calibration images, so dynamic int8
+    "conv64": (dict(arch="conv", input_shape=(3, 64, 64), hidden_dim=16, latent_dim=4), dict(quantize="int8")),
 }
 INTERPOLATE_STEPS = 6
 BUNDLED = REPO / "runtime" / "models" / "fashion-mnist"  # a format-2 folder with score.onnx

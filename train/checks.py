@@ -1,10 +1,13 @@
 """What a run refuses before it starts, each in one line: settings that do not make sense together."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from .config import Config
-from .data import DATA_ACCESS
+from .data import DATA_ACCESS, DataError, image_hw
 from .errors import TrainError
 from .likelihood import LIKELIHOODS
+from .model import conv_stages
 from .schedule import LR_SCHEDULES
 
 
@@ -27,3 +30,8 @@ def check_config(cfg: Config, world: int) -> None:
         raise TrainError(f"unknown --data-access {cfg.data_access!r}; choose one of {', '.join(DATA_ACCESS)}")
     if cfg.batch_size % world:
         raise TrainError(f"--batch-size {cfg.batch_size} must divide evenly across {world} processes")
+    if cfg.arch == "conv" and Path(cfg.dataset).is_dir():  # an image folder's size is known before it is decoded
+        try:
+            conv_stages(*image_hw(cfg.image_size))
+        except (ValueError, DataError) as e:
+            raise TrainError(str(e)) from None

@@ -28,7 +28,7 @@ def train_cmd(
     data_dir: Annotated[str, typer.Option(
         help="Where named datasets are looked for (and downloaded to when missing).")] = D.data_dir,
     arch: Annotated[str, typer.Option(
-        help="mlp (the reference network) or conv (needs H and W divisible by 4).")] = D.arch,
+        help="mlp (the reference network) or conv (stride-2 stages picked from H and W: docs/training.md).")] = D.arch,
     hidden_dim: Annotated[int, typer.Option(help="Width of the hidden layer.")] = D.hidden_dim,
     latent_dim: Annotated[int, typer.Option(
         help="Size of z, the decoder's input; with --latent-layers 2, of [z1, z2] together (half "

@@ -15,6 +15,42 @@ from .precision import layers, widen
 from .prior import LOGVAR_MAX, LOGVAR_MIN
 
 ARCHS = ("mlp", "conv")
+# The conv architecture's rule (docs/training.md): the fewest stride-2 stages, at least 2, that bring both sides to
+# at most MAP_MAX, so that the fully connected layers stay small at any size (28x28: 2 stages, a 7x7 map).
+MIN_STAGES, MAP_MAX = 2, 8
+CONV_WIDTH = 64  # the channels of every stage from the second on; the first has 32
+
+
+def conv_stages(h: int, w: int) -> int:
+    """The conv architecture's number of stride-2 stages for H x W; ValueError (one line, with the nearest sizes
+    that fit) unless H and W are multiples of 2^stages."""
+    stages = _stages(h, w)
+    if not _fits(h, w):
+        step = 1 << stages
+        down, up = (h // step * step, w // step * step), (-(-h // step) * step, -(-w // step) * step)
+        near = [f"{a}x{b}" for a, b in (down, up) if min(a, b) > 0 and _fits(a, b)]
+        hint = f"; {' and '.join(near)} {'fits' if len(near) == 1 else 'fit'}" if near else ""
+        raise ValueError(f"the conv architecture cannot take {h}x{w}: its {stages} stride-2 stages (at least "
+                         f"{MIN_STAGES}, enough to bring the larger side to at most {MAP_MAX}) need H and W multiples "
+                         f"of {step}{hint}")
+    return stages
+
+
+def _stages(h: int, w: int) -> int:
+    stages = MIN_STAGES
+    while max(h, w) > MAP_MAX << stages:
+        stages += 1
+    return stages
+
+
+def _fits(h: int, w: int) -> bool:
+    step = 1 << _stages(h, w)
+    return h % step == 0 and w % step == 0
+
+
+def conv_widths(stages: int) -> list[int]:
+    """Each stage's channels, the encoder's order (the decoder's reversed): 32, then CONV_WIDTH."""
+    return [min(32 << i, CONV_WIDTH) for i in range(stages)]
 
 
 class Pass(NamedTuple):
@@ -47,8 +83,7 @@ class VAE(nn.Module):
         lik.check(likelihood)
         pr.check(prior, prior_components, latent_layers, latent_dim)
         c, h, w = (int(v) for v in input_shape)
-        if arch == "conv" and (h % 4 or w % 4):
-            raise ValueError(f"the conv architecture needs H and W divisible by 4, got {h}x{w}")
+        self.stages = conv_stages(h, w) if arch == "conv" else 0
         self.arch, self.input_shape = arch, (c, h, w)
         self.hidden_dim, self.latent_dim, self.likelihood = hidden_dim, latent_dim, likelihood
         self.prior_name, self.latent_layers = prior, latent_layers
@@ -62,17 +97,19 @@ class VAE(nn.Module):
             self.fc3 = nn.Linear(latent_dim, hidden_dim)
             self.fc4 = nn.Linear(hidden_dim, d)
         else:
-            self.feat = (64, h // 4, w // 4)
+            widths = conv_widths(self.stages)
+            self.feat = (widths[-1], h >> self.stages, w >> self.stages)
             d = math.prod(self.feat)
-            self.enc_conv = nn.Sequential(
-                nn.Conv2d(c, 32, 4, 2, 1), nn.ReLU(), nn.Conv2d(32, 64, 4, 2, 1), nn.ReLU())
+            self.enc_conv = nn.Sequential(*(layer for a, b in zip([c, *widths], widths)
+                                            for layer in (nn.Conv2d(a, b, 4, 2, 1), nn.ReLU())))
             self.fc1 = nn.Linear(d, hidden_dim)
             self.fc21 = nn.Linear(hidden_dim, top)
             self.fc22 = nn.Linear(hidden_dim, top)
             self.fc3 = nn.Linear(latent_dim, hidden_dim)
             self.fc4 = nn.Linear(hidden_dim, d)
-            self.dec_conv = nn.Sequential(
-                nn.ConvTranspose2d(64, 32, 4, 2, 1), nn.ReLU(), nn.ConvTranspose2d(32, c, 4, 2, 1))
+            up = [*widths[::-1], c]
+            self.dec_conv = nn.Sequential(*[layer for a, b in zip(up, up[1:])
+                                            for layer in (nn.ConvTranspose2d(a, b, 4, 2, 1), nn.ReLU())][:-1])
         if latent_layers == 2:
             self.ladder = pr.Ladder(hidden_dim, latent_dim - top, top)
         if prior == "vamp":
@@ -91,6 +128,15 @@ class VAE(nn.Module):
                       latent_dim=self.latent_dim, likelihood=self.likelihood, prior=self.prior_name,
                       prior_components=self.prior_components or pr.DEFAULT_COMPONENTS,
                       latent_layers=self.latent_layers).model()
+
+    def check_stages(self, state: dict) -> None:
+        """ValueError (one line) for a conv state_dict of another stage count than this size gets: one trained
+        before the rule (conv_stages), which gave every size two stages."""
+        stages = sum(1 for k in state if str(k).startswith("enc_conv.") and str(k).endswith(".weight"))
+        if self.arch == "conv" and stages and stages != self.stages:
+            h, w = self.input_shape[1:]
+            raise ValueError(f"a conv checkpoint of {stages} stride-2 stages at {h}x{w}, where this version builds "
+                             f"{self.stages} (the stage rule of docs/training.md, since 0.2.0); train it again")
 
     @property
     def prior(self) -> pr.Prior:

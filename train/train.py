@@ -95,6 +95,7 @@ def train(cfg: Config, resume: str | None = None, force: bool = False, quiet: bo
     noise_gen = torch.Generator(device).manual_seed(cfg.seed + 1)
     start_epoch, start_step, partial, history = 1, 0, None, []
     if state is not None:
+        model.check_stages(state["state_dict"])
         model.load_state_dict(state["state_dict"])
         load_state(opt, state["optimizer"])
         perm_gen.set_state(state["perm_rng"])
