@@ -14,11 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from conftest import REPO, need as _need
 from int8_tolerance import REFERENCE_BY, REFERENCE_MEAN, REFERENCE_OFF
 from vae_edge.export import export_model
 from vae_edge.runtime import VAE
+from vae_edge.runtime.images import background_rgb, read_image, recipe_background
 from vae_edge.train.model import VAE as TorchVAE
 
 WEB = REPO / "web"
@@ -65,6 +67,7 @@ def reference(tmp_path_factory) -> Path:
             inputs.update(eps=rng.standard_normal((9, vae.latent_dim)).astype(np.float32),
                           u=rng.random(9, dtype=np.float32))
         _save(root / name / "inputs", inputs)
+        _upload_reference(root / name / "inputs", vae, rng)
         # one seed's samples: the same noise in every reader (docs/noise.md), so the same images within 1e-5
         sampling = {"n": 16, "seed": int(rng.integers(0, 2**53)), "temperature": float(rng.uniform(0.5, 1.5))}
         (root / name / "inputs" / "sample.json").write_text(json.dumps(sampling))
@@ -82,6 +85,19 @@ def reference(tmp_path_factory) -> Path:
                     {"mean": REFERENCE_MEAN, "off": REFERENCE_OFF, "by": REFERENCE_BY}))
     _score_reference(root / "score", rng)
     return root
+
+
+def _upload_reference(folder: Path, vae: VAE, rng) -> None:
+    """A PNG of the model's size with transparency (alpha 0, 255 and between) for the page to upload, what
+    read_image makes of it (upload.npy) and the model's background (background.json), as the Python runtime reads
+    them."""
+    c, h, w = vae.input_shape
+    rgba = rng.integers(0, 256, (h, w, 4), dtype=np.uint8)
+    rgba[..., 3] = rng.choice([0, 255, *rng.integers(1, 255, 6)], (h, w))
+    Image.fromarray(rgba, "RGBA").save(folder / "upload.png")
+    background = background_rgb(recipe_background(vae.meta))
+    np.save(folder / "upload.npy", read_image(folder / "upload.png", vae.input_shape, background))
+    (folder / "background.json").write_text(json.dumps(background))
 
 
 def _score_reference(folder: Path, rng) -> None:
@@ -137,8 +153,10 @@ def test_page_in_chromium_decodes_as_python_and_sliders_change_the_picture(node,
                                                                              tmp_path):
     """The served page, with cross-origin isolation (WebAssembly threads) and without: window.vaeEdge.decode
     and the library's encode (int8 too) equal the Python runtime within 1e-5, dragging a slider redraws the
-    picture as decode(z), crisp, a stroke and a click redraw theirs, nothing is fetched from outside the site,
-    and a screenshot is saved. The conv model has 3 channels and a 16 x 12 image."""
+    picture as decode(z), crisp, a stroke and a click redraw theirs, a transparent PNG uploaded is seen by the
+    encoder as read_image reads it, nothing is fetched from outside the site, and a screenshot is saved. The conv
+    model has 3 channels and a 16 x 12 image: its pad has a colour pen, and a stroke in a fresh colour is that
+    colour on the pad."""
     _need(CHROMIUM.is_file(), f"no Chromium at {CHROMIUM} (apt-get install chromium)")
     shot = tmp_path / "page.png"
     proc = _run([node, "tools/check-page.mjs", "--site", site(name), "--reference", reference / name,

@@ -200,32 +200,68 @@ async function main() {
 
 // -- encoding a drawn or uploaded image ----------------------------------------------------------------------
 
+const SWATCHES = ['#000000', '#ffffff', '#e63946', '#f4a261', '#e9c46a', '#2a9d8f', '#277da1', '#6a4c93'];
+
+/** The colour transparent images are composited onto, as the Python runtime's recipe_background and background_rgb
+ * read it: vae.json's recipe.background (white, black or #RRGGBB), else white. */
+function recipeBackground(meta) {
+  const recipe = meta.recipe !== null && typeof meta.recipe === 'object' ? meta.recipe : {};
+  const text = 'background' in recipe ? String(recipe.background) : 'white';
+  const named = { white: '#ffffff', black: '#000000' }, t = text.trim().toLowerCase();
+  if (t in named) return named[t];
+  if (/^#[0-9a-f]{6}$/.test(t)) return t;
+  throw new Error(`a background is white, black or #RRGGBB (as #808080), got '${text.slice(0, 40)}'`);
+}
+
+/** Black or white, whichever stands out more on `hex` (#rrggbb). */
+function contrast(hex) {
+  const [r, g, b] = [1, 3, 5].map((i) => parseInt(hex.slice(i, i + 2), 16));
+  return r * 299 + g * 587 + b * 114 > 127_500 ? '#000000' : '#ffffff';
+}
+
 function setupEncoder(vae, [c, h, w], onEncoded) {
   const draw = $('draw'), ctx = draw.getContext('2d');
-  const clear = () => { ctx.fillStyle = '#000'; ctx.fillRect(0, 0, draw.width, draw.height); };
+  const background = recipeBackground(vae.meta);
+  // an RGB model draws in colour on its background; a grayscale one keeps a white pen on black, as its digits
+  const colour = c === 3;
+  const pen = { colour: colour ? contrast(background) : '#ffffff', width: Math.round(draw.width / 12) };
+  const clear = (fill = colour ? background : '#000000') => { ctx.fillStyle = fill; ctx.fillRect(0, 0, draw.width, draw.height); };
+  let picture = draw; // what is encoded: the pad, or an uploaded image until the pad is drawn on
 
-  const encode = latest(async () => {
-    // as the Python runtime reads an image: converted to the model's channels, resized to H x W
-    const small = new OffscreenCanvas(w, h), sctx = small.getContext('2d', { willReadFrequently: true });
-    sctx.imageSmoothingQuality = 'high';
-    sctx.drawImage(draw, 0, 0, w, h);
+  // The encoder's input from a picture, by the Python runtime's reading rule (docs/runtime.md): composited onto
+  // the background, stretched to W x H, converted to the model's channels. The pad and an upload both come here.
+  const small = new OffscreenCanvas(w, h), sctx = small.getContext('2d', { willReadFrequently: true });
+  sctx.imageSmoothingQuality = 'high';
+  const input = (source) => {
+    sctx.fillStyle = background;
+    sctx.fillRect(0, 0, w, h);
+    sctx.drawImage(source, 0, 0, w, h);
     const rgba = sctx.getImageData(0, 0, w, h).data;
     const x = new Uint8Array(c * h * w);
     const invert = $('invert').checked;
     for (let p = 0; p < h * w; p++) {
       const [r, g, b] = rgba.subarray(4 * p, 4 * p + 3);
-      const channels = c === 1 ? [(r * 299 + g * 587 + b * 114) / 1000] : [r, g, b]; // PIL's "L" for grayscale
+      const channels = c === 1 ? [(r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16] : [r, g, b]; // Pillow's "L"
       for (let ch = 0; ch < c; ch++) {
-        const v = Math.round(channels[ch] ?? channels[0]);
+        const v = channels[ch] ?? channels[0];
         x[ch * h * w + p] = invert ? 255 - v : v;
       }
     }
+    return x;
+  };
+
+  const encode = latest(async () => {
+    const x = input(picture);
     const { mu } = await vae.encode(x, 1);
     const reconstruction = await vae.decode(mu, 1);
     drawImages($('seen'), Float32Array.from(x, (v) => v / 255), 1, [c, h, w], { scale: fit(170, 1, w, 12) });
     drawImages($('reconstruction'), reconstruction, 1, [c, h, w], { scale: fit(170, 1, w, 12) });
     onEncoded(mu);
   });
+  const drawOnPad = () => {
+    if (picture !== draw) picture.close(); // the upload is on the pad now; its own pixels are no longer encoded
+    picture = draw;
+  };
 
   let last = null;
   const at = (e) => {
@@ -245,7 +281,8 @@ function setupEncoder(vae, [c, h, w], onEncoded) {
   });
   draw.addEventListener('pointerup', () => { last = null; });
   function stroke(from, to) {
-    Object.assign(ctx, { strokeStyle: '#fff', lineWidth: draw.width / 12, lineCap: 'round', lineJoin: 'round' });
+    drawOnPad();
+    Object.assign(ctx, { strokeStyle: pen.colour, lineWidth: pen.width, lineCap: 'round', lineJoin: 'round' });
     ctx.beginPath();
     ctx.moveTo(...from);
     ctx.lineTo(...to);
@@ -253,24 +290,48 @@ function setupEncoder(vae, [c, h, w], onEncoded) {
     encode();
   }
 
-  $('clear').addEventListener('click', () => { clear(); encode(); });
+  if (colour) { // the colour pen: swatches, any colour, and its width
+    const choose = (hex) => {
+      pen.colour = hex;
+      $('pen-colour').value = hex;
+      for (const swatch of $('swatches').children) swatch.setAttribute('aria-pressed', swatch.title === hex);
+    };
+    for (const hex of SWATCHES) {
+      const swatch = document.createElement('button');
+      Object.assign(swatch, { type: 'button', className: 'swatch', title: hex });
+      swatch.style.background = hex;
+      swatch.addEventListener('click', () => choose(hex));
+      $('swatches').append(swatch);
+    }
+    $('pen-colour').addEventListener('input', () => choose($('pen-colour').value));
+    $('pen-width').value = pen.width;
+    $('pen-width').addEventListener('input', () => { pen.width = Number($('pen-width').value); });
+    choose(pen.colour);
+    $('pen').hidden = false;
+  }
+
+  $('clear').addEventListener('click', () => { drawOnPad(); clear(); encode(); });
   $('invert').addEventListener('change', encode);
   $('upload').addEventListener('change', async () => {
     const file = $('upload').files[0];
     if (!file) return;
     try {
-      const bitmap = await createImageBitmap(file);
-      clear();
-      ctx.drawImage(bitmap, 0, 0, draw.width, draw.height); // stretched to the model's aspect, as vae-encode does
-      encode();
+      // the colours as stored, no colour profile applied, as Pillow reads them
+      const bitmap = await createImageBitmap(file, { colorSpaceConversion: 'none' });
+      drawOnPad();
+      picture = bitmap;
     } catch (e) {
       say(`cannot read image ${file.name}: ${e.message}`, true);
+      return;
     }
+    clear(background); // the pad shows it as encoded: on the background, stretched to the model's aspect
+    ctx.drawImage(picture, 0, 0, draw.width, draw.height);
+    encode();
   });
 
   // something to encode from the start: a T-shirt, drawn as a person might
   clear();
-  ctx.fillStyle = '#ddd';
+  ctx.fillStyle = colour ? '#277da1' : '#ddd';
   ctx.beginPath();
   [[95, 40], [185, 40], [250, 90], [222, 130], [195, 110], [195, 250], [85, 250], [85, 110], [58, 130], [30, 90]]
     .forEach(([x, y], i) => (i ? ctx.lineTo(x, y) : ctx.moveTo(x, y)));

@@ -1,13 +1,15 @@
 #!/usr/bin/env node
 // The demo page in headless Chromium, as tests/test_web.py runs it: the served site decodes fixed z through
 // window.vaeEdge as the Python runtime did (within 1e-5, int8 within its rule in tools/tolerance.js; encode and one
-// seed's samples too, through the library in the page), a dragged slider, a stroke on the drawing and a click on a sample redraw their pictures,
-// bad input and a tampered decoder show one-line errors, nothing is fetched from outside the site, and a
-// screenshot is saved.
+// seed's samples too, through the library in the page), a dragged slider, a stroke on the drawing (in a colour the
+// tool picks, for an RGB model) and a click on a sample redraw their pictures, a transparent PNG uploaded is read as
+// the Python runtime reads it, bad input and a tampered decoder show one-line errors, nothing is fetched from
+// outside the site, and a screenshot is saved.
 //
 //   node tools/check-page.mjs --site SITE --reference DIR [--no-isolation] [--screenshot page.png]
 //
-// DIR holds inputs/{z,x}.npy and inputs/sample.json, fp32/{decode,mu,sample}.npy, for a learned prior
+// DIR holds inputs/{z,x}.npy and inputs/sample.json, fp32/{decode,mu,sample}.npy, optionally inputs/upload.png with
+// upload.npy (read_image's array of it) and background.json (the model's background, RGB), for a learned prior
 // inputs/{eps,u}.npy and fp32/from_noise.npy, and optionally int8/ for the site's model (tests/test_web.py writes
 // them, with int8/tolerance.json). Exit code 0 when all holds, else 1.
 
@@ -127,7 +129,13 @@ async function main() {
     check(drawn.wrong === 0, `${drawn.wrong} screen pixels of the picture differ from decode(slider values)`);
     if (opts.screenshot) await page.screenshot({ path: opts.screenshot, fullPage: true });
 
-    // 4. a stroke on the drawing canvas is encoded and reconstructed anew
+    // 4. a stroke on the drawing pad is encoded and reconstructed anew; an RGB model's pad has a colour pen and the
+    //    model's background, and draws in the colour picked (a fresh one each run, neither black nor white)
+    const rgb = await page.evaluate(() => window.vaeEdge.inputShape[0] === 3);
+    check(await page.isVisible('#pen') === rgb, `the colour pen is ${rgb ? 'hidden' : 'shown'} for a model of ${rgb ? 3 : 1} channel(s)`);
+    const colour = Array.from({ length: 3 }, () => 40 + Math.floor(Math.random() * 176)); // 40..215
+    if (rgb) await page.fill('#pen-colour', `#${colour.map((v) => v.toString(16).padStart(2, '0')).join('')}`);
+    const along = [0.3, 0.5, 0.7]; // points on the stroke's centre line, as fractions of it
     await changes(page, 'reconstruction', async () => {
       const d = await page.locator('#draw').boundingBox();
       await page.mouse.move(d.x + d.width * 0.1, d.y + d.height * 0.9);
@@ -135,6 +143,41 @@ async function main() {
       await page.mouse.move(d.x + d.width * 0.9, d.y + d.height * 0.1, { steps: 6 });
       await page.mouse.up();
     }, 'drawing on the canvas did not change the reconstruction');
+    if (rgb) {
+      const pad = await page.evaluate((along) => {
+        const draw = document.getElementById('draw'), ctx = draw.getContext('2d');
+        const pixel = (x, y) => Array.from(ctx.getImageData(Math.round(x), Math.round(y), 1, 1).data.subarray(0, 3));
+        return { stroke: along.map((t) => pixel(draw.width * (0.1 + 0.8 * t), draw.height * (0.9 - 0.8 * t))),
+          corner: pixel(draw.width - 2, draw.height - 2) };
+      }, along);
+      const off = pad.stroke.filter((p) => p.join() !== colour.join());
+      check(off.length === 0, `the pad under the stroke is ${off.map((p) => `rgb(${p})`).join(', ')}, not the pen's rgb(${colour})`);
+      const background = JSON.parse(readFileSync(path.join(opts.reference, 'inputs', 'background.json'), 'utf8'));
+      check(pad.corner.join() === background.join(), `the pad's background is rgb(${pad.corner}), the model's rgb(${background})`);
+    }
+
+    // 4b. a transparent PNG uploaded is what the encoder sees as the Python runtime reads it (runtime/images.py's
+    //     read_image: composited onto the model's background), byte for byte
+    const upload = path.join(opts.reference, 'inputs', 'upload.png');
+    let uploaded = false;
+    if (existsSync(upload)) {
+      const want = loadNpy(path.join(opts.reference, 'inputs', 'upload.npy'));
+      await changes(page, 'seen', () => page.setInputFiles('#upload', upload), 'uploading an image did not change what the encoder sees');
+      const seen = await page.evaluate(() => { // each model pixel of the picture, from its upscaled block
+        const [c, h, w] = window.vaeEdge.inputShape, pad = 2;
+        const canvas = document.getElementById('seen'), scale = canvas.width / (w + 2 * pad);
+        const rgba = canvas.getContext('2d').getImageData(0, 0, canvas.width, canvas.height).data;
+        const x = [];
+        for (let ch = 0; ch < c; ch++) {
+          for (let y = 0; y < h; y++) for (let i = 0; i < w; i++) x.push(rgba[4 * ((pad + y) * scale * canvas.width + (pad + i) * scale) + ch]);
+        }
+        return x;
+      });
+      const wrong = seen.filter((v, i) => v !== want.data[i]).length;
+      check(seen.length === want.data.length && wrong === 0,
+        `${wrong} of ${want.data.length} values the encoder sees of the uploaded PNG differ from the Python runtime's read_image`);
+      uploaded = true;
+    }
 
     // 5. clicking a sample makes it an end of the interpolation
     await changes(page, 'strip', async () => {
@@ -167,7 +210,8 @@ async function main() {
     check(errors.length === 0, `the page reported errors: ${errors.slice(0, 3).join(' | ')}`);
     console.log(`page ok: crossOriginIsolated=${facts.crossOriginIsolated}, ${facts.threads} thread(s) on ${os.cpus().length} cores; ` +
       `equal to the Python runtime (max abs ${Object.entries(worst).map(([k, v]) => `${k} ${v.toExponential(1)}`).join(', ')}); ` +
-      `slider z1 ${valueBefore} -> ${valueAfter} redrew decode(z) at ${drawn.scale}x, crisp; a stroke and a click redrew theirs; ` +
+      `slider z1 ${valueBefore} -> ${valueAfter} redrew decode(z) at ${drawn.scale}x, crisp; a stroke${rgb ? ` in rgb(${colour})` : ''} and a click redrew theirs; ` +
+      `${uploaded ? 'a transparent PNG uploaded was read as Python reads it; ' : ''}` +
       'n = 0 and a tampered decoder were refused on the page' +
       `${opts.screenshot ? `; screenshot ${opts.screenshot}` : ''}`);
   } finally {
