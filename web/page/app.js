@@ -142,9 +142,9 @@ async function main() {
       for (let i = 0; i < latent; i++) z[s * latent + i] = (1 - t) * za[i] + t * zb[i];
     }
     const images = await vae.decode(z, steps);
-    // one row when it fits at 3x or more, else as many rows as that takes
-    const width = $('interpolation').clientWidth - 30;
-    const cols = Math.max(1, Math.min(steps, Math.floor((width - PAD) / (3 * (w + PAD)))));
+    // one row when it fits at 3x or more (a large image: 84 pixels wide or more), else as many rows as that takes
+    const width = $('interpolation').clientWidth - 30, least = Math.min(3, Math.ceil(84 / w));
+    const cols = Math.max(1, Math.min(steps, Math.floor((width - PAD) / (least * (w + PAD)))));
     drawImages($('strip'), images, steps, shape, { cols: Math.ceil(steps / Math.ceil(steps / cols)), scale: fit(width, cols, w, 6) });
   });
 

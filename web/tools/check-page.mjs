@@ -3,15 +3,15 @@
 // window.vaeEdge as the Python runtime did (within 1e-5, int8 within its rule in tools/tolerance.js; encode and one
 // seed's samples too, through the library in the page), a dragged slider, a stroke on the drawing (in a colour the
 // tool picks, for an RGB model) and a click on a sample redraw their pictures, a transparent PNG uploaded is read as
-// the Python runtime reads it, bad input and a tampered decoder show one-line errors, nothing is fetched from
-// outside the site, and a screenshot is saved.
+// the Python runtime reads it on the model's background (recipe.background), bad input, a tampered decoder and a
+// bad background show one-line errors, nothing is fetched from outside the site, and a screenshot is saved.
 //
-//   node tools/check-page.mjs --site SITE --reference DIR [--no-isolation] [--screenshot page.png]
+//   node tools/check-page.mjs --site SITE --reference DIR [--no-isolation] [--fp32-only] [--screenshot page.png]
 //
 // DIR holds inputs/{z,x}.npy and inputs/sample.json, fp32/{decode,mu,sample}.npy, optionally inputs/upload.png with
 // upload.npy (read_image's array of it) and background.json (the model's background, RGB), for a learned prior
 // inputs/{eps,u}.npy and fp32/from_noise.npy, and optionally int8/ for the site's model (tests/test_web.py writes
-// them, with int8/tolerance.json). Exit code 0 when all holds, else 1.
+// them, with int8/tolerance.json; --fp32-only leaves int8 out). Exit code 0 when all holds, else 1.
 
 import { existsSync, readFileSync } from 'node:fs';
 import os from 'node:os';
@@ -25,10 +25,11 @@ function parse(argv) {
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     if (arg === '--no-isolation') opts.isolate = false;
+    else if (arg === '--fp32-only') opts.fp32Only = true;
     else if (['--site', '--reference', '--screenshot'].includes(arg) && i + 1 < argv.length) opts[arg.slice(2)] = argv[++i];
     else throw new Error(`unknown argument ${arg}`);
   }
-  if (!opts.site || !opts.reference) throw new Error('usage: check-page.mjs --site SITE --reference DIR [--no-isolation] [--screenshot FILE]');
+  if (!opts.site || !opts.reference) throw new Error('usage: check-page.mjs --site SITE --reference DIR [--no-isolation] [--fp32-only] [--screenshot FILE]');
   return opts;
 }
 
@@ -91,7 +92,7 @@ async function main() {
     const sampling = JSON.parse(readFileSync(path.join(opts.reference, 'inputs', 'sample.json'), 'utf8'));
     worst.sample = await compare(page, 'sample', 'fp32', { data: [sampling.seed, sampling.temperature], shape: [sampling.n] },
       loadNpy(path.join(opts.reference, 'fp32', 'sample.npy')), opts.reference);
-    if (existsSync(path.join(opts.reference, 'int8'))) {
+    if (existsSync(path.join(opts.reference, 'int8')) && !opts.fp32Only) {
       worst.decodeInt8 = await compare(page, 'decode', 'int8', z, loadNpy(path.join(opts.reference, 'int8', 'decode.npy')), opts.reference);
       worst.muInt8 = await compare(page, 'mu', 'int8', x, loadNpy(path.join(opts.reference, 'int8', 'mu.npy')), opts.reference);
     }
@@ -206,13 +207,38 @@ async function main() {
     check(/decoder\.onnx does not match the sha256 in vae\.json/.test(loadError), `a tampered decoder showed "${loadError}"`);
     await tampered.close();
 
+    // 7. the background is vae.json's recipe.background: an RGB model's pad is a fresh colour named there, and a
+    //    background that is not white, black or #RRGGBB is refused in one line, as Python refuses it
+    const withBackground = async (background) => {
+      const other = await context.newPage();
+      await other.route('**/model/vae.json', async (route) => {
+        const meta = await (await route.fetch()).json();
+        meta.recipe = { ...meta.recipe, background };
+        await route.fulfill({ body: JSON.stringify(meta), headers: { 'content-type': 'application/json' } });
+      });
+      await other.goto(page.url());
+      await waitForModel(other).catch(() => {});
+      const seen = await other.evaluate(() => ({ error: window.vaeEdgeError,
+        corner: Array.from(document.getElementById('draw').getContext('2d').getImageData(1, 1, 1, 1).data.subarray(0, 3)) }));
+      await other.close();
+      return seen;
+    };
+    const named = Array.from({ length: 3 }, () => Math.floor(Math.random() * 256));
+    const hex = `#${named.map((v) => v.toString(16).padStart(2, '0')).join('')}`.toUpperCase();
+    const coloured = await withBackground(hex);
+    check(!coloured.error, `recipe.background ${hex} was refused: ${coloured.error}`);
+    if (rgb) check(coloured.corner.join() === named.join(), `recipe.background is ${hex}, the pad rgb(${coloured.corner})`);
+    const bad = await withBackground('purple');
+    check(/^a background is white, black or #RRGGBB \(as #808080\), got 'purple'$/.test(bad.error ?? ''),
+      `recipe.background 'purple' showed "${bad.error}"`);
+
     check(outside.length === 0, `the page asked for ${outside.length} outside URL(s): ${outside.slice(0, 3).join(', ')}`);
     check(errors.length === 0, `the page reported errors: ${errors.slice(0, 3).join(' | ')}`);
     console.log(`page ok: crossOriginIsolated=${facts.crossOriginIsolated}, ${facts.threads} thread(s) on ${os.cpus().length} cores; ` +
       `equal to the Python runtime (max abs ${Object.entries(worst).map(([k, v]) => `${k} ${v.toExponential(1)}`).join(', ')}); ` +
       `slider z1 ${valueBefore} -> ${valueAfter} redrew decode(z) at ${drawn.scale}x, crisp; a stroke${rgb ? ` in rgb(${colour})` : ''} and a click redrew theirs; ` +
       `${uploaded ? 'a transparent PNG uploaded was read as Python reads it; ' : ''}` +
-      'n = 0 and a tampered decoder were refused on the page' +
+      `${rgb ? 'the pad took recipe.background; ' : ''}n = 0, a tampered decoder and a bad background were refused on the page` +
       `${opts.screenshot ? `; screenshot ${opts.screenshot}` : ''}`);
   } finally {
     await close();
