@@ -27,6 +27,12 @@ def test_every_bundled_file_matches_its_sha256():
     assert checks and all(problem is None for _, _, problem in checks), checks
 
 
+# Options that decide how the data is read, not what is learned: mapped and in-memory training end with the same
+# weights (test_image_cache.py), and the background composites transparent image files only, which Fashion-MNIST
+# has none of. The bundled model was trained before they existed; a later one records them.
+HOW_DATA_IS_READ = {"cache_dir", "clear_cache", "strict", "data_access", "background"}
+
+
 def test_vae_json_records_the_recipe_that_make_model_trains():
     """Every training option as `vae-train $(MODEL_RECIPE)` sets it: the Makefile's flags, and vae-train's defaults
     for the rest, so that changing a default that MODEL_RECIPE does not name cannot go unnoticed."""
@@ -41,7 +47,11 @@ def test_vae_json_records_the_recipe_that_make_model_trains():
     params = {k: v for k, v in params.items() if k not in ("out_dir", "name", "resume", "force")}
     assert set(recipe) - {"input_shape"} <= set(params), "the recipe holds an option vae-train no longer has"
     for key, value in params.items():
+        if key in HOW_DATA_IS_READ and key not in recipe:
+            continue
         assert key in recipe, f"--{key.replace('_', '-')} is in no recipe: retrain (make model)"
+        if key == "image_size" and value.isdigit():  # N or HxW on the command line; Config keeps N as a number
+            value = int(value)
         assert recipe[key] == value, (key, recipe[key], value)
 
 
