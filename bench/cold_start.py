@@ -98,7 +98,7 @@ def prepare(d: Path) -> None:
 
     torch.manual_seed(0)
     cfg = Config()
-    export_model(VAE.from_config(cfg.model()).eval(), d / "vae-onnx", facts={"dataset": cfg.dataset})
+    export_model(VAE.from_config(cfg.architecture()).eval(), d / "vae-onnx", facts={"dataset": cfg.dataset})
 
 
 def rounds(commands: dict[str, tuple[list[str], Path | None, dict]], runs: int) -> tuple[dict, dict, dict]:

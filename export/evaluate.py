@@ -76,7 +76,7 @@ def eval_cmd(
         if iwae_k < 0:
             raise TrainError(f"--iwae-k must be 0 or more, got {iwae_k}")
         backend = pick_backend(iwae_backend, dev)
-        net = VAE.from_config(cfg.model()).to(dev)
+        net = VAE.from_config(cfg.architecture()).to(dev)
         net.load_state_dict(ckpt["state_dict"])
         data = load_data(cfg.dataset, cfg.data_dir, cfg.image_size, cfg.channels, cfg.test_fraction, cfg.seed,
                          background=cfg.background, keep_mapped=True)  # the train split is not read

@@ -50,7 +50,7 @@ def _from_checkpoint(obj: dict, path) -> tuple[VAE, dict]:
         raise ExportError(f"{path}: checkpoint lacks its config or state_dict")
     from vae_edge.train.config import Config
     try:
-        model = VAE.from_config(Config.from_dict(config).model())
+        model = VAE.from_config(Config.from_dict(config).architecture())
     except (TypeError, ValueError, KeyError) as e:
         raise ExportError(f"{path}: bad model config: {first_line(e)}") from None
     # torch.compile wraps the model and prefixes every key

@@ -106,7 +106,7 @@ def versions(env: Path, *names: str) -> dict:
 def _checkpoint(arch: str, path: Path, **kw) -> VAE:
     cfg = Config(arch=arch, hidden_dim=64, **kw)
     torch.manual_seed(len(arch))
-    model = trained(VAE.from_config(cfg.model()))
+    model = trained(VAE.from_config(cfg.architecture()))
     checkpoint.save(final_checkpoint(model, cfg, []), path)
     return model
 

@@ -178,7 +178,7 @@ def test_conv_decoder_rewritten_without_conv_transpose_equals_the_vae_within_1e_
 
 def test_a_64x64_rgb_conv_decoder_at_todays_width_is_at_most_8_mb_in_fp32_in_the_phase_form_it_is_exported_in():
     """The phase form holds some zero taps, so its weights outnumber the network's (docs/training.md)."""
-    model = VAE.from_config(Config(arch="conv", input_shape=(3, 64, 64)).model())  # hidden 400, latent 20
+    model = VAE.from_config(Config(arch="conv", input_shape=(3, 64, 64)).architecture())  # hidden 400, latent 20
     tensors = [*model.fc3.state_dict().values(), *model.fc4.state_dict().values(),
                *graphs.Decoder(model).up.state_dict().values()]
     assert 4 * sum(t.numel() for t in tensors) <= 8_000_000
@@ -311,7 +311,7 @@ def test_metadata_in_each_file_equals_vae_json(exports, case):
 
 def test_the_runs_training_time_travels_into_the_export_as_its_epochs_summed(tmp_path):
     cfg = Config(arch="mlp", hidden_dim=32, latent_dim=4, dataset="fashion-mnist")
-    model = trained(VAE.from_config(cfg.model()), steps=2)
+    model = trained(VAE.from_config(cfg.architecture()), steps=2)
     metrics = [{"epoch": 1, "test_loss": 290.0, "seconds": 31.5}, {"epoch": 2, "test_loss": 275.25, "seconds": 29.25}]
     checkpoint.save({"format": checkpoint.FORMAT, "version": checkpoint.VERSION, "config": cfg.to_dict(),
                      "state_dict": model.state_dict(), "metrics": metrics}, tmp_path / "model.pt")
@@ -321,21 +321,21 @@ def test_the_runs_training_time_travels_into_the_export_as_its_epochs_summed(tmp
 
 def test_checkpoint_dataset_and_final_metrics_travel_into_the_export(tmp_path):
     cfg = Config(arch="mlp", hidden_dim=32, latent_dim=4, dataset="fashion-mnist")
-    model = trained(VAE.from_config(cfg.model()), steps=2)
+    model = trained(VAE.from_config(cfg.architecture()), steps=2)
     metrics = [{"epoch": 1, "train_loss": 300.0, "test_loss": 290.0},
                {"epoch": 2, "train_loss": 280.5, "test_loss": 275.25, "test_iwae": -270.0}]
     checkpoint.save({"format": checkpoint.FORMAT, "version": checkpoint.VERSION, "config": cfg.to_dict(),
                      "state_dict": model.state_dict(), "metrics": metrics}, tmp_path / "model.pt")
     info = export_checkpoint(tmp_path / "model.pt", tmp_path / "out")
     assert info["dataset"] == "fashion-mnist" and info["metrics"] == metrics[-1]
-    assert info["model"] == cfg.model()
+    assert info["model"] == cfg.architecture()
     assert json.loads(metadata(tmp_path / "out" / "decoder.onnx")["metrics"]) == metrics[-1]
     assert all(d <= TOL for d in max_diffs(model, tmp_path / "out", 5).values())
 
 
 def test_load_model_returns_the_checkpoint_model_in_eval_mode(tmp_path):
     cfg = Config(arch="conv", hidden_dim=32, latent_dim=4, input_shape=(3, 16, 16), dataset="folder")
-    model = VAE.from_config(cfg.model())
+    model = VAE.from_config(cfg.architecture())
     checkpoint.save({"format": checkpoint.FORMAT, "version": 1, "config": cfg.to_dict(),
                      "state_dict": model.state_dict(), "metrics": []}, tmp_path / "model.pt")
     loaded, facts = load_model(tmp_path / "model.pt")
@@ -444,7 +444,7 @@ def test_bad_state_dict_is_refused_with_one_line(tmp_path, name):
 
 def test_checkpoint_with_a_mismatched_state_dict_is_refused(tmp_path):
     cfg = Config(hidden_dim=32, latent_dim=4)
-    state = VAE.from_config({**cfg.model(), "latent_dim": 5}).state_dict()
+    state = VAE.from_config({**cfg.architecture(), "latent_dim": 5}).state_dict()
     checkpoint.save({"format": checkpoint.FORMAT, "version": 1, "config": cfg.to_dict(),
                      "state_dict": state, "metrics": []}, tmp_path / "model.pt")
     with pytest.raises(ExportError, match=r"fc21.weight has shape \[5, 32\], expected \[4, 32\]"):
@@ -692,7 +692,7 @@ def swap_checkpoints(tmp_path_factory):
     d = tmp_path_factory.mktemp("swap")
     for latent_dim in (2, 3):
         cfg = Config(arch="mlp", hidden_dim=16, latent_dim=latent_dim)
-        state = VAE.from_config(cfg.model()).state_dict()
+        state = VAE.from_config(cfg.architecture()).state_dict()
         checkpoint.save({"format": checkpoint.FORMAT, "version": checkpoint.VERSION, "config": cfg.to_dict(),
                          "state_dict": state, "metrics": []}, d / f"z{latent_dim}.pt")
     export_checkpoint(d / "z2.pt", d / "earlier")

@@ -395,7 +395,7 @@ def test_continuous_bernoulli_training_reports_a_normalised_test_likelihood(tmp_
     # a density on [0, 1]^64 can exceed 1: smooth blobs give log p(x) > 0, and the IWAE bound sits above the ELBO
     assert final["test_iwae_50"] > -final["test_loss"]
     saved = torch.load(tmp_path / "runs/t/model.pt", weights_only=True)
-    model = VAE.from_config(Config.from_dict(saved["config"]).model())
+    model = VAE.from_config(Config.from_dict(saved["config"]).architecture())
     assert model.likelihood == "continuous-bernoulli"
 
 

@@ -159,10 +159,10 @@ def test_a_vampprior_checkpoint_exports_with_its_model_facts_and_recipe(tmp_path
     cfg = Config(arch="conv", hidden_dim=16, latent_dim=4, input_shape=SHAPE, prior="vamp", prior_components=6,
                  latent_layers=2)
     torch.manual_seed(0)
-    model = TorchVAE.from_config(cfg.model())
+    model = TorchVAE.from_config(cfg.architecture())
     checkpoint.save(final_checkpoint(model, cfg, []), tmp_path / "model.pt")
     info = export_checkpoint(tmp_path / "model.pt", tmp_path / "out")
-    assert info["model"] == cfg.model()
+    assert info["model"] == cfg.architecture()
     assert (info["model"]["prior"], info["model"]["prior_components"], info["model"]["latent_layers"]) == ("vamp", 6, 2)
     assert info["recipe"]["prior"] == "vamp" and info["format_version"] == 2
 

@@ -37,6 +37,12 @@ def weights(path) -> dict:
 
 # --- the loss ---------------------------------------------------------------------------------
 
+
+def test_config_model_is_a_deprecated_alias_of_architecture():
+    cfg = Config(arch="conv", input_shape=(3, 16, 12), prior="vamp")
+    with pytest.deprecated_call(match="Config.architecture"):
+        assert cfg.model() == cfg.architecture()
+
 def test_reconstruction_term_is_bernoulli_nll_computed_by_hand():
     logits = torch.tensor([[2.0, -1.0, 0.5]])
     x = torch.tensor([[1.0, 0.0, 0.25]])
@@ -142,7 +148,7 @@ ENCODER_LAYERS, DECODER_LAYERS = ("enc_conv", "fc1", "fc21", "fc22"), ("fc3", "f
 
 @pytest.mark.parametrize("size", [64, 128])
 def test_an_rgb_conv_of_64x64_and_up_at_todays_width_has_networks_of_at_most_8_mb_in_fp32(size):
-    model = VAE.from_config(Config(arch="conv", input_shape=(3, size, size)).model())  # today's defaults
+    model = VAE.from_config(Config(arch="conv", input_shape=(3, size, size)).architecture())  # today's defaults
     params = {name: p.numel() for name, p in model.named_parameters()}
     fp32_bytes = [4 * sum(n for name, n in params.items() if name.split(".")[0] in layers)
                   for layers in (ENCODER_LAYERS, DECODER_LAYERS)]
@@ -157,7 +163,7 @@ def test_a_64x64_rgb_conv_trains_and_its_checkpoint_rebuilds_it_from_the_input_s
     assert model.stages == 3 and math.isfinite(history[0]["test_loss"])
     saved = checkpoint.load(tmp_path / "runs/t/model.pt")
     assert "stages" not in json.dumps(saved["config"])  # no new fact: the shape gives the stage count
-    again = VAE.from_config(Config.from_dict(saved["config"]).model())
+    again = VAE.from_config(Config.from_dict(saved["config"]).architecture())
     again.load_state_dict(saved["state_dict"])
     assert again.stages == 3
 
@@ -281,7 +287,7 @@ def test_checkpoint_is_a_plain_dict_that_loads_with_weights_only(tmp_path, tiny_
     ckpt = torch.load(tmp_path / "runs" / "t" / "model.pt", weights_only=True)
     assert ckpt["format"] == "vae-edge-checkpoint" and ckpt["version"] == 1
     assert ckpt["config"]["input_shape"] == [1, 8, 8] and ckpt["config"]["arch"] == "mlp"
-    model = VAE.from_config(Config.from_dict(ckpt["config"]).model())
+    model = VAE.from_config(Config.from_dict(ckpt["config"]).architecture())
     model.load_state_dict(ckpt["state_dict"])
 
 

@@ -99,6 +99,6 @@ def train_cached(cfg: Config) -> tuple[VAE, list[dict]]:
         made = Path(cfg.out_dir) / cfg.name / "model.pt"
         keep(kept, lambda part: shutil.copyfile(made, part), KEEP)
         ckpt = checkpoint.load(made)
-    model = VAE.from_config(Config.from_dict(ckpt["config"]).model())
+    model = VAE.from_config(Config.from_dict(ckpt["config"]).architecture())
     model.load_state_dict(ckpt["state_dict"])
     return model.eval(), ckpt["metrics"]

@@ -1,6 +1,7 @@
 """The one training configuration. Its model fields travel into checkpoints, ONNX metadata and the runtime."""
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass, fields
 
 # Where neither --amp nor --no-amp is given, a CPU with bf16 instructions trains in bf16 when this is True
@@ -56,7 +57,12 @@ class Config:
     name: str = "vae"
 
     def model(self) -> dict:
-        """The architecture facts, as stored in checkpoints and ONNX metadata."""
+        """Deprecated in 0.2.0 (kept for 0.2.x): architecture()."""
+        warnings.warn("Config.model() is Config.architecture() since vae-edge 0.2.0", DeprecationWarning, stacklevel=2)
+        return self.architecture()
+
+    def architecture(self) -> dict:
+        """The architecture facts, as stored in checkpoints and ONNX metadata (vae.json's "model")."""
         d = asdict(self)
         facts = {k: (list(d[k]) if k == "input_shape" else d[k]) for k in MODEL_KEYS}
         if self.prior != "gaussian" or self.latent_layers != 1:  # named only where they differ from N(0, I), 1 layer

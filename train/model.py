@@ -116,18 +116,19 @@ class VAE(nn.Module):
             self.vamp = pr.VampPrior(prior_components, self.input_shape)
 
     @classmethod
-    def from_config(cls, model: dict) -> "VAE":
-        """Build from the model facts stored in a checkpoint (Config.model())."""
-        return cls(model["arch"], tuple(model["input_shape"]), model["hidden_dim"],
-                   model["latent_dim"], model.get("likelihood", "bernoulli"), model.get("prior", "gaussian"),
-                   model.get("prior_components") or pr.DEFAULT_COMPONENTS, model.get("latent_layers", 1))
+    def from_config(cls, architecture: dict) -> "VAE":
+        """Build from the architecture facts stored in a checkpoint (Config.architecture())."""
+        a = architecture
+        return cls(a["arch"], tuple(a["input_shape"]), a["hidden_dim"], a["latent_dim"],
+                   a.get("likelihood", "bernoulli"), a.get("prior", "gaussian"),
+                   a.get("prior_components") or pr.DEFAULT_COMPONENTS, a.get("latent_layers", 1))
 
     def facts(self) -> dict:
-        """The architecture facts, as Config.model() writes them (from_config's input)."""
+        """The architecture facts, as Config.architecture() writes them (from_config's input)."""
         return Config(arch=self.arch, input_shape=self.input_shape, hidden_dim=self.hidden_dim,
                       latent_dim=self.latent_dim, likelihood=self.likelihood, prior=self.prior_name,
                       prior_components=self.prior_components or pr.DEFAULT_COMPONENTS,
-                      latent_layers=self.latent_layers).model()
+                      latent_layers=self.latent_layers).architecture()
 
     def check_stages(self, state: dict) -> None:
         """ValueError (one line) for a conv state_dict of another stage count than this size gets: one trained

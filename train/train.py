@@ -78,7 +78,7 @@ def train(cfg: Config, resume: str | None = None, force: bool = False, quiet: bo
             "training eagerly")
         graphs = False
     torch.manual_seed(cfg.seed)  # the weights' initialisation
-    model = VAE.from_config(cfg.model()).to(device)
+    model = VAE.from_config(cfg.architecture()).to(device)
     precision = choose(cfg.amp, device)
     if cfg.amp and not precision.bf16:
         say(f"note: --amp asked for bf16 autocast, but {precision.why}; training in float32")
