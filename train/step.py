@@ -114,7 +114,7 @@ class Step:
 
 class Adam(torch.optim.Adam):
     """torch's Adam, minus the `import torch._dynamo` that its public methods do on first use for torch.compile's
-    sake: 1 s of every run's start-up on our CPU, 4 s on an H100 host. Same update, same state_dict."""
+    sake, which costs every run's start-up seconds (docs/training.md, On a GPU). Same update, same state_dict."""
 
     def add_param_group(self, group):
         return _undecorated(torch.optim.Optimizer.add_param_group)(self, group)
@@ -141,8 +141,7 @@ def _undecorated(fn):
 
 
 def optimizer(params, lr: float, device: torch.device, graphs: bool) -> torch.optim.Adam:
-    """Fused Adam: one kernel for all parameters (a fifth of a CPU step otherwise; on an H100, multi-tensor Adam
-    made a captured epoch 0.21 s instead of 0.17).
+    """Fused Adam: one kernel for all parameters, the fastest of torch's Adams on the CPU and in a CUDA graph.
 
     For a CUDA graph its step count and learning rate live on the device (capturable), so a replay advances
     them and the loop sets the rate by writing into that tensor.
