@@ -40,9 +40,9 @@ ort = _import_onnxruntime()
 InferenceSession = Any  # onnxruntime ships no types: its sessions are Any to a type checker
 
 # Each session has its own thread pool, whose threads spin after a run waiting for more work; by default
-# long enough to hold a core the next session needs (reconstruct runs the encoder, then the decoder: 2.3x
-# slower at batch 1024 on 2 cores) or another process needs. 100 µs still bridges back-to-back calls, so
-# batch-1 latency is unchanged (bench/runtime.py measures both). Versions without the key ignore it.
+# long enough to hold a core the next session needs (reconstruct runs the encoder, then the decoder) or another
+# process needs. 100 µs still bridges back-to-back calls (docs/performance.md, onnxruntime settings, measures
+# both). Versions without the key ignore it.
 SESSION_CONFIG = {"session.intra_op.spin_duration_us": "100"}
 
 
