@@ -104,7 +104,7 @@ class ModelFolder:
         precision from the same bytes (each file read and hashed once)."""
         return replace(self, _kept={})
 
-    def precision_files(self, precision: str, ort_format: bool = False) -> tuple[str, str]:
+    def files_for(self, precision: str, ort_format: bool = False) -> tuple[str, str]:
         """The keys (encoder, decoder) a precision loads, refusing int8 from a folder without its files (saying
         why where vae.json does: over the bound at export)."""
         enc_key, dec_key = (f"{k}_ort" if ort_format else k for k in PRECISIONS[precision])

@@ -88,7 +88,7 @@ class VAE:
         else:
             where, bundled_name = bundled.resolve(path)
             folder = read_folder(where)
-        enc_key, dec_key = folder.precision_files(precision, ort_format)
+        enc_key, dec_key = folder.files_for(precision, ort_format)
         if ort_format:
             check_ort_format(folder, enc_key, dec_key)
         encoder = None if decoder_only else open_file(folder, enc_key, threads, providers, ort_format,
