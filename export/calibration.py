@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from vae_edge.runtime.errors import one_line
 from vae_edge.train.model import VAE
 
-from .errors import ExportError, first_line
+from .errors import ExportError
 from .quantize import Calibration, random_inputs
 
 DEFAULT_IMAGES = 512
@@ -42,8 +43,8 @@ def calibration(model: VAE, spec: int | str | Path | None, recipe: dict | None, 
                          download=False, background=recipe.get("background", "white"))
     except DataError as e:
         out = random_inputs(model.input_shape, model.latent_dim)
-        out.source += f"; {recipe['dataset']} not found here: {first_line(e)}"
-        (say or (lambda _: None))(f"note: int8 measured on random inputs, not calibrated: {first_line(e)} "
+        out.source += f"; {recipe['dataset']} not found here: {one_line(e)}"
+        (say or (lambda _: None))(f"note: int8 measured on random inputs, not calibrated: {one_line(e)} "
                                   f"(--calibration FILE.npy gives images)")
         return out
     if tuple(data.shape) != tuple(model.input_shape):
@@ -72,7 +73,7 @@ def _read_npy(path: Path, shape: tuple[int, int, int]) -> np.ndarray:
     try:
         a = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError) as e:
-        raise ExportError(f"--calibration {path} is not a readable .npy array: {first_line(e)}") from None
+        raise ExportError(f"--calibration {path} is not a readable .npy array: {one_line(e)}") from None
     if a.ndim == 3 and shape[0] == 1:
         a = a[:, None]
     if a.ndim != 4 or tuple(a.shape[1:]) != tuple(shape) or len(a) < 2:

@@ -7,8 +7,3 @@ class ExportError(ValueError):
 
 class ParityError(ExportError):
     """onnxruntime and PyTorch disagree beyond the tolerance."""
-
-
-def first_line(e: BaseException) -> str:
-    s = str(e).strip()
-    return s.splitlines()[0][:300] if s else type(e).__name__

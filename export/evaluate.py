@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from vae_edge.runtime.errors import fail, os_error
+from vae_edge.runtime.errors import fail, one_line, os_error
 from vae_edge.train.config import Config
 
 eval_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,
@@ -84,7 +84,7 @@ def eval_cmd(
         if data.shape != tuple(cfg.input_shape):
             raise TrainError(f"{cfg.dataset} has images of {data.shape}, the model takes {tuple(cfg.input_shape)}")
     except (checkpoint.CheckpointError, DataError, TrainError, RuntimeError, KeyError, ValueError) as e:
-        fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
+        fail(one_line(e))
     test_x = pixels(data.test_tensor(), cfg.binarize)  # binarized as a whole, so --limit keeps the same bits
     test_x = (test_x[:limit] if limit > 0 else test_x).to(dev)
     result = {"model": str(model), "dataset": cfg.dataset, "examples": int(test_x.shape[0])}
@@ -113,7 +113,7 @@ def _eval_folder(folder: Path, k: int, data_dir, limit: int, json_out, record: b
     try:
         result = score_folder(folder, k, data_dir, limit, record)
     except (ModelFolderError, RuntimeInputError, DataError, TrainError) as e:
-        fail(str(e).splitlines()[0])
+        fail(one_line(e))
     except OSError as e:  # --record could not write vae.json
         fail(os_error(e))
     _report(result, json_out)

@@ -16,10 +16,11 @@ import torch.nn.functional as F
 from onnx import helper, version_converter
 from torch import nn
 
+from vae_edge.runtime.errors import one_line
 from vae_edge.train.likelihood import mean
 from vae_edge.train.model import VAE
 
-from .errors import ExportError, first_line
+from .errors import ExportError
 
 EXAMPLE_BATCH = 2  # a batch of 1 could be specialised into a constant by the tracer
 # What --opset accepts: onnx's version converter has no adapter below 14 for Relu and Reshape, and
@@ -214,7 +215,7 @@ def export_graph(module: nn.Module, examples: tuple, input_names: list[str], out
                                         input_names=input_names, output_names=output_names,
                                         dynamic_shapes=dynamic_shapes, opset_version=max(opset, NATIVE_OPSET))
     except Exception as e:  # the exporter raises many kinds; the user needs one line
-        raise ExportError(f"torch.onnx.export failed: {first_line(e)}") from None
+        raise ExportError(f"torch.onnx.export failed: {one_line(e)}") from None
     finally:
         logging.disable(logging.NOTSET)
     proto = program.model_proto
@@ -222,7 +223,7 @@ def export_graph(module: nn.Module, examples: tuple, input_names: list[str], out
         try:
             proto = version_converter.convert_version(proto, opset)
         except Exception as e:
-            raise ExportError(f"cannot convert this model to opset {opset}: {first_line(e)}") from None
+            raise ExportError(f"cannot convert this model to opset {opset}: {one_line(e)}") from None
     return proto
 
 

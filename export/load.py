@@ -7,10 +7,11 @@ import os
 import numpy as np
 import torch
 
+from vae_edge.runtime.errors import one_line
 from vae_edge.train import checkpoint
 from vae_edge.train.model import VAE
 
-from .errors import ExportError, first_line
+from .errors import ExportError
 
 # The reference VAE's state_dict: torch.save(model.state_dict(), "model.pt").
 REFERENCE_KEYS = tuple(f"{layer}.{p}" for layer in ("fc1", "fc21", "fc22", "fc3", "fc4")
@@ -28,7 +29,7 @@ def load_model(path: str | os.PathLike, input_shape=(1, 28, 28)) -> tuple[VAE, d
         raise ExportError(str(e)) from None
     except Exception as e:  # corrupt files can still raise KeyError, AssertionError... from torch.load
         raise ExportError(f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?): "
-                          f"{type(e).__name__}: {first_line(e)}") from None
+                          f"{type(e).__name__}: {one_line(e)}") from None
     if not isinstance(obj, dict):
         raise ExportError(f"{path} holds a {type(obj).__name__}, not a checkpoint or a state_dict")
     if checkpoint.is_vae_edge(obj):
@@ -52,7 +53,7 @@ def _from_checkpoint(obj: dict, path) -> tuple[VAE, dict]:
     try:
         model = VAE.from_config(Config.from_dict(config).architecture())
     except (TypeError, ValueError, KeyError) as e:
-        raise ExportError(f"{path}: bad model config: {first_line(e)}") from None
+        raise ExportError(f"{path}: bad model config: {one_line(e)}") from None
     # torch.compile wraps the model and prefixes every key
     state = {k.removeprefix("_orig_mod."): v for k, v in state.items()}
     try:

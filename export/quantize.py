@@ -33,7 +33,9 @@ import onnx
 import onnxruntime as ort
 import onnx.numpy_helper
 
-from .errors import ExportError, first_line
+from vae_edge.runtime.errors import one_line
+
+from .errors import ExportError
 from .graphs import lowest_ir
 from .cpu import cpu_name
 from .int8_decoder import clip_activations, integer_gemm, integer_last_conv
@@ -186,7 +188,7 @@ def _static_decoder(layout: onnx.ModelProto, z: np.ndarray) -> onnx.ModelProto:
     try:
         return integer_last_conv(integer_gemm(q, floats))
     except (StopIteration, ValueError, KeyError) as e:
-        raise ExportError(f"static int8 of the decoder: {first_line(e) or 'unexpected graph'}") from None
+        raise ExportError(f"static int8 of the decoder: {one_line(e) or 'unexpected graph'}") from None
 
 
 class _Reader:
@@ -241,7 +243,7 @@ def _run(proto: onnx.ModelProto, quantize) -> onnx.ModelProto:
         try:
             quantize(str(src), str(dst))
         except Exception as e:
-            raise ExportError(f"int8 quantization failed: {first_line(e)}") from None
+            raise ExportError(f"int8 quantization failed: {one_line(e)}") from None
         finally:
             logging.disable(logging.NOTSET)
         return lowest_ir(unused_imports_dropped(onnx.load(dst)))

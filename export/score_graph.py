@@ -15,10 +15,11 @@ import warnings
 import onnx
 import torch
 
+from vae_edge.runtime.errors import one_line
 from vae_edge.train.iwae import Score
 from vae_edge.train.model import VAE
 
-from .errors import ExportError, first_line
+from .errors import ExportError
 from .graphs import NATIVE_OPSET, Decoder, lowest_ir, rename_axes
 from .parity import session
 
@@ -58,7 +59,7 @@ def score_graph(model: VAE, opset: int) -> onnx.ModelProto:
         try:
             proto = onnx.version_converter.convert_version(proto, opset)
         except Exception as e:  # onnx's converter has no adapter down for some ops (Shape below 15)
-            raise ExportError(f"cannot convert the score graph to opset {opset}: {first_line(e)}") from None
+            raise ExportError(f"cannot convert the score graph to opset {opset}: {one_line(e)}") from None
     rename_axes(proto, {"n": "batch", "m": "samples"})
     return lowest_ir(proto)
 

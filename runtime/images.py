@@ -17,7 +17,7 @@ from typing import BinaryIO, Iterable, Iterator
 
 import numpy as np
 
-from .errors import RuntimeInputError
+from .errors import RuntimeInputError, one_line
 from .outputs import atomic_file, atomic_files
 from .png import write_png
 
@@ -126,8 +126,7 @@ def read_image(source, input_shape: tuple[int, int, int], background: tuple[int,
                 a = np.asarray(img, dtype=np.uint8)
     except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError,
             Image.DecompressionBombWarning) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise RuntimeInputError(f"cannot read image {source}: {first}") from None
+        raise RuntimeInputError(f"cannot read image {source}: {one_line(e)}") from None
     return a.reshape(h, w, c).transpose(2, 0, 1)
 
 
@@ -173,8 +172,7 @@ def read_npy(path: str | os.PathLike) -> np.ndarray:
     except MemoryError:
         raise
     except Exception as e:  # noqa: BLE001 (a damaged header makes numpy raise SyntaxError, tokenize's errors, ...)
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise RuntimeInputError(f"{path} is not a readable .npy array: {first[:200]}") from None
+        raise RuntimeInputError(f"{path} is not a readable .npy array: {one_line(e)[:200]}") from None
 
 
 def save_npy_chunks(chunks: Iterable[np.ndarray], path: str | os.PathLike, shape: tuple[int, ...],

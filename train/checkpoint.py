@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from vae_edge.runtime.outputs import atomic_file
+from vae_edge.runtime.errors import one_line
 
 FORMAT, VERSION = "vae-edge-checkpoint", 1
 
@@ -30,13 +31,12 @@ def load(path: str | os.PathLike) -> dict | object:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise CheckpointError(
             f"{path} holds pickled objects that are not plain weights; refusing to load it "
-            f"(weights_only: {first[:200]})") from None
+            f"(weights_only: {one_line(e)[:200]})") from None
     except Exception as e:  # torch raises many types on damaged files (EOFError, KeyError, IndexError...)
-        why = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?): {why}") from None
+        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?): "
+                              f"{one_line(e)[:200]}") from None
 
 
 def is_vae_edge(obj) -> bool:

@@ -11,6 +11,8 @@ from typing import Callable
 import numpy as np
 import torch
 
+from vae_edge.runtime.errors import one_line
+
 # Where Debian's dataset-fashion-mnist package puts the IDX files.
 DEBIAN_DIRS = {"fashion-mnist": Path("/usr/share/datasets/fashion-mnist")}
 TORCHVISION_CLASSES = {"fashion-mnist": "FashionMNIST", "mnist": "MNIST", "kmnist": "KMNIST"}
@@ -211,7 +213,7 @@ def _load_named(name: str, data_dir: Path, download: bool = True) -> Data:
         ds_test = getattr(tvd, cls)(root=str(data_dir), train=False, download=True)
     except Exception as e:  # offline, or a mirror down: one line, with what was tried
         raise DataError(f"{name} not found locally (looked in {tried}) and the download failed: "
-                        f"{str(e).splitlines()[0] if str(e) else type(e).__name__}") from None
+                        f"{one_line(e)}") from None
     return Data(ds_train.data.unsqueeze(1).contiguous(), ds_test.data.unsqueeze(1).contiguous(),
                 f"{name} via torchvision in {data_dir}", ds_train.targets.long(), ds_test.targets.long())
 
@@ -309,8 +311,7 @@ def _read_npy(path: Path) -> np.ndarray:
     try:
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
     except Exception as e:
-        why = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise DataError(f"{path} is not a readable .npy array: {why}") from None
+        raise DataError(f"{path} is not a readable .npy array: {one_line(e)}") from None
     if arr.ndim == 3:
         arr = arr[:, None]
     if arr.ndim != 4 or arr.shape[0] < 2:

@@ -27,7 +27,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from vae_edge.runtime.errors import RuntimeInputError
+from vae_edge.runtime.errors import RuntimeInputError, one_line
 from vae_edge.runtime.images import IMAGE_SUFFIXES, background_rgb, read_image, write_npy_rows
 from vae_edge.runtime.outputs import atomic_files
 from vae_edge.runtime.walk import files
@@ -161,8 +161,7 @@ def _open(entry: Path, prep: dict, shape: tuple) -> tuple[dict, np.ndarray | Non
             return empty, None, f"the cache's images.npy holds {images.dtype} {images.shape}, not its index's"
         return index, images, ""
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
-        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
-        return empty, None, f"the cache in {entry} is unreadable ({first})"
+        return empty, None, f"the cache in {entry} is unreadable ({one_line(e)[:200]})"
 
 
 def _plan(listing: list[tuple[str, int, int]], index: dict) -> tuple[list[tuple], list[int]]:

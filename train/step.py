@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
+from vae_edge.runtime.errors import one_line
+
 from .iwae import iwae_objective
 from .model import elbo_terms
 
@@ -196,8 +198,7 @@ def capture(step: Step, inputs: Inputs, side, clock, say) -> bool:
         step.graph = None
         if torch.cuda.is_available():
             torch.cuda.synchronize()
-        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        say(f"note: the training step could not be captured as a CUDA graph ({why[:160]}); training eagerly")
+        say(f"note: the training step could not be captured as a CUDA graph ({one_line(e)[:160]}); training eagerly")
         return False
     clock.lap("graph capture")
     return True

@@ -63,7 +63,7 @@ def read_json(body: bytes) -> dict:
     try:
         value = json.loads(body)
     except (ValueError, RecursionError) as e:
-        raise HTTPError(400, f"the body is not valid JSON: {str(e).splitlines()[0][:200]}") from None
+        raise HTTPError(400, f"the body is not valid JSON: {one_line(e)[:200]}") from None
     if not isinstance(value, dict):
         raise HTTPError(422, f"the JSON body must be an object, got {type(value).__name__}")
     return value
