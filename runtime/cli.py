@@ -25,7 +25,7 @@ import numpy as np
 from .. import __version__
 from . import bundled, compat, prior, walk
 from .args import Argument, Option, run
-from .images import (image_format, recipe_background, save_grid, save_grid_and_npy, save_npy_chunks,
+from .images import (image_format, save_grid, save_grid_and_npy, save_npy_chunks,
                      write_image_files, write_index, write_npy, write_npy_chunks, write_npy_rows)
 from .errors import ModelFolderError, RuntimeInputError, fail
 from .folder import PRECISIONS, read_folder, read_meta, verify_files
@@ -303,7 +303,7 @@ def encode(
         vae = _load(model, precision, threads, batch_size, provider)
         _using(vae)
         walked = walk.Walk(inputs, glob, vae.input_shape, batch_size, strict, quiet, "vae-encode",
-                           recipe_background(vae.meta))
+                           vae.background)
         # the seed goes to encode with or without --sample, which refuses a bad one either way
         encoded = walked.map(lambda x, start: vae.encode(x, sample=True, seed=seed, start=start) if sample
                              else vae.encode(x, seed=seed)[0])

@@ -24,6 +24,7 @@ FORMAT_VERSIONS = tuple(sorted(map(int, RULES["format_versions"])))  # what this
 PRECISIONS = {name: tuple(keys) for name, keys in RULES["precisions"].items()}
 SIZE_LIMIT = LIMITS["size_below"]  # input_shape and latent_dim: positive integers below this; files[*].bytes too
 META_LIMIT = LIMITS["meta_bytes"]  # vae.json's size in bytes: at most 1 MiB
+BACKGROUND = "white"  # what transparent pixels are composited onto, unless a model's recipe names another
 DEPTH_LIMIT = LIMITS["meta_depth"]  # vae.json's arrays and objects nest at most this deep (the top object: 1)
 # A JSON string (backslash escapes honoured; one left open runs to the end) or a bracket: what the nesting scan sees.
 JSON_TOKEN = re.compile(rb'"(?:[^"\\]+|\\.)*"?|[\[\]{}]', re.S)
@@ -58,6 +59,7 @@ class ModelFolder:
     loads: tuple[str, ...]  # the files this format version loads beside the precision's (format 2: prior)
     prior: dict | None  # format 2's prior description; None where the format loads no prior (N(0, I))
     binarized: bool  # trained on 0/1 pixels (recipe.binarize): what a score is computed on
+    background: str  # what its training composited transparent images onto (recipe.background): encode's too
     _kept: dict | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -153,7 +155,14 @@ def read_folder(path: str | os.PathLike = RULES["default_folder"]) -> ModelFolde
     recipe = meta.get("recipe")
     return ModelFolder(path=folder, meta=meta, format_version=version, input_shape=(c, h, w), latent_dim=latent,
                        loads=loads, prior=meta["prior"] if "prior" in loads else None,
-                       binarized=isinstance(recipe, dict) and recipe.get("binarize") is True)
+                       binarized=isinstance(recipe, dict) and recipe.get("binarize") is True,
+                       background=recipe_background(meta))
+
+
+def recipe_background(meta: dict) -> str:
+    """The background the model's training composited transparent images onto (vae.json's recipe), else white."""
+    recipe = meta.get("recipe")
+    return str(recipe.get("background", BACKGROUND)) if isinstance(recipe, dict) else BACKGROUND
 
 
 def read_meta(path: str | os.PathLike = RULES["default_folder"]) -> dict:

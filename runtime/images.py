@@ -18,12 +18,12 @@ from typing import BinaryIO, Iterable, Iterator
 import numpy as np
 
 from .errors import RuntimeInputError, one_line
+from .folder import BACKGROUND
 from .outputs import atomic_file, atomic_files
 from .png import write_png
 
 IMAGE_SUFFIXES = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".bmp": "BMP", ".webp": "WEBP"}
 MODES = {1: "L", 3: "RGB", 4: "RGBA"}
-BACKGROUND = "white"  # what transparent pixels are composited onto, unless a model's recipe names another
 
 
 def make_grid(images: np.ndarray, nrow: int = 8, padding: int = 2, pad_value: float = 0.0) -> np.ndarray:
@@ -144,12 +144,6 @@ def background_rgb(text: str) -> tuple[int, int, int]:
     if len(t) == 7 and t[0] == "#" and all(ch in "0123456789abcdef" for ch in t[1:]):
         return int(t[1:3], 16), int(t[3:5], 16), int(t[5:7], 16)
     raise RuntimeInputError(f"a background is white, black or #RRGGBB (as #808080), got {str(text)[:40]!r}")
-
-
-def recipe_background(meta: dict) -> str:
-    """The background the model's training composited transparent images onto (vae.json's recipe), else white."""
-    recipe = meta.get("recipe")
-    return str(recipe.get("background", BACKGROUND)) if isinstance(recipe, dict) else BACKGROUND
 
 
 def save_npy(array: np.ndarray, path: str | os.PathLike) -> None:

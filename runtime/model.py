@@ -115,6 +115,11 @@ class VAE:
         return self._shape
 
     @property
+    def background(self) -> str:
+        """What transparent images are composited onto before encoding or scoring: the training's (vae.json)."""
+        return self._model_folder.background
+
+    @property
     def providers(self) -> list[str]:
         """The execution providers the decoder's session runs on, as onnxruntime reports them (no silent fallback
         goes unseen: a provider asked for and missing here fell back)."""

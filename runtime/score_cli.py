@@ -22,7 +22,6 @@ from . import walk
 from .args import Argument, Option, run
 from .cli import (BATCH_OPT, GLOB_OPT, MODEL_OPT, PRECISION_OPT, PROVIDER_OPT, QUIET_OPT, STRICT_OPT, THREADS_OPT,
                   _check, _close, _echo, _errors, _load, _using)
-from .images import recipe_background
 from .inputs import check_count, check_seed
 from .outputs import STDOUT, atomic_file, check_output
 
@@ -73,7 +72,7 @@ def score(
                    "units": thresholds.units(bits_per_dim)}
         t = thresholds.load(threshold, setting, thresholds.model_files(vae)) if threshold is not None else None
         walked = walk.Walk(inputs, glob, vae.input_shape, batch_size, strict, quiet, f"vae-score k={k}",
-                           recipe_background(vae.meta))
+                           vae.background)
         scored = walked.map(lambda x, start: vae.score(x, k=k, seed=seed, bits_per_dim=bits_per_dim, start=start))
         if calibrate:
             return _calibrate(scored, fpr, setting, thresholds.model_files(vae), save, quiet, walked)

@@ -20,7 +20,8 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from .errors import RuntimeInputError
-from .images import BACKGROUND, IMAGE_SUFFIXES, load_images, read_npy, read_npy_chunks
+from .folder import BACKGROUND
+from .images import IMAGE_SUFFIXES, load_images, read_npy, read_npy_chunks
 from .progress import Progress
 
 STDIN = "-"

@@ -266,7 +266,7 @@ def test_vae_train_decodes_on_its_first_run_and_not_on_its_second(tmp_path):
 def test_the_runtime_composites_onto_the_background_its_model_was_trained_with(tmp_path):
     from PIL import Image
 
-    from vae_edge.runtime.images import recipe_background
+    from vae_edge.runtime.folder import recipe_background
     from vae_edge.runtime.walk import Walk
 
     rng = np.random.default_rng(2)

@@ -20,7 +20,8 @@ from conftest import REPO, need as _need
 from int8_tolerance import REFERENCE_BY, REFERENCE_MEAN, REFERENCE_OFF
 from vae_edge.export import export_model
 from vae_edge.runtime import VAE
-from vae_edge.runtime.images import background_rgb, read_image, recipe_background
+from vae_edge.runtime.folder import recipe_background
+from vae_edge.runtime.images import background_rgb, read_image
 from vae_edge.train.model import VAE as TorchVAE
 
 WEB = REPO / "web"

@@ -30,7 +30,6 @@ from ... import __version__
 from .. import inputs, score
 from .. import threshold as thresholds
 from ..errors import RuntimeInputError
-from ..images import recipe_background
 from . import codecs, openapi
 from .batcher import Batcher, Job, QueueFull
 from .codecs import JSON, NPY, PNG, HTTPError
@@ -178,7 +177,7 @@ def parse_images(body: bytes, content_type: str, vae, settings: Settings,
     """The checked pixels of a JSON, .npy or image body, float32 (N, C, H, W); and the JSON body's options."""
     fields: dict = {}
     if content_type in codecs.IMAGE_TYPES:
-        x = codecs.read_image(body, vae.input_shape, settings.max_pixels, recipe_background(vae.meta))
+        x = codecs.read_image(body, vae.input_shape, settings.max_pixels, vae.background)
     else:
         x, fields = read_array(body, content_type, "images", settings, (JSON, NPY, *codecs.IMAGE_TYPES), options)
     x, _ = inputs.images(x, vae.input_shape)

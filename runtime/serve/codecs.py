@@ -15,7 +15,8 @@ from typing import Any, cast
 import numpy as np
 
 from ..errors import one_line
-from ..images import BACKGROUND, load_images, make_grid
+from ..folder import BACKGROUND
+from ..images import load_images, make_grid
 from ..png import write_png
 
 JSON, NPY, PNG = "application/json", "application/x-npy", "image/png"
