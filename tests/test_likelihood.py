@@ -314,6 +314,29 @@ def test_train_k_trains_on_the_importance_weighted_bound_with_k_samples_and_the_
     assert all(math.isfinite(m["train_loss"]) for m in history)
 
 
+def test_train_k_epochs_trains_the_elbo_first_and_the_iwae_bound_in_the_last_epochs_alone(tmp_path, tiny_npy,
+                                                                                          monkeypatch):
+    iwae_calls, elbo_calls = [], []
+    real_iwae, real_elbo = step_mod.iwae_objective, step_mod.elbo_terms
+    monkeypatch.setattr(step_mod, "iwae_objective", lambda net, x, eps, *a: iwae_calls.append(eps.shape[0])
+                        or real_iwae(net, x, eps, *a))
+    monkeypatch.setattr(step_mod, "elbo_terms", lambda net, x, eps: elbo_calls.append(eps.dim()) or
+                        real_elbo(net, x, eps))
+    _, history = train(small_cfg(tmp_path, tiny_npy, train_k=4, train_k_epochs=1, epochs=3), quiet=True)
+    steps = math.ceil(86 / 16)
+    assert len(elbo_calls) == 2 * steps and set(elbo_calls) == {2}
+    assert iwae_calls == [4] * steps
+    assert [m["train_k"] for m in history] == [1, 1, 4]
+
+
+@pytest.mark.parametrize("options,message", [({"train_k_epochs": 2}, "--train-k above 1"),
+                                             ({"train_k": 3, "train_k_epochs": 9}, "--train-k-epochs must lie"),
+                                             ({"train_k": 3, "train_k_epochs": -1}, "--train-k-epochs must lie")])
+def test_train_k_epochs_without_k_or_beyond_the_run_is_refused(tmp_path, tiny_npy, options, message):
+    with pytest.raises(train_mod.TrainError, match=message):
+        train(small_cfg(tmp_path, tiny_npy, epochs=3, **options), quiet=True)
+
+
 def test_train_k_below_one_is_refused(tmp_path, tiny_npy):
     with pytest.raises(train_mod.TrainError, match="--train-k"):
         train(small_cfg(tmp_path, tiny_npy, train_k=0), quiet=True)

@@ -26,6 +26,11 @@ def check_config(cfg: Config, world: int) -> None:
         raise TrainError("--beta and --kl-warmup must not be negative")
     if cfg.train_k < 1:
         raise TrainError(f"--train-k must be at least 1, got {cfg.train_k}")
+    if cfg.train_k_epochs < 0 or cfg.train_k_epochs > cfg.epochs:
+        raise TrainError(f"--train-k-epochs must lie in 0 to --epochs ({cfg.epochs}), got {cfg.train_k_epochs}")
+    if cfg.train_k_epochs and cfg.train_k == 1:
+        raise TrainError("--train-k-epochs N trains the last N epochs on the IWAE bound of --train-k samples; "
+                         "give --train-k above 1")
     if cfg.data_access not in DATA_ACCESS:
         raise TrainError(f"unknown --data-access {cfg.data_access!r}; choose one of {', '.join(DATA_ACCESS)}")
     if cfg.batch_size % world:

@@ -56,6 +56,9 @@ def train_cmd(
     train_k: Annotated[int, typer.Option(
         help="Importance samples per image in the training objective: 1 trains the ELBO (analytic KL), K > 1 the IWAE "
              "bound with K samples (K decodes per image).")] = D.train_k,
+    train_k_epochs: Annotated[int, typer.Option(
+        help="With --train-k K: the last N epochs alone train the IWAE bound, the epochs before the ELBO (IWAE "
+             "fine-tuning); 0: every epoch.")] = D.train_k_epochs,
     binarize: Annotated[bool, typer.Option(
         help="Binarize training pixels afresh each batch, the test set once with a fixed seed (a proper Bernoulli "
              "likelihood; comparable to published numbers).")] = D.binarize,
@@ -129,7 +132,7 @@ def train_cmd(
                  channels=channels, background=background, data_access=data_access, test_fraction=test_fraction,
                  binarize=binarize, classes=classes, exclude_classes=exclude_classes, epochs=epochs,
                  batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, beta=beta,
-                 kl_warmup=kl_warmup, train_k=train_k, seed=seed, device=device, amp=amp,
+                 kl_warmup=kl_warmup, train_k=train_k, train_k_epochs=train_k_epochs, seed=seed, device=device, amp=amp,
                  channels_last=channels_last, compile=compile,
                  cuda_graphs=cuda_graphs, iwae_k=iwae_k, out_dir=out_dir, name=name)
     try:

@@ -44,6 +44,7 @@ class Config:
     beta: float = 1.0
     kl_warmup: float = 0.0  # epochs over which beta ramps up from 0
     train_k: int = 1  # importance samples per image in the training objective: 1 is the ELBO, more the IWAE bound
+    train_k_epochs: int = 0  # 0: train_k in every epoch; N: in the last N alone, the ELBO before (IWAE fine-tuning)
     seed: int = 1
     # machinery
     device: str = "auto"

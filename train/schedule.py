@@ -1,4 +1,5 @@
-"""The schedules of a run: the KL term's weight (warm-up) and Adam's learning rate, at each step."""
+"""The schedules of a run: the KL term's weight (warm-up) and Adam's learning rate at each step, and the importance
+samples of each epoch's objective."""
 from __future__ import annotations
 
 import math
@@ -22,3 +23,11 @@ def learning_rate(cfg: Config, epoch: int, step: int, steps: int) -> float:
         return cfg.lr
     t = ((epoch - 1) * steps + step) / (cfg.epochs * steps)
     return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+def train_k_at(cfg: Config, epoch: int) -> int:
+    """The importance samples per image in `epoch`'s objective: train_k, or 1 (the ELBO) before the last
+    train_k_epochs epochs where those are set (IWAE fine-tuning)."""
+    if cfg.train_k_epochs and epoch <= cfg.epochs - cfg.train_k_epochs:
+        return 1
+    return cfg.train_k

@@ -29,7 +29,7 @@ from .precision import choose, use
 from .progress import Bar
 from .run_folder import (RECONSTRUCTIONS, check_run_folder, final_checkpoint, load_resumable, resume_state, run_dir,
                          save_epoch)
-from .schedule import kl_weight, learning_rate
+from .schedule import kl_weight, learning_rate, train_k_at
 from .step import WARMUP_STEPS, Inputs, Step, capture, load_state, optimizer, set_learning_rate
 from .stop import Interrupted, StopFlag
 
@@ -130,10 +130,15 @@ def train(cfg: Config, resume: str | None = None, force: bool = False, quiet: bo
                    else data.test[:RECONSTRUCTIONS]).to(device)
     n, batch = len(data.train), cfg.batch_size
     steps = math.ceil(n / batch)
-    step = Step(net, opt, train_x, cfg.likelihood, cfg.train_k, ranks.world, ranks.rank, device)
-    full = Inputs.empty(min(batch, n), data.shape, cfg.latent_dim, cfg.train_k, cfg.binarize, device, not in_memory)
-    last = Inputs.empty(n - (steps - 1) * batch, data.shape, cfg.latent_dim, cfg.train_k, cfg.binarize, device,
-                        not in_memory) if n % batch else full  # the epoch's last, smaller batch: eager
+
+    def step_for(k: int):
+        """The step that trains on k importance samples per image, its full batch's inputs and its last's."""
+        full = Inputs.empty(min(batch, n), data.shape, cfg.latent_dim, k, cfg.binarize, device, not in_memory)
+        last = Inputs.empty(n - (steps - 1) * batch, data.shape, cfg.latent_dim, k, cfg.binarize, device,
+                            not in_memory) if n % batch else full  # the epoch's last, smaller batch: eager
+        return Step(net, opt, train_x, cfg.likelihood, k, ranks.world, ranks.rank, device), full, last
+
+    step, full, last = step_for(train_k_at(cfg, start_epoch))
     warmup = torch.cuda.Stream(device) if graphs else None  # eager steps before capture run on a side stream
     eager_full_steps = 0
     if device.type == "cuda":
@@ -151,6 +156,10 @@ def train(cfg: Config, resume: str | None = None, force: bool = False, quiet: bo
     with StopFlag() as stop:
         for epoch in range(start_epoch, cfg.epochs + 1):
             t0 = time.perf_counter()
+            if train_k_at(cfg, epoch) != step.train_k:  # IWAE fine-tuning begins (--train-k-epochs)
+                step, full, last = step_for(train_k_at(cfg, epoch))
+                eager_full_steps = 0  # on CUDA, warmed up and captured afresh
+                say(f"epoch {epoch}: training the IWAE bound with {step.train_k} samples an image from here on")
             perm_state = perm_gen.get_state()
             order = torch.randperm(n, generator=perm_gen)
             perm = order.to(device)
@@ -191,7 +200,7 @@ def train(cfg: Config, resume: str | None = None, force: bool = False, quiet: bo
             # -- the epoch's figures and files -------------------------------------------------------------
             loss_total, examples = job_sums([step.loss_sum, count], ranks, device)
             clock.lap("training")
-            metrics = {"epoch": epoch, "train_loss": loss_total / examples}
+            metrics = {"epoch": epoch, "train_loss": loss_total / examples, "train_k": step.train_k}
             metrics.update(evaluate(model, test_x, cfg, ranks, device))
             metrics["seconds"] = time.perf_counter() - t0
             metrics["examples_per_s"] = examples / metrics["seconds"]
