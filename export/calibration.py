@@ -35,7 +35,7 @@ def calibration(model: VAE, spec: int | str | Path | None, recipe: dict | None, 
         raise ExportError(f"--calibration must be at least 1 image, got {n}")
     if not recipe or not recipe.get("dataset"):
         return random_inputs(model.input_shape, model.latent_dim)
-    from vae_edge.train.data import DataError, load_data
+    from vae_edge.train.data import DataError, load_data, pixels
 
     try:
         data = load_data(recipe["dataset"], recipe.get("data_dir", "data"), recipe.get("image_size", 28),
@@ -49,10 +49,14 @@ def calibration(model: VAE, spec: int | str | Path | None, recipe: dict | None, 
         return out
     if tuple(data.shape) != tuple(model.input_shape):
         raise ExportError(f"{recipe['dataset']} has images of {data.shape}; the model takes {model.input_shape}")
+    # On the pixels the model is defined on: a --binarize model sees 0/1 bits, never grey levels, and its int8 error
+    # is measured where it is used (the test bits are vae-train's own).
+    binarize = bool(recipe.get("binarize"))
     pick = torch.randperm(len(data.train), generator=torch.Generator().manual_seed(SEED))[:n]
-    x = data.train[pick].float().div(255).numpy()
-    check = data.test[:CHECK_IMAGES].float().div(255).numpy()
-    return _latents(model, x, check, f"{len(x)} training images of {recipe['dataset']}")
+    x = pixels(data.train[pick], binarize, seed=SEED).numpy()
+    check = pixels(data.test, binarize)[:CHECK_IMAGES].numpy()
+    return _latents(model, x, check, f"{len(x)} training images of {recipe['dataset']}"
+                    + (", binarized" if binarize else ""))
 
 
 @torch.no_grad()

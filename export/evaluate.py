@@ -35,7 +35,7 @@ def eval_cmd(
         help="Also write the results to this JSON file.")] = None,
     record: Annotated[bool, typer.Option(
         help="A folder: write the IWAE figure, and how it was computed, into its vae.json's metrics (vae-info prints "
-             "it).")] = False,
+             "it); with --limit N, the first N test images' figure, recorded as that.")] = False,
 ):
     """Test negative ELBO and, with --iwae-k, the importance-sampled log-likelihood of a saved model.
 
@@ -108,8 +108,6 @@ def _eval_folder(folder: Path, k: int, data_dir, limit: int, json_out, record: b
 
     if k < 1:
         fail(f"an exported folder is scored by the IWAE alone: --iwae-k must be 1 or more, got {k}")
-    if record and limit:
-        fail("--record keeps the whole test set's figure: drop --limit")
     try:
         result = score_folder(folder, k, data_dir, limit, record)
     except (ModelFolderError, RuntimeInputError, DataError, TrainError) as e:
@@ -118,7 +116,8 @@ def _eval_folder(folder: Path, k: int, data_dir, limit: int, json_out, record: b
         fail(os_error(e))
     _report(result, json_out)
     if record:
-        typer.echo(f"recorded in {folder / 'vae.json'} (metrics.iwae)")
+        part = f", the first {limit} test images" if limit else ""
+        typer.echo(f"recorded in {folder / 'vae.json'} (metrics.iwae{part})")
 
 
 def _report(result: dict, json_out) -> None:

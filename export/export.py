@@ -79,7 +79,8 @@ def export_model(model: VAE, out: str | os.PathLike = "vae-onnx", *, facts: dict
         data = calibration_data(model, calibration, facts.get("recipe"), say)
         layout = (lambda: decoder_graph(model, opset, int8_layout=True)) if PhaseUpsampler.fits(model) else None
         expected = torch_outputs(model, data.x_check, data.z_check)
-        enc8, dec8, int8 = quantize_int8(enc, dec, data, expected, force=force_int8, decoder_int8_layout=layout)
+        enc8, dec8, int8 = quantize_int8(enc, dec, data, expected, force=force_int8, decoder_int8_layout=layout,
+                                         encoder_int8_layout=lambda: encoder_graph(model, opset, int8_layout=True))
         if enc8 is None:
             say(f"note: {over_bound_message(int8)}")
         else:

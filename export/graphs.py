@@ -33,12 +33,21 @@ NATIVE_OPSET = 18  # the oldest opset torch.onnx's dynamo exporter writes itself
 class Encoder(nn.Module):
     """x [N,C,H,W] -> (mu, logvar): the distribution's parameters, never a sample."""
 
-    def __init__(self, vae: VAE):
+    def __init__(self, vae: VAE, int8_layout: bool = False):
         super().__init__()
         self.vae = vae
+        self.int8_layout = int8_layout and vae.arch == "conv"
+        if self.int8_layout:  # fc1's columns reordered to read (y, x, channel): see encoder_graph
+            c, h, w = vae.feat
+            order = torch.arange(c * h * w).view(c, h * w).T.reshape(-1)
+            self.register_buffer("fc1_weight", vae.fc1.weight.detach()[:, order].clone())
 
     def forward(self, x):
-        return self.vae.encode(x)
+        if not self.int8_layout:
+            return self.vae.encode(x)
+        v = self.vae
+        h = v.enc_conv(x).permute(0, 2, 3, 1).flatten(1)
+        return v.encode_features(F.relu(F.linear(h, self.fc1_weight, v.fc1.bias)))
 
 
 class Decoder(nn.Module):
@@ -259,10 +268,15 @@ def _name_batch_axis(proto: onnx.ModelProto) -> None:
                 d.dim_param = "batch"
 
 
-def encoder_graph(model: VAE, opset: int = DEFAULT_OPSET) -> onnx.ModelProto:
-    """encoder.onnx: x [batch, C, H, W] -> mu, logvar [batch, latent_dim]."""
+def encoder_graph(model: VAE, opset: int = DEFAULT_OPSET, int8_layout: bool = False) -> onnx.ModelProto:
+    """encoder.onnx: x [batch, C, H, W] -> mu, logvar [batch, latent_dim].
+
+    int8_layout=True (conv): the same function laid out for int8 convolutions, as the decoder's: the last conv's map
+    is flattened in (y, x, channel) order and fc1's columns permuted to match, so that onnxruntime's int8
+    convolution, which works in NHWC, hands its output to the Transpose here and cancels it instead of adding its own
+    back to NCHW."""
     x = torch.rand((EXAMPLE_BATCH, *model.input_shape), generator=torch.Generator().manual_seed(0))
-    return to_onnx(Encoder(model).eval(), x, "x", ["mu", "logvar"], opset)
+    return to_onnx(Encoder(model, int8_layout).eval(), x, "x", ["mu", "logvar"], opset)
 
 
 def decoder_graph(model: VAE, opset: int = DEFAULT_OPSET, int8_layout: bool = False) -> onnx.ModelProto:

@@ -68,11 +68,13 @@ def random_inputs(input_shape, latent_dim: int) -> Calibration:
 
 def quantize_int8(encoder: onnx.ModelProto, decoder: onnx.ModelProto, data: Calibration, expected: dict,
                   force: bool = False, decoder_int8_layout: Callable[[], onnx.ModelProto] | None = None,
+                  encoder_int8_layout: Callable[[], onnx.ModelProto] | None = None,
                   ) -> tuple[onnx.ModelProto | None, onnx.ModelProto | None, dict]:
     """(encoder_int8, decoder_int8, report): the first way within BOUND for each graph; (None, None, report)
     when a graph has none, unless force (then its most accurate way is kept). expected: PyTorch's "mu" for
     data.x_check and "x" (probabilities) for data.z_check. decoder_int8_layout: makes the conv decoder as
-    graphs.decoder_graph(int8_layout=True) does, for its static way; called only if tried."""
+    graphs.decoder_graph(int8_layout=True) does, for its static way; encoder_int8_layout: the conv encoder as
+    graphs.encoder_graph(int8_layout=True), for its static and mixed ways; each called only if tried."""
     chosen, tried, this_cpu = {}, {}, {}
     for role, proto, name, feed, check, out, bound in (
             ("encoder", encoder, "x", data.x, data.x_check, "mu", BOUND["mu_mean_abs"]),
@@ -80,7 +82,7 @@ def quantize_int8(encoder: onnx.ModelProto, decoder: onnx.ModelProto, data: Cali
         tried[role] = {}
         best = None
         ways = (_decoder_ways(decoder, decoder_int8_layout, feed) if role == "decoder" and decoder_int8_layout
-                else _ways(proto, name, feed))
+                else _ways(proto, name, feed, encoder_int8_layout if role == "encoder" else None))
         for way, make in ways:
             q = make()
             err = _error(reference_run(q, out, {name: check}), expected[out])
@@ -149,17 +151,25 @@ def over_bound_message(report: dict) -> str:
 WEIGHTED = ("Gemm", "MatMul", "Conv")
 
 
-def _ways(proto: onnx.ModelProto, input_name: str, calibration: np.ndarray):
-    """(name, function making the quantized graph), fastest first."""
-    nodes = proto.graph.node
+def _ways(proto: onnx.ModelProto, input_name: str, calibration: np.ndarray,
+          layout: Callable[[], onnx.ModelProto] | None = None):
+    """(name, function making the quantized graph), fastest first. layout: the graph laid out for int8 convolutions
+    (graphs.encoder_graph(int8_layout=True)), which the ways with int8 convolutions quantize instead of proto."""
+    if any(n.op_type == "Conv" for n in proto.graph.node) and len(calibration):
+        g = layout() if layout else proto
+        first = _first_layers(g, input_name)
+        keep = first + _logits_layer(g)
+        yield "static", lambda: _static(g, input_name, calibration, list(WEIGHTED), keep)
+        yield "mixed", lambda: _dynamic(_static(g, input_name, calibration, ["Conv"], keep), first)
     first = _first_layers(proto, input_name)
-    weighted = [n for n in nodes if n.op_type in WEIGHTED]
-    last = [weighted[-1].name] if weighted and proto.graph.input[0].name == "z" else []  # the layer making logits
-    if any(n.op_type == "Conv" for n in nodes) and len(calibration):
-        yield "static", lambda: _static(proto, input_name, calibration, list(WEIGHTED), first + last)
-        yield "mixed", lambda: _dynamic(_static(proto, input_name, calibration, ["Conv"], first + last), first)
     yield "dynamic", lambda: _dynamic(proto, first)
     yield "dynamic-u8", lambda: _dynamic(proto, first, uint8_weights=True)
+
+
+def _logits_layer(proto: onnx.ModelProto) -> list[str]:
+    """A decoder's last weighted layer, which makes the logits (kept in float); none in an encoder."""
+    weighted = [n.name for n in proto.graph.node if n.op_type in WEIGHTED]
+    return weighted[-1:] if proto.graph.input[0].name == "z" else []
 
 
 def _decoder_ways(decoder: onnx.ModelProto, layout: Callable[[], onnx.ModelProto], z: np.ndarray):

@@ -59,11 +59,14 @@ def first_images(lls: np.ndarray) -> tuple[int, float]:
     return min(SUBSET, len(lls)), float(-lls[:SUBSET].mean())
 
 
-def record(folder: Path, lls: np.ndarray, k: int, seconds: float, cpu: str, onnxruntime: str) -> dict:
-    """Write metrics.iwae into the folder's vae.json (atomically; the sha256s list the .onnx files, not vae.json)."""
+def record(folder: Path, lls: np.ndarray, k: int, seconds: float, cpu: str, onnxruntime: str,
+           test_images: int | None = None) -> dict:
+    """Write metrics.iwae into the folder's vae.json (atomically; the sha256s list the .onnx files, not vae.json).
+    test_images: the test set's size, where lls holds its first images alone (vae-eval --record --limit)."""
     meta = json.loads((folder / "vae.json").read_text())
     images, nll = first_images(lls)
-    entry = {"nll": float(-lls.mean()), "k": k, "images": len(lls), "split": "test",
+    entry = {"nll": float(-lls.mean()), "k": k, "images": len(lls), "test_images": test_images or len(lls),
+             "split": "test",
              "route": f"score.onnx in onnxruntime {onnxruntime} (vae_edge.runtime VAE.log_likelihood): the exported "
                       "files, float32 log-weights summed in float64",
              "noise": f"image batch b of {BATCH}: numpy default_rng(SeedSequence({SEED}).spawn(...)[b])",
@@ -83,7 +86,9 @@ def score_folder(folder: Path, k: int, data_dir: str | None, limit: int, write: 
     if "score" not in vae.meta["files"]:
         raise TrainError(f"{folder} has no score.onnx (exported before vae-edge 0.2.0 wrote one): re-export it, "
                          "or score its model.pt with vae-eval")
-    x = test_pixels(folder, data_dir, limit)
+    x = test_pixels(folder, data_dir)
+    test_images = len(x)
+    x = x[:limit] if limit > 0 else x
     t0 = time.perf_counter()
     lls = log_likelihoods(vae, x, k)
     seconds = time.perf_counter() - t0
@@ -92,5 +97,5 @@ def score_folder(folder: Path, k: int, data_dir: str | None, limit: int, write: 
               f"test_nll_iwae_{k}_first_{images}": nll, "iwae_seconds": seconds,
               "iwae_route": "score.onnx (onnxruntime)"}
     if write:
-        record(folder, lls, k, seconds, cpu_name(), onnxruntime.__version__)
+        record(folder, lls, k, seconds, cpu_name(), onnxruntime.__version__, test_images)
     return result

@@ -368,7 +368,10 @@ def likelihood(meta: dict) -> str:
     iwae = recorded_iwae(meta)
     if iwae is None:
         return "not recorded (vae-eval FOLDER --iwae-k 5000 --record computes it)"
-    return (f"{iwae['nll']:.2f} nats = -log p(x) per image (IWAE k={iwae.get('k')}, {iwae.get('images')} "
+    images, of = iwae.get("images"), iwae.get("test_images")
+    which = (f"the first {images} of {of}" if isinstance(of, int) and isinstance(images, int) and images < of
+             else f"{images}")  # vae-eval --record --limit: a figure on part of the test set says so
+    return (f"{iwae['nll']:.2f} nats = -log p(x) per image (IWAE k={iwae.get('k')}, {which} "
             f"{iwae.get('split', 'test')} images; {iwae.get('route', '?')}; {iwae.get('seconds', '?')} s on "
             f"{iwae.get('cpu', '?')})")
 

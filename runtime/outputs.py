@@ -1,16 +1,22 @@
 """Outputs: the one atomic write (a temporary file beside the target, fsynced, renamed over it, the folder fsynced),
-and the checks on an output path the user names, made before any work.
+its twin for a folder published as a whole (written beside it and swapped in), and the checks on an output path the
+user names, made before any work.
 
 Every file the commands publish goes through atomic_files: vae-sample's grids and arrays, vae-train's checkpoints,
-metrics and pictures, vae-eval's JSON and vae-export's files (written into a fresh folder that is then swapped in).
+metrics and pictures, vae-eval's JSON. Every folder goes through new_folder and swap_in: vae-export's model folder,
+vae-emoji's image folder.
 """
 from __future__ import annotations
 
+import ctypes
 import errno
 import glob
 import os
 import re
+import shutil
 import stat
+import sys
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Iterator
@@ -158,3 +164,99 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 def write_text(path: str | os.PathLike, text: str) -> None:
     write_bytes(path, text.encode())
+
+
+# A folder published as a whole is written into a fresh folder beside OUT and swapped in, so that a kill at any moment
+# leaves the earlier folder or the new one. Beside OUT its writer (TAG: vae-export, emoji) names its work, so that the
+# next run knows what a killed one left (recover_folder):
+#   .OUT.TAG.XXXXXXXX.tmp   the folder being written (incomplete)
+#   .OUT.TAG.new            the finished folder, about to go in
+#   .OUT.TAG.old            the earlier folder, moved aside (where folders cannot be swapped in one step)
+def beside(out: Path, tag: str, what: str) -> Path:
+    return out.parent / f".{out.name}.{tag}.{what}"
+
+
+def new_folder(out: Path, tag: str) -> Path:
+    """A fresh, empty folder beside out to write the new one into, with the permissions the umask gives a folder."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.{tag}.", suffix=".tmp", dir=out.parent))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; the output is an ordinary folder
+    return tmp
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def swap_in(tmp: Path, out: Path, tag: str, check=lambda: None) -> None:
+    """The finished folder tmp becomes out; what out held is deleted only once the new one is in place. `check()`
+    runs just before (it raises to refuse). Raises OSError with out as it was."""
+    fsync_folder(tmp)
+    check()
+    if not os.path.lexists(out):
+        os.rename(tmp, out)
+        fsync_folder(out.parent)
+        return
+    new, old = beside(out, tag, "new"), beside(out, tag, "old")
+    os.rename(tmp, new)
+    try:
+        fsync_folder(out.parent)
+        swapped = exchange(new, out)  # one step: out is then the new folder, and `new` the earlier one
+        if not swapped:
+            os.rename(out, old)
+    except BaseException:
+        shutil.rmtree(new, ignore_errors=True)
+        raise
+    if swapped:
+        fsync_folder(out.parent)
+        shutil.rmtree(new)
+        return
+    try:  # a kill from here until the next rename leaves out missing: recover_folder puts `new` in
+        os.rename(new, out)
+    except BaseException:
+        os.rename(old, out)  # put the earlier folder back
+        shutil.rmtree(new, ignore_errors=True)
+        raise
+    fsync_folder(out.parent)
+    shutil.rmtree(old)
+
+
+def recover_folder(out: Path, tag: str, complete: str) -> None:
+    """Finish or undo what a killed swap left beside out: where out is missing, the finished new folder (else the
+    earlier one) goes back in, a folder counting where it holds the file `complete`; then every leftover is removed.
+    One writer at a time may write to a folder. Raises OSError."""
+    new, old = beside(out, tag, "new"), beside(out, tag, "old")
+    if not os.path.lexists(out):
+        for spare in (new, old):
+            if _is_folder(spare) and (spare / complete).is_file():
+                os.rename(spare, out)
+                fsync_folder(out.parent)
+                break
+    for leftover in (new, old, *out.parent.glob(glob.escape(f".{out.name}.{tag}.") + "*.tmp")):
+        if _is_folder(leftover):
+            shutil.rmtree(leftover)
+
+
+def _is_folder(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink()
+
+
+def exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one step (Linux's renameat2 with RENAME_EXCHANGE); False where the system cannot. Written by
+    hand: no kept library (nor the standard library) exposes renameat2's exchange."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):  # a C library without it (musl, glibc < 2.28)
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    at_fdcwd, rename_exchange = -100, 2
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):  # a kernel or file system without it
+        return False
+    raise OSError(err, os.strerror(err), str(b))

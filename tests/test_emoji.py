@@ -123,6 +123,30 @@ def test_an_interrupted_run_leaves_nothing(tmp_path, two_emoji, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+def _killed_mid_swap(tmp_path):
+    """What a run killed between the swap's renames leaves: no out, the finished set and the earlier one beside it,
+    and a folder a run killed while writing left."""
+    for what, text in (("new", "the finished set"), ("old", "the earlier set")):
+        (tmp_path / f".out.emoji.{what}").mkdir()
+        (tmp_path / f".out.emoji.{what}" / "SOURCE.txt").write_text(text)
+    (tmp_path / ".out.emoji.k3x9q2ab.tmp").mkdir()
+
+
+def test_the_next_run_puts_back_the_set_a_killed_swap_finished_and_clears_the_rest(tmp_path, two_emoji):
+    _killed_mid_swap(tmp_path)
+    with pytest.raises(emoji.EmojiError, match="--force replaces it"):  # recovered, then not replaced unasked
+        emoji.make(tmp_path / "out")
+    assert (tmp_path / "out" / "SOURCE.txt").read_text() == "the finished set"
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_with_force_the_next_run_replaces_what_a_killed_swap_left(tmp_path, two_emoji):
+    _killed_mid_swap(tmp_path)
+    assert emoji.make(tmp_path / "out", force=True) == 2
+    assert "2 emoji" in (tmp_path / "out" / "SOURCE.txt").read_text()
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
 def test_the_grid_picture_is_8x8_small_and_in_colour(emoji_set, tmp_path):
     emoji.write_grid(emoji_set, tmp_path / "grid.png")
     with Image.open(tmp_path / "grid.png") as grid:

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 
 from conftest import trained
 from vae_edge.export import ExportError, ParityError, export_checkpoint, export_model, load_model
-from vae_edge.export import folder as export_folder
+from vae_edge.runtime import outputs
 from vae_edge.export import graphs, parity
 from vae_edge.export.cli import app
 from vae_edge.export.int8_reference import reference_run
@@ -645,7 +645,7 @@ def test_a_failed_swap_under_force_puts_the_earlier_export_back(monkeypatch, tmp
             raise OSError(28, "No space left on device")
         return real_rename(src, dst)
 
-    monkeypatch.setattr(export_folder, "_exchange", lambda a, b: False)  # folders that cannot be swapped in one step
+    monkeypatch.setattr(outputs, "exchange", lambda a, b: False)  # folders that cannot be swapped in one step
     monkeypatch.setattr(os, "rename", flaky_rename)
     with pytest.raises(ExportError, match="No space left"):
         export_model(VAE(hidden_dim=16, latent_dim=3), out, force=True)
@@ -665,9 +665,9 @@ def test_force_swaps_the_folders_in_one_step_where_the_system_can(monkeypatch, t
 # A real `vae-export --force` process, SIGKILLed just before or after the Nth call of one of the steps of the swap.
 KILLED_EXPORT = """
 import os, shutil, signal, sys
-import vae_edge.export.folder as folder
+import vae_edge.runtime.outputs as outputs
 step, nth, when, swap = sys.argv[1].split(":")
-owner, name = {"rename": (os, "rename"), "fsync": (os, "fsync"), "exchange": (folder, "_exchange")}[step]
+owner, name = {"rename": (os, "rename"), "fsync": (os, "fsync"), "exchange": (outputs, "exchange")}[step]
 real, calls = getattr(owner, name), []
 def killed(*args):
     calls.append(args)
@@ -679,7 +679,7 @@ def killed(*args):
     return result
 setattr(owner, name, killed)
 if swap == "renames":
-    folder._exchange = lambda a, b: False
+    outputs.exchange = lambda a, b: False
 from vae_edge.export.cli import app
 sys.argv = ["vae-export", *sys.argv[2:]]
 app()

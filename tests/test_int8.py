@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from conftest import REPO, blobs, trained
 from int8_tolerance import REFERENCE_MEAN, off_reference
 from vae_edge.export import export_model, int8_decoder, quantize
-from vae_edge.export.graphs import decoder_graph
+from vae_edge.export.graphs import decoder_graph, encoder_graph
 from vae_edge.export.calibration import calibration
 from vae_edge.export.int8_reference import reference_run
 from vae_edge.export.parity import session, torch_outputs
@@ -117,6 +117,26 @@ def test_the_decoders_int8_layout_computes_what_the_decoder_computes(conv_and_im
     np.testing.assert_allclose(layout.run(None, {"z": z})[0], plain.run(None, {"z": z})[0], atol=1e-6)
 
 
+@pytest.mark.parametrize("latent_layers", [1, 2])
+def test_the_encoders_int8_layout_computes_what_the_encoder_computes(latent_layers):
+    torch.manual_seed(0)
+    model = TorchVAE("conv", (1, 28, 28), hidden_dim=32, latent_dim=4, latent_layers=latent_layers).eval()
+    x = np.random.default_rng().random((37, 1, 28, 28), dtype=np.float32)
+    plain, layout = (session(encoder_graph(model, int8_layout=flag).SerializeToString()) for flag in (False, True))
+    for got, want in zip(layout.run(None, {"x": x}), plain.run(None, {"x": x})):
+        np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_the_encoders_int8_convolutions_are_quantized_in_its_int8_layout(conv_and_images):
+    """The static and mixed ways quantize the layout graph: its flatten reads (y, x, channel), a Transpose first."""
+    model, _ = conv_and_images
+    x = np.random.default_rng(0).random((16, *model.input_shape), dtype=np.float32)
+    layout = lambda: encoder_graph(model, int8_layout=True)  # noqa: E731
+    for way, make in quantize._ways(encoder_graph(model), "x", x, layout):
+        transposes = [n for n in make().graph.node if n.op_type == "Transpose"]
+        assert len(transposes) == (way in ("static", "mixed")), way
+
+
 def test_a_64x64_rgb_conv_decoder_of_three_stages_gets_static_int8_within_the_bound(conv64_export):
     model, folder, info = conv64_export
     q = info["int8"]
@@ -138,7 +158,7 @@ def test_the_static_decoder_computes_its_logits_in_int32_and_never_rounds_them_t
     model, _ = conv_and_images
     _, q = _static_decoder_before_and_after_the_last_conv_rewrite(model)
     ops = [n.op_type for n in q.graph.node]
-    assert ops.count("MatMulInteger") == 4 and ops.count("Conv") == 1  # conv1 (int8 in onnxruntime) and 4 taps
+    assert ops.count("MatMulInteger") == 1 and ops.count("Conv") == 1  # conv1 (int8 in onnxruntime); the 4 taps
     last_quantize = max(i for i, op in enumerate(ops) if op == "QuantizeLinear")
     assert last_quantize < ops.index("MatMulInteger") and ops[-1] == "Sigmoid"
 

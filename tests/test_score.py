@@ -38,9 +38,25 @@ def test_vae_eval_records_a_folders_nll_and_how_it_was_computed(vamp_folder, tmp
     iwae = json.loads((folder / "vae.json").read_text())["metrics"]["iwae"]
     x = score.test_pixels(folder)
     expected = -score.log_likelihoods(VAE.load(folder), x, 30, show_progress=False).mean()
-    assert iwae["k"] == 30 and iwae["images"] == len(x) and iwae["split"] == "test" and "score.onnx" in iwae["route"]
+    assert iwae["k"] == 30 and iwae["images"] == iwae["test_images"] == len(x) and iwae["split"] == "test"
+    assert "score.onnx" in iwae["route"]
     assert iwae["nll"] == pytest.approx(expected, abs=1e-9) and iwae["subset"]["nll"] == pytest.approx(expected)
     assert iwae["cpu"] and iwae["seconds"] >= 0
+
+
+def test_record_with_limit_records_the_first_images_figure_as_that(vamp_folder, tmp_path):
+    import shutil
+
+    folder = tmp_path / "onnx"
+    shutil.copytree(vamp_folder / "onnx", folder)
+    r = run_cli("vae-eval", folder, "--iwae-k", 10, "--record", "--limit", 3, cwd=vamp_folder)
+    assert r.returncode == 0 and "the first 3 test images" in r.stdout, r.stderr
+    iwae = json.loads((folder / "vae.json").read_text())["metrics"]["iwae"]
+    x = score.test_pixels(folder)
+    assert (iwae["images"], iwae["test_images"]) == (3, len(x)) and len(x) > 3
+    expected = -score.log_likelihoods(VAE.load(folder), x[:3], 10, show_progress=False).mean()
+    assert iwae["nll"] == pytest.approx(expected, abs=1e-9)
+    assert f"the first 3 of {len(x)} test images" in run_cli("vae-info", "--model", folder).stdout
 
 
 def test_vae_info_prints_the_recorded_nll(vamp_folder, tmp_path):
@@ -73,7 +89,6 @@ def test_the_iwae_of_a_folder_sits_above_its_elbo(vamp_folder):
 
 @pytest.mark.parametrize("args, message", [
     (["--iwae-k", "0"], "--iwae-k must be 1 or more"),
-    (["--record", "--limit", "3"], "--record keeps the whole test set's figure"),
 ])
 def test_bad_options_for_a_folder_are_one_line_errors(vamp_folder, args, message):
     r = run_cli("vae-eval", vamp_folder / "onnx", *args, cwd=vamp_folder)

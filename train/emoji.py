@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
-import secrets
 import shutil
 import time
 from pathlib import Path
@@ -27,7 +25,7 @@ import typer
 
 from vae_edge.runtime.errors import fail, os_error
 from vae_edge.runtime.images import make_grid
-from vae_edge.runtime.outputs import atomic_file, fsync_folder, write_new
+from vae_edge.runtime.outputs import atomic_file, new_folder, recover_folder, swap_in, write_new
 from vae_edge.runtime.png import write_png
 
 from .progress import Bar
@@ -39,6 +37,7 @@ STRIKE = 109  # the font's one bitmap size (CBDT): FreeType refuses to load it a
 WHITE = (255, 255, 255)
 GRID = 8  # --grid: rows and columns of the picture
 INSTALL = "apt-get install fonts-noto-color-emoji"
+TAG = "emoji"  # beside --out: .OUT.emoji.new and the like (runtime/outputs.py: the folder swap)
 
 
 class EmojiError(ValueError):
@@ -132,7 +131,8 @@ def make(out: Path, size: int = 64, font_path: Path = FONT, notice: Path = NOTIC
         raise EmojiError(f"the font's license notice {notice} is missing, and the images must keep it: "
                          f"{INSTALL} (with /usr/share/doc kept), or --notice PATH")
     points = code_points(font_path)
-    temporary = _new_folder(out, "tmp")
+    recover_folder(out, TAG, "SOURCE.txt")  # what a killed run left beside out
+    temporary = new_folder(out, TAG)
     try:
         count = 0
         with Bar(len(points), "rendering the emoji", show, unit="code points") as bar:
@@ -144,7 +144,7 @@ def make(out: Path, size: int = 64, font_path: Path = FONT, notice: Path = NOTIC
                 bar.advance()
         write_new(temporary / LICENSE_NAME, notice.read_bytes())
         write_new(temporary / "SOURCE.txt", source_text(font_path, size, count).encode())
-        _swap_in(temporary, out)
+        swap_in(temporary, out, TAG, check=lambda: check_out(out, force))
     finally:
         shutil.rmtree(temporary, ignore_errors=True)
     return count
@@ -162,25 +162,6 @@ def write_grid(folder: Path, path: Path) -> None:
     grid = Image.fromarray(make_grid(images / np.float32(255), nrow=GRID, pad_value=1.0))
     with atomic_file(path) as f:
         grid.quantize(256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(f, "PNG", optimize=True)
-
-
-def _new_folder(out: Path, kind: str) -> Path:
-    """A fresh folder beside out (.NAME.XXXXXXXXXXXX.kind), made with the umask's permissions as out would be."""
-    folder = out.parent / f".{out.name}.{secrets.token_hex(6)}.{kind}"
-    folder.mkdir()
-    return folder
-
-
-def _swap_in(folder: Path, out: Path) -> None:
-    """folder becomes out; what out held is removed only once the new one is in place."""
-    old = None
-    if out.exists():
-        old = _new_folder(out, "old")
-        os.replace(out, old / out.name)
-    os.replace(folder, out)
-    fsync_folder(out.parent)
-    if old is not None:
-        shutil.rmtree(old)
 
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False,

@@ -172,7 +172,10 @@ class VAE(nn.Module):
         """x: [N, C, H, W] in [0, 1] -> mu, logvar: [N, latent_dim].
 
         Two layers: [z1, z2]'s mean path, q(z2 | x)'s mean and variance, then q(z1 | x, z2)'s at z2 = that mean."""
-        h = self.features(x)
+        return self.encode_features(self.features(x))
+
+    def encode_features(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """encode's second half: mu, logvar from the features h(x) [N, hidden_dim]."""
         mu, logvar = self.top(h)
         if self.latent_layers == 1:
             return mu, logvar
