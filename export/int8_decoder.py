@@ -6,10 +6,10 @@ docs/export-and-int8.md):
   made it transpose and dequantize the largest tensor on both sides. graphs.decoder_graph(int8_layout=True) gives
   a graph without them (fc4 writes (y, x, channel), the mask is one 4-D Mul).
 - 8-bit logits alone cost most of the pixel bound (the logits of a binarized model sit on the sigmoid's slope).
-  So the last convolution is not quantized by onnxruntime: integer_last_conv rewrites it as one int8 matrix
-  product (MatMulInteger, which onnxruntime runs on its int8 GEMM) of the mask's uint8 output against every
-  kernel tap's weights, whose shifted windows are summed in int32 and scaled to float logits; the pixel shuffle
-  becomes a Reshape, a Transpose and a Reshape of those logits.
+  So the last convolution is not quantized by onnxruntime: integer_last_conv rewrites it as an int8 matrix
+  product per kernel tap (MatMulInteger, which onnxruntime runs on its int8 GEMM) over the mask's uint8 output,
+  summed in int32 and scaled to float logits; the pixel shuffle becomes a Reshape, a Transpose and a Reshape of
+  those logits.
 - Activation ranges: min-max calibration let rare large activations widen every step; clip_activations puts
   each at the 0.1% and 99.9% points of its values on the calibration latents (onnxruntime's own percentile
   calibration is not configurable in its older releases).
@@ -158,24 +158,19 @@ def integer_last_conv(q: onnx.ModelProto) -> onnx.ModelProto:
     const = _adder(g)
 
     p = conv.name or "last_conv"
-    # One product over the whole map against every tap's weights side by side, then each tap's window of the int32
-    # products: one MatMulInteger, and windows of o int32s a pixel rather than of c uint8s (c = 128, o = 16 for one
-    # channel). The same integer sums as one product per tap's window, so the file means the same.
-    kernel = [(u, v) for u in range(w.shape[2]) for v in range(w.shape[3])]
-    o = w.shape[0]
-    const(f"{p}_w", np.concatenate([_u8(w[:, :, u, v], w_scale).T for u, v in kernel], axis=1))  # (c, taps * o)
+    nodes = [helper.make_node("Transpose", [x], [f"{p}_nhwc"], perm=[0, 2, 3, 1])]
+    const(f"{p}_axes", np.array([1, 2], np.int64))
     const(f"{p}_w_zero", np.array(WEIGHT_ZERO, np.uint8))
-    const(f"{p}_axes", np.array([1, 2, 3], np.int64))
-    nodes = [helper.make_node("Transpose", [x], [f"{p}_nhwc"], perm=[0, 2, 3, 1]),
-             helper.make_node("MatMulInteger", [f"{p}_nhwc", f"{p}_w", x_zero, f"{p}_w_zero"], [f"{p}_products"])]
     taps = []
-    for i, (u, v) in enumerate(kernel):
-        t = f"{p}_tap{u}{v}"
-        nodes.append(helper.make_node(
-            "Slice", [f"{p}_products", const(f"{t}_start", np.array([u, v, i * o], np.int64)),
-                      const(f"{t}_end", np.array([u + h, v + wd, (i + 1) * o], np.int64)), f"{p}_axes"],
-            [f"{t}_sum"]))
-        taps.append(f"{t}_sum")
+    for u in range(w.shape[2]):
+        for v in range(w.shape[3]):
+            t = f"{p}_tap{u}{v}"
+            const(f"{t}_w", _u8(w[:, :, u, v], w_scale).T)  # (c, o)
+            nodes += [helper.make_node("Slice", [f"{p}_nhwc", const(f"{t}_start", np.array([u, v], np.int64)),
+                                                 const(f"{t}_end", np.array([u + h, v + wd], np.int64)), f"{p}_axes"],
+                                       [f"{t}_x"]),
+                      helper.make_node("MatMulInteger", [f"{t}_x", f"{t}_w", x_zero, f"{p}_w_zero"], [f"{t}_sum"])]
+            taps.append(f"{t}_sum")
     total = taps[0]
     for i, t in enumerate(taps[1:]):
         nodes.append(helper.make_node("Add", [total, t], [f"{p}_sum{i}"]))
