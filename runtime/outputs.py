@@ -4,7 +4,7 @@ user names, made before any work.
 
 Every file the commands publish goes through atomic_files: vae-sample's grids and arrays, vae-train's checkpoints,
 metrics and pictures, vae-eval's JSON. Every folder goes through new_folder and swap_in: vae-export's model folder,
-vae-emoji's image folder.
+the emoji set's image folder (train/emoji.py, make data-emoji).
 """
 from __future__ import annotations
 
