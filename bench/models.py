@@ -21,7 +21,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import OtherLoad, header, interleaved, load_before, median, rate, ratio, table  # noqa: E402
 
-from vae_edge.runtime import VAE, sessions  # noqa: E402
+from vae_edge.runtime import VAE, read_folder, sessions  # noqa: E402
 
 BATCH = 1024
 FILES = ("encoder", "decoder", "encoder_int8", "decoder_int8", "prior", "score")
@@ -75,7 +75,7 @@ def int8_table(folders: list[Path], threads: int | None, seconds: float) -> str:
     for folder in folders:
         vaes = {p: VAE.load(folder, precision=p, threads=threads, batch_size=BATCH) for p in ("fp32", "int8")}
         grey = rng.random((BATCH, *vaes["fp32"].input_shape), dtype=np.float32)
-        binarized = (json.loads((folder / "vae.json").read_text()).get("recipe") or {}).get("binarize") is True
+        binarized = read_folder(folder).binarized
         x = (rng.random(grey.shape, dtype=np.float32) < grey).astype(np.float32) if binarized else grey
         z = rng.standard_normal((BATCH, vaes["fp32"].latent_dim), dtype=np.float32)
         for precision, vae in vaes.items():

@@ -30,6 +30,13 @@ DEFAULT_OPSET = 17
 NATIVE_OPSET = 18  # the oldest opset torch.onnx's dynamo exporter writes itself
 
 
+def yxc_order(feat: tuple[int, int, int]) -> torch.Tensor:
+    """For a (channel, y, x) map flattened: the flat (c, y, x) index that each position of its (y, x, channel)
+    flattening holds, the order the int8 layouts read and write the conv map in."""
+    c, h, w = feat
+    return torch.arange(c * h * w).view(c, h * w).T.reshape(-1)
+
+
 class Encoder(nn.Module):
     """x [N,C,H,W] -> (mu, logvar): the distribution's parameters, never a sample."""
 
@@ -38,9 +45,7 @@ class Encoder(nn.Module):
         self.vae = vae
         self.int8_layout = int8_layout and vae.arch == "conv"
         if self.int8_layout:  # fc1's columns reordered to read (y, x, channel): see encoder_graph
-            c, h, w = vae.feat
-            order = torch.arange(c * h * w).view(c, h * w).T.reshape(-1)
-            self.register_buffer("fc1_weight", vae.fc1.weight.detach()[:, order].clone())
+            self.register_buffer("fc1_weight", vae.fc1.weight.detach()[:, yxc_order(vae.feat)].clone())
 
     def forward(self, x):
         if not self.int8_layout:
@@ -60,8 +65,7 @@ class Decoder(nn.Module):
         self.up = PhaseUpsampler(vae.dec_conv, vae.feat, int8_layout) if PhaseUpsampler.fits(vae) else None
         self.int8_layout = int8_layout and self.up is not None
         if self.int8_layout:  # fc4's rows reordered to give (y, x, channel): see decoder_graph
-            c, h, w = vae.feat
-            order = torch.arange(c * h * w).view(c, h * w).T.reshape(-1)
+            order = yxc_order(vae.feat)
             self.register_buffer("fc4_weight", vae.fc4.weight.detach()[order].clone())
             self.register_buffer("fc4_bias", vae.fc4.bias.detach()[order].clone())
 

@@ -27,7 +27,7 @@ SUBSET = 500  # the first images, whose mean is recorded apart
 SEED = 0
 
 
-def test_pixels(folder: Path, data_dir: str | None = None, limit: int = 0) -> np.ndarray:
+def test_pixels(folder: Path, data_dir: str | None = None) -> np.ndarray:
     """The folder's test images as its likelihood is defined on them (binarized once, as vae-train scored them)."""
     recipe = read_meta(folder).get("recipe")
     if not isinstance(recipe, dict) or "dataset" not in recipe:
@@ -36,8 +36,7 @@ def test_pixels(folder: Path, data_dir: str | None = None, limit: int = 0) -> np
                      recipe.get("channels", 1), recipe.get("test_fraction", 0.1), recipe.get("seed", 1),
                      download=False, background=recipe.get("background", "white"), keep_mapped=True)
     data = select_classes(data, recipe.get("classes"), recipe.get("exclude_classes"))
-    x = pixels(data.test_tensor(), bool(recipe.get("binarize"))).numpy()
-    return x[:limit] if limit > 0 else x
+    return pixels(data.test_tensor(), bool(recipe.get("binarize"))).numpy()
 
 
 def log_likelihoods(vae: RuntimeVAE, x: np.ndarray, k: int, seed: int = SEED, show_progress: bool = True) -> np.ndarray:
