@@ -11,8 +11,10 @@ docs/export-and-int8.md):
   summed in int32 and scaled to float logits; the pixel shuffle becomes a Reshape, a Transpose and a Reshape of
   those logits.
 - Activation ranges: min-max calibration let rare large activations widen every step; clip_activations puts
-  each at the 0.1% and 99.9% points of its values on the calibration latents (onnxruntime's own percentile
-  calibration is not configurable in its older releases).
+  each at a percentile of its values on the calibration latents (onnxruntime's own percentile calibration is not
+  configurable in its older releases), which quantize.py chooses per activation by the pixels' error (one
+  percentile for all, 99.9, cost the bundled decoder a quarter of its error; docs/export-and-int8.md). The phase
+  mask's output keeps its input's range, so masking in int8 is exact.
 Standard ONNX operators only (opset 10's MatMulInteger), so every onnxruntime the runtime supports reads it.
 """
 from __future__ import annotations
@@ -22,15 +24,17 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from .parity import session
+from .rounding import im2col, round_by_output, second_moments
 
-PERCENTILE = 99.9
+PERCENTILE = 99.9  # an activation's clipping percentile where none is chosen for it
+PERCENTILES = (99.0, 99.5, 99.9, 99.99, 99.999)  # those quantize.py chooses among, per activation, by error
 WEIGHT_ZERO = 128  # the last conv's weights: uint8 with this zero point (u8 x u8 products never saturate)
 
 
-def clip_activations(fp32: onnx.ModelProto, feed: dict, percentile: float = PERCENTILE) -> onnx.ModelProto:
+def clip_activations(fp32: onnx.ModelProto, feed: dict, percentiles: dict | None = None) -> onnx.ModelProto:
     """A copy of fp32 with each Relu's and Mul's output clipped to [P(100 - p), P(p)] of its values on feed
-    (widened to hold 0): min-max calibration of the copy then gives those ranges, and onnxruntime's quantizer
-    folds the Clips into them."""
+    (widened to hold 0), p = percentiles.get(output name, PERCENTILE): min-max calibration of the copy then gives
+    those ranges, and onnxruntime's quantizer folds the Clips into them. A Mul by a 0/1 mask takes its input's."""
     out = onnx.ModelProto.FromString(fp32.SerializeToString())
     g = out.graph
     targets = [n for n in g.node if n.op_type in ("Relu", "Mul")]
@@ -38,16 +42,39 @@ def clip_activations(fp32: onnx.ModelProto, feed: dict, percentile: float = PERC
     probe = onnx.ModelProto.FromString(fp32.SerializeToString())
     probe.graph.output.extend(helper.make_tensor_value_info(t, TensorProto.FLOAT, None) for t in names)
     values = session(probe.SerializeToString()).run(names, feed)
+    ranges = {}
     for n, v in zip(targets, values):
-        lo = min(0.0, _coarse(float(np.percentile(v, 100 - percentile)), up=False))
-        hi = max(0.0, _coarse(float(np.percentile(v, percentile)), up=True))
-        t = n.output[0]
+        percentile = (percentiles or {}).get(n.output[0], PERCENTILE)
+        ranges[n.output[0]] = (min(0.0, _coarse(float(np.percentile(v, 100 - percentile)), up=False)),
+                               max(0.0, _coarse(float(np.percentile(v, percentile)), up=True)))
+        masked = _masked_input(n, g)
+        if masked in ranges:  # a 0/1 mask keeps its input's range: int8 masking is then exact, no second rounding
+            ranges[n.output[0]] = ranges[masked]
+    for n in targets:
+        (lo, hi), t = ranges[n.output[0]], n.output[0]
         n.output[0] = f"{t}_unclipped"
         g.initializer.extend([numpy_helper.from_array(np.array(lo, np.float32), f"{t}_clip_min"),
                               numpy_helper.from_array(np.array(hi, np.float32), f"{t}_clip_max")])
         g.node.insert(list(g.node).index(n) + 1, helper.make_node(
             "Clip", [f"{t}_unclipped", f"{t}_clip_min", f"{t}_clip_max"], [t], name=f"{n.name}_clip"))
     return out
+
+
+def own_ranges(fp32: onnx.ModelProto) -> list[str]:
+    """The activations clip_activations gives a range of their own (a mask's output takes its input's), in order."""
+    return [n.output[0] for n in fp32.graph.node
+            if n.op_type in ("Relu", "Mul") and _masked_input(n, fp32.graph) is None]
+
+
+def _masked_input(node: onnx.NodeProto, g: onnx.GraphProto) -> str | None:
+    """The other input of a Mul by a constant of zeros and ones (the phase mask), or None."""
+    if node.op_type != "Mul":
+        return None
+    consts = {i.name: i for i in g.initializer}
+    for a, b in (node.input, node.input[::-1]):
+        if b in consts and np.isin(numpy_helper.to_array(consts[b]), (0, 1)).all():
+            return a
+    return None
 
 
 def _coarse(v: float, up: bool) -> float:
@@ -84,10 +111,11 @@ def _adder(g: onnx.GraphProto):
     return const
 
 
-def integer_gemm(q: onnx.ModelProto, floats: dict) -> onnx.ModelProto:
+def integer_gemm(q: onnx.ModelProto, floats: dict, feed: dict | None = None) -> onnx.ModelProto:
     """Rewrite q's quantized Gemm (onnxruntime's QDQ: int8 weights dequantized into it, its input dequantized
     from uint8) as one uint8 x uint8 MatMulInteger with 8-bit weights from `floats` (the float graph's
-    initializers, by name), summed in int32 and scaled to float; returns q."""
+    initializers, by name), summed in int32 and scaled to float; returns q. feed: calibration inputs, on which the
+    weights are rounded by their output (rounding.py); without it, each to the nearest."""
     g = q.graph
     init = {i.name: i for i in g.initializer}
     made = {o: n for n in g.node for o in n.output}
@@ -102,9 +130,14 @@ def integer_gemm(q: onnx.ModelProto, floats: dict) -> onnx.ModelProto:
     w = w if attrs.get("transB", 0) else w.T  # (out, in)
     bias = floats[b_dequant.input[0].removesuffix("_quantized")]
     w_scale = _u8_scale(w)
+    if feed:
+        moment = second_moments(q, feed, {dequant.output[0]: lambda a: a.reshape(len(a), -1)})
+        w_u8 = round_by_output(w, w_scale, WEIGHT_ZERO, 0, 255, moment[dequant.output[0]]).astype(np.uint8)
+    else:
+        w_u8 = _u8(w, w_scale)
     a_scale = float(numpy_helper.to_array(init[x_scale]))
     const, p = _adder(g), gemm.name or "gemm"
-    nodes = [helper.make_node("MatMulInteger", [x, const(f"{p}_w_u8", _u8(w, w_scale).T), x_zero,
+    nodes = [helper.make_node("MatMulInteger", [x, const(f"{p}_w_u8", w_u8.T), x_zero,
                                                 const(f"{p}_w_zero", np.array(WEIGHT_ZERO, np.uint8))], [f"{p}_sum"]),
              *_to_float(f"{p}_sum", a_scale * w_scale, bias, gemm.output[0], p, const)]
     for i, n in enumerate(nodes):
@@ -135,9 +168,10 @@ def _drop_unused(g: onnx.GraphProto, nodes: list) -> None:
         g.initializer.remove(i)
 
 
-def integer_last_conv(q: onnx.ModelProto) -> onnx.ModelProto:
+def integer_last_conv(q: onnx.ModelProto, feed: dict | None = None) -> onnx.ModelProto:
     """Rewrite q's last Conv (float weights, its input dequantized from uint8) and the DepthToSpace after it as
-    int8 matrix products with float logits; returns q."""
+    int8 matrix products with float logits; returns q. feed: calibration inputs, on which the weights are rounded
+    by their output (rounding.py); without it, each to the nearest."""
     g = q.graph
     init = {i.name: i for i in g.initializer}
     conv = [n for n in g.node if n.op_type == "Conv"][-1]
@@ -154,6 +188,12 @@ def integer_last_conv(q: onnx.ModelProto) -> onnx.ModelProto:
     out_dims = [d.dim_value for d in g.output[0].type.tensor_type.shape.dim[1:]]  # C, H, W
     channels, h, wd = out_dims[0], out_dims[1] // block, out_dims[2] // block
     w_scale = _u8_scale(w.reshape(len(w), -1))
+    if feed:
+        kernel = w.shape[2:]
+        moment = second_moments(q, feed, {dequant.output[0]: lambda a: im2col(a, kernel)})[dequant.output[0]]
+        w_u8 = round_by_output(w.reshape(len(w), -1), w_scale, WEIGHT_ZERO, 0, 255, moment).reshape(w.shape)
+    else:
+        w_u8 = _u8(w, w_scale)
     a_scale = float(numpy_helper.to_array(init[x_scale]))
     const = _adder(g)
 
@@ -165,7 +205,7 @@ def integer_last_conv(q: onnx.ModelProto) -> onnx.ModelProto:
     for u in range(w.shape[2]):
         for v in range(w.shape[3]):
             t = f"{p}_tap{u}{v}"
-            const(f"{t}_w", _u8(w[:, :, u, v], w_scale).T)  # (c, o)
+            const(f"{t}_w", w_u8[:, :, u, v].T.astype(np.uint8))  # (c, o)
             nodes += [helper.make_node("Slice", [f"{p}_nhwc", const(f"{t}_start", np.array([u, v], np.int64)),
                                                  const(f"{t}_end", np.array([u + h, v + wd], np.int64)), f"{p}_axes"],
                                        [f"{t}_x"]),

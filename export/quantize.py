@@ -8,10 +8,11 @@ Ways, fastest first (docs/export-and-int8.md has the figures):
   dynamic    - int8 weights for the Gemms only, activations quantized on the fly; Convs stay float
                (onnxruntime's ConvInteger is slower than its float Conv);
   dynamic-u8 - the same with 8-bit uint8 weights, for graphs whose error needs the 8th bit.
-Graphs without convolutions (the mlp) start at dynamic. The layer that reads z stays float in every way, as do
-the encoder's last layer and the decoder's logits: 8 bits there cost most of the error for a small share of the
-time. The first way whose mean abs error against PyTorch on held-out data stays within BOUND is kept; with none,
-there is no int8 unless force=True.
+Graphs without convolutions (the mlp) start at dynamic. The first layer of each graph stays float in every way,
+and so do the conv decoder's logits in the static way: 8 bits there cost most of the error for a small share of
+the time. With calibration data, every way's int8 weights are rounded by their effect on the layer's output
+(export/rounding.py), not each to the nearest integer. The first way whose mean abs error against PyTorch on
+held-out data stays within BOUND is kept; with none, there is no int8 unless force=True.
 
 Every way keeps its int8 weights in 7 bits ([-64, 64], onnxruntime's reduce_range; the static decoder's last
 conv has uint8 weights of 8 bits instead), so that no onnxruntime kernel saturates: the file computes the same
@@ -38,9 +39,10 @@ from vae_edge.runtime.errors import one_line
 from .errors import ExportError
 from .graphs import lowest_ir
 from .cpu import cpu_name
-from .int8_decoder import clip_activations, integer_gemm, integer_last_conv
+from .int8_decoder import PERCENTILES, clip_activations, integer_gemm, integer_last_conv, own_ranges
 from .int8_reference import reference_run
 from .parity import session
+from .rounding import rounded_by_output
 
 INT8_SAMPLES = 256  # random inputs for the error when no real images are at hand
 SEED = 0  # random inputs are drawn with this seed: the same export makes the same choice every time
@@ -155,15 +157,24 @@ def _ways(proto: onnx.ModelProto, input_name: str, calibration: np.ndarray,
           layout: Callable[[], onnx.ModelProto] | None = None):
     """(name, function making the quantized graph), fastest first. layout: the graph laid out for int8 convolutions
     (graphs.encoder_graph(int8_layout=True)), which the ways with int8 convolutions quantize instead of proto."""
-    if any(n.op_type == "Conv" for n in proto.graph.node) and len(calibration):
+    feed = {input_name: calibration} if len(calibration) else None
+    if any(n.op_type == "Conv" for n in proto.graph.node) and feed:
         g = layout() if layout else proto
         first = _first_layers(g, input_name)
         keep = first + _logits_layer(g)
-        yield "static", lambda: _static(g, input_name, calibration, list(WEIGHTED), keep)
-        yield "mixed", lambda: _dynamic(_static(g, input_name, calibration, ["Conv"], keep), first)
+        yield "static", lambda: _rounded(_static(g, input_name, calibration, list(WEIGHTED), keep), g, feed)
+        yield "mixed", lambda: _rounded(_dynamic(_static(g, input_name, calibration, ["Conv"], keep), first), g, feed)
     first = _first_layers(proto, input_name)
-    yield "dynamic", lambda: _dynamic(proto, first)
-    yield "dynamic-u8", lambda: _dynamic(proto, first, uint8_weights=True)
+    yield "dynamic", lambda: _rounded(_dynamic(proto, first), proto, feed)
+    yield "dynamic-u8", lambda: _rounded(_dynamic(proto, first, uint8_weights=True), proto, feed)
+
+
+def _rounded(q: onnx.ModelProto, fp32: onnx.ModelProto, feed: dict | None) -> onnx.ModelProto:
+    """q with its int8 weights rounded by their output on the calibration inputs (export/rounding.py), where there
+    are any; else as onnxruntime rounded them, to the nearest."""
+    if not feed:
+        return q
+    return rounded_by_output(q, {i.name: onnx.numpy_helper.to_array(i) for i in fp32.graph.initializer}, feed)
 
 
 def _logits_layer(proto: onnx.ModelProto) -> list[str]:
@@ -174,10 +185,12 @@ def _logits_layer(proto: onnx.ModelProto) -> list[str]:
 
 def _decoder_ways(decoder: onnx.ModelProto, layout: Callable[[], onnx.ModelProto], z: np.ndarray):
     """The conv decoder's ways: static (export/int8_decoder.py) where there is calibration data, then dynamic."""
-    if len(z):
+    feed = {"z": z} if len(z) else None
+    if feed:
         yield "static", lambda: _static_decoder(layout(), z)
-    yield "dynamic", lambda: _dynamic(decoder, _first_layers(decoder, "z"))
-    yield "dynamic-u8", lambda: _dynamic(decoder, _first_layers(decoder, "z"), uint8_weights=True)
+    yield "dynamic", lambda: _rounded(_dynamic(decoder, _first_layers(decoder, "z")), decoder, feed)
+    yield "dynamic-u8", lambda: _rounded(_dynamic(decoder, _first_layers(decoder, "z"), uint8_weights=True),
+                                         decoder, feed)
 
 
 def _first_layers(proto: onnx.ModelProto, input_name: str) -> list[str]:
@@ -185,18 +198,36 @@ def _first_layers(proto: onnx.ModelProto, input_name: str) -> list[str]:
     return [n.name for n in proto.graph.node if input_name in n.input and n.op_type in WEIGHTED]
 
 
-def static_decoder_qdq(layout: onnx.ModelProto, z: np.ndarray) -> onnx.ModelProto:
-    """The int8 layout graph quantized by onnxruntime (QDQ, activations clipped), its last conv still float."""
+def static_decoder_qdq(layout: onnx.ModelProto, z: np.ndarray, percentiles: dict | None = None) -> onnx.ModelProto:
+    """The int8 layout graph quantized by onnxruntime (QDQ, activations clipped at `percentiles`, by output name;
+    int8_decoder.PERCENTILE for the rest), its last conv still float."""
     last = [n.name for n in layout.graph.node if n.op_type in ("Conv", "DepthToSpace")][-2:]
-    return _static(clip_activations(layout, {"z": z}), "z", z,
+    return _static(clip_activations(layout, {"z": z}, percentiles), "z", z,
                    [*WEIGHTED, "Mul", "Relu", "Clip", "Reshape", "Transpose"], _first_layers(layout, "z") + last)
 
 
 def _static_decoder(layout: onnx.ModelProto, z: np.ndarray) -> onnx.ModelProto:
-    q = static_decoder_qdq(layout, z)
+    """The static int8 decoder, each activation's range chosen in graph order among PERCENTILES by the pixels' mean
+    abs error against the float decoder on the calibration latents (the check latents stay held out; onnxruntime
+    measures, as it measured the ranges themselves)."""
+    want = session(layout.SerializeToString()).run(["x"], {"z": z})[0]
+    chosen, best = {}, None
+    for name in own_ranges(layout):
+        trials = {}
+        for p in PERCENTILES:
+            q = _static_decoder_at(layout, z, {**chosen, name: p})
+            trials[p] = (float(np.abs(session(q.SerializeToString()).run(["x"], {"z": z})[0] - want).mean()), q)
+        chosen[name] = min(PERCENTILES, key=lambda p: trials[p][0])
+        best = trials[chosen[name]][1]
+    return best if best is not None else _static_decoder_at(layout, z, chosen)
+
+
+def _static_decoder_at(layout: onnx.ModelProto, z: np.ndarray, percentiles: dict) -> onnx.ModelProto:
+    q = static_decoder_qdq(layout, z, percentiles)
     floats = {i.name: onnx.numpy_helper.to_array(i) for i in layout.graph.initializer}
     try:
-        return integer_last_conv(integer_gemm(q, floats))
+        q = integer_last_conv(integer_gemm(q, floats, {"z": z}), {"z": z})
+        return rounded_by_output(q, floats, {"z": z})  # the QDQ convolutions between them
     except (StopIteration, ValueError, KeyError) as e:
         raise ExportError(f"static int8 of the decoder: {one_line(e) or 'unexpected graph'}") from None
 

@@ -154,6 +154,20 @@ def _static_decoder_before_and_after_the_last_conv_rewrite(model):
     return q, int8_decoder.integer_last_conv(onnx.ModelProto.FromString(q.SerializeToString()))
 
 
+def test_the_phase_mask_keeps_its_input_s_8_bit_grid_so_int8_masking_is_exact(conv_and_images):
+    """The mask multiplies by 0 or 1: its output quantized on its input's scale and zero point is its input's
+    integers, with no second rounding."""
+    model, _ = conv_and_images
+    z = np.random.default_rng(0).standard_normal((256, model.latent_dim)).astype(np.float32)
+    q = quantize.static_decoder_qdq(decoder_graph(model, int8_layout=True), z)
+    made = {o: n for n in q.graph.node for o in n.output}
+    init = {i.name: numpy_helper.to_array(i) for i in q.graph.initializer}
+    mask = next(n for n in q.graph.node if n.op_type == "Mul")
+    out = next(n for n in q.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == mask.output[0])
+    into = next(made[i] for i in mask.input if i in made and made[i].op_type == "DequantizeLinear")
+    assert [init[i] for i in out.input[1:]] == [init[i] for i in into.input[1:]]
+
+
 def test_the_static_decoder_computes_its_logits_in_int32_and_never_rounds_them_to_8_bits(conv_and_images):
     model, _ = conv_and_images
     _, q = _static_decoder_before_and_after_the_last_conv_rewrite(model)
