@@ -89,9 +89,10 @@ def _coarse(v: float, up: bool) -> float:
 
 # The weights of the layers rewritten here are uint8 around WEIGHT_ZERO, 8 bits symmetric per output channel:
 # onnxruntime multiplies uint8 by uint8 in 16-bit products with 32-bit sums on every CPU, so they keep 8 bits
-# without saturating (int8_reference.py). The 7-bit weights of onnxruntime's quantizer would cost the bundled
-# decoder 0.00015 of the 0.002 pixel bound in fc4 and as much in the last conv. (conv1 keeps 7 bits: onnxruntime
-# has no fast uint8 x uint8 convolution.)
+# without saturating (int8_reference.py). The last conv's logits need them; fc4 (integer_gemm, the static-u8 way)
+# only where onnxruntime's faster QGemm with 7-bit weights misses the bound: weights rounded by their output
+# (rounding.py), 7 bits cost the bundled decoder 0.00006 of its 0.002. (conv1 keeps 7 bits: onnxruntime has no
+# fast uint8 x uint8 convolution.)
 
 def _u8_scale(w: np.ndarray) -> np.ndarray:
     """Per row of w (an output channel): the scale that maps its largest weight to 127."""

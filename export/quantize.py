@@ -4,6 +4,7 @@ Ways, fastest first (docs/export-and-int8.md has the figures):
   static     - the conv decoder (export/int8_decoder.py): int8 from fc4 through the phase mask with calibrated
                activation ranges, the last convolution as int8 matrix products with float logits. The conv
                encoder: QDQ int8 for the Convs and Gemms, activation scales calibrated on real images;
+  static-u8  - the conv decoder the same, its fc4 a uint8 x uint8 product with 8-bit weights (slower);
   mixed      - the conv encoder: static QDQ for the Convs, dynamic int8 for the Gemms;
   dynamic    - int8 weights for the Gemms only, activations quantized on the fly; Convs stay float
                (onnxruntime's ConvInteger is slower than its float Conv);
@@ -15,7 +16,7 @@ the time. With calibration data, every way's int8 weights are rounded by their e
 held-out data stays within BOUND is kept; with none, there is no int8 unless force=True.
 
 Every way keeps its int8 weights in 7 bits ([-64, 64], onnxruntime's reduce_range; the static decoder's last
-conv has uint8 weights of 8 bits instead), so that no onnxruntime kernel saturates: the file computes the same
+conv, and static-u8's fc4, have uint8 weights of 8 bits instead), so that no onnxruntime kernel saturates: the file computes the same
 on every CPU (export/int8_reference.py says why). The error that chooses the way and that vae.json records is the
 file's own, computed by that exact reference against PyTorch; the error of onnxruntime on the exporting CPU is
 recorded beside it ("this_cpu"), as a measurement of one machine.
@@ -116,8 +117,8 @@ def quantize_int8(encoder: onnx.ModelProto, decoder: onnx.ModelProto, data: Cali
     return eq, dq, report
 
 
-WEIGHT_BITS = ("int8 weights in 7 bits (reduce_range), the static decoder's last conv in uint8 (u8 x u8): "
-               "no CPU's int8 kernel saturates")
+WEIGHT_BITS = ("int8 weights in 7 bits (reduce_range), the static decoder's last conv (and static-u8's fc4) in "
+               "uint8 (u8 x u8): no CPU's int8 kernel saturates")
 
 
 def _error(got: np.ndarray, expected: np.ndarray) -> dict:
@@ -187,7 +188,8 @@ def _decoder_ways(decoder: onnx.ModelProto, layout: Callable[[], onnx.ModelProto
     """The conv decoder's ways: static (export/int8_decoder.py) where there is calibration data, then dynamic."""
     feed = {"z": z} if len(z) else None
     if feed:
-        yield "static", lambda: _static_decoder(layout(), z)
+        yield "static", lambda: _static_decoder(layout(), z, uint8_fc4=False)
+        yield "static-u8", lambda: _static_decoder(layout(), z, uint8_fc4=True)
     yield "dynamic", lambda: _rounded(_dynamic(decoder, _first_layers(decoder, "z")), decoder, feed)
     yield "dynamic-u8", lambda: _rounded(_dynamic(decoder, _first_layers(decoder, "z"), uint8_weights=True),
                                          decoder, feed)
@@ -206,28 +208,29 @@ def static_decoder_qdq(layout: onnx.ModelProto, z: np.ndarray, percentiles: dict
                    [*WEIGHTED, "Mul", "Relu", "Clip", "Reshape", "Transpose"], _first_layers(layout, "z") + last)
 
 
-def _static_decoder(layout: onnx.ModelProto, z: np.ndarray) -> onnx.ModelProto:
+def _static_decoder(layout: onnx.ModelProto, z: np.ndarray, uint8_fc4: bool) -> onnx.ModelProto:
     """The static int8 decoder, each activation's range chosen in graph order among PERCENTILES by the pixels' mean
     abs error against the float decoder on the calibration latents (the check latents stay held out; onnxruntime
-    measures, as it measured the ranges themselves)."""
+    measures, as it measured the ranges themselves). uint8_fc4: fc4 as integer_gemm's uint8 x uint8 product with
+    8-bit weights, where onnxruntime's QGemm with 7-bit weights (faster) misses the bound."""
     want = session(layout.SerializeToString()).run(["x"], {"z": z})[0]
     chosen, best = {}, None
     for name in own_ranges(layout):
         trials = {}
         for p in PERCENTILES:
-            q = _static_decoder_at(layout, z, {**chosen, name: p})
+            q = _static_decoder_at(layout, z, {**chosen, name: p}, uint8_fc4)
             trials[p] = (float(np.abs(session(q.SerializeToString()).run(["x"], {"z": z})[0] - want).mean()), q)
         chosen[name] = min(PERCENTILES, key=lambda p: trials[p][0])
         best = trials[chosen[name]][1]
-    return best if best is not None else _static_decoder_at(layout, z, chosen)
+    return best if best is not None else _static_decoder_at(layout, z, chosen, uint8_fc4)
 
 
-def _static_decoder_at(layout: onnx.ModelProto, z: np.ndarray, percentiles: dict) -> onnx.ModelProto:
+def _static_decoder_at(layout: onnx.ModelProto, z: np.ndarray, percentiles: dict, uint8_fc4: bool) -> onnx.ModelProto:
     q = static_decoder_qdq(layout, z, percentiles)
     floats = {i.name: onnx.numpy_helper.to_array(i) for i in layout.graph.initializer}
     try:
-        q = integer_last_conv(integer_gemm(q, floats, {"z": z}), {"z": z})
-        return rounded_by_output(q, floats, {"z": z})  # the QDQ convolutions between them
+        q = integer_last_conv(integer_gemm(q, floats, {"z": z}) if uint8_fc4 else q, {"z": z})
+        return rounded_by_output(q, floats, {"z": z})  # the QDQ layers: fc4 (unless uint8_fc4) and the convolutions
     except (StopIteration, ValueError, KeyError) as e:
         raise ExportError(f"static int8 of the decoder: {one_line(e) or 'unexpected graph'}") from None
 

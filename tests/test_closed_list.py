@@ -54,8 +54,9 @@ def exports() -> dict:
 
 
 def test_the_exports_cover_every_int8_way(exports):
-    ways = {name.split()[-1] for name in exports if name.split()[-1] in ("static", "mixed", "dynamic", "dynamic-u8")}
-    assert ways == {"static", "mixed", "dynamic", "dynamic-u8"}
+    ways = {name.split()[-1] for name in exports
+            if name.split()[-1] in ("static", "static-u8", "mixed", "dynamic", "dynamic-u8")}
+    assert ways == {"static", "static-u8", "mixed", "dynamic", "dynamic-u8"}
     assert {"conv decoder static", "conv encoder static", "prior", "score"} <= set(exports)
 
 
