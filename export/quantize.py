@@ -17,9 +17,9 @@ held-out data stays within BOUND is kept; with none, there is no int8 unless for
 
 Every way keeps its int8 weights in 7 bits ([-64, 64], onnxruntime's reduce_range; the static decoder's last
 conv, and static-u8's fc4, have uint8 weights of 8 bits instead), so that no onnxruntime kernel saturates: the
-file computes the same on every CPU (export/int8_reference.py says why). The error that chooses the way and that vae.json records is the
-file's own, computed by that exact reference against PyTorch; the error of onnxruntime on the exporting CPU is
-recorded beside it ("this_cpu"), as a measurement of one machine.
+file computes the same on every CPU (export/int8_reference.py says why). The error that chooses the way and that
+vae.json records is the file's own, computed by that exact reference against PyTorch; the error of onnxruntime on
+the exporting CPU is recorded beside it ("this_cpu"), as a measurement of one machine.
 """
 from __future__ import annotations
 
