@@ -12,8 +12,10 @@ vae-train's time went (its closing `time:` line).
 
 --recipes mlp,conv,vamp100,vamp500 (the CPU mode): each recipe (mlp: vae-train's defaults; conv: the bundled
 recipe, MODEL_RECIPE in the Makefile, with a Gaussian prior; vamp100: the bundled recipe itself; vamp500: with K = 500;
-each with its --epochs, --seed and --kl-warmup replaced by this script's) in each of --variants (fp32: --no-amp;
-bf16: --amp; bf16-cl: --amp --channels-last; fp32-cl: --no-amp --channels-last; the -cl ones on conv recipes only),
+each with its --epochs, --seed and --kl-warmup replaced by this script's, its IWAE fine-tuning left out) in each of
+--variants (fp32: --no-amp; bf16: --amp; bf16-cl: --amp --channels-last; fp32-cl: --no-amp --channels-last;
+bf16-cl-b256: bf16-cl at batch 256, which spreads the VampPrior's pseudo-input pass, one per step, over twice the
+images; bf16-cl-b256-lr2: that with Adam at 2e-3; the -cl ones on conv recipes only),
 one whole vae-train process each, trained on the first --images training images for --epochs epochs and scored on
 the first --test-images test images, once per seed of --seeds; the seeds are the interleaved rounds. Prints each
 variant's training time per 60,000-image epoch (the run's `time:` line, training alone) and its ratio to fp32's, and
@@ -45,9 +47,12 @@ DEBIAN = Path("/usr/share/datasets/fashion-mnist")
 RECIPES = {"mlp": None, "conv": ["--prior", "gaussian"], "vamp100": ["--prior", "vamp", "--prior-components", "100"],
            "vamp500": ["--prior", "vamp", "--prior-components", "500"]}  # None: vae-train's defaults; else bundled
 VARIANTS = {"fp32": ["--no-amp"], "bf16": ["--amp"], "bf16-cl": ["--amp", "--channels-last"],
+            "bf16-cl-b256": ["--amp", "--channels-last", "--batch-size", "256"],
+            "bf16-cl-b256-lr2": ["--amp", "--channels-last", "--batch-size", "256", "--lr", "2e-3"],
             "fp32-cl": ["--no-amp", "--channels-last"]}
 SET_HERE = ("--dataset", "--data-dir", "--epochs", "--seed", "--kl-warmup", "--amp", "--no-amp", "--channels-last",
-            "--no-channels-last", "--prior", "--prior-components", "--device")
+            "--no-channels-last", "--prior", "--prior-components", "--device", "--train-k", "--train-k-epochs",
+            "--batch-size", "--lr")
 MARGIN = 0.3  # nats: issue 36's margin on a new default's mean test -ELBO, where fp32's seed range is narrower
 EPOCH = 60_000  # Fashion-MNIST's training images: times are given per epoch of these
 
