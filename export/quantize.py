@@ -214,20 +214,22 @@ def _static_decoder(layout: onnx.ModelProto, z: np.ndarray, uint8_fc4: bool) -> 
     measures, as it measured the ranges themselves). uint8_fc4: fc4 as integer_gemm's uint8 x uint8 product with
     8-bit weights, where onnxruntime's QGemm with 7-bit weights (faster) misses the bound."""
     want = session(layout.SerializeToString()).run(["x"], {"z": z})[0]
+    floats = {i.name: onnx.numpy_helper.to_array(i) for i in layout.graph.initializer}
     chosen, best = {}, None
     for name in own_ranges(layout):
         trials = {}
         for p in PERCENTILES:
-            q = _static_decoder_at(layout, z, {**chosen, name: p}, uint8_fc4)
+            q = _static_decoder_at(layout, floats, z, {**chosen, name: p}, uint8_fc4)
             trials[p] = (float(np.abs(session(q.SerializeToString()).run(["x"], {"z": z})[0] - want).mean()), q)
         chosen[name] = min(PERCENTILES, key=lambda p: trials[p][0])
         best = trials[chosen[name]][1]
-    return best if best is not None else _static_decoder_at(layout, z, chosen, uint8_fc4)
+    return best if best is not None else _static_decoder_at(layout, floats, z, chosen, uint8_fc4)
 
 
-def _static_decoder_at(layout: onnx.ModelProto, z: np.ndarray, percentiles: dict, uint8_fc4: bool) -> onnx.ModelProto:
+def _static_decoder_at(layout: onnx.ModelProto, floats: dict, z: np.ndarray, percentiles: dict,
+                       uint8_fc4: bool) -> onnx.ModelProto:
+    """One static decoder at the given ranges; floats: layout's initializers, by name."""
     q = static_decoder_qdq(layout, z, percentiles)
-    floats = {i.name: onnx.numpy_helper.to_array(i) for i in layout.graph.initializer}
     try:
         q = integer_last_conv(integer_gemm(q, floats, {"z": z}) if uint8_fc4 else q, {"z": z})
         return rounded_by_output(q, floats, {"z": z})  # the QDQ layers: fc4 (unless uint8_fc4) and the convolutions

@@ -21,6 +21,8 @@ import onnx
 import onnxruntime as ort
 from onnx import TensorProto, helper, numpy_helper
 
+from vae_edge.runtime.sessions import new_session
+
 DAMP = 0.01  # times the mean diagonal, added to the second moment: inputs that barely vary do not blow it up
 CHUNK = 64  # calibration inputs a pass: the im2col rows of a large image's convolution stay small
 INT8 = (-64, 64)  # every int8 weight keeps 7 bits (quantize.py says why)
@@ -64,9 +66,7 @@ def second_moments(proto: onnx.ModelProto, feed: dict, rows: dict) -> dict:
     calibration inputs at a time."""
     probe = copy.deepcopy(proto)
     probe.graph.output.extend(helper.make_tensor_value_info(t, TensorProto.FLOAT, None) for t in rows)
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    sess = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    sess = new_session(probe.SerializeToString(), graph_optimization_level=ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
     (name, data), = feed.items()
     out = {}
     for i in range(0, len(data), CHUNK):
