@@ -9,6 +9,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import * as ort from 'onnxruntime-web';
+import { gaussian, randomSeed, uniform } from '../src/random.js';
 
 const BATCHES = [1, 64, 1024];
 
@@ -24,12 +25,6 @@ function parse(argv) {
   return opts;
 }
 
-function normals(n) {
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) out[i] = Math.sqrt(-2 * Math.log(1 - Math.random())) * Math.cos(2 * Math.PI * Math.random());
-  return out;
-}
-
 async function contenders(folder) {
   const meta = JSON.parse(fs.readFileSync(path.join(folder, 'vae.json'), 'utf8'));
   const shape = meta.model.input_shape, latent = meta.model.latent_dim, pixels = shape.reduce((a, b) => a * b, 1);
@@ -42,8 +37,8 @@ async function contenders(folder) {
         { executionProviders: ['wasm'] });
       for (const batch of BATCHES) {
         const feed = graph === 'encoder'
-          ? { x: new ort.Tensor('float32', Float32Array.from({ length: batch * pixels }, Math.random), [batch, ...shape]) }
-          : { z: new ort.Tensor('float32', normals(batch * latent), [batch, latent]) };
+          ? { x: new ort.Tensor('float32', uniform(batch * pixels, randomSeed()), [batch, ...shape]) }
+          : { z: new ort.Tensor('float32', gaussian(batch * latent, randomSeed()), [batch, latent]) };
         out.push({ folder, graph, precision, batch, run: () => session.run(feed), times: [] });
       }
     }
