@@ -45,7 +45,8 @@ test('another seed draws other numbers, seeds past 2^32 included', () => {
 
 test('logExact is within 2 ulp of Math.log', () => {
   for (let i = 0; i < 100_000; i++) {
-    const m = 0.5 + Math.random() / 2, e = -Math.floor(Math.random() * 60), want = Math.log(m) + e * Math.LN2;
+    // the reference is log1p(m - 1), m - 1 exact: V8's Math.log is itself 1 ulp off for some m (0.6805093134521055)
+    const m = 0.5 + Math.random() / 2, e = -Math.floor(Math.random() * 60), want = Math.log1p(m - 1) + e * Math.LN2;
     const ulp = 2 ** (Math.floor(Math.log2(Math.abs(want) || 1e-300)) - 52);
     assert.ok(Math.abs(logExact(m, e) - want) <= 2 * ulp + Math.abs(e) * 2 ** -53, `log(${m} 2^${e})`);
   }
