@@ -208,7 +208,7 @@ def test_channels_last_feeds_the_conv_layers_nhwc_tensors(tmp_path, npy, monkeyp
 # --- resume -----------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("extra", [{}, {"channels_last": True}, {"arch": "mlp", "latent_layers": 2, "train_k": 3},
-                                   {"train_k": 3, "train_k_epochs": 1}])
+                                   {"train_k": 3, "train_k_epochs": 1}, {"ema": 0.9, "channels_last": True}])
 def test_an_interrupted_bf16_run_resumes_to_the_weights_of_an_uninterrupted_one(tmp_path, npy, bf16_cpu, monkeypatch,
                                                                                  extra):
     from vae_edge.train import stop

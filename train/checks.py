@@ -26,6 +26,8 @@ def check_config(cfg: Config, world: int) -> None:
         raise TrainError("--beta and --kl-warmup must not be negative")
     if cfg.train_k < 1:
         raise TrainError(f"--train-k must be at least 1, got {cfg.train_k}")
+    if not 0 <= cfg.ema < 1:
+        raise TrainError(f"--ema is a decay in [0, 1) (0: off), got {cfg.ema}")
     if cfg.train_k_epochs < 0 or cfg.train_k_epochs > cfg.epochs:
         raise TrainError(f"--train-k-epochs must lie in 0 to --epochs ({cfg.epochs}), got {cfg.train_k_epochs}")
     if cfg.train_k_epochs and cfg.train_k == 1:

@@ -59,6 +59,10 @@ def train_cmd(
     train_k_epochs: Annotated[int, typer.Option(
         help="With --train-k K: the last N epochs alone train the IWAE bound, the epochs before the ELBO (IWAE "
              "fine-tuning); 0: every epoch.")] = D.train_k_epochs,
+    ema: Annotated[float, typer.Option(
+        help="Average the weights as training goes, average <- d * average + (1 - d) * weights after each step, "
+             "with decay d (0.9995: about the last 2,000 steps); the test figures and model.pt use the average. "
+             "0: off.")] = D.ema,
     binarize: Annotated[bool, typer.Option(
         help="Binarize training pixels afresh each batch, the test set once with a fixed seed (a proper Bernoulli "
              "likelihood; comparable to published numbers).")] = D.binarize,
@@ -132,8 +136,8 @@ def train_cmd(
                  channels=channels, background=background, data_access=data_access, test_fraction=test_fraction,
                  binarize=binarize, classes=classes, exclude_classes=exclude_classes, epochs=epochs,
                  batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, beta=beta,
-                 kl_warmup=kl_warmup, train_k=train_k, train_k_epochs=train_k_epochs, seed=seed, device=device, amp=amp,
-                 channels_last=channels_last, compile=compile,
+                 kl_warmup=kl_warmup, train_k=train_k, train_k_epochs=train_k_epochs, ema=ema, seed=seed, device=device,
+                 amp=amp, channels_last=channels_last, compile=compile,
                  cuda_graphs=cuda_graphs, iwae_k=iwae_k, out_dir=out_dir, name=name)
     try:
         train(cfg, resume=resume, force=force, started=STARTED, cache_dir=cache_dir, strict=strict)

@@ -45,6 +45,7 @@ class Config:
     kl_warmup: float = 0.0  # epochs over which beta ramps up from 0
     train_k: int = 1  # importance samples per image in the training objective: 1 is the ELBO, more the IWAE bound
     train_k_epochs: int = 0  # 0: train_k in every epoch; N: in the last N alone, the ELBO before (IWAE fine-tuning)
+    ema: float = 0.0  # the decay of the weights' moving average that test figures and model.pt use (ema.py); 0: off
     seed: int = 1
     # machinery
     device: str = "auto"

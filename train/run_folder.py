@@ -65,19 +65,24 @@ def final_checkpoint(model: VAE, cfg: Config, history: list[dict]) -> dict:
             "metrics": history}
 
 
-def resume_state(model, opt, cfg, history, epoch, step, perm_state, noise_gen, sums) -> dict:
-    """final_checkpoint plus what continuing needs: the optimizer, where the loop is, the generators, the sums
-    of the epoch so far."""
+def resume_state(model, opt, cfg, history, epoch, step, perm_state, noise_gen, sums, ema=None) -> dict:
+    """final_checkpoint of the trained weights plus what continuing needs: the optimizer, where the loop is, the
+    generators, the sums of the epoch so far, and the weights' average (--ema)."""
     ckpt = final_checkpoint(model, cfg, history)
     ckpt.update(optimizer=portable_state(opt), epoch=epoch, step=step, perm_rng=perm_state,
                 noise_rng=noise_gen.get_state(), partial=sums)
+    if ema is not None:
+        ckpt["ema_state_dict"] = final_checkpoint(ema.model, cfg, history)["state_dict"]
     return ckpt
 
 
-def save_epoch(out: Path, model, opt, cfg, history, epoch, perm_gen, noise_gen, test_images, device, clock) -> None:
-    """After an epoch: last.pt, metrics.jsonl, curves.png, samples.png and reconstructions.png."""
-    checkpoint.save(resume_state(model, opt, cfg, history, epoch + 1, 0, perm_gen.get_state(), noise_gen, [0.0, 0.0]),
-                    out / "last.pt")
+def save_epoch(out: Path, model, opt, cfg, history, epoch, perm_gen, noise_gen, test_images, device, clock,
+               ema=None) -> None:
+    """After an epoch: last.pt, metrics.jsonl, curves.png, samples.png and reconstructions.png (of the weights'
+    average where there is one)."""
+    checkpoint.save(resume_state(model, opt, cfg, history, epoch + 1, 0, perm_gen.get_state(), noise_gen, [0.0, 0.0],
+                                 ema), out / "last.pt")
+    model = ema.model if ema is not None else model
     write_text(out / "metrics.jsonl", "".join(json.dumps(m) + "\n" for m in history))
     clock.lap("checkpoints")
     curves.draw(history, out / "curves.png")

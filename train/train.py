@@ -22,6 +22,7 @@ from .clock import Clock
 from .config import Config
 from .data import Mapped, MappedPixels, hold_in_memory, load_data, pixels, select_classes
 from .devices import Ranks, init_distributed, job_sums, pick_device  # noqa: F401 (pick_device: the CLI's)
+from .ema import Ema
 from .errors import TrainError
 from .evaluation import describe, evaluate, iwae, summary
 from .model import VAE
@@ -91,6 +92,8 @@ def train(cfg: Config, resume: str | None = None, force: bool = False, quiet: bo
         model = model.to(memory_format=torch.channels_last)
         model.channels_last = True
     opt = optimizer(model.parameters(), cfg.lr, device, graphs)
+    ema = Ema(model, cfg.ema) if cfg.ema else None
+    shown = ema.model if ema else model  # the weights the test figures, the pictures and model.pt use
     perm_gen = torch.Generator().manual_seed(cfg.seed)
     noise_gen = torch.Generator(device).manual_seed(cfg.seed + 1)
     start_epoch, start_step, partial, history = 1, 0, None, []
@@ -98,6 +101,8 @@ def train(cfg: Config, resume: str | None = None, force: bool = False, quiet: bo
         model.check_stages(state["state_dict"])
         model.load_state_dict(state["state_dict"])
         load_state(opt, state["optimizer"])
+        if ema:
+            ema.load_state_dict(state["ema_state_dict"])
         perm_gen.set_state(state["perm_rng"])
         try:
             noise_gen.set_state(state["noise_rng"])
@@ -108,7 +113,7 @@ def train(cfg: Config, resume: str | None = None, force: bool = False, quiet: bo
         partial, history = state["partial"], list(state["metrics"])
         if start_epoch > cfg.epochs:
             say(f"{out} is complete ({cfg.epochs} epochs); nothing to resume")
-            return model, history
+            return shown, history
     if ranks.main:
         out.mkdir(parents=True, exist_ok=True)
 
@@ -186,6 +191,8 @@ def train(cfg: Config, resume: str | None = None, force: bool = False, quiet: bo
                         torch.cuda.current_stream(device).wait_stream(warmup)
                     else:
                         step.run(inputs)
+                    if ema:
+                        ema.update()
                     eager_full_steps += inputs is full and step.graph is None
                     count += len(inputs.idx) // ranks.world + (ranks.rank < len(inputs.idx) % ranks.world)
                     bar.advance(1, loss_text)
@@ -193,7 +200,7 @@ def train(cfg: Config, resume: str | None = None, force: bool = False, quiet: bo
                         sums = job_sums([step.loss_sum, count], ranks, device)
                         if ranks.main:
                             checkpoint.save(resume_state(model, opt, cfg, history, epoch, s + 1, perm_state,
-                                                         noise_gen, sums), out / "last.pt")
+                                                         noise_gen, sums, ema), out / "last.pt")
                         raise Interrupted(stop.signum or signal.SIGINT, out / "last.pt")
             start_step = 0
 
@@ -201,25 +208,27 @@ def train(cfg: Config, resume: str | None = None, force: bool = False, quiet: bo
             loss_total, examples = job_sums([step.loss_sum, count], ranks, device)
             clock.lap("training")
             metrics = {"epoch": epoch, "train_loss": loss_total / examples, "train_k": step.train_k}
-            metrics.update(evaluate(model, test_x, cfg, ranks, device))
+            metrics.update(evaluate(shown, test_x, cfg, ranks, device))
+            if ema and epoch == cfg.epochs:  # what the averaging bought, in the run's own figures
+                metrics["test_loss_trained_weights"] = evaluate(model, test_x, cfg, ranks, device)["test_loss"]
             metrics["seconds"] = time.perf_counter() - t0
             metrics["examples_per_s"] = examples / metrics["seconds"]
             clock.lap("test")
             if epoch == cfg.epochs and cfg.iwae_k > 0:
-                metrics[f"test_iwae_{cfg.iwae_k}"] = iwae(model, test_x, cfg.iwae_k, cfg.seed, ranks, device)
+                metrics[f"test_iwae_{cfg.iwae_k}"] = iwae(shown, test_x, cfg.iwae_k, cfg.seed, ranks, device)
                 clock.lap("IWAE")
             metrics.update(describe(metrics, cfg.binarize), precision=precision.name, precision_why=precision.why,
                            memory_format="channels_last" if channels_last else "contiguous")
             history.append(metrics)
             if ranks.main:
-                save_epoch(out, model, opt, cfg, history, epoch, perm_gen, noise_gen, test_images, device, clock)
+                save_epoch(out, model, opt, cfg, history, epoch, perm_gen, noise_gen, test_images, device, clock, ema)
             say(summary(metrics, cfg.epochs))
 
     if ranks.main:
-        checkpoint.save(final_checkpoint(model, cfg, history), out / "model.pt")
+        checkpoint.save(final_checkpoint(shown, cfg, history), out / "model.pt")
         clock.lap("checkpoints")
         say(f"done: {out / 'model.pt'}  (metrics.jsonl, curves.png, samples.png, reconstructions.png beside it)")
         say(clock.summary())
     if ranks.world > 1:
         dist.barrier()  # no rank leaves (and tears down gloo) while rank 0 is still writing
-    return model, history
+    return shown, history
