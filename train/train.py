@@ -4,8 +4,9 @@ at a time), batches taken in a per-epoch permutation.
 Runs as one process, or under torchrun with DistributedDataParallel: each rank takes its share of
 every global batch, so the examples, the noise and the updates are those of a single process.
 Around the loop: checks.py (what a run refuses), devices.py (device and ranks), step.py (one step, eager or a CUDA
-graph), schedule.py (KL weight, learning rate), evaluation.py (test figures), run_folder.py (what is written after
-each epoch), stop.py (Ctrl-C saves and stops), progress.py (the bar), clock.py (where the time went).
+graph), schedule.py (KL weight, learning rate), ema.py (--ema's average of the weights), evaluation.py (test
+figures), run_folder.py (what is written after each epoch), stop.py (Ctrl-C saves and stops), progress.py (the
+bar), clock.py (where the time went).
 """
 from __future__ import annotations
 
