@@ -54,11 +54,12 @@ async function compare(page, what, precision, input, want, reference) {
   return got.reduce((worst, v, i) => Math.max(worst, Math.abs(v - want.data[i])), 0);
 }
 
-/** Do `act` and wait until the canvas #id shows another picture. */
+/** Do `act` and wait until the canvas #id shows another picture (30 s: a single-threaded page on a loaded 2-core
+ * machine once failed this check at 10 s; the same check passed on its rerun). */
 async function changes(page, id, act, message) {
   const before = await page.evaluate((id) => document.getElementById(id).toDataURL(), id);
   await act();
-  await page.waitForFunction(([id, old]) => document.getElementById(id).toDataURL() !== old, [id, before], { timeout: 10_000 })
+  await page.waitForFunction(([id, old]) => document.getElementById(id).toDataURL() !== old, [id, before], { timeout: 30_000 })
     .catch(() => { throw new Error(message); });
 }
 
